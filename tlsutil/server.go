@@ -1,0 +1,175 @@
+package tlsutil
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+)
+
+// CertFiles names one PEM certificate chain and its private key.
+type CertFiles struct {
+	// Cert is the path of the PEM certificate chain, leaf first.
+	Cert string
+	// Key is the path of the PEM private key matching the leaf.
+	Key string
+}
+
+// ServerOptions configures a Server.
+type ServerOptions struct {
+	// Certs lists the certificates to serve. It must not be empty.
+	// The first one is the default: it is served to clients that send no
+	// SNI or a name no certificate covers. When several certificates cover
+	// the same name, the one listed first wins.
+	Certs []CertFiles
+	// MinVersion is the lowest TLS version accepted from clients
+	// (tls.VersionTLS10 ... tls.VersionTLS13). Zero means tls.VersionTLS12.
+	MinVersion uint16
+}
+
+// ErrNoCertificates is returned by NewServer when ServerOptions.Certs is empty.
+var ErrNoCertificates = errors.New("no certificates configured")
+
+// Server holds the loaded listener certificates and hands out tls.Configs
+// that choose among them by SNI. It is safe for concurrent use: Reload swaps
+// the certificate set atomically, and every Config returned before or after
+// a Reload sees the new set on its next handshake.
+type Server struct {
+	files      []CertFiles
+	minVersion uint16
+	set        atomic.Pointer[certSet]
+}
+
+// certSet is one immutable generation of loaded certificates.
+type certSet struct {
+	certs    []*tls.Certificate          // in ServerOptions.Certs order; certs[0] is the default
+	exact    map[string]*tls.Certificate // lower-case DNS name → certificate
+	wildcard map[string]*tls.Certificate // "example.com" for a "*.example.com" name → certificate
+}
+
+// NewServer loads every certificate in opts and returns a Server serving them.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if len(opts.Certs) == 0 {
+		return nil, ErrNoCertificates
+	}
+	minVersion := opts.MinVersion
+	if minVersion == 0 {
+		minVersion = tls.VersionTLS12
+	}
+	if err := checkVersion(minVersion); err != nil {
+		return nil, fmt.Errorf("min version: %w", err)
+	}
+	s := &Server{
+		files:      append([]CertFiles(nil), opts.Certs...),
+		minVersion: minVersion,
+	}
+	set, err := loadCertSet(s.files)
+	if err != nil {
+		return nil, err
+	}
+	s.set.Store(set)
+	return s, nil
+}
+
+// Config returns a new tls.Config for a listener or a STARTTLS upgrade.
+// The certificate is chosen per handshake by SNI: an exact name first, then a
+// wildcard (*.example.com covers exactly one more label, as in RFC 6125
+// section 6.4.3), else the default certificate. No ALPN protocols are set:
+// the mail protocols do not negotiate one, and a forwarded ALPN that does not
+// match the service makes Dovecot drop the connection.
+//
+// The caller may modify the returned Config; it is not shared.
+func (s *Server) Config() *tls.Config {
+	return &tls.Config{
+		MinVersion:     s.minVersion,
+		GetCertificate: s.getCertificate,
+	}
+}
+
+// Reload reads all certificate files again. If any file fails to load, the
+// certificates in use stay unchanged and the error says which file failed.
+// Handshakes in progress finish with the set they started with.
+func (s *Server) Reload() error {
+	set, err := loadCertSet(s.files)
+	if err != nil {
+		return fmt.Errorf("reload certificates: %w", err)
+	}
+	s.set.Store(set)
+	return nil
+}
+
+// getCertificate is the tls.Config.GetCertificate callback.
+func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.set.Load().choose(hello.ServerName), nil
+}
+
+// choose returns the certificate for an SNI server name ("" when the client
+// sent none).
+func (cs *certSet) choose(serverName string) *tls.Certificate {
+	name := strings.TrimSuffix(strings.ToLower(serverName), ".")
+	if name == "" {
+		return cs.certs[0]
+	}
+	if c, ok := cs.exact[name]; ok {
+		return c
+	}
+	// RFC 6125 section 6.4.3: the wildcard stands for the left-most label only.
+	if _, parent, ok := strings.Cut(name, "."); ok && parent != "" {
+		if c, ok := cs.wildcard[parent]; ok {
+			return c
+		}
+	}
+	return cs.certs[0]
+}
+
+// loadCertSet loads every file pair and indexes the certificates by the DNS
+// names of their leaves.
+func loadCertSet(files []CertFiles) (*certSet, error) {
+	cs := &certSet{
+		exact:    make(map[string]*tls.Certificate),
+		wildcard: make(map[string]*tls.Certificate),
+	}
+	for _, f := range files {
+		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
+		}
+		if c.Leaf == nil {
+			leaf, err := x509.ParseCertificate(c.Certificate[0])
+			if err != nil {
+				return nil, fmt.Errorf("parse certificate %s: %w", f.Cert, err)
+			}
+			c.Leaf = leaf
+		}
+		cert := &c
+		cs.certs = append(cs.certs, cert)
+		for _, n := range leafNames(c.Leaf) {
+			n = strings.TrimSuffix(strings.ToLower(n), ".")
+			if parent, ok := strings.CutPrefix(n, "*."); ok {
+				if _, dup := cs.wildcard[parent]; !dup && parent != "" {
+					cs.wildcard[parent] = cert
+				}
+				continue
+			}
+			if _, dup := cs.exact[n]; !dup && n != "" {
+				cs.exact[n] = cert
+			}
+		}
+	}
+	return cs, nil
+}
+
+// leafNames returns the DNS names a leaf certificate is valid for: its DNS
+// subject alternative names, or its common name when it has none (older
+// certificates; RFC 6125 section 6.4.4).
+func leafNames(leaf *x509.Certificate) []string {
+	if len(leaf.DNSNames) > 0 {
+		return leaf.DNSNames
+	}
+	if leaf.Subject.CommonName != "" {
+		return []string{leaf.Subject.CommonName}
+	}
+	return nil
+}
