@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Phase is a stage of a session; each has its own deadline.
+type Phase int
+
+const (
+	PhaseGreeting  Phase = iota // writing the greeting, reading the first command
+	PhasePreAuth                // waiting for the next command before login
+	PhaseHandshake              // TLS handshake (implicit TLS or STARTTLS)
+	PhaseLogin                  // talking to the server: greeting and replayed login
+	PhaseRelay                  // after login: bytes flow both ways
+)
+
+// readerSize is the client reader's buffer before login. Pre-auth lines are
+// capped by the frontends well below it; after login the reader is dropped.
+const readerSize = 4096
+
+// Conn is one client connection and the session on it.
+//
+// A Handler reads the client through [Conn.Reader] and writes with
+// [Conn.Write]. Methods are not safe for concurrent use unless noted; the
+// engine itself only touches the connection concurrently to end it.
+type Conn struct {
+	id       uint64
+	srv      *Server
+	fe       *Frontend
+	log      *slog.Logger
+	start    time.Time
+	remote   netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
+	local    netip.AddrPort // the address the client connected to
+	sock     *sockConn      // the client socket
+	tlsConn  *tls.Conn      // non-nil once the client is on TLS
+	r        *bufio.Reader
+	proxied  bool // remote came from an inbound PROXY header
+	handedOf atomic.Bool
+	cancel   context.CancelFunc
+
+	bytesIn  atomic.Int64 // client → maildirector
+	bytesOut atomic.Int64 // maildirector → client
+
+	mu      sync.Mutex // guards the fields below, read by the registry and the log line
+	user    string
+	lease   Lease
+	server  string
+	goodbye []byte
+	ended   string // why the session ended, if the engine ended it
+	closed  bool
+}
+
+// ID is the connection's number, unique in this process.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Logger carries conn, proto and remote attributes.
+func (c *Conn) Logger() *slog.Logger { return c.log }
+
+// Frontend is the frontend that accepted the connection.
+func (c *Conn) Frontend() *Frontend { return c.fe }
+
+// RemoteAddr is the real client: from a trusted PROXY header, else the socket peer.
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// LocalAddr is the address the client connected to.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// Reader is the buffered client reader. Bytes read ahead of a handoff are
+// replayed to the server by [Conn.Relay].
+func (c *Conn) Reader() *bufio.Reader { return c.r }
+
+// Write writes to the client.
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := c.netConn().Write(p)
+	c.bytesOut.Add(int64(n))
+	return n, err
+}
+
+// WriteString writes s to the client.
+func (c *Conn) WriteString(s string) error {
+	_, err := c.Write([]byte(s))
+	return err
+}
+
+func (c *Conn) netConn() net.Conn {
+	if c.tlsConn != nil {
+		return c.tlsConn
+	}
+	return c.sock
+}
+
+// TLS returns the client's TLS state, or nil if the client is in plaintext.
+func (c *Conn) TLS() *tls.ConnectionState {
+	if c.tlsConn == nil {
+		return nil
+	}
+	st := c.tlsConn.ConnectionState()
+	return &st
+}
+
+// IsTLS reports whether the client is on TLS (implicit or after STARTTLS).
+func (c *Conn) IsTLS() bool { return c.tlsConn != nil }
+
+// CanStartTLS reports whether the frontend has certificates for STARTTLS and
+// the client is not on TLS yet.
+func (c *Conn) CanStartTLS() bool { return c.fe.TLS != nil && c.tlsConn == nil }
+
+// StartTLS upgrades the client to TLS. Bytes the client sent after the
+// STARTTLS command are discarded first (RFC 3207 section 4.2, RFC 9051
+// section 6.2.1): they were not protected and must not be acted upon.
+func (c *Conn) StartTLS(ctx context.Context) error {
+	if !c.CanStartTLS() {
+		return errors.New("starttls: not available")
+	}
+	c.r.Reset(c.sock) // discard buffered plaintext
+	c.sock.prefix = nil
+	return c.handshake(ctx)
+}
+
+func (c *Conn) handshake(ctx context.Context) error {
+	tc := tls.Server(c.sock, c.fe.TLS)
+	c.SetPhase(PhaseHandshake)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	c.tlsConn = tc
+	c.r.Reset(tc)
+	return nil
+}
+
+// SetPhase sets the client deadline for phase from the frontend's timeouts.
+func (c *Conn) SetPhase(p Phase) {
+	t := c.fe.Timeouts
+	var d time.Duration
+	switch p {
+	case PhaseGreeting, PhasePreAuth:
+		d = t.preAuth()
+	case PhaseHandshake:
+		d = t.handshake()
+	case PhaseLogin:
+		d = t.serverLogin()
+	case PhaseRelay:
+		d = t.idle()
+	}
+	c.sock.SetDeadline(time.Now().Add(d))
+}
+
+// SetUser records the login name for the session's log line and the registry.
+func (c *Conn) SetUser(user string) {
+	c.mu.Lock()
+	c.user = user
+	c.mu.Unlock()
+}
+
+// SetLease records the server the session was sent to; the engine releases
+// the lease when the session ends. A previous lease is released.
+func (c *Conn) SetLease(l Lease) {
+	c.mu.Lock()
+	old := c.lease
+	c.lease = l
+	c.server = ""
+	if l != nil {
+		c.server = l.Target().Server
+	}
+	c.mu.Unlock()
+	if old != nil && old != l {
+		old.Release()
+	}
+}
+
+// SetGoodbye sets what the client is told when the engine ends the session
+// (shutdown, kick): IMAP "* BYE ...\r\n", SMTP "421 ...\r\n".
+func (c *Conn) SetGoodbye(msg string) {
+	c.mu.Lock()
+	c.goodbye = []byte(msg)
+	c.mu.Unlock()
+}
+
+// Info is a snapshot of a live session, for the registry and the log line.
+type Info struct {
+	ID       uint64
+	Frontend string
+	Protocol string
+	Remote   netip.AddrPort
+	User     string
+	Server   string
+	TLS      bool
+	Relaying bool
+	Start    time.Time
+	BytesIn  int64
+	BytesOut int64
+}
+
+// Info returns a snapshot of the session. Safe for concurrent use.
+func (c *Conn) Info() Info {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Info{
+		ID: c.id, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
+		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.handedOf.Load(),
+		Start: c.start, BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+	}
+}

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// ErrUnavailable means no server could take the session: none is usable,
+// or every one tried failed. Frontends render it as IMAP NO [UNAVAILABLE],
+// POP3 -ERR [SYS/TEMP], SMTP 421 4.3.0 or LMTP 451 4.4.1.
+var ErrUnavailable = errors.New("no server available")
+
+// LoginFunc is a frontend's step on a freshly dialled server: read its
+// greeting, replay the client's login, read the answer. It returns bytes it
+// read past the answer (for the client), and:
+//   - nil when the server accepted the login: the session goes to the relay;
+//   - an error wrapping ErrServerFailed (see [ServerFailure]) when the
+//     server failed before answering: the next server is tried;
+//   - any other error (a rejected password, say): the server is fine, the
+//     connection to it is closed and the error returned to the frontend.
+type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer []byte, err error)
+
+// Connect picks a server for user, dials it and runs login, trying up to
+// retries other servers when a server fails (HAProxy's retries with
+// redispatch). On success the lease is recorded on c and the server conn is
+// returned for [Conn.Relay]. When no server could be reached the error wraps
+// ErrUnavailable.
+func (c *Conn) Connect(ctx context.Context, p Picker, user string, retries int, login LoginFunc) (net.Conn, []byte, error) {
+	var tried []string
+	var lastErr error
+	for attempt := 0; attempt <= retries; attempt++ {
+		lease, err := p.Pick(ctx, user, c.remote, tried)
+		if err != nil {
+			if lastErr == nil {
+				lastErr = err
+			}
+			break
+		}
+		t := lease.Target()
+		tried = append(tried, t.Server)
+		c.SetPhase(PhaseLogin)
+		srv, err := c.Dial(ctx, t)
+		var fromServer []byte
+		if err == nil {
+			fromServer, err = login(ctx, srv, t)
+		}
+		switch {
+		case err == nil:
+			lease.Established()
+			c.SetLease(lease)
+			return srv, fromServer, nil
+		case errors.Is(err, ErrServerFailed):
+			if srv != nil {
+				srv.Close()
+			}
+			lease.Failed(err)
+			lastErr = err
+			c.log.Warn("server failed, trying the next one", "server", t.Server, "err", err)
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+		default:
+			srv.Close()
+			lease.Established()
+			lease.Release()
+			return nil, nil, err
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, lastErr)
+}

@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
+)
+
+// Dial connects to t for this session: TCP connect, the PROXY header t asks
+// for, then TLS when t.TLS is set, all within the frontend's connect timeout.
+// Errors are server failures ([ErrServerFailed]): the caller may try the
+// next server. The returned conn is what [Conn.Relay] takes.
+func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.fe.Timeouts.connect())
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", t.Address)
+	if err != nil {
+		return nil, ServerFailure(fmt.Errorf("dial %s (%s): %w", t.Server, t.Address, err))
+	}
+	sock, err := newSockConn(nc.(*net.TCPConn))
+	if err != nil {
+		nc.Close()
+		return nil, ServerFailure(err)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		sock.SetDeadline(deadline)
+	}
+	if h := c.proxyHeader(t.Proxy); h != nil {
+		if _, err := h.WriteTo(sock); err != nil {
+			sock.Close()
+			return nil, ServerFailure(fmt.Errorf("send PROXY header to %s: %w", t.Server, err))
+		}
+	}
+	var conn net.Conn = sock
+	if t.TLS != nil {
+		tc := tls.Client(sock, t.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			sock.Close()
+			return nil, ServerFailure(fmt.Errorf("tls to %s: %w", t.Server, err))
+		}
+		conn = tc
+	}
+	sock.SetDeadline(deadlineFor(c.fe.Timeouts.serverLogin()))
+	return conn, nil
+}
+
+// proxyHeader builds the header for mode, or nil for ProxyNone.
+//
+// For ProxyV2SSL it follows HAProxy's send-proxy-v2-ssl as Dovecot reads it:
+// a PP2_TYPE_SSL TLV only when the client really used TLS (Dovecot then
+// treats the session as secured), with the client bit set, a non-zero verify
+// field (no client certificate was verified) and the TLS version sub-TLV;
+// the SNI name, if any, as PP2_TYPE_AUTHORITY (Dovecot's local_name). The
+// client's ALPN is never forwarded: Dovecot drops a connection whose ALPN TLV
+// differs from the service's protocol.
+func (c *Conn) proxyHeader(mode ProxyMode) *proxyproto.Header {
+	if mode == ProxyNone {
+		return nil
+	}
+	version := byte(2)
+	if mode == ProxyV1 {
+		version = 1
+	}
+	src := net.TCPAddrFromAddrPort(c.remote)
+	dst := net.TCPAddrFromAddrPort(c.local)
+	h := proxyproto.HeaderProxyFromAddrs(version, src, dst)
+	if mode != ProxyV2SSL || c.tlsConn == nil {
+		return h
+	}
+	st := c.tlsConn.ConnectionState()
+	ssl := tlvparse.PP2SSL{
+		Client: tlvparse.PP2_BITFIELD_CLIENT_SSL,
+		Verify: 1,
+		TLV: []proxyproto.TLV{
+			{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersionName(st.Version))},
+			{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.CipherSuiteName(st.CipherSuite))},
+		},
+	}
+	tlv, err := ssl.Marshal()
+	if err != nil {
+		return h
+	}
+	tlvs := []proxyproto.TLV{tlv}
+	if st.ServerName != "" {
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(st.ServerName)})
+	}
+	if err := h.SetTLVs(tlvs); err != nil {
+		return proxyproto.HeaderProxyFromAddrs(version, src, dst)
+	}
+	return h
+}
+
+// tlsVersionName spells a version as OpenSSL's SSL_get_version does, which
+// is what HAProxy sends in PP2_SUBTYPE_SSL_VERSION.
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return "unknown"
+}

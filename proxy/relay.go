@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+)
+
+func deadlineFor(d time.Duration) time.Time { return time.Now().Add(d) }
+
+// Relay hands the session to the relay and returns at once; the handler
+// should then return. server is the conn from [Conn.Dial]; fromServer holds
+// bytes already read from the server that the client has not seen yet (a
+// pipelined reply read with the login answer). Bytes the client sent ahead,
+// still in [Conn.Reader], go to the server first.
+//
+// From then on the relay owns both connections: it copies bytes both ways,
+// passes half-closes on, ends the session after the frontend's idle timeout
+// without a byte either way, and closes both legs and writes the session's
+// log line when it ends. On error nothing was handed over and the caller
+// still owns server.
+func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
+	sl, err := newLeg(server)
+	if err != nil {
+		return err
+	}
+	cl, err := newLeg(c.netConn())
+	if err != nil {
+		return err
+	}
+	var toServer []byte
+	if n := c.r.Buffered(); n > 0 {
+		b, _ := c.r.Peek(n)
+		toServer = append([]byte(nil), b...)
+	}
+	if c.tlsConn == nil {
+		toServer = append(toServer, c.sock.prefix...)
+	}
+	c.sock.prefix = nil
+	if len(fromServer) > 0 {
+		if _, err := c.Write(fromServer); err != nil {
+			return fmt.Errorf("relay: write to client: %w", err)
+		}
+	}
+	if len(toServer) > 0 {
+		if _, err := server.Write(toServer); err != nil {
+			return ServerFailure(fmt.Errorf("relay: write to server: %w", err))
+		}
+		c.bytesIn.Add(int64(len(toServer)))
+	}
+	c.r = nil // the pre-login buffer is not needed any more
+	c.handedOf.Store(true)
+	c.srv.relay.add(c, cl, sl)
+	return nil
+}
+
+// leg is one side of a relayed session.
+type leg struct {
+	conn net.Conn // what is read and written: *sockConn or *tls.Conn on one
+	sock *sockConn
+	tls  *tls.Conn
+}
+
+func newLeg(nc net.Conn) (leg, error) {
+	switch c := nc.(type) {
+	case *sockConn:
+		return leg{conn: c, sock: c}, nil
+	case *tls.Conn:
+		if s, ok := c.NetConn().(*sockConn); ok {
+			return leg{conn: c, sock: s, tls: c}, nil
+		}
+	}
+	return leg{}, fmt.Errorf("relay: %T is not a connection from this engine", nc)
+}
+
+func (l leg) closeWrite() error {
+	if l.tls != nil {
+		l.tls.CloseWrite()
+	}
+	return l.sock.CloseWrite()
+}

@@ -1,0 +1,473 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// relay moves bytes for every session that has logged in. Sessions wait in
+// one epoll set (level-triggered, EPOLLONESHOT per socket); a readable
+// socket starts a pump goroutine for that direction, which copies until the
+// socket has nothing more, re-arms it and exits. An idle session therefore
+// costs its two sockets, two small structs and nothing else.
+type relay struct {
+	srv   *Server
+	epfd  int
+	wake  int // eventfd that ends loop
+	pipes pipePool
+
+	mu       sync.Mutex
+	sessions map[uint64]*session
+	closed   bool
+	done     chan struct{} // closed when loop and sweep have exited
+	stopped  chan struct{} // closed by close to end sweep
+}
+
+// session is one relayed client/server pair.
+type session struct {
+	r      *relay
+	c      *Conn
+	legs   [2]leg       // client, server
+	dirs   [2]direction // client→server, server→client
+	active atomic.Int64 // unix nanos of the last byte either way
+
+	mu     sync.Mutex
+	eof    [2]bool
+	closed bool
+}
+
+// direction copies from legs[from] to legs[1-from].
+type direction struct {
+	s       *session
+	from    int
+	running atomic.Bool
+	bytes   *atomic.Int64 // the Conn counter this direction feeds
+}
+
+const wakeKey = 0 // epoll key of the eventfd; session keys are id<<1|dir with id >= 1
+
+// spliceChunk is the most one splice call moves (the default pipe size).
+const spliceChunk = 64 << 10
+
+// copyBufSize is the pump buffer when a leg is TLS: one full TLS record.
+const copyBufSize = 16 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// errWouldBlock ends a pump that has drained its socket.
+var errWouldBlock = errors.New("would block")
+
+func newRelay(srv *Server) *relay {
+	r := &relay{srv: srv, epfd: -1, wake: -1, sessions: make(map[uint64]*session)}
+	return r
+}
+
+// start creates the epoll set on first use, so a Server that never relays
+// holds no descriptors.
+func (r *relay) startLocked() error {
+	if r.epfd >= 0 {
+		return nil
+	}
+	if r.closed {
+		return errors.New("relay closed")
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setKey(&ev, wakeKey)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return err
+	}
+	r.epfd, r.wake = epfd, wake
+	r.done = make(chan struct{})
+	r.stopped = make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go r.loop(&wg)
+	go r.sweep(&wg)
+	go func(done chan struct{}) { wg.Wait(); close(done) }(r.done)
+	return nil
+}
+
+func setKey(ev *unix.EpollEvent, key uint64) {
+	ev.Fd = int32(uint32(key))
+	ev.Pad = int32(uint32(key >> 32))
+}
+
+func getKey(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// add takes over c with its client and server legs and starts both pumps
+// once, to move anything crypto/tls already holds.
+func (r *relay) add(c *Conn, client, server leg) {
+	s := &session{r: r, c: c, legs: [2]leg{client, server}}
+	s.dirs[0] = direction{s: s, from: 0, bytes: &c.bytesIn}
+	s.dirs[1] = direction{s: s, from: 1, bytes: &c.bytesOut}
+	s.active.Store(time.Now().UnixNano())
+	for _, l := range s.legs {
+		l.sock.SetDeadline(time.Time{})
+		l.sock.nonblock.Store(true)
+	}
+
+	r.mu.Lock()
+	err := r.startLocked()
+	if err == nil {
+		r.sessions[c.id] = s
+	}
+	r.mu.Unlock()
+	if err == nil {
+		for i := range s.dirs {
+			if err = s.register(i, unix.EPOLL_CTL_ADD); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		s.end("", err)
+		return
+	}
+	for i := range s.dirs {
+		go s.dirs[i].pump()
+	}
+}
+
+// register arms (or re-arms) the readable event of the socket direction i
+// reads. It runs under the socket's fd lock so it can never touch a
+// descriptor number that was closed and reused.
+func (s *session) register(i int, op int) error {
+	var err error
+	cerr := s.legs[i].sock.raw.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+		setKey(&ev, s.c.id<<1|uint64(i))
+		err = unix.EpollCtl(s.r.epfd, op, int(fd), &ev)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// loop waits for readable sockets and starts their pumps. It exits when
+// close writes the eventfd.
+func (r *relay) loop(wg *sync.WaitGroup) {
+	defer wg.Done()
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(r.epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			r.srv.log.Error("relay: epoll_wait failed", "err", err)
+			return
+		}
+		for i := range events[:n] {
+			key := getKey(&events[i])
+			if key == wakeKey {
+				return
+			}
+			r.mu.Lock()
+			s := r.sessions[key>>1]
+			r.mu.Unlock()
+			if s != nil {
+				go s.dirs[key&1].pump()
+			}
+		}
+	}
+}
+
+// sweepEvery is how often idle sessions are looked for.
+const sweepEvery = time.Second
+
+// sweep ends sessions idle for longer than their frontend's idle timeout.
+// It exits when the relay is closed.
+func (r *relay) sweep(wg *sync.WaitGroup) {
+	defer wg.Done()
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopped:
+			return
+		case now := <-t.C:
+			r.mu.Lock()
+			var idle []*session
+			for _, s := range r.sessions {
+				limit := s.c.fe.Timeouts.idle()
+				if now.UnixNano()-s.active.Load() > int64(limit) {
+					idle = append(idle, s)
+				}
+			}
+			r.mu.Unlock()
+			for _, s := range idle {
+				go s.end("idle timeout", nil)
+			}
+		}
+	}
+}
+
+// pump moves what is readable now from one leg to the other, then re-arms
+// the socket and exits. At most one pump runs per direction.
+func (d *direction) pump() {
+	if !d.running.CompareAndSwap(false, true) {
+		return
+	}
+	s := d.s
+	src, dst := s.legs[d.from], s.legs[1-d.from]
+	var err error
+	if src.tls == nil && dst.tls == nil {
+		err = d.splice(src, dst)
+	} else {
+		err = d.copy(src, dst)
+	}
+	d.running.Store(false)
+	switch {
+	case err == errWouldBlock:
+		if rerr := s.register(d.from, unix.EPOLL_CTL_MOD); rerr != nil {
+			s.end("", rerr)
+		}
+	case errors.Is(err, io.EOF):
+		dst.closeWrite()
+		s.halfClosed(d.from)
+	default:
+		s.end("", err)
+	}
+}
+
+func (d *direction) moved(n int) {
+	d.bytes.Add(int64(n))
+	d.s.active.Store(time.Now().UnixNano())
+}
+
+// copy moves bytes through a pooled buffer (a TLS leg cannot splice).
+func (d *direction) copy(src, dst leg) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	dst.sock.SetWriteDeadline(deadlineFor(d.s.c.fe.Timeouts.idle()))
+	for {
+		n, err := src.conn.Read(buf)
+		if n > 0 {
+			if _, werr := dst.conn.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			d.moved(n)
+		}
+		if err != nil {
+			if wouldBlock(err) {
+				return errWouldBlock
+			}
+			return err
+		}
+	}
+}
+
+// splice moves bytes socket → pipe → socket without copying them through
+// user space (splice(2)). The pipe is borrowed only while data moves.
+func (d *direction) splice(src, dst leg) error {
+	p, err := d.s.r.pipes.get()
+	if err != nil {
+		return d.copy(src, dst)
+	}
+	dst.sock.SetWriteDeadline(deadlineFor(d.s.c.fe.Timeouts.idle()))
+	for {
+		var n int
+		var serr error
+		cerr := src.sock.raw.Read(func(fd uintptr) bool {
+			for {
+				var n64 int64
+				n64, serr = unix.Splice(int(fd), nil, p.w, nil, spliceChunk, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+				n = int(n64)
+				if serr != unix.EINTR {
+					return true // EAGAIN included: the pump re-arms epoll instead of waiting here
+				}
+			}
+		})
+		switch {
+		case cerr != nil:
+			d.s.r.pipes.put(p)
+			return cerr
+		case serr == unix.EAGAIN:
+			d.s.r.pipes.put(p)
+			return errWouldBlock
+		case serr != nil:
+			d.s.r.pipes.put(p)
+			return serr
+		case n == 0:
+			d.s.r.pipes.put(p)
+			return io.EOF
+		}
+		for left := n; left > 0; {
+			var m int
+			cerr := dst.sock.raw.Write(func(fd uintptr) bool {
+				for {
+					var m64 int64
+					m64, serr = unix.Splice(p.r, nil, int(fd), nil, left, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+					m = int(m64)
+					if serr != unix.EINTR {
+						return serr != unix.EAGAIN // false: wait until the socket is writable
+					}
+				}
+			})
+			if cerr == nil {
+				cerr = serr
+			}
+			if cerr != nil {
+				p.close() // it may still hold bytes: never reuse it
+				return cerr
+			}
+			left -= m
+		}
+		d.moved(n)
+	}
+}
+
+// halfClosed records EOF from leg i; the session ends when both sides are done.
+func (s *session) halfClosed(i int) {
+	s.mu.Lock()
+	s.eof[i] = true
+	both := s.eof[0] && s.eof[1]
+	s.mu.Unlock()
+	if both {
+		s.end("", nil)
+	}
+}
+
+// end closes both legs once and lets the engine log the session. reason is
+// set when the engine (not a peer) ended it; then the client is told
+// goodbye unless the server is in the middle of sending to it.
+func (s *session) end(reason string, err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	r := s.r
+	r.mu.Lock()
+	delete(r.sessions, s.c.id)
+	r.mu.Unlock()
+
+	c := s.c
+	c.mu.Lock()
+	if reason != "" && c.ended == "" {
+		c.ended = reason
+	}
+	goodbye := c.goodbye
+	c.mu.Unlock()
+	if reason != "" && goodbye != nil && s.dirs[1].running.CompareAndSwap(false, true) {
+		s.legs[0].sock.SetWriteDeadline(time.Now().Add(time.Second))
+		s.legs[0].conn.Write(goodbye)
+	}
+	s.legs[1].conn.Close()
+	s.legs[0].conn.Close()
+	c.srv.endConn(c, err)
+}
+
+// stop ends c's session for reason (shutdown, kick).
+func (r *relay) stop(c *Conn, reason string) {
+	r.mu.Lock()
+	s := r.sessions[c.id]
+	r.mu.Unlock()
+	if s != nil {
+		s.end(reason, nil)
+	}
+}
+
+// close ends the loop and the sweeper and releases the epoll set; sessions
+// must have been ended before.
+func (r *relay) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	started := r.epfd >= 0
+	r.mu.Unlock()
+	if !started {
+		return
+	}
+	var one [8]byte
+	one[0] = 1
+	unix.Write(r.wake, one[:])
+	close(r.stopped)
+	<-r.done
+	unix.Close(r.epfd)
+	unix.Close(r.wake)
+	r.pipes.drain()
+}
+
+// pipe is a kernel pipe used by splice.
+type pipe struct{ r, w int }
+
+func (p *pipe) close() {
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// pipePool keeps a few empty pipes for the pumps. A pipe is borrowed only
+// while bytes move, so a busy proxy needs about as many as it has
+// concurrent transfers, not sessions.
+type pipePool struct {
+	mu   sync.Mutex
+	free []*pipe
+}
+
+// maxIdlePipes bounds the descriptors kept in the pool.
+const maxIdlePipes = 64
+
+func (pp *pipePool) get() (*pipe, error) {
+	pp.mu.Lock()
+	if n := len(pp.free); n > 0 {
+		p := pp.free[n-1]
+		pp.free = pp.free[:n-1]
+		pp.mu.Unlock()
+		return p, nil
+	}
+	pp.mu.Unlock()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, err
+	}
+	return &pipe{r: fds[0], w: fds[1]}, nil
+}
+
+func (pp *pipePool) put(p *pipe) {
+	pp.mu.Lock()
+	if len(pp.free) < maxIdlePipes {
+		pp.free = append(pp.free, p)
+		p = nil
+	}
+	pp.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+}
+
+func (pp *pipePool) drain() {
+	pp.mu.Lock()
+	free := pp.free
+	pp.free = nil
+	pp.mu.Unlock()
+	for _, p := range free {
+		p.close()
+	}
+}

@@ -1,0 +1,560 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// Handler serves one client connection. The engine closes c after ServeConn
+// returns, unless ServeConn handed c to the relay with [Conn.Relay]. The
+// returned error feeds the session's log line; ctx is cancelled when the
+// engine wants the session to end (shutdown), and the client's pending read
+// fails at the same moment.
+type Handler interface {
+	ServeConn(ctx context.Context, c *Conn) error
+}
+
+// HandlerFunc adapts a function to [Handler].
+type HandlerFunc func(ctx context.Context, c *Conn) error
+
+// ServeConn calls f(ctx, c).
+func (f HandlerFunc) ServeConn(ctx context.Context, c *Conn) error { return f(ctx, c) }
+
+// Timeouts bound each phase of a session. A zero field takes the default
+// named next to it.
+type Timeouts struct {
+	Handshake   time.Duration // TLS handshake; default 10s
+	PreAuth     time.Duration // client idle before login; default 60s
+	Connect     time.Duration // server dial, PROXY header and TLS to the server; default 5s
+	ServerLogin time.Duration // server greeting and login reply; default 30s
+	// Idle closes a relayed session after this long without a byte either
+	// way; default 1h. IMAP needs at least 30 minutes (RFC 3501 section 5.4:
+	// the autologout timer is at least 30 minutes, and IDLE lasts hours).
+	Idle time.Duration
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (t Timeouts) handshake() time.Duration   { return orDefault(t.Handshake, 10*time.Second) }
+func (t Timeouts) preAuth() time.Duration     { return orDefault(t.PreAuth, 60*time.Second) }
+func (t Timeouts) connect() time.Duration     { return orDefault(t.Connect, 5*time.Second) }
+func (t Timeouts) serverLogin() time.Duration { return orDefault(t.ServerLogin, 30*time.Second) }
+func (t Timeouts) idle() time.Duration        { return orDefault(t.Idle, time.Hour) }
+
+// Frontend is one front door: its listen addresses and how its connections
+// are served. Configure takes a fresh slice on every reload; a Frontend is
+// not modified after it is passed in.
+type Frontend struct {
+	Name     string   // for logs and stats
+	Protocol string   // imap, pop3, submission, lmtp, tcp: for logs
+	Addrs    []string // host:port each
+	Handler  Handler
+	// TLS holds the certificates for implicit TLS and STARTTLS; nil: none.
+	TLS *tls.Config
+	// ImplicitTLS: the TLS handshake happens before the handler runs (993, 995, 465).
+	ImplicitTLS bool
+	// TrustedProxies are the networks whose PROXY v1/v2 header is required
+	// and honoured; a connection from elsewhere is never parsed for one.
+	TrustedProxies []netip.Prefix
+	MaxConn        int // 0: only the server's limit
+	Timeouts       Timeouts
+
+	sem chan struct{}
+}
+
+// Options configure a Server. The zero value works.
+type Options struct {
+	Logger  *slog.Logger // nil: discard
+	MaxConn int          // sessions over all frontends; 0: unlimited
+}
+
+// Server runs frontends: it owns their listeners, their connections and the relay.
+type Server struct {
+	log   *slog.Logger
+	sem   chan struct{} // global maxconn; nil: unlimited
+	relay *relay
+
+	nextID atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[string]*listener // by normalised address
+	conns     map[*Conn]struct{}
+	stopping  bool
+	wg        sync.WaitGroup // accept loops and connection goroutines
+	drained   chan struct{}  // closed when conns becomes empty during shutdown
+}
+
+type listener struct {
+	addr string
+	ln   net.Listener
+	fe   atomic.Pointer[Frontend]
+	done chan struct{}
+}
+
+// New returns a Server with no listeners; call Configure.
+func New(opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		log:       log,
+		listeners: make(map[string]*listener),
+		conns:     make(map[*Conn]struct{}),
+	}
+	if opts.MaxConn > 0 {
+		s.sem = make(chan struct{}, opts.MaxConn)
+	}
+	s.relay = newRelay(s)
+	return s
+}
+
+// Configure makes the server's listeners match frontends: addresses that
+// stay keep their open socket (and its backlog) and serve new connections
+// with the new Frontend; new addresses are opened; addresses no longer named
+// are closed. Live sessions keep the Frontend they started with. If any new
+// address cannot be opened, nothing changes and the error says which.
+func (s *Server) Configure(frontends []Frontend) error {
+	want := make(map[string]*Frontend)
+	for i := range frontends {
+		fe := &frontends[i]
+		if fe.MaxConn > 0 {
+			fe.sem = make(chan struct{}, fe.MaxConn)
+		}
+		for _, a := range fe.Addrs {
+			key, err := normalizeAddr(a)
+			if err != nil {
+				return fmt.Errorf("frontend %s: %w", fe.Name, err)
+			}
+			if other, dup := want[key]; dup {
+				return fmt.Errorf("frontend %s: address %s already used by frontend %s", fe.Name, a, other.Name)
+			}
+			want[key] = fe
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return errors.New("server is shutting down")
+	}
+	opened := make(map[string]net.Listener)
+	for key := range want {
+		if _, ok := s.listeners[key]; ok {
+			continue
+		}
+		ln, err := net.Listen("tcp", key)
+		if err != nil {
+			for _, l := range opened {
+				l.Close()
+			}
+			return fmt.Errorf("listen %s: %w", key, err)
+		}
+		opened[key] = ln
+	}
+	for key, l := range s.listeners {
+		if fe, ok := want[key]; ok {
+			l.fe.Store(fe)
+			continue
+		}
+		l.close()
+		delete(s.listeners, key)
+	}
+	for key, ln := range opened {
+		l := &listener{addr: key, ln: ln, done: make(chan struct{})}
+		l.fe.Store(want[key])
+		s.listeners[key] = l
+		s.wg.Add(1)
+		go s.acceptLoop(l)
+	}
+	return nil
+}
+
+// Addrs returns the bound listen addresses (useful with port 0 in tests),
+// keyed by the configured address.
+func (s *Server) Addrs() map[string]net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]net.Addr, len(s.listeners))
+	for key, l := range s.listeners {
+		m[key] = l.ln.Addr()
+	}
+	return m
+}
+
+// ListenerAddr returns the bound address of the first listener of the
+// named frontend, or nil.
+func (s *Server) ListenerAddr(frontend string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.fe.Load().Name == frontend {
+			return l.ln.Addr()
+		}
+	}
+	return nil
+}
+
+func normalizeAddr(a string) (string, error) {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", a, err)
+	}
+	if host == "" {
+		return net.JoinHostPort("", port), nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// acceptLoop accepts until the listener is closed (Configure or Shutdown).
+// It waits for a free slot before accepting, so that when maxconn is reached
+// new connections wait in the kernel's backlog, as with HAProxy.
+func (s *Server) acceptLoop(l *listener) {
+	defer s.wg.Done()
+	for {
+		fe := l.fe.Load()
+		if !acquire(s.sem, l.done) {
+			return
+		}
+		if !acquire(fe.sem, l.done) {
+			release(s.sem)
+			return
+		}
+		nc, err := l.ln.Accept()
+		if err != nil {
+			release(fe.sem)
+			release(s.sem)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "addr", l.addr, "err", err)
+			time.Sleep(50 * time.Millisecond) // EMFILE and friends: do not spin
+			continue
+		}
+		s.startConn(fe, nc.(*net.TCPConn))
+	}
+}
+
+func acquire(sem chan struct{}, done <-chan struct{}) bool {
+	if sem == nil {
+		return true
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+func release(sem chan struct{}) {
+	if sem != nil {
+		<-sem
+	}
+}
+
+func (s *Server) startConn(fe *Frontend, tc *net.TCPConn) {
+	sock, err := newSockConn(tc)
+	if err != nil {
+		tc.Close()
+		release(fe.sem)
+		release(s.sem)
+		return
+	}
+	remote := addrPort(tc.RemoteAddr())
+	c := &Conn{
+		id:     s.nextID.Add(1),
+		srv:    s,
+		fe:     fe,
+		start:  time.Now(),
+		remote: remote,
+		local:  addrPort(tc.LocalAddr()),
+		sock:   sock,
+	}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		tc.Close()
+		release(fe.sem)
+		release(s.sem)
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(c)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// serveConn runs the handler for c; it exits when the handler returns. A
+// session handed to the relay lives on there without this goroutine.
+func (s *Server) serveConn(c *Conn) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.cancel = cancel
+
+	c.r = bufio.NewReaderSize(c.sock, readerSize)
+	err := s.prepare(ctx, c)
+	if err == nil {
+		err = c.fe.Handler.ServeConn(ctx, c)
+	}
+	if c.handedOf.Load() {
+		return // the relay owns c now and ends it
+	}
+	s.endConn(c, err)
+}
+
+// prepare reads a PROXY header from trusted upstreams and does the
+// implicit TLS handshake, then builds the connection's logger.
+func (s *Server) prepare(ctx context.Context, c *Conn) error {
+	c.log = s.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
+	if trusted(c.fe.TrustedProxies, c.remote.Addr()) {
+		c.SetPhase(PhaseHandshake)
+		h, err := proxyproto.Read(c.r)
+		if err != nil {
+			return fmt.Errorf("read PROXY header from trusted %s: %w", c.remote, err)
+		}
+		if src, dst, ok := h.TCPAddrs(); ok && h.Command.IsProxy() {
+			c.remote = addrPort(src)
+			c.local = addrPort(dst)
+			c.proxied = true
+			c.log = s.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
+		}
+	}
+	if c.fe.ImplicitTLS {
+		if n := c.r.Buffered(); n > 0 {
+			b, _ := c.r.Peek(n)
+			c.sock.prefix = append([]byte(nil), b...)
+		}
+		if err := c.handshake(ctx); err != nil {
+			return err
+		}
+	}
+	c.SetPhase(PhaseGreeting)
+	return nil
+}
+
+func trusted(nets []netip.Prefix, a netip.Addr) bool {
+	for _, p := range nets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// endConn closes the client, releases the lease and the slots, and writes
+// the session's log line. It runs once per connection.
+func (s *Server) endConn(c *Conn, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	lease, ended, goodbye := c.lease, c.ended, c.goodbye
+	c.mu.Unlock()
+
+	if ended != "" && goodbye != nil && !c.handedOf.Load() {
+		c.sock.SetWriteDeadline(time.Now().Add(time.Second))
+		c.netConn().Write(goodbye)
+	}
+	c.netConn().Close()
+	if lease != nil {
+		lease.Release()
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.drained != nil && len(s.conns) == 0 {
+		close(s.drained)
+		s.drained = nil
+	}
+	s.mu.Unlock()
+	release(c.fe.sem)
+	release(s.sem)
+	s.logSession(c, err, ended)
+}
+
+func (s *Server) logSession(c *Conn, err error, ended string) {
+	info := c.Info()
+	attrs := []any{
+		"user", info.User, "server", info.Server, "tls", info.TLS,
+		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
+		"duration", time.Since(info.Start).Round(time.Millisecond),
+	}
+	if c.proxied {
+		attrs = append(attrs, "via_proxy", true)
+	}
+	reason := endReason(err, ended)
+	attrs = append(attrs, "end", reason)
+	if err != nil && reason == "error" {
+		attrs = append(attrs, "err", err.Error())
+	}
+	c.log.Info("session", attrs...)
+}
+
+// endReason classifies how a session ended, with a bounded set of values
+// (they become a metrics label).
+func endReason(err error, ended string) string {
+	switch {
+	case ended != "":
+		return ended
+	case err == nil, errors.Is(err, io.EOF):
+		return "done"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	case isTimeout(err):
+		return "timeout"
+	}
+	return "error"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Sessions returns a snapshot of the live sessions.
+func (s *Server) Sessions() []Info {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	out := make([]Info, len(conns))
+	for i, c := range conns {
+		out[i] = c.Info()
+	}
+	return out
+}
+
+// Kick ends every live session for which match returns true, with reason
+// (e.g. "kicked", "server down") in its log line, and returns how many.
+func (s *Server) Kick(match func(Info) bool, reason string) int {
+	n := 0
+	for _, c := range s.liveConns() {
+		if match(c.Info()) {
+			s.stopConn(c, reason)
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Server) liveConns() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// stopConn asks one session to end now: a handler's read fails and its
+// context is cancelled; a relayed session is closed by the relay.
+func (s *Server) stopConn(c *Conn, reason string) {
+	c.mu.Lock()
+	if c.ended == "" {
+		c.ended = reason
+	}
+	c.mu.Unlock()
+	if c.handedOf.Load() {
+		s.relay.stop(c, reason)
+		return
+	}
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.sock.SetReadDeadline(time.Now())
+}
+
+// Close closes every listener and every connection now.
+func (s *Server) Close() error {
+	s.closeListeners()
+	for _, c := range s.liveConns() {
+		s.stopConn(c, "shutdown")
+	}
+	s.wg.Wait()
+	s.relay.close()
+	return nil
+}
+
+// Shutdown stops accepting, ends sessions that have not logged in yet with
+// their goodbye (IMAP "* BYE", SMTP "421"), lets relayed sessions finish
+// until ctx is done, then closes them, telling the client goodbye where the
+// server is not in the middle of sending. It returns ctx.Err() if sessions
+// had to be force-closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
+	s.mu.Lock()
+	drained := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(drained)
+	} else {
+		s.drained = drained
+	}
+	s.mu.Unlock()
+	for _, c := range s.liveConns() {
+		if !c.handedOf.Load() {
+			s.stopConn(c, "shutdown")
+		}
+	}
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, c := range s.liveConns() {
+			s.stopConn(c, "shutdown")
+		}
+	}
+	s.wg.Wait()
+	s.relay.close()
+	return err
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	s.stopping = true
+	for key, l := range s.listeners {
+		l.close()
+		delete(s.listeners, key)
+	}
+	s.mu.Unlock()
+}
+
+// close stops the accept loop, also while it waits for a free slot.
+func (l *listener) close() {
+	close(l.done)
+	l.ln.Close()
+}

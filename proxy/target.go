@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// ProxyMode says which PROXY protocol header, if any, opens a connection to a
+// server (HAProxy's send-proxy, send-proxy-v2 and send-proxy-v2-ssl).
+type ProxyMode int
+
+const (
+	ProxyNone ProxyMode = iota
+	ProxyV1
+	ProxyV2
+	// ProxyV2SSL adds the PP2_TYPE_SSL TLV describing the client's TLS
+	// session, and the SNI name as PP2_TYPE_AUTHORITY.
+	ProxyV2SSL
+)
+
+// ParseProxyMode parses the config spelling: none, v1, v2, v2-ssl.
+func ParseProxyMode(s string) (ProxyMode, error) {
+	switch s {
+	case "", "none":
+		return ProxyNone, nil
+	case "v1":
+		return ProxyV1, nil
+	case "v2":
+		return ProxyV2, nil
+	case "v2-ssl":
+		return ProxyV2SSL, nil
+	}
+	return ProxyNone, fmt.Errorf("unknown PROXY mode %q (want none, v1, v2 or v2-ssl)", s)
+}
+
+func (m ProxyMode) String() string {
+	switch m {
+	case ProxyV1:
+		return "v1"
+	case ProxyV2:
+		return "v2"
+	case ProxyV2SSL:
+		return "v2-ssl"
+	}
+	return "none"
+}
+
+// Target is one server a session may be sent to, as the frontend dials it.
+type Target struct {
+	Server  string      // server name, for logs
+	Address string      // host:port
+	Proxy   ProxyMode   // header sent before anything else
+	TLS     *tls.Config // nil: plaintext to the server
+	XClient bool        // SMTP submission: the server wants XCLIENT rather than a PROXY header
+}
+
+// Picker chooses servers. It is implemented outside this package (cmd wires
+// the director to it), so the engine never depends on the director.
+type Picker interface {
+	// Pick returns a lease on one usable server for user (which may be
+	// empty for balance algorithms that need none), skipping the servers
+	// named in exclude (already tried for this login).
+	Pick(ctx context.Context, user string, client netip.AddrPort, exclude []string) (Lease, error)
+}
+
+// Lease is one session's claim on a server.
+type Lease interface {
+	Target() Target
+	// Established reports that the server answered (passive health: resets
+	// its failure counter).
+	Established()
+	// Failed reports that the server failed before the session could start
+	// and releases the lease.
+	Failed(err error)
+	// Release ends the claim when the session ends. Extra calls are no-ops.
+	Release()
+}
+
+// ErrServerFailed marks an error as the server's fault (dial refused, no
+// greeting, dropped before answering the login): the caller may try the
+// next server. Wrap it with [ServerFailure].
+var ErrServerFailed = errors.New("server failed")
+
+// ServerFailure wraps err so that errors.Is(err, ErrServerFailed) holds.
+func ServerFailure(err error) error {
+	if err == nil || errors.Is(err, ErrServerFailed) {
+		return err
+	}
+	return &serverFailure{err}
+}
+
+type serverFailure struct{ err error }
+
+func (e *serverFailure) Error() string   { return e.err.Error() }
+func (e *serverFailure) Unwrap() []error { return []error{e.err, ErrServerFailed} }
