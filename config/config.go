@@ -1,0 +1,428 @@
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Config is one loaded configuration file. After [Parse] or [Load] it is a
+// complete, validated snapshot: every default is filled in (see the
+// package documentation for what "resolved at load" means per field) and
+// callers must not modify it; a reload builds a new Config.
+type Config struct {
+	// Global holds process-wide settings and the defaults for frontends.
+	Global Global `toml:"global"`
+	// Frontends are the [frontend.NAME] tables, keyed by NAME. At least one
+	// is required. Iterate in [Config.FrontendNames] order for stable output.
+	Frontends map[string]*Frontend `toml:"frontend"`
+	// Backends are the [backend.NAME] tables, keyed by NAME. Iterate in
+	// [Config.BackendNames] order for stable output.
+	Backends map[string]*Backend `toml:"backend"`
+}
+
+// Global is the [global] table.
+type Global struct {
+	// LogLevel is the minimum level logged. Default "info".
+	LogLevel LogLevel `toml:"log_level"`
+	// LogFormat selects slog's text or JSON handler. Default "text".
+	LogFormat LogFormat `toml:"log_format"`
+	// MaxConn caps live sessions over all frontends; when reached, new
+	// connections wait in the kernel backlog (as HAProxy's global maxconn).
+	// Default 10000; 0 means unlimited; range 0..10000000.
+	MaxConn int `toml:"maxconn"`
+	// TrustedProxies lists CIDRs or bare IP addresses whose PROXY v1/v2
+	// headers are honoured on the listeners (e.g. an L4 balancer in front).
+	// Headers from other sources are not parsed. Default empty: no PROXY
+	// headers are accepted. Frontends inherit it unless they set their own.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// ShutdownGrace is how long live sessions get after SIGTERM before they
+	// are closed. Default 30s; range 0..1h.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// Timeouts are the defaults for every frontend.
+	Timeouts Timeouts `toml:"timeouts"`
+}
+
+// Timeouts are the per-phase deadlines of a session. In [global.timeouts]
+// every key has a default; in [frontend.NAME.timeouts] a key that is absent
+// (or zero) inherits the global value.
+type Timeouts struct {
+	// Handshake bounds a TLS handshake (implicit TLS and STARTTLS).
+	// Default 10s; range 1s..5m.
+	Handshake Duration `toml:"handshake"`
+	// Preauth is how long a client may sit idle before it has logged in.
+	// Default 60s; range 1s..30m.
+	Preauth Duration `toml:"preauth"`
+	// Connect bounds the backend TCP connect plus TLS to the server.
+	// Default 5s; range 100ms..2m.
+	Connect Duration `toml:"connect"`
+	// ServerLogin bounds the backend greeting and its answer to the
+	// replayed login. Default 30s; range 1s..5m.
+	ServerLogin Duration `toml:"server_login"`
+	// Idle closes a logged-in session after no bytes moved either way for
+	// this long. Default 1h; range 1m..24h; at least 30m for protocol imap
+	// (RFC 3501 section 5.4: the autologout timer is at least 30 minutes,
+	// and IDLE clients are silent for long stretches).
+	Idle Duration `toml:"idle"`
+	// Data bounds receiving a DATA body from the client (LMTP, submission)
+	// and a server's answer to DATA. Default 10m; range 10s..1h.
+	Data Duration `toml:"data"`
+}
+
+// Frontend is one [frontend.NAME] table: a set of listeners speaking one
+// protocol and sending sessions to one backend.
+type Frontend struct {
+	// Name is the table's NAME, filled in by Parse.
+	Name string `toml:"-"`
+	// Protocol is the protocol spoken on the listeners. Required.
+	Protocol Protocol `toml:"protocol"`
+	// Bind lists the listen addresses, each "IP:port" (IPv6 in brackets,
+	// e.g. "[::]:143"). Required, at least one; no address may appear twice
+	// over all frontends.
+	Bind []string `toml:"bind"`
+	// Backend names the [backend.NAME] that serves this frontend. Required.
+	Backend string `toml:"backend"`
+	// MaxConn caps this frontend's live sessions. Default 0: only the
+	// global limit applies.
+	MaxConn int `toml:"maxconn"`
+	// TrustedProxies overrides Global.TrustedProxies when present (an empty
+	// list trusts nobody). Resolved at load: after Parse it holds the
+	// effective list.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// PlaintextLogin says whether LOGIN / AUTH PLAIN is accepted on a
+	// connection without TLS. Default "auto"; see [Frontend.PlaintextAllowed].
+	PlaintextLogin PlaintextLogin `toml:"plaintext_login"`
+	// MaxLoginAttempts is how many failed logins one connection may make
+	// before it is closed. Default 3; range 1..20.
+	MaxLoginAttempts int `toml:"max_login_attempts"`
+	// Greeting is the text after the protocol's greeting code. Default
+	// empty: the frontend picks a per-protocol text. One line.
+	Greeting string `toml:"greeting"`
+	// Hostname is the name used in SMTP/LMTP greetings. Default (resolved
+	// at load) os.Hostname().
+	Hostname string `toml:"hostname"`
+	// Timeouts override Global.Timeouts key by key. Resolved at load: after
+	// Parse every key holds the effective value.
+	Timeouts Timeouts `toml:"timeouts"`
+	// TLS is the client-side TLS setup.
+	TLS FrontendTLS `toml:"tls"`
+	// LMTP holds the LMTP delivery settings. Only allowed for protocol
+	// lmtp; after Parse it is non-nil exactly for lmtp frontends.
+	LMTP *LMTP `toml:"lmtp"`
+}
+
+// FrontendTLS is a [frontend.NAME.tls] table.
+type FrontendTLS struct {
+	// Mode is how clients get TLS. Default "none". starttls and implicit
+	// need at least one certificate; tcp frontends allow none|implicit,
+	// lmtp frontends none|starttls.
+	Mode TLSMode `toml:"mode"`
+	// MinVersion is the lowest TLS version accepted. Default "1.2".
+	MinVersion TLSVersion `toml:"min_version"`
+	// Certs are the [[frontend.NAME.tls.cert]] entries. The first is the
+	// default; the others are chosen by SNI from the names in each
+	// certificate.
+	Certs []Certificate `toml:"cert"`
+}
+
+// Certificate is one [[frontend.NAME.tls.cert]] entry. Both files are read
+// and parsed by Validate (crypto/tls.LoadX509KeyPair).
+type Certificate struct {
+	// Cert is the path of a PEM certificate chain, leaf first. Required.
+	Cert string `toml:"cert"`
+	// Key is the path of the PEM private key. Required.
+	Key string `toml:"key"`
+}
+
+// LMTP is a [frontend.NAME.lmtp] table.
+type LMTP struct {
+	// MaxRecipients caps RCPTs per transaction; more get 452 4.5.3
+	// (RFC 5321 section 4.5.3.1.8). Default 1000; range 1..100000.
+	MaxRecipients int `toml:"max_recipients"`
+	// MaxMessageSize caps a message; larger ones get 552 5.3.4.
+	// Default 50MiB; range 1KiB..2GiB.
+	MaxMessageSize Size `toml:"max_message_size"`
+	// SpoolMemory is the largest body kept in memory; larger bodies are
+	// spooled to a temporary file. Default 1MiB; range 0..MaxMessageSize.
+	SpoolMemory Size `toml:"spool_memory"`
+	// SpoolDir holds the temporary files. Default (resolved at load)
+	// os.TempDir(). Must be an existing directory.
+	SpoolDir string `toml:"spool_dir"`
+	// ServerDown is what a recipient whose server is unusable gets.
+	// Default "tempfail".
+	ServerDown ServerDown `toml:"server_down"`
+	// BareLF is what happens to a bare LF or CR in a DATA body.
+	// Default "normalize".
+	BareLF BareLF `toml:"bare_lf"`
+	// MaxServerConns caps the pooled LMTP connections per server.
+	// Default 16; range 1..1000.
+	MaxServerConns int `toml:"max_server_conns"`
+}
+
+// Backend is one [backend.NAME] table: a group of servers and how users are
+// spread over them.
+type Backend struct {
+	// Name is the table's NAME, filled in by Parse.
+	Name string `toml:"-"`
+	// Balance is the server selection algorithm. Default "user".
+	Balance Balance `toml:"balance"`
+	// UserExpire is how long a sticky user assignment is kept after the
+	// user's last session ends. Default 15m; range 0..168h.
+	UserExpire Duration `toml:"user_expire"`
+	// DefaultDomain is appended as "@domain" to user names without a domain
+	// before hashing, so "alice" and "alice@example.com" are one user.
+	// Default empty: names are used as given.
+	DefaultDomain string `toml:"default_domain"`
+	// AllBackups uses all backup servers at once (else the first usable
+	// one) when no active server is usable. Default false.
+	AllBackups bool `toml:"allbackups"`
+	// Retries is how many other servers are tried after a dial or greeting
+	// failure before the client hears the service is unavailable.
+	// Default 2; range 0..10.
+	Retries int `toml:"retries"`
+	// ErrorLimit is how many consecutive dial/login failures mark a server
+	// down until its checks pass again (passive health). Default 3; 0
+	// disables; range 0..1000.
+	ErrorLimit int `toml:"error_limit"`
+	// OnMarkedDown says what happens to the live sessions of a server
+	// marked down. Default "none".
+	OnMarkedDown OnMarkedDown `toml:"on_marked_down"`
+	// Check is the health check of every server of the backend.
+	Check Check `toml:"check"`
+	// Servers are the [[backend.NAME.server]] entries, in file order.
+	// At least one is required.
+	Servers []*Server `toml:"server"`
+	// Protocols lists the protocols of the frontends using this backend, in
+	// frontend name order, without repeats. Filled in by Parse; empty for
+	// an unused backend.
+	Protocols []Protocol `toml:"-"`
+}
+
+// Check is a [backend.NAME.check] table.
+type Check struct {
+	// Type is the probe. Default "tcp"; "none" means no checks: servers
+	// are always up.
+	Type CheckType `toml:"type"`
+	// Inter is the interval between checks while a server is steadily up.
+	// Default 2s; range 100ms..1h.
+	Inter Duration `toml:"inter"`
+	// FastInter is the interval while a server changes state (between the
+	// first failure and Fall, between the first success and Rise).
+	// Default (resolved at load) Inter; range 100ms..1h.
+	FastInter Duration `toml:"fastinter"`
+	// DownInter is the interval while a server is down. Default (resolved
+	// at load) Inter; range 100ms..1h.
+	DownInter Duration `toml:"downinter"`
+	// Rise is the number of consecutive successes that mark a server up.
+	// Default 2; range 1..100.
+	Rise int `toml:"rise"`
+	// Fall is the number of consecutive failures that mark a server down.
+	// Default 3; range 1..100.
+	Fall int `toml:"fall"`
+	// Timeout bounds one check. Default 2s; range 100ms..1m.
+	Timeout Duration `toml:"timeout"`
+	// Port is the port checked. Default 0: see [Backend.CheckAddress].
+	// Range 0..65535.
+	Port int `toml:"port"`
+	// Address is the host checked (no port; use Port). Default empty: the
+	// server's host.
+	Address string `toml:"address"`
+	// TLS runs the check over implicit TLS. Default false.
+	TLS bool `toml:"tls"`
+	// SendProxy is the PROXY header a check sends. Default "auto"; see
+	// [Backend.CheckSendProxy].
+	SendProxy CheckProxy `toml:"send_proxy"`
+	// User is an optional IMAP probe login (type imap). Default empty: the
+	// check ends after the greeting and CAPABILITY.
+	User string `toml:"user"`
+	// Password is the probe login's password. Resolved at load: after
+	// Parse it holds the content of PasswordFile when that is set.
+	Password string `toml:"password"`
+	// PasswordFile is read at load time instead of Password (trailing
+	// newline removed); an unreadable file is an error. Set one of
+	// Password and PasswordFile, not both.
+	PasswordFile string `toml:"password_file"`
+	// SelectInbox sends SELECT INBOX after the probe login (type imap).
+	// Default false.
+	SelectInbox bool `toml:"select_inbox"`
+	// HTTPMethod is the request method of an http check. Default "GET".
+	HTTPMethod string `toml:"http_method"`
+	// HTTPPath is the request path of an http check. Default "/".
+	HTTPPath string `toml:"http_path"`
+	// HTTPHost is the Host header of an http check. Default empty: the
+	// check address.
+	HTTPHost string `toml:"http_host"`
+	// ExpectStatus is the HTTP status a passing http check returns.
+	// Default 200; range 100..599.
+	ExpectStatus int `toml:"expect_status"`
+}
+
+// Server is one [[backend.NAME.server]] entry.
+type Server struct {
+	// Name identifies the server in logs, stats and the control socket.
+	// Required; unique within the backend; [A-Za-z0-9._-]+.
+	Name string `toml:"name"`
+	// Address is "host" or "host:port" (IPv6 in brackets). Required. See
+	// [Server.Port] for how the port is chosen.
+	Address string `toml:"address"`
+	// Ports maps a protocol (imap pop3 lmtp submission http tcp) to the
+	// server's port for it. Default empty.
+	Ports map[Protocol]int `toml:"ports"`
+	// Weight is the server's share of users: weight / sum of weights.
+	// Default 100; range 0..1000; 0 gets no new users.
+	Weight int `toml:"weight"`
+	// Backup marks a server used only when no active server is usable.
+	// Default false.
+	Backup bool `toml:"backup"`
+	// State is the administrative state at start. Default "ready".
+	State ServerState `toml:"state"`
+	// SendProxy is the PROXY header sent to the server. Default "none".
+	SendProxy SendProxy `toml:"send_proxy"`
+	// XClient sends Postfix XCLIENT instead of a PROXY header; used only by
+	// submission frontends, ignored otherwise. Default false.
+	XClient bool `toml:"xclient"`
+	// MaxConn caps sessions on this server. Default 0: unlimited.
+	MaxConn int `toml:"maxconn"`
+	// Check enables health checks for this server; false means it is always
+	// considered up. Default true.
+	Check bool `toml:"check"`
+	// TLS is the TLS setup toward the server.
+	TLS ServerTLS `toml:"tls"`
+}
+
+// ServerTLS is a [backend.NAME.server.tls] table.
+type ServerTLS struct {
+	// Enabled turns on TLS to the server. Default false.
+	Enabled bool `toml:"enabled"`
+	// Verify checks the server certificate. Default true.
+	Verify bool `toml:"verify"`
+	// CA is a PEM CA bundle. Default empty: the system roots.
+	CA string `toml:"ca"`
+	// ServerName is the SNI and verification name. Default (resolved at
+	// load, when Enabled) the server's host.
+	ServerName string `toml:"server_name"`
+}
+
+// FrontendNames returns the frontend names, sorted.
+func (c *Config) FrontendNames() []string { return sortedKeys(c.Frontends) }
+
+// BackendNames returns the backend names, sorted.
+func (c *Config) BackendNames() []string { return sortedKeys(c.Backends) }
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// EffectiveTimeouts returns g.Timeouts with every non-zero key of
+// f.Timeouts laid over it. Parse already stores this result in f.Timeouts;
+// the method serves code that builds a Config by hand.
+func (f *Frontend) EffectiveTimeouts(g Global) Timeouts {
+	t := g.Timeouts
+	over := func(dst *Duration, v Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	over(&t.Handshake, f.Timeouts.Handshake)
+	over(&t.Preauth, f.Timeouts.Preauth)
+	over(&t.Connect, f.Timeouts.Connect)
+	over(&t.ServerLogin, f.Timeouts.ServerLogin)
+	over(&t.Idle, f.Timeouts.Idle)
+	over(&t.Data, f.Timeouts.Data)
+	return t
+}
+
+// PlaintextAllowed reports whether a client may log in with a plaintext
+// mechanism on a connection that has no TLS. "auto" allows it unless the
+// TLS mode is starttls (the client must STARTTLS first); with implicit TLS
+// every connection has TLS, so the answer does not matter there.
+func (f *Frontend) PlaintextAllowed() bool {
+	switch f.PlaintextLogin {
+	case PlaintextLoginAllow:
+		return true
+	case PlaintextLoginDeny:
+		return false
+	default:
+		return f.TLS.Mode != TLSModeStartTLS
+	}
+}
+
+// TrustedPrefixes returns f.TrustedProxies parsed; bare addresses become
+// single-address prefixes. Entries that do not parse are skipped (Validate
+// reports them).
+func (f *Frontend) TrustedPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(f.TrustedProxies))
+	for _, s := range f.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// BindAddrs returns f.Bind parsed. Entries that do not parse are skipped
+// (Validate reports them). Open an IPv6 address with network "tcp6" and an
+// IPv4 one with "tcp4": Go opens "[::]" dual-stack under "tcp", which
+// would collide with a "0.0.0.0" listener on the same port.
+func (f *Frontend) BindAddrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(f.Bind))
+	for _, s := range f.Bind {
+		if ap, err := parseBind(s); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+// Summary returns one line describing the configuration, e.g.
+// "3 frontends (imap, lmtp, pop3), 1 backend (dovecot: 3 servers), 6 listeners".
+func (c *Config) Summary() string {
+	var b strings.Builder
+	fnames := c.FrontendNames()
+	listeners := 0
+	for _, n := range fnames {
+		listeners += len(c.Frontends[n].Bind)
+	}
+	b.WriteString(count(len(fnames), "frontend"))
+	if len(fnames) > 0 {
+		b.WriteString(" (" + strings.Join(fnames, ", ") + ")")
+	}
+	bnames := c.BackendNames()
+	b.WriteString(", " + count(len(bnames), "backend"))
+	if len(bnames) > 0 {
+		parts := make([]string, len(bnames))
+		for i, n := range bnames {
+			parts[i] = n + ": " + count(len(c.Backends[n].Servers), "server")
+		}
+		b.WriteString(" (" + strings.Join(parts, ", ") + ")")
+	}
+	b.WriteString(", " + count(listeners, "listener"))
+	return b.String()
+}
+
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return itoa(n) + " " + noun + "s"
+}
+
+// SlogLevel returns the slog level for l; unknown values give Info.
+func (l LogLevel) SlogLevel() slog.Level {
+	switch l {
+	case LogLevelDebug:
+		return slog.LevelDebug
+	case LogLevelWarn:
+		return slog.LevelWarn
+	case LogLevelError:
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}

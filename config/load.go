@@ -1,0 +1,459 @@
+package config
+
+import (
+	"bytes"
+	"encoding"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// maxFileSize caps every file the configuration reads (the TOML file,
+// certificates, keys, CA bundles, password files): a typo pointing at a
+// device or a huge file must fail, not hang or eat memory.
+const maxFileSize = 4 << 20
+
+// Load reads the file at path and returns [Parse] of its content. A
+// returned error names the file; when there are several problems it says
+// how many and lists one per line.
+func Load(path string) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		if n := len(Problems(err)); n > 1 {
+			return nil, fmt.Errorf("config %s: %d problems:\n%w", path, n, err)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes data strictly, applies defaults, resolves inherited values
+// and validates the result.
+//
+// A TOML syntax error or a value of the wrong type stops decoding and is
+// returned alone as a *[SyntaxError] with its line and column. Otherwise
+// every problem is returned at once, joined with errors.Join, each a
+// *[KeyError] naming its key path: unknown keys (wrapping [ErrUnknownKey])
+// first, then what [Config.Validate] finds. On error the Config is nil.
+func Parse(data []byte) (*Config, error) {
+	// First pass: a plain map, to tell "absent" from "zero" when applying
+	// defaults, and to locate unknown keys with array indexes.
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		return nil, decodeError(err)
+	}
+	c := new(Config)
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		return nil, decodeError(err)
+	}
+	var p problems
+	checkKeys(&p, md, raw)
+	c.applyDefaults(table(raw))
+	c.loadSecrets(&p)
+	if err := c.Validate(); err != nil {
+		p.errs = append(p.errs, Problems(err)...)
+	}
+	if err := p.join(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readFile reads a regular file of at most maxFileSize bytes.
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s: larger than %s", name, Size(maxFileSize))
+	}
+	return data, nil
+}
+
+// mdError matches the decoder's type-mismatch errors, which are not
+// toml.ParseError: `toml: line 5 (last key "a.b"): message`.
+var mdError = regexp.MustCompile(`(?s)^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+
+// decodeError turns a decoder error into a *SyntaxError when it can.
+func decodeError(err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &SyntaxError{Key: pe.LastKey, Line: pe.Position.Line, Column: pe.Position.Col, Msg: pe.Message, err: err}
+	}
+	if m := mdError.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		key, uerr := strconv.Unquote(m[2])
+		if uerr == nil {
+			return &SyntaxError{Key: key, Line: line, Msg: m[3], err: err}
+		}
+	}
+	return fmt.Errorf("decode config: %w", err)
+}
+
+var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// checkKeys reports every key of raw that the schema does not know, with
+// its array indexes and a suggestion. Keys matching a field only when case
+// is ignored (which BurntSushi/toml would accept) are reported too. As a
+// safety net, anything md.Undecoded lists that the walk missed is reported
+// as well.
+func checkKeys(p *problems, md toml.MetaData, raw map[string]any) {
+	reported := map[string]bool{} // dotted keys without indexes, as toml.Key.String
+	walkKeys(p, reported, "", "", raw, reflect.TypeFor[Config]())
+	for _, k := range md.Undecoded() {
+		covered := false
+		for i := 1; i <= len(k) && !covered; i++ {
+			covered = reported[k[:i].String()]
+		}
+		if !covered {
+			reported[k.String()] = true
+			p.add(k.String(), ErrUnknownKey)
+		}
+	}
+}
+
+// walkKeys checks raw (decoded TOML) against type t. at is the key path
+// shown to the admin (with indexes); plain is the same without indexes.
+func walkKeys(p *problems, reported map[string]bool, at, plain string, raw any, t reflect.Type) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return
+	}
+	join := func(base, part string) string {
+		if base == "" {
+			return part
+		}
+		return base + "." + part
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return
+		}
+		fields := map[string]reflect.StructField{}
+		var names []string
+		for f := range t.Fields() {
+			tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if tag == "" || tag == "-" || !f.IsExported() {
+				continue
+			}
+			fields[tag] = f
+			names = append(names, tag)
+		}
+		for _, k := range sortedKeys(m) {
+			kat, kplain := join(at, keyPart(k)), join(plain, keyPart(k))
+			if f, ok := fields[k]; ok {
+				walkKeys(p, reported, kat, kplain, m[k], f.Type)
+				continue
+			}
+			reported[kplain] = true
+			p.add(kat, unknownKey(k, names))
+		}
+	case reflect.Map:
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range sortedKeys(m) {
+			walkKeys(p, reported, join(at, keyPart(k)), join(plain, keyPart(k)), m[k], t.Elem())
+		}
+	case reflect.Slice:
+		var elems []any
+		switch v := raw.(type) {
+		case []map[string]any:
+			for _, e := range v {
+				elems = append(elems, e)
+			}
+		case []any:
+			elems = v
+		}
+		for i, e := range elems {
+			walkKeys(p, reported, at+"["+strconv.Itoa(i)+"]", plain, e, t.Elem())
+		}
+	}
+}
+
+// unknownKey builds the error for key k in a table whose valid keys are
+// names: the case-sensitive spelling, the closest name, or the full list.
+func unknownKey(k string, names []string) error {
+	for _, n := range names {
+		if strings.EqualFold(n, k) {
+			return fmt.Errorf("%w (keys are case-sensitive); write %q", ErrUnknownKey, n)
+		}
+	}
+	best, bestDist := "", 3
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(k), n); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	if best != "" {
+		return fmt.Errorf("%w; did you mean %q?", ErrUnknownKey, best)
+	}
+	sorted := slices.Sorted(slices.Values(names))
+	return fmt.Errorf("%w; valid keys here: %s", ErrUnknownKey, strings.Join(sorted, ", "))
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64 // not a typo of a schema key
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// table is a decoded TOML table, used to tell an absent key from a zero one.
+type table map[string]any
+
+func (t table) has(k string) bool {
+	_, ok := t[k]
+	return ok
+}
+
+func (t table) sub(k string) table {
+	m, _ := t[k].(map[string]any)
+	return m
+}
+
+// elem returns entry i of the array of tables at key k.
+func (t table) elem(k string, i int) table {
+	switch v := t[k].(type) {
+	case []map[string]any:
+		if i < len(v) {
+			return v[i]
+		}
+	case []any:
+		if i < len(v) {
+			m, _ := v[i].(map[string]any)
+			return m
+		}
+	}
+	return nil
+}
+
+// Defaults. Each is documented on its field.
+const (
+	defaultMaxConn          = 10000
+	defaultShutdownGrace    = 30 * time.Second
+	defaultMaxLoginAttempts = 3
+	defaultMinTLSVersion    = TLSVersion("1.2")
+	defaultMaxRecipients    = 1000
+	defaultMaxMessageSize   = 50 * MiB
+	defaultSpoolMemory      = 1 * MiB
+	defaultMaxServerConns   = 16
+	defaultUserExpire       = 15 * time.Minute
+	defaultRetries          = 2
+	defaultErrorLimit       = 3
+	defaultCheckInter       = 2 * time.Second
+	defaultCheckTimeout     = 2 * time.Second
+	defaultRise             = 2
+	defaultFall             = 3
+	defaultExpectStatus     = 200
+	defaultWeight           = 100
+)
+
+// DefaultTimeouts are the [global.timeouts] defaults.
+var DefaultTimeouts = Timeouts{
+	Handshake:   Duration(10 * time.Second),
+	Preauth:     Duration(60 * time.Second),
+	Connect:     Duration(5 * time.Second),
+	ServerLogin: Duration(30 * time.Second),
+	Idle:        Duration(time.Hour),
+	Data:        Duration(10 * time.Minute),
+}
+
+// setInt and friends set *dst to def when the key is absent from t.
+func setInt(dst *int, t table, key string, def int) {
+	if !t.has(key) {
+		*dst = def
+	}
+}
+
+func setDur(dst *Duration, t table, key string, def time.Duration) {
+	if !t.has(key) {
+		*dst = Duration(def)
+	}
+}
+
+func setStr[T ~string](dst *T, def T) {
+	if *dst == "" {
+		*dst = def
+	}
+}
+
+// applyDefaults fills every absent key from its default (raw is the same
+// file decoded into a map) and resolves inherited values.
+func (c *Config) applyDefaults(raw table) {
+	g := &c.Global
+	graw := raw.sub("global")
+	setStr(&g.LogLevel, LogLevelInfo)
+	setStr(&g.LogFormat, LogFormatText)
+	setInt(&g.MaxConn, graw, "maxconn", defaultMaxConn)
+	setDur(&g.ShutdownGrace, graw, "shutdown_grace", defaultShutdownGrace)
+	traw := graw.sub("timeouts")
+	setDur(&g.Timeouts.Handshake, traw, "handshake", DefaultTimeouts.Handshake.D())
+	setDur(&g.Timeouts.Preauth, traw, "preauth", DefaultTimeouts.Preauth.D())
+	setDur(&g.Timeouts.Connect, traw, "connect", DefaultTimeouts.Connect.D())
+	setDur(&g.Timeouts.ServerLogin, traw, "server_login", DefaultTimeouts.ServerLogin.D())
+	setDur(&g.Timeouts.Idle, traw, "idle", DefaultTimeouts.Idle.D())
+	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
+
+	hostname, _ := os.Hostname()
+	for name, f := range c.Frontends {
+		if f == nil { // [frontend] entries are tables, but be safe
+			f = new(Frontend)
+			c.Frontends[name] = f
+		}
+		fraw := raw.sub("frontend").sub(name)
+		f.Name = name
+		if f.TrustedProxies == nil {
+			f.TrustedProxies = slices.Clone(g.TrustedProxies)
+		}
+		setStr(&f.PlaintextLogin, PlaintextLoginAuto)
+		setInt(&f.MaxLoginAttempts, fraw, "max_login_attempts", defaultMaxLoginAttempts)
+		setStr(&f.Hostname, hostname)
+		f.Timeouts = f.EffectiveTimeouts(*g)
+		setStr(&f.TLS.Mode, TLSModeNone)
+		setStr(&f.TLS.MinVersion, defaultMinTLSVersion)
+		if f.Protocol == ProtocolLMTP && f.LMTP == nil {
+			f.LMTP = new(LMTP)
+		}
+		if l := f.LMTP; l != nil {
+			lraw := fraw.sub("lmtp")
+			setInt(&l.MaxRecipients, lraw, "max_recipients", defaultMaxRecipients)
+			if !lraw.has("max_message_size") {
+				l.MaxMessageSize = defaultMaxMessageSize
+			}
+			if !lraw.has("spool_memory") {
+				l.SpoolMemory = min(defaultSpoolMemory, l.MaxMessageSize)
+			}
+			setStr(&l.SpoolDir, os.TempDir())
+			setStr(&l.ServerDown, ServerDownTempfail)
+			setStr(&l.BareLF, BareLFNormalize)
+			setInt(&l.MaxServerConns, lraw, "max_server_conns", defaultMaxServerConns)
+		}
+	}
+
+	for name, b := range c.Backends {
+		if b == nil {
+			b = new(Backend)
+			c.Backends[name] = b
+		}
+		braw := raw.sub("backend").sub(name)
+		b.Name = name
+		setStr(&b.Balance, BalanceUser)
+		setDur(&b.UserExpire, braw, "user_expire", defaultUserExpire)
+		setInt(&b.Retries, braw, "retries", defaultRetries)
+		setInt(&b.ErrorLimit, braw, "error_limit", defaultErrorLimit)
+		setStr(&b.OnMarkedDown, OnMarkedDownNone)
+		ck, craw := &b.Check, braw.sub("check")
+		setStr(&ck.Type, CheckTypeTCP)
+		setDur(&ck.Inter, craw, "inter", defaultCheckInter)
+		if ck.FastInter == 0 {
+			ck.FastInter = ck.Inter
+		}
+		if ck.DownInter == 0 {
+			ck.DownInter = ck.Inter
+		}
+		setInt(&ck.Rise, craw, "rise", defaultRise)
+		setInt(&ck.Fall, craw, "fall", defaultFall)
+		setDur(&ck.Timeout, craw, "timeout", defaultCheckTimeout)
+		setStr(&ck.SendProxy, CheckProxyAuto)
+		setStr(&ck.HTTPMethod, "GET")
+		setStr(&ck.HTTPPath, "/")
+		setInt(&ck.ExpectStatus, craw, "expect_status", defaultExpectStatus)
+		for i, s := range b.Servers {
+			if s == nil {
+				s = new(Server)
+				b.Servers[i] = s
+			}
+			sraw := braw.elem("server", i)
+			setInt(&s.Weight, sraw, "weight", defaultWeight)
+			setStr(&s.State, ServerStateReady)
+			setStr(&s.SendProxy, SendProxyNone)
+			if !sraw.has("check") {
+				s.Check = true
+			}
+			if !sraw.sub("tls").has("verify") {
+				s.TLS.Verify = true
+			}
+			if s.TLS.Enabled && s.TLS.ServerName == "" {
+				s.TLS.ServerName = s.Host()
+			}
+		}
+	}
+
+	for _, fname := range c.FrontendNames() {
+		f := c.Frontends[fname]
+		if b := c.Backends[f.Backend]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
+			b.Protocols = append(b.Protocols, f.Protocol)
+		}
+	}
+}
+
+// loadSecrets reads check password files into Check.Password.
+func (c *Config) loadSecrets(p *problems) {
+	for _, name := range c.BackendNames() {
+		ck := &c.Backends[name].Check
+		at := path("backend", keyPart(name), "check")
+		if ck.PasswordFile == "" {
+			continue
+		}
+		if ck.Password != "" {
+			p.addf(path(at, "password_file"), "set password or password_file, not both")
+			continue
+		}
+		data, err := readFile(ck.PasswordFile)
+		if err != nil {
+			p.add(path(at, "password_file"), fmt.Errorf("read password: %w", err))
+			continue
+		}
+		ck.Password = strings.TrimRight(string(data), "\r\n")
+	}
+}

@@ -1,0 +1,437 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits shared by several keys.
+const (
+	maxConnLimit = 10_000_000
+	// imapMinIdle is the shortest post-login idle timeout for IMAP: RFC 3501
+	// section 5.4 says an autologout timer is at least 30 minutes, and IDLE
+	// clients (RFC 2177) legitimately stay silent that long.
+	imapMinIdle = 30 * time.Minute
+)
+
+// timeoutKeys lists the timeouts with their TOML key and range.
+var timeoutKeys = []struct {
+	key    string
+	get    func(*Timeouts) Duration
+	lo, hi time.Duration
+}{
+	{"handshake", func(t *Timeouts) Duration { return t.Handshake }, time.Second, 5 * time.Minute},
+	{"preauth", func(t *Timeouts) Duration { return t.Preauth }, time.Second, 30 * time.Minute},
+	{"connect", func(t *Timeouts) Duration { return t.Connect }, 100 * time.Millisecond, 2 * time.Minute},
+	{"server_login", func(t *Timeouts) Duration { return t.ServerLogin }, time.Second, 5 * time.Minute},
+	{"idle", func(t *Timeouts) Duration { return t.Idle }, time.Minute, 24 * time.Hour},
+	{"data", func(t *Timeouts) Duration { return t.Data }, 10 * time.Second, time.Hour},
+}
+
+// Validate checks every value of c and returns all problems at once, joined
+// with errors.Join, each a *[KeyError] naming its key path. It reads the
+// certificate, key and CA files the configuration names. It does not apply
+// defaults: Parse does that first, and code building a Config by hand must
+// fill every field.
+func (c *Config) Validate() error {
+	var p problems
+	c.validateGlobal(&p)
+	usedBy := c.validateFrontends(&p)
+	c.validateBackends(&p, usedBy)
+	return p.join()
+}
+
+func (p *problems) durRange(key string, d Duration, lo, hi time.Duration) {
+	if d.D() < lo || d.D() > hi {
+		p.addf(key, "%s out of range %s..%s", d, Duration(lo), Duration(hi))
+	}
+}
+
+func (p *problems) intRange(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		p.addf(key, "%d out of range %d..%d", n, lo, hi)
+	}
+}
+
+func (p *problems) enum(key string, err error) {
+	if err != nil {
+		p.add(key, err)
+	}
+}
+
+func idx(i int) string { return "[" + strconv.Itoa(i) + "]" }
+
+// validName reports whether s is made of [A-Za-z0-9._-] only.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// oneLine reports whether s has no control characters (CR, LF, NUL...).
+func oneLine(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+func (c *Config) validateGlobal(p *problems) {
+	g := &c.Global
+	p.enum("global.log_level", oneOf(g.LogLevel, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError))
+	p.enum("global.log_format", oneOf(g.LogFormat, LogFormatText, LogFormatJSON))
+	p.intRange("global.maxconn", g.MaxConn, 0, maxConnLimit)
+	validatePrefixes(p, "global.trusted_proxies", g.TrustedProxies)
+	p.durRange("global.shutdown_grace", g.ShutdownGrace, 0, time.Hour)
+	for _, k := range timeoutKeys {
+		p.durRange("global.timeouts."+k.key, k.get(&g.Timeouts), k.lo, k.hi)
+	}
+}
+
+func validatePrefixes(p *problems, at string, list []string) {
+	for i, s := range list {
+		if _, err := parsePrefix(s); err != nil {
+			p.add(at+idx(i), err)
+		}
+	}
+}
+
+// validateFrontends checks every frontend and returns, per backend name,
+// the frontends using it in name order.
+func (c *Config) validateFrontends(p *problems) map[string][]*Frontend {
+	usedBy := map[string][]*Frontend{}
+	if len(c.Frontends) == 0 {
+		p.addf("frontend", "no frontends defined; add a [frontend.NAME] table with protocol, bind and backend")
+		return usedBy
+	}
+	binds := map[string]string{} // normalised address → key path of its first use
+	for _, name := range c.FrontendNames() {
+		f := c.Frontends[name]
+		at := path("frontend", keyPart(name))
+		if !validName(name) {
+			p.addf(at, "frontend name %q: use only letters, digits, '.', '_' and '-'", name)
+		}
+		c.validateFrontend(p, at, f)
+
+		if len(f.Bind) == 0 {
+			p.addf(at+".bind", `required: at least one "IP:port", e.g. bind = ["0.0.0.0:143", "[::]:143"]`)
+		}
+		for i, s := range f.Bind {
+			key := at + ".bind" + idx(i)
+			ap, err := parseBind(s)
+			if err != nil {
+				p.add(key, err)
+				continue
+			}
+			norm := ap.Addr().Unmap().String() + "|" + strconv.Itoa(int(ap.Port()))
+			if first, dup := binds[norm]; dup {
+				p.addf(key, "%q is already bound by %s; each address may be bound once", s, first)
+				continue
+			}
+			binds[norm] = key
+		}
+
+		switch b := c.Backends[f.Backend]; {
+		case f.Backend == "":
+			p.addf(at+".backend", "required: the name of a [backend.NAME] table")
+		case b == nil:
+			p.addf(at+".backend", "backend %q is not defined; define [backend.%s] or use one of: %s",
+				f.Backend, keyPart(f.Backend), strings.Join(c.BackendNames(), ", "))
+		default:
+			usedBy[f.Backend] = append(usedBy[f.Backend], f)
+		}
+	}
+	return usedBy
+}
+
+func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
+	g := &c.Global
+	switch f.Protocol {
+	case "":
+		p.addf(at+".protocol", `required: one of "imap", "pop3", "submission", "lmtp", "tcp"`)
+	case ProtocolHTTP:
+		p.addf(at+".protocol", `protocol "http" is not supported yet; for now use "tcp" to pass HTTP through`)
+	default:
+		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP))
+	}
+	p.intRange(at+".maxconn", f.MaxConn, 0, maxConnLimit)
+	if !slices.Equal(f.TrustedProxies, g.TrustedProxies) {
+		validatePrefixes(p, at+".trusted_proxies", f.TrustedProxies)
+	}
+	p.enum(at+".plaintext_login", oneOf(f.PlaintextLogin, PlaintextLoginAuto, PlaintextLoginAllow, PlaintextLoginDeny))
+	loginProto := f.Protocol == ProtocolIMAP || f.Protocol == ProtocolPOP3 || f.Protocol == ProtocolSubmission
+	if loginProto && f.PlaintextLogin == PlaintextLoginDeny && f.TLS.Mode == TLSModeNone {
+		p.addf(at+".plaintext_login", `"deny" with tls.mode "none" means nobody can log in; set tls.mode to "starttls" or "implicit", or plaintext_login = "allow"`)
+	}
+	p.intRange(at+".max_login_attempts", f.MaxLoginAttempts, 1, 20)
+	if !oneLine(f.Greeting) || len(f.Greeting) > 200 {
+		p.addf(at+".greeting", "must be one line of at most 200 characters")
+	}
+	if !oneLine(f.Hostname) || strings.ContainsRune(f.Hostname, ' ') {
+		p.addf(at+".hostname", "%q: must be a host name without spaces", f.Hostname)
+	} else if f.Hostname == "" && (f.Protocol == ProtocolLMTP || f.Protocol == ProtocolSubmission) {
+		p.addf(at+".hostname", "required: the host name could not be read from the system; set it, e.g. hostname = \"mx.example.com\"")
+	}
+
+	for _, k := range timeoutKeys {
+		key := at + ".timeouts." + k.key
+		own, global := k.get(&f.Timeouts), k.get(&g.Timeouts)
+		inherited := own == 0 || own == global
+		if !inherited && (own.D() < k.lo || own.D() > k.hi) {
+			p.durRange(key, own, k.lo, k.hi)
+			continue
+		}
+		if k.key == "idle" && f.Protocol == ProtocolIMAP {
+			eff, from := own, ""
+			if inherited {
+				eff, from = global, " (inherited from global.timeouts.idle)"
+			}
+			if eff.D() < imapMinIdle {
+				p.addf(key, "%s%s is too short for imap: RFC 3501 section 5.4 sets an autologout timer of at least 30 minutes and IDLE clients stay silent that long; set idle = \"30m\" or more", eff, from)
+			}
+		}
+	}
+
+	c.validateFrontendTLS(p, at+".tls", f)
+
+	if f.LMTP != nil {
+		if f.Protocol != ProtocolLMTP {
+			p.addf(at+".lmtp", "only allowed for protocol \"lmtp\"; remove this table")
+		} else {
+			validateLMTP(p, at+".lmtp", f.LMTP)
+		}
+	}
+}
+
+func (c *Config) validateFrontendTLS(p *problems, at string, f *Frontend) {
+	t := &f.TLS
+	var err error
+	switch f.Protocol {
+	case ProtocolTCP:
+		if t.Mode == TLSModeStartTLS {
+			err = errorf(`tcp has no STARTTLS; use "implicit" or "none"`)
+		} else {
+			err = oneOf(t.Mode, TLSModeNone, TLSModeImplicit)
+		}
+	case ProtocolLMTP:
+		if t.Mode == TLSModeImplicit {
+			err = errorf(`LMTP has no implicit TLS port; use "starttls" or "none"`)
+		} else {
+			err = oneOf(t.Mode, TLSModeNone, TLSModeStartTLS)
+		}
+	default:
+		err = oneOf(t.Mode, TLSModeNone, TLSModeStartTLS, TLSModeImplicit)
+	}
+	p.enum(at+".mode", err)
+	if t.MinVersion.Uint16() == 0 {
+		p.addf(at+".min_version", `unknown value %q; use one of "1.0", "1.1", "1.2", "1.3"`, string(t.MinVersion))
+	}
+	if err != nil || t.Mode == TLSModeNone {
+		return // certificates are unused
+	}
+	if len(t.Certs) == 0 {
+		p.addf(at+".mode", "%q needs a certificate; add a [[%s.cert]] table with cert and key", string(t.Mode), at)
+	}
+	for i, cert := range t.Certs {
+		cat := at + ".cert" + idx(i)
+		certPEM, keyPEM := readPEM(p, cat+".cert", cert.Cert, "certificate chain"), readPEM(p, cat+".key", cert.Key, "private key")
+		if certPEM == nil || keyPEM == nil {
+			continue
+		}
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			p.add(cat, fmt.Errorf("load %s and %s: %w", cert.Cert, cert.Key, err))
+		}
+	}
+}
+
+// readPEM reads a required PEM file, reporting a problem and returning nil
+// when it is missing or unreadable.
+func readPEM(p *problems, key, name, what string) []byte {
+	if name == "" {
+		p.addf(key, "required: the path of a PEM %s", what)
+		return nil
+	}
+	data, err := readFile(name)
+	if err != nil {
+		p.add(key, fmt.Errorf("read %s: %w", what, err))
+		return nil
+	}
+	return data
+}
+
+func validateLMTP(p *problems, at string, l *LMTP) {
+	p.intRange(at+".max_recipients", l.MaxRecipients, 1, 100000)
+	if l.MaxMessageSize < KiB || l.MaxMessageSize > 2*GiB {
+		p.addf(at+".max_message_size", "%s out of range 1KiB..2GiB", l.MaxMessageSize)
+	}
+	if l.SpoolMemory < 0 || l.SpoolMemory > l.MaxMessageSize {
+		p.addf(at+".spool_memory", "%s out of range 0..max_message_size (%s)", l.SpoolMemory, l.MaxMessageSize)
+	}
+	if l.SpoolDir != "" {
+		if st, err := os.Stat(l.SpoolDir); err != nil {
+			p.add(at+".spool_dir", err)
+		} else if !st.IsDir() {
+			p.addf(at+".spool_dir", "%s is not a directory", l.SpoolDir)
+		}
+	}
+	p.enum(at+".server_down", oneOf(l.ServerDown, ServerDownTempfail, ServerDownNext))
+	p.enum(at+".bare_lf", oneOf(l.BareLF, BareLFNormalize, BareLFReject))
+	p.intRange(at+".max_server_conns", l.MaxServerConns, 1, 1000)
+}
+
+func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
+	for _, name := range c.BackendNames() {
+		b := c.Backends[name]
+		at := path("backend", keyPart(name))
+		if !validName(name) {
+			p.addf(at, "backend name %q: use only letters, digits, '.', '_' and '-'", name)
+		}
+		p.enum(at+".balance", oneOf(b.Balance, BalanceUser, BalanceLeastConn, BalanceRoundRobin, BalanceSource))
+		p.durRange(at+".user_expire", b.UserExpire, 0, 168*time.Hour)
+		if d := b.DefaultDomain; d != "" {
+			if strings.HasPrefix(d, "@") {
+				p.addf(at+".default_domain", "write %q without the '@'", d[1:])
+			} else if err := checkHostname(d); err != nil {
+				p.add(at+".default_domain", err)
+			}
+		}
+		p.intRange(at+".retries", b.Retries, 0, 10)
+		p.intRange(at+".error_limit", b.ErrorLimit, 0, 1000)
+		p.enum(at+".on_marked_down", oneOf(b.OnMarkedDown, OnMarkedDownNone, OnMarkedDownShutdownSessions))
+		validateCheck(p, at+".check", &b.Check)
+
+		// What the frontends using this backend need from it.
+		var protos []Protocol
+		var tcpUser *Frontend
+		for _, f := range usedBy[name] {
+			if !slices.Contains(protos, f.Protocol) {
+				protos = append(protos, f.Protocol)
+			}
+			if f.Protocol == ProtocolTCP && tcpUser == nil {
+				tcpUser = f
+			}
+		}
+		if tcpUser != nil && b.Balance == BalanceUser {
+			p.addf(at+".balance", `balance "user" needs a protocol with a login, but frontend.%s (protocol tcp) uses this backend; use "leastconn", "roundrobin" or "source"`, keyPart(tcpUser.Name))
+		}
+
+		if len(b.Servers) == 0 {
+			p.addf(at+".server", "no servers; add at least one [[%s.server]] with name and address", at)
+		}
+		names := map[string]int{}
+		used := *b
+		used.Protocols = protos
+		for i, s := range b.Servers {
+			sat := at + ".server" + idx(i)
+			validateServer(p, sat, s)
+			if s.Name != "" {
+				if first, dup := names[s.Name]; dup {
+					p.addf(sat+".name", "duplicate name %q (also server[%d]); names must be unique within a backend", s.Name, first)
+				} else {
+					names[s.Name] = i
+				}
+			}
+			if _, _, err := splitAddress(s.Address); err != nil {
+				continue // reported by validateServer
+			}
+			if tcpUser != nil && s.Port(ProtocolTCP) == 0 {
+				p.addf(sat+".address", "no port for protocol tcp (frontend.%s uses this backend): add one to the address, e.g. \"%s:8080\", or set ports.tcp", keyPart(tcpUser.Name), bracket(s.Host()))
+			} else if len(protos) > 0 && s.Check && b.Check.Type != CheckTypeNone && checkTypeValid(b.Check.Type) == nil && used.CheckPort(s) == 0 {
+				p.addf(sat, "no port for the %s check; set %s.check.port or this server's ports", string(b.Check.Type), at)
+			}
+		}
+	}
+}
+
+func checkTypeValid(t CheckType) error {
+	return oneOf(t, CheckTypeNone, CheckTypeTCP, CheckTypeIMAP, CheckTypePOP3, CheckTypeLMTP, CheckTypeSMTP, CheckTypeHTTP)
+}
+
+func validateCheck(p *problems, at string, ck *Check) {
+	p.enum(at+".type", checkTypeValid(ck.Type))
+	p.durRange(at+".inter", ck.Inter, 100*time.Millisecond, time.Hour)
+	if ck.FastInter != 0 && ck.FastInter != ck.Inter {
+		p.durRange(at+".fastinter", ck.FastInter, 100*time.Millisecond, time.Hour)
+	}
+	if ck.DownInter != 0 && ck.DownInter != ck.Inter {
+		p.durRange(at+".downinter", ck.DownInter, 100*time.Millisecond, time.Hour)
+	}
+	p.intRange(at+".rise", ck.Rise, 1, 100)
+	p.intRange(at+".fall", ck.Fall, 1, 100)
+	p.durRange(at+".timeout", ck.Timeout, 100*time.Millisecond, time.Minute)
+	p.intRange(at+".port", ck.Port, 0, 65535)
+	if ck.Address != "" {
+		if _, port, err := splitAddress(ck.Address); err != nil {
+			p.add(at+".address", err)
+		} else if port != 0 {
+			p.addf(at+".address", "%q: put the port in check.port, not in the address", ck.Address)
+		}
+	}
+	p.enum(at+".send_proxy", oneOf(ck.SendProxy, CheckProxyAuto, CheckProxyLocal, CheckProxyV2, CheckProxyNone))
+	if ck.Type == CheckTypeIMAP && ck.User != "" && ck.Password == "" && ck.PasswordFile == "" {
+		p.addf(at+".user", "a probe login needs password or password_file")
+	}
+	if !oneLine(ck.User) || !oneLine(ck.Password) {
+		p.addf(at+".user", "user and password must not contain control characters")
+	}
+	if ck.HTTPMethod == "" || strings.ContainsFunc(ck.HTTPMethod, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		p.addf(at+".http_method", "%q: write an HTTP method in capitals, e.g. \"GET\" or \"HEAD\"", ck.HTTPMethod)
+	}
+	if !strings.HasPrefix(ck.HTTPPath, "/") || !oneLine(ck.HTTPPath) || strings.ContainsRune(ck.HTTPPath, ' ') {
+		p.addf(at+".http_path", "%q: write a path starting with '/', e.g. \"/health\"", ck.HTTPPath)
+	}
+	if ck.HTTPHost != "" && (!oneLine(ck.HTTPHost) || strings.ContainsRune(ck.HTTPHost, ' ')) {
+		p.addf(at+".http_host", "%q: must be a host name", ck.HTTPHost)
+	}
+	p.intRange(at+".expect_status", ck.ExpectStatus, 100, 599)
+}
+
+// portProtocols are the valid keys of Server.Ports.
+var portProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolHTTP, ProtocolTCP}
+
+func validateServer(p *problems, at string, s *Server) {
+	switch {
+	case s.Name == "":
+		p.addf(at+".name", "required, e.g. name = \"mail1\"")
+	case !validName(s.Name):
+		p.addf(at+".name", "%q: use only letters, digits, '.', '_' and '-'", s.Name)
+	}
+	if s.Address == "" {
+		p.addf(at+".address", "required: a host or host:port, e.g. \"10.0.0.11\" or \"[2001:db8::11]:143\"")
+	} else if _, _, err := splitAddress(s.Address); err != nil {
+		p.add(at+".address", err)
+	}
+	for _, proto := range sortedKeys(s.Ports) {
+		key := at + ".ports." + keyPart(string(proto))
+		if !slices.Contains(portProtocols, proto) {
+			p.addf(key, "unknown protocol; use imap, pop3, lmtp, submission, http or tcp")
+			continue
+		}
+		p.intRange(key, s.Ports[proto], 1, 65535)
+	}
+	p.intRange(at+".weight", s.Weight, 0, 1000)
+	p.enum(at+".state", oneOf(s.State, ServerStateReady, ServerStateDrain, ServerStateMaint))
+	p.enum(at+".send_proxy", oneOf(s.SendProxy, SendProxyV2SSL, SendProxyV2, SendProxyV1, SendProxyNone))
+	p.intRange(at+".maxconn", s.MaxConn, 0, maxConnLimit)
+	if s.TLS.CA != "" {
+		if data, err := readFile(s.TLS.CA); err != nil {
+			p.add(at+".tls.ca", fmt.Errorf("read CA bundle: %w", err))
+		} else if !x509.NewCertPool().AppendCertsFromPEM(data) {
+			p.addf(at+".tls.ca", "%s holds no PEM certificate", s.TLS.CA)
+		}
+	}
+	if s.TLS.ServerName != "" {
+		if err := checkHostname(s.TLS.ServerName); err != nil {
+			p.add(at+".tls.server_name", err)
+		}
+	}
+}
