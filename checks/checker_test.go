@@ -403,3 +403,28 @@ func TestParseType(t *testing.T) {
 		t.Errorf("ParseProxyHeader(v1): got %v, want ErrUnknownProxyHeader", err)
 	}
 }
+
+func TestTransitionsAreLogged(t *testing.T) {
+	var buf strings.Builder
+	c, err := New(Options{
+		Server: "mail1", Address: "192.0.2.1:143", Rise: 1, Fall: 1,
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.record(Result{Reason: "imap: connection refused", Latency: time.Millisecond})
+	c.record(Result{OK: true, Reason: "imap: OK in 1ms", Latency: time.Millisecond})
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got log %q, want two lines", buf.String())
+	}
+	for i, want := range []string{
+		`level=WARN msg="server down" server=mail1 check=tcp address=192.0.2.1:143 reason="imap: connection refused" latency=1ms`,
+		`level=INFO msg="server up" server=mail1 check=tcp address=192.0.2.1:143 reason="imap: OK in 1ms" latency=1ms`,
+	} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("got log line %q, want it to contain %q", lines[i], want)
+		}
+	}
+}
