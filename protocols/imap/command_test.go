@@ -118,10 +118,10 @@ func TestLiteralAtEnd(t *testing.T) {
 		{seg: "{}", ok: false},
 		{seg: "{+}", ok: false},
 		{seg: "a LOGIN x", ok: false},
-		{seg: `a LOGIN "{5}`, ok: false},                  // inside an unterminated quote
-		{seg: `a LOGIN "x\"{5}`, ok: false},               // still inside the quote
-		{seg: `a LOGIN "x\\" {5}`, size: 5, ok: true},     // the quote ended
-		{seg: "a LOGIN {99999999999}", ok: false},         // too many digits
+		{seg: `a LOGIN "{5}`, ok: false},                   // inside an unterminated quote
+		{seg: `a LOGIN "x\"{5}`, ok: false},                // still inside the quote
+		{seg: `a LOGIN "x\\" {5}`, size: 5, ok: true},      // the quote ended
+		{seg: "a LOGIN {99999999999}", ok: false},          // too many digits
 		{seg: "a LOGIN {12345678901234567890}", ok: false}, // would overflow
 		{seg: "a LOGIN {5x}", ok: false},
 		{seg: "", ok: false},

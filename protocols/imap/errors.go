@@ -68,10 +68,10 @@ func (e *connError) Unwrap() error { return e.err }
 type outcome int
 
 const (
-	outcomeReply        outcome = iota // a reply, nothing counted
-	outcomeBadCommand                  // counts toward maxBadCommands
-	outcomeFailedLogin                 // counts toward Options.MaxLoginAttempts
-	outcomeClose                       // the session ends after the reply
+	outcomeReply       outcome = iota // a reply, nothing counted
+	outcomeBadCommand                 // counts toward maxBadCommands
+	outcomeFailedLogin                // counts toward Options.MaxLoginAttempts
+	outcomeClose                      // the session ends after the reply
 )
 
 // render maps err to the bytes the client sees and what it means for the
