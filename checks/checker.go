@@ -136,6 +136,33 @@ const (
 	InitFullyDown
 )
 
+var initialNames = [...]string{InitFullyUp: "fully-up", InitUp: "up", InitDown: "down", InitFullyDown: "fully-down"}
+
+// String returns HAProxy's init-state name: "fully-up", "up", "down" or "fully-down".
+func (s InitialState) String() string {
+	if s < 0 || int(s) >= len(initialNames) {
+		return "initial(" + strconv.Itoa(int(s)) + ")"
+	}
+	return initialNames[s]
+}
+
+// ErrUnknownInitialState is returned by ParseInitialState for a name it does not know.
+var ErrUnknownInitialState = errors.New("unknown initial state")
+
+// ParseInitialState returns the InitialState named s (HAProxy's init-state
+// names); "" is InitFullyUp.
+func ParseInitialState(s string) (InitialState, error) {
+	if s == "" {
+		return InitFullyUp, nil
+	}
+	for i, name := range initialNames {
+		if s == name {
+			return InitialState(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w %q", ErrUnknownInitialState, s)
+}
+
 // Options configure one Checker. Only Address is required.
 type Options struct {
 	// Server names the server in logs, reasons and Transitions.
@@ -145,7 +172,8 @@ type Options struct {
 	// Address is the host:port to probe.
 	Address string
 
-	// Inter spaces checks while the server is steadily up. Zero: DefaultInter.
+	// Inter spaces checks while the server is steadily up. Zero:
+	// DefaultInter. For this and the durations below, negative is an error.
 	Inter time.Duration
 	// FastInter spaces checks while a transition is in progress (the counter
 	// is neither full nor empty). Zero: Inter.
@@ -158,7 +186,6 @@ type Options struct {
 	// many checkers started together do not probe in lockstep. Zero: the first
 	// check runs as soon as Run starts.
 	Spread time.Duration
-	// Negative durations are errors.
 
 	// Rise is the number of consecutive passing checks that bring a down
 	// server up. Zero: DefaultRise. Negative: error.

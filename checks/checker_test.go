@@ -402,6 +402,15 @@ func TestParseType(t *testing.T) {
 	if _, err := ParseProxyHeader("v1"); !errors.Is(err, ErrUnknownProxyHeader) {
 		t.Errorf("ParseProxyHeader(v1): got %v, want ErrUnknownProxyHeader", err)
 	}
+	for _, s := range []InitialState{InitFullyUp, InitUp, InitDown, InitFullyDown} {
+		got, err := ParseInitialState(s.String())
+		if err != nil || got != s {
+			t.Errorf("ParseInitialState(%q): got %v, %v, want %v", s.String(), got, err, s)
+		}
+	}
+	if _, err := ParseInitialState("maybe"); !errors.Is(err, ErrUnknownInitialState) {
+		t.Errorf("ParseInitialState(maybe): got %v, want ErrUnknownInitialState", err)
+	}
 }
 
 func TestTransitionsAreLogged(t *testing.T) {

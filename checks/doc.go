@@ -39,6 +39,12 @@
 // down server needs rise consecutive passes to come up (a failure while down
 // starts the count again).
 //
+// A new Checker starts fully up (InitFullyUp): fall failed checks are needed
+// before the first transition, so restarting maildirector does not flap a
+// fleet on one unlucky probe. HAProxy's own default, init-state "up", takes a
+// server down on its first failure; Options.Initial selects it, or one of the
+// down states.
+//
 // Checks are spaced by Inter while the counter is full (steady up), by
 // DownInter while it is 0 (steady down) and by FastInter in between, where the
 // state is about to change.

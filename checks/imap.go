@@ -23,7 +23,7 @@ func (s *session) imap(login imapLogin) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, status, _ := parseIMAPResponse(line); status != "OK" {
+	if tag, status, _ := parseIMAPResponse(line); tag != "*" || status != "OK" {
 		return nil, s.unexpected("greeting", line, `"* OK"`)
 	}
 
@@ -160,7 +160,7 @@ func (s *session) imapLogout(cause error) error {
 		return cause
 	}
 	if err := s.send(sendStep("LOGOUT"), "z LOGOUT"); err != nil {
-		return cmp(cause, err)
+		return firstErr(cause, err)
 	}
 	_, status, line, err := s.imapReadTagged("z", "LOGOUT")
 	switch {
@@ -168,16 +168,16 @@ func (s *session) imapLogout(cause error) error {
 		// Closed after (or instead of) BYE: that is how LOGOUT ends too.
 		return cause
 	case err != nil:
-		return cmp(cause, err)
+		return firstErr(cause, err)
 	case status != "OK" && status != "BYE":
-		return cmp(cause, s.unexpected("LOGOUT", line, "OK"))
+		return firstErr(cause, s.unexpected("LOGOUT", line, "OK"))
 	}
 	return cause
 }
 
-// cmp returns the first non-nil error: the original verdict wins over a
+// firstErr returns the first non-nil error: the original verdict wins over a
 // failure while saying goodbye.
-func cmp(first, second error) error {
+func firstErr(first, second error) error {
 	if first != nil {
 		return first
 	}

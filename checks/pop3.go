@@ -48,14 +48,14 @@ func (s *session) pop3Quit(cause error) error {
 		return cause
 	}
 	if err := s.send(sendStep("QUIT"), "QUIT"); err != nil {
-		return cmp(cause, err)
+		return firstErr(cause, err)
 	}
 	line, err := s.readLine(replyStep("QUIT"))
 	switch {
 	case err != nil:
-		return cmp(cause, err)
+		return firstErr(cause, err)
 	case !pop3OK(line):
-		return cmp(cause, s.unexpected("QUIT", line, `"+OK"`))
+		return firstErr(cause, s.unexpected("QUIT", line, `"+OK"`))
 	}
 	return cause
 }

@@ -119,7 +119,8 @@ func (c *Checker) runProbe(ctx context.Context) Result {
 	caps, err := c.converse(ctx)
 	lat := time.Since(start)
 	if err != nil {
-		if ce := (*CheckError)(nil); errors.As(err, &ce) {
+		var ce *CheckError
+		if errors.As(err, &ce) {
 			ce.Timeout = c.opts.Timeout
 			if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 				ce.Err = context.Canceled
@@ -270,7 +271,7 @@ func readLine(r *bufio.Reader) (string, error) {
 	}
 }
 
-// quoteStep names the reply to cmd as a step.
+// replyStep names the reading of cmd's reply as a step.
 func replyStep(cmd string) string { return "reading " + cmd + " reply" }
 
 // sendStep names the sending of cmd as a step.

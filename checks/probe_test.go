@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -35,6 +36,7 @@ type probeCase struct {
 	caps     []string // nil to skip
 	saw      []string // lines the fake must have received
 	notSaw   []string // lines it must not have received
+	is       error    // errors.Is(res.Err, is) must hold, if set
 }
 
 func runProbeCases(t *testing.T, tests []probeCase) {
@@ -74,6 +76,9 @@ func runProbeCases(t *testing.T, tests []probeCase) {
 			}
 			if tt.contains != "" && !strings.Contains(res.Reason, tt.contains) {
 				t.Errorf("got reason %q, want it to contain %q", res.Reason, tt.contains)
+			}
+			if tt.is != nil && !errors.Is(res.Err, tt.is) {
+				t.Errorf("got Err %v, want errors.Is %v", res.Err, tt.is)
 			}
 			if tt.caps != nil && !slices.Equal(res.Capabilities, tt.caps) {
 				t.Errorf("got capabilities %q, want %q", res.Capabilities, tt.caps)
@@ -169,6 +174,12 @@ func TestIMAPProbe(t *testing.T) {
 			serve:  serveScript([]string{"* BYE Too many connections"}),
 			reason: `imap: greeting "* BYE Too many connections", want "* OK"`,
 			notSaw: []string{"z LOGOUT"},
+		},
+		{
+			name:   "tagged greeting",
+			opts:   imap,
+			serve:  serveScript([]string{"a OK hello"}),
+			reason: `imap: greeting "a OK hello", want "* OK"`,
 		},
 		{
 			name:   "PREAUTH greeting",
@@ -335,6 +346,7 @@ func TestLMTPAndSMTPProbes(t *testing.T) {
 			serve:  serveScript(greeting, step{"LHLO", []string{"421 4.3.2 Shutting down"}}, quit),
 			reason: `lmtp: LHLO answered "421 4.3.2 Shutting down", want 250`,
 			saw:    []string{"QUIT"},
+			is:     ErrUnexpectedReply,
 		},
 		{
 			name:   "554 greeting still quits",
@@ -366,6 +378,7 @@ func TestLMTPAndSMTPProbes(t *testing.T) {
 			opts:   Options{Type: TypeLMTP, Timeout: stallTimeout, Hostname: "director.example"},
 			serve:  serveScript(greeting, step{"LHLO", []string{hangReply}}),
 			reason: "lmtp: timeout after 300ms reading LHLO reply",
+			is:     os.ErrDeadlineExceeded,
 		},
 		{
 			name:   "multi-line greeting cut short",
@@ -475,6 +488,9 @@ func TestTCPProbe(t *testing.T) {
 	res := c.CheckNow(t.Context())
 	if want := "pop3: connection refused"; res.Reason != want {
 		t.Errorf("got reason %q, want %q", res.Reason, want)
+	}
+	if !errors.Is(res.Err, syscall.ECONNREFUSED) {
+		t.Errorf("got Err %v, want syscall.ECONNREFUSED inside", res.Err)
 	}
 }
 

@@ -54,14 +54,14 @@ func (s *session) smtpQuit(cause error) error {
 		return cause
 	}
 	if err := s.send(sendStep("QUIT"), "QUIT"); err != nil {
-		return cmp(cause, err)
+		return firstErr(cause, err)
 	}
 	code, lines, err := s.readSMTPReply("QUIT")
 	switch {
 	case err != nil:
-		return cmp(cause, err)
+		return firstErr(cause, err)
 	case code != 221:
-		return cmp(cause, s.unexpected("QUIT", lines[len(lines)-1], "221"))
+		return firstErr(cause, s.unexpected("QUIT", lines[len(lines)-1], "221"))
 	}
 	return cause
 }
