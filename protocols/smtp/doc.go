@@ -1,0 +1,34 @@
+// Package smtp holds maildirector's SMTP-family frontends, each a
+// [proxy.Handler]: SMTP submission (RFC 6409), which logs the client in and
+// relays it to one server, and LMTP (RFC 2033), the delivery path from the
+// MTA. As in go-smtp, on which both are built, LMTP is a mode of SMTP.
+//
+// # LMTP
+//
+// LMTP is store-and-forward, not a relay. [LMTP] takes a whole transaction
+// from the MTA (LHLO, MAIL, RCPT × n, DATA or BDAT; PIPELINING, SIZE,
+// 8BITMIME, SMTPUTF8, CHUNKING), choosing each recipient's server at RCPT
+// through a [proxy.Picker]. After the data it spools the body once (memory,
+// then an unlinked temporary file), with every line ending made CRLF, and
+// delivers it to each server in parallel over pooled LMTP client
+// connections opened by the engine (PROXY header, TLS). The MTA then gets
+// one reply per RCPT, in RCPT order: the server's own reply for that
+// recipient, 250 only where the server said 250. A server that is down,
+// times out or drops the connection gives its recipients 451 4.4.1 (the MTA
+// retries); a proxy-side failure is never a 5xx and never silence.
+//
+//	lmtp := smtp.NewLMTP(smtp.LMTPOptions{
+//		Picker:     picker, // cmd wires the director to it
+//		Hostname:   "mx-director.example.org",
+//		ServerDown: smtp.LMTPServerDownTempfail,
+//	})
+//	defer lmtp.Close() // idle server connections
+//	err := srv.Configure([]proxy.Frontend{{
+//		Name: "lmtp", Protocol: "lmtp", Addrs: []string{"10.0.0.5:24"},
+//		Handler: lmtp,
+//	}})
+package smtp
+
+import "github.com/maildirector/maildirector/proxy"
+
+var _ proxy.Handler = (*LMTP)(nil)
