@@ -73,20 +73,21 @@ func Parse(data []byte) (*Config, error) {
 	return c, nil
 }
 
-// readFile reads a regular file of at most maxFileSize bytes.
+// readFile reads a regular file of at most maxFileSize bytes. It checks
+// the file type before opening, because opening a FIFO blocks.
 func readFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
+	st, err := os.Stat(name)
 	if err != nil {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", name)
 	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, err
