@@ -229,8 +229,11 @@ func (s *session) respond(tag string, err error) error {
 	return end
 }
 
-// write sends s to the client.
+// write sends s to the client. It renews the pre-login deadline first,
+// which also covers the write: the read that just failed on the deadline
+// must not make the BYE fail too.
 func (s *session) write(str string) error {
+	s.c.SetPhase(proxy.PhasePreAuth)
 	if err := s.c.WriteString(str); err != nil {
 		return &connError{fmt.Errorf("write: %w", err)}
 	}
