@@ -68,8 +68,7 @@ func (e *connError) Unwrap() error { return e.err }
 type outcome int
 
 const (
-	outcomeReply       outcome = iota // a reply, nothing counted
-	outcomeBadCommand                 // counts toward maxBadCommands
+	outcomeBadCommand  outcome = iota // counts toward maxBadCommands
 	outcomeFailedLogin                // counts toward Options.MaxLoginAttempts
 	outcomeClose                      // the session ends after the reply
 )

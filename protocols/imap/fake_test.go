@@ -29,6 +29,7 @@ const (
 	fakeDropOnLogin                 // greets, reads the login, hangs up
 	fakeByeGreeting                 // greets with BYE
 	fakeGarbage                     // greets with noise
+	fakeSilent                      // accepts and says nothing
 )
 
 // dovecotCaps is what Dovecot 2.3 puts in its greeting.
@@ -101,6 +102,9 @@ func (f *fakeServer) serve(c net.Conn) {
 	case fakeGarbage:
 		io.WriteString(c, "SSH-2.0-OpenSSH_9.6\r\n")
 		return
+	case fakeSilent:
+		io.Copy(io.Discard, br) // until the proxy gives up and closes
+		return
 	}
 	fmt.Fprintf(c, "* OK [CAPABILITY %s] Dovecot ready.\r\n", f.caps)
 	loggedIn := false
@@ -141,6 +145,21 @@ func (f *fakeServer) serve(c net.Conn) {
 			f.record(&f.logins, "LOGIN "+user)
 		case "AUTHENTICATE":
 			mech, ir, _ := strings.Cut(args, " ")
+			if strings.EqualFold(mech, "XOAUTH2") {
+				f.record(&f.logins, "XOAUTH2 "+ir)
+				if ir != base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer goodtoken\x01\x01")) {
+					// Google's XOAUTH2: an error challenge, then NO.
+					io.WriteString(c, "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n")
+					if l, err := br.ReadString('\n'); err != nil || l != "\r\n" {
+						return
+					}
+					fmt.Fprintf(c, "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", tag)
+					continue
+				}
+				loggedIn = true
+				fmt.Fprintf(c, "%s OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n", tag)
+				continue
+			}
 			if !strings.EqualFold(mech, "PLAIN") {
 				fmt.Fprintf(c, "%s NO Unsupported mechanism\r\n", tag)
 				continue

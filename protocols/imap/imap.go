@@ -153,7 +153,11 @@ func (s *session) serve() error {
 		}
 		switch s.state {
 		case stateAuthenticated:
-			return s.c.Relay(s.server, s.fromServer)
+			if err := s.c.Relay(s.server, s.fromServer); err != nil {
+				s.server.Close() // not handed over: still ours
+				return err
+			}
+			return nil
 		case stateLogout:
 			return nil
 		}

@@ -1,11 +1,14 @@
 package imap
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,6 +259,29 @@ func TestLoginRoutesOnAuthzid(t *testing.T) {
 	}
 }
 
+func TestXOAUTH2(t *testing.T) {
+	offer := func() []string { return []string{"AUTH=XOAUTH2"} }
+	good := base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer goodtoken\x01\x01"))
+	bad := base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer expired\x01\x01"))
+	e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true, ServerCapabilities: offer}})
+	c := e.greeted(t)
+	c.send("a AUTHENTICATE XOAUTH2 " + bad + "\r\n")
+	c.expect("a NO [AUTHENTICATIONFAILED]")
+	c.send("b AUTHENTICATE XOAUTH2\r\n")
+	c.expect("+ ")
+	c.send(good + "\r\n")
+	c.expect("b OK [CAPABILITY")
+	// The client's initial response reached the server as it was sent.
+	if logins, _ := e.servers[0].seen(); !slices.Equal(logins, []string{"XOAUTH2 " + bad, "XOAUTH2 " + good}) {
+		t.Errorf("server saw %q, want the client's two responses", logins)
+	}
+	e.picker.mu.Lock()
+	defer e.picker.mu.Unlock()
+	if !slices.Equal(e.picker.users, []string{"alice", "alice"}) {
+		t.Errorf("got picks for %q, want [alice alice]", e.picker.users)
+	}
+}
+
 func TestAuthenticateRefusals(t *testing.T) {
 	tests := []struct {
 		name string
@@ -338,11 +364,15 @@ func TestMaxLoginAttempts(t *testing.T) {
 }
 
 func TestServerFailover(t *testing.T) {
-	for _, mode := range []fakeMode{fakeDropOnLogin, fakeByeGreeting, fakeGarbage} {
-		t.Run(strings.Fields("drop bye garbage")[mode-1], func(t *testing.T) {
+	for _, mode := range []fakeMode{fakeDropOnLogin, fakeByeGreeting, fakeGarbage, fakeSilent} {
+		t.Run(strings.Fields("drop bye garbage silent")[mode-1], func(t *testing.T) {
 			bad := startFake(t, "bad", mode, dovecotCaps)
 			good := startFake(t, "good", fakeOK, dovecotCaps)
-			e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true}, servers: []*fakeServer{bad, good}})
+			e := newEnv(t, envConfig{
+				opts:     Options{PlaintextLogin: true},
+				servers:  []*fakeServer{bad, good},
+				timeouts: proxy.Timeouts{ServerLogin: 300 * time.Millisecond},
+			})
 			c := e.loggedIn(t)
 			if f := e.picker.failures(); !slices.Equal(f, []string{"bad"}) {
 				t.Errorf("got failures %v, want [bad]", f)
@@ -537,6 +567,63 @@ func TestShutdownSaysBye(t *testing.T) {
 	if want := []string{"* BYE Server shutting down."}; !slices.Equal(lines, want) {
 		t.Errorf("got %q, want %q", lines, want)
 	}
+}
+
+// TestNoSecretsInLogs runs logins of every kind with Debug logging on and
+// checks that no password, token or SASL payload reaches the log.
+func TestNoSecretsInLogs(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	offer := func() []string { return []string{"AUTH=XOAUTH2"} }
+	e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true, Logger: logger, ServerCapabilities: offer}})
+	c := e.greeted(t)
+	ir := plain("", "alice", "wrongpass1")
+	token := base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer tokensecret\x01\x01"))
+	c.send("a LOGIN alice wrongpass2\r\n")
+	c.expect("a NO")
+	c.send("b AUTHENTICATE PLAIN " + ir + "\r\n")
+	c.expect("b NO")
+	c.send("c AUTHENTICATE XOAUTH2 " + token + "\r\n")
+	c.expect("c NO")
+	c.expectClosed(1)
+	waitFor(t, func() bool { return len(e.srv.Sessions()) == 0 })
+	logs := buf.String()
+	if !strings.Contains(logs, "imap login") {
+		t.Fatalf("got logs %q, want Debug lines about the logins", logs)
+	}
+	for _, secret := range []string{"wrongpass1", "wrongpass2", "tokensecret", ir, token} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("log contains the secret %q:\n%s", secret, logs)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not met in 5s")
 }
 
 func TestOptionDefaults(t *testing.T) {
