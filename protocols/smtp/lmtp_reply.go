@@ -141,9 +141,9 @@ func lmtpParseEnhanced(s string) (gosmtp.EnhancedCode, bool) {
 // and the reply table of section 4.3.2 make them 503 (bad sequence of
 // commands); [lmtpClientConn] rewrites them on the way out.
 var lmtpSequenceReplies = map[string]bool{
-	"Missing MAIL FROM command.":              true,
-	"Missing RCPT TO command.":                true,
-	"Please introduce yourself first.":        true,
+	"Missing MAIL FROM command.":               true,
+	"Missing RCPT TO command.":                 true,
+	"Please introduce yourself first.":         true,
 	"MAIL not allowed during message transfer": true,
 	"RCPT not allowed during message transfer": true,
 	"DATA not allowed during message transfer": true,

@@ -98,6 +98,10 @@ func (f *lmtpFirstFailure) SetStatus(_ string, err error) {
 // returns becomes the status of every recipient: it is always a reply.
 func (s *lmtpSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	start := time.Now()
+	// With BDAT this runs while go-smtp still reads chunks, and an RSET then
+	// resets the session under it; only this snapshot is used until the
+	// body has been read in full.
+	rcpts := s.rcpts
 	// The client's data has its own, longer deadline; go-smtp sets the
 	// command deadline again before the next command.
 	s.sc.Conn().SetReadDeadline(start.Add(s.l.opts.dataTimeout()))
@@ -109,8 +113,8 @@ func (s *lmtpSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error
 		if !expected {
 			s.log.Warn("lmtp: spool message", "err", err)
 		}
-		s.log.Debug("lmtp data refused", "recipients", len(s.rcpts), "code", reply.Code, "err", err)
-		s.count(reply, len(s.rcpts))
+		s.log.Debug("lmtp data refused", "recipients", len(rcpts), "code", reply.Code, "err", err)
+		s.count(reply, len(rcpts))
 		return reply
 	}
 	s.l.transactions.Add(1)

@@ -1,0 +1,368 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/pires/go-proxyproto"
+
+	"github.com/maildirector/maildirector/proxy"
+)
+
+// lmtpFakeServer is a server of the fleet: go-smtp in LMTP mode on 127.0.0.1:0
+// with programmable replies per recipient.
+type lmtpFakeServer struct {
+	name string
+	addr string
+
+	mu         sync.Mutex
+	rcptReply  map[string]*gosmtp.SMTPError // refused at RCPT
+	dataReply  map[string]*gosmtp.SMTPError // refused after the data
+	dropInData bool                         // close the connection in the middle of the data
+	hold       chan struct{}                // non-nil: wait on it before answering the data
+	msgs       []lmtpFakeMsg
+	conns      int
+	mails      int
+	remotes    []string // each connection's remote address (from the PROXY header when wanted)
+	transcript bytes.Buffer
+}
+
+type lmtpFakeMsg struct {
+	from  string
+	rcpts []string
+	body  []byte
+}
+
+func startLMTPFakeServer(t *testing.T, name string, wantProxy bool) *lmtpFakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &lmtpFakeServer{name: name, addr: ln.Addr().String(),
+		rcptReply: map[string]*gosmtp.SMTPError{}, dataReply: map[string]*gosmtp.SMTPError{}}
+	var l net.Listener = &lmtpFakeListener{Listener: ln, f: f}
+	if wantProxy {
+		l = &proxyproto.Listener{Listener: l}
+	}
+	srv := gosmtp.NewServer(f)
+	srv.LMTP = true
+	srv.Domain = name
+	srv.EnableSMTPUTF8 = true
+	srv.Debug = lmtpFakeTranscript{f}
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return f
+}
+
+func (f *lmtpFakeServer) target() proxy.Target { return proxy.Target{Server: f.name, Address: f.addr} }
+
+func (f *lmtpFakeServer) messages() []lmtpFakeMsg {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.msgs)
+}
+
+func (f *lmtpFakeServer) connCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.conns
+}
+
+func (f *lmtpFakeServer) mailCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mails
+}
+
+// commands counts the lines of the transcript that start with verb.
+func (f *lmtpFakeServer) commands(verb string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(f.transcript.String(), "\r\n") {
+		if strings.HasPrefix(strings.ToUpper(line), verb) {
+			n++
+		}
+	}
+	return n
+}
+
+type lmtpFakeListener struct {
+	net.Listener
+	f *lmtpFakeServer
+}
+
+func (l *lmtpFakeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.f.mu.Lock()
+		l.f.conns++
+		l.f.mu.Unlock()
+	}
+	return c, err
+}
+
+type lmtpFakeTranscript struct{ f *lmtpFakeServer }
+
+func (w lmtpFakeTranscript) Write(p []byte) (int, error) {
+	w.f.mu.Lock()
+	defer w.f.mu.Unlock()
+	return w.f.transcript.Write(p)
+}
+
+func (f *lmtpFakeServer) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	f.mu.Lock()
+	f.remotes = append(f.remotes, c.Conn().RemoteAddr().String())
+	f.mu.Unlock()
+	return &lmtpFakeSession{f: f, c: c}, nil
+}
+
+type lmtpFakeSession struct {
+	f     *lmtpFakeServer
+	c     *gosmtp.Conn
+	from  string
+	rcpts []string
+}
+
+func (s *lmtpFakeSession) Reset()        { s.from, s.rcpts = "", nil }
+func (s *lmtpFakeSession) Logout() error { return nil }
+
+func (s *lmtpFakeSession) Mail(from string, _ *gosmtp.MailOptions) error {
+	s.from = from
+	s.f.mu.Lock()
+	s.f.mails++
+	s.f.mu.Unlock()
+	return nil
+}
+
+func (s *lmtpFakeSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if r := s.f.rcptReply[to]; r != nil {
+		return r
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *lmtpFakeSession) Data(io.Reader) error { return errors.New("not LMTP") }
+
+func (s *lmtpFakeSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
+	s.f.mu.Lock()
+	drop, hold := s.f.dropInData, s.f.hold
+	s.f.mu.Unlock()
+	if drop {
+		io.ReadFull(r, make([]byte, 10))
+		s.c.Conn().Close()
+		return errors.New("dropped")
+	}
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if hold != nil {
+		<-hold
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.msgs = append(s.f.msgs, lmtpFakeMsg{from: s.from, rcpts: slices.Clone(s.rcpts), body: body})
+	for _, rc := range s.rcpts {
+		if r := s.f.dataReply[rc]; r != nil {
+			status.SetStatus(rc, r)
+		} else {
+			status.SetStatus(rc, &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "<" + rc + "> Saved on " + s.f.name})
+		}
+	}
+	return nil
+}
+
+// lmtpFakePicker maps users to their servers in order (the first is the
+// director's choice); it counts leases.
+type lmtpFakePicker struct {
+	mu          sync.Mutex
+	order       map[string][]proxy.Target
+	picks       int
+	outstanding int
+	failed      int
+	established int
+}
+
+func (p *lmtpFakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.order[user] {
+		if !slices.Contains(exclude, t.Server) {
+			p.picks++
+			p.outstanding++
+			return &lmtpFakeLease{p: p, t: t}, nil
+		}
+	}
+	return nil, proxy.ErrUnavailable
+}
+
+func (p *lmtpFakePicker) counts() (outstanding, failed int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.outstanding, p.failed
+}
+
+type lmtpFakeLease struct {
+	p    *lmtpFakePicker
+	t    proxy.Target
+	done bool
+}
+
+func (l *lmtpFakeLease) Target() proxy.Target { return l.t }
+
+func (l *lmtpFakeLease) Established() {
+	l.p.mu.Lock()
+	l.p.established++
+	l.p.mu.Unlock()
+}
+
+func (l *lmtpFakeLease) Failed(error) {
+	l.p.mu.Lock()
+	l.p.failed++
+	l.p.mu.Unlock()
+	l.Release()
+}
+
+func (l *lmtpFakeLease) Release() {
+	l.p.mu.Lock()
+	defer l.p.mu.Unlock()
+	if !l.done {
+		l.done = true
+		l.p.outstanding--
+	}
+}
+
+// startLMTPFrontend runs the engine with the LMTP frontend on 127.0.0.1:0.
+func startLMTPFrontend(t *testing.T, opts LMTPOptions) (string, *LMTP, *proxy.Server) {
+	t.Helper()
+	l := NewLMTP(opts)
+	srv := proxy.New(proxy.Options{})
+	err := srv.Configure([]proxy.Frontend{{
+		Name: "lmtp", Protocol: "lmtp", Addrs: []string{"127.0.0.1:0"}, Handler: l,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		l.Close()
+	})
+	return srv.ListenerAddr("lmtp").String(), l, srv
+}
+
+// lmtpWaitSessionsDone waits (bounded) until the engine has no live session.
+func lmtpWaitSessionsDone(t *testing.T, srv *proxy.Server) {
+	t.Helper()
+	for range 500 {
+		if len(srv.Sessions()) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("sessions still live: %d", len(srv.Sessions()))
+}
+
+// lmtpTestClient is the MTA side, speaking raw LMTP.
+type lmtpTestClient struct {
+	t  *testing.T
+	nc net.Conn
+	tp *textproto.Conn
+}
+
+type lmtpTestReply struct {
+	code int
+	msg  string
+}
+
+func (r lmtpTestReply) String() string { return fmt.Sprintf("%d %s", r.code, r.msg) }
+
+// dialLMTP connects, reads the greeting and says LHLO.
+func dialLMTP(t *testing.T, addr string) *lmtpTestClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard only
+	t.Cleanup(func() { nc.Close() })
+	c := &lmtpTestClient{t: t, nc: nc, tp: textproto.NewConn(nc)}
+	if r := c.read(); r.code != 220 {
+		t.Fatalf("greeting: got %v, want 220", r)
+	}
+	if r := c.cmd("LHLO mta.example.org"); r.code != 250 {
+		t.Fatalf("LHLO: got %v, want 250", r)
+	}
+	return c
+}
+
+func (c *lmtpTestClient) read() lmtpTestReply {
+	c.t.Helper()
+	code, msg, err := c.tp.ReadResponse(0)
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return lmtpTestReply{code, msg}
+}
+
+func (c *lmtpTestClient) cmd(line string) lmtpTestReply {
+	c.t.Helper()
+	if err := c.tp.PrintfLine("%s", line); err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+	return c.read()
+}
+
+func (c *lmtpTestClient) writeRaw(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// transaction runs MAIL, RCPT for each of rcpts, DATA with the raw data
+// (dot-stuffed, without the final dot) and returns the RCPT replies and the
+// replies after the data (one per accepted RCPT).
+func (c *lmtpTestClient) transaction(rcpts []string, data string) (rcptReplies, dataReplies []lmtpTestReply) {
+	c.t.Helper()
+	if r := c.cmd("MAIL FROM:<sender@example.net>"); r.code != 250 {
+		c.t.Fatalf("MAIL: got %v, want 250", r)
+	}
+	accepted := 0
+	for _, rc := range rcpts {
+		r := c.cmd("RCPT TO:<" + rc + ">")
+		rcptReplies = append(rcptReplies, r)
+		if r.code == 250 {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return rcptReplies, nil
+	}
+	if r := c.cmd("DATA"); r.code != 354 {
+		c.t.Fatalf("DATA: got %v, want 354", r)
+	}
+	c.writeRaw(data + ".\r\n")
+	for range accepted {
+		dataReplies = append(dataReplies, c.read())
+	}
+	return rcptReplies, dataReplies
+}

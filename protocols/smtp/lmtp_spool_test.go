@@ -1,0 +1,152 @@
+package smtp
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestLMTPNormalizeCRLF(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		bare           bool
+	}{
+		{"empty", "", "", false},
+		{"crlf only", "a\r\nb\r\n", "a\r\nb\r\n", false},
+		{"bare lf", "a\nb\n", "a\r\nb\r\n", true},
+		{"bare cr", "a\rb\r", "a\r\nb\r\n", true},
+		{"cr cr lf", "a\r\r\n", "a\r\n\r\n", true},
+		{"lf cr", "a\n\rb", "a\r\n\r\nb", true},
+		{"smuggling dot", "x\n.\nMAIL", "x\r\n.\r\nMAIL", true},
+		{"no newline", "abc", "abc", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, bare := lmtpNormalizeAll([]byte(tt.in))
+			if string(got) != tt.want || bare != tt.bare {
+				t.Errorf("got %q (bare %v), want %q (bare %v)", got, bare, tt.want, tt.bare)
+			}
+		})
+	}
+}
+
+// lmtpNormalizeAll normalises in in one chunk and settles the end.
+func lmtpNormalizeAll(in []byte) ([]byte, bool) {
+	out, cr, bare := lmtpNormalizeCRLF(nil, in, false)
+	out, bareEnd := lmtpNormalizeEnd(out, cr)
+	return out, bare || bareEnd
+}
+
+func FuzzNormalizeCRLF(f *testing.F) {
+	for _, s := range []string{"", "a\r\nb", "a\nb", "a\rb", "\r", "\n", "\r\r\n\n", "x\n.\nMAIL FROM:<a>\n", "..\r\n.\r\n"} {
+		f.Add([]byte(s), uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
+		out, bare := lmtpNormalizeAll(in)
+		for i, c := range out {
+			if c == '\r' && (i+1 >= len(out) || out[i+1] != '\n') {
+				t.Fatalf("bare CR at %d in %q", i, out)
+			}
+			if c == '\n' && (i == 0 || out[i-1] != '\r') {
+				t.Fatalf("bare LF at %d in %q", i, out)
+			}
+		}
+		crlfOnly := bytes.Count(in, []byte("\r")) == bytes.Count(in, []byte("\r\n")) &&
+			bytes.Count(in, []byte("\n")) == bytes.Count(in, []byte("\r\n"))
+		if crlfOnly && (!bytes.Equal(out, in) || bare) {
+			t.Fatalf("CRLF-only input %q: got %q (bare %v), want it unchanged", in, out, bare)
+		}
+		if !crlfOnly && !bare {
+			t.Fatalf("input %q with a bare CR or LF: bare not reported", in)
+		}
+		// Split in two chunks, as reads may: the same output.
+		k := int(split) % (len(in) + 1)
+		part, cr, _ := lmtpNormalizeCRLF(nil, in[:k], false)
+		part, cr, _ = lmtpNormalizeCRLF(part, in[k:], cr)
+		part, _ = lmtpNormalizeEnd(part, cr)
+		if !bytes.Equal(part, out) {
+			t.Fatalf("split at %d: got %q, want %q", k, part, out)
+		}
+	})
+}
+
+func TestLMTPSpoolBody(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		reject  bool
+		want    string
+		wantErr error
+	}{
+		{"normalize", "a\nb\r\n", false, "a\r\nb\r\n", nil},
+		{"reject bare lf", "a\nb\r\n", true, "", ErrLMTPBareNewline},
+		{"reject trailing cr", "a\r", true, "", ErrLMTPBareNewline},
+		{"reject clean", "a\r\nb\r\n", true, "a\r\nb\r\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sp := &lmtpSpool{dir: t.TempDir(), limit: 1 << 20}
+			defer sp.Close()
+			// One byte per read: a CRLF split across reads must stay one CRLF.
+			err := lmtpSpoolBody(sp, &oneByteReader{s: tt.in}, tt.reject)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
+			}
+			if err == nil {
+				var got bytes.Buffer
+				got.ReadFrom(sp.reader())
+				if got.String() != tt.want {
+					t.Errorf("got %q, want %q", got.String(), tt.want)
+				}
+			}
+		})
+	}
+}
+
+type oneByteReader struct{ s string }
+
+func (r *oneByteReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	p[0] = r.s[0]
+	r.s = r.s[1:]
+	return 1, nil
+}
+
+func TestLMTPServerOK(t *testing.T) {
+	tests := []struct {
+		text, rcpt, wantMsg string
+		wantEnh             [3]int
+	}{
+		{"2.0.0 <u@x> abc Saved", "u@x", "abc Saved", [3]int{2, 0, 0}},
+		{"2.1.5 Saved", "u@x", "Saved", [3]int{2, 1, 5}},
+		{"Saved", "u@x", "Saved", [3]int{2, 0, 0}},
+		{"5.1.1 odd", "u@x", "5.1.1 odd", [3]int{2, 0, 0}},
+		{"", "u@x", "OK", [3]int{2, 0, 0}},
+	}
+	for _, tt := range tests {
+		r := lmtpServerOK(tt.text, tt.rcpt)
+		if r.Code != 250 || r.Message != tt.wantMsg || r.EnhancedCode != tt.wantEnh {
+			t.Errorf("lmtpServerOK(%q): got %d %v %q, want 250 %v %q", tt.text, r.Code, r.EnhancedCode, r.Message, tt.wantEnh, tt.wantMsg)
+		}
+	}
+}
+
+func FuzzLMTPServerOK(f *testing.F) {
+	for _, s := range []string{"2.0.0 <u@x> Saved", "2.1.5", "9.9.9 x", "2..0 x", "2.0.0000 x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		r := lmtpServerOK(text, "u@x")
+		if r.Code != 250 || r.EnhancedCode[0] != 2 || r.Message == "" {
+			t.Fatalf("lmtpServerOK(%q): got %d %v %q", text, r.Code, r.EnhancedCode, r.Message)
+		}
+		for _, n := range r.EnhancedCode {
+			if n < 0 || n > 999 {
+				t.Fatalf("lmtpServerOK(%q): enhanced code %v out of range", text, r.EnhancedCode)
+			}
+		}
+	})
+}

@@ -1,0 +1,539 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/maildirector/maildirector/proxy"
+)
+
+const lmtpTestBody = "From: sender@example.net\r\nSubject: hi\r\n\r\nhello\r\n..a stuffed dot line\r\n"
+
+// lmtpTestUnstuffed is lmtpTestBody as a server stores it.
+const lmtpTestUnstuffed = "From: sender@example.net\r\nSubject: hi\r\n\r\nhello\r\n.a stuffed dot line\r\n"
+
+func pickerFor(routes map[string][]*lmtpFakeServer) *lmtpFakePicker {
+	p := &lmtpFakePicker{order: make(map[string][]proxy.Target)}
+	for user, servers := range routes {
+		for _, f := range servers {
+			p.order[user] = append(p.order[user], f.target())
+		}
+	}
+	return p
+}
+
+func codes(replies []lmtpTestReply) []int {
+	out := make([]int, len(replies))
+	for i, r := range replies {
+		out[i] = r.code
+	}
+	return out
+}
+
+func TestLMTPRepliesInRCPTOrder(t *testing.T) {
+	s1 := startLMTPFakeServer(t, "s1", false)
+	s2 := startLMTPFakeServer(t, "s2", false)
+	s3 := startLMTPFakeServer(t, "s3", false)
+	s2.rcptReply["nobody@example.org"] = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "<nobody@example.org> User doesn't exist"}
+	s3.dataReply["full@example.org"] = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 2, 2}, Message: "<full@example.org> Quota exceeded"}
+
+	servers := []*lmtpFakeServer{s1, s2, s3}
+	routes := map[string][]*lmtpFakeServer{
+		"nobody@example.org": {s2},
+		"full@example.org":   {s3},
+	}
+	var rcpts []string
+	for i := range 7 {
+		u := fmt.Sprintf("u%d@example.org", i)
+		routes[u] = []*lmtpFakeServer{servers[i%3]}
+		rcpts = append(rcpts, u)
+	}
+	// 10 RCPTs: 7 users, a 550 at RCPT, a 552 after data, a duplicate.
+	rcpts = append(rcpts, "nobody@example.org", "full@example.org", "u1@example.org")
+	picker := pickerFor(routes)
+	addr, l, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+
+	c := dialLMTP(t, addr)
+	rcptReplies, dataReplies := c.transaction(rcpts, lmtpTestBody)
+	for i, r := range rcptReplies {
+		if r.code != 250 {
+			t.Errorf("RCPT %s: got %v, want 250", rcpts[i], r)
+		}
+	}
+	want := []int{250, 250, 250, 250, 250, 250, 250, 550, 552, 250}
+	if got := codes(dataReplies); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("replies after data: got %v, want %v (%v)", got, want, dataReplies)
+	}
+	for i, r := range dataReplies {
+		if !strings.Contains(r.msg, "<"+rcpts[i]+">") {
+			t.Errorf("reply %d: got %q, want it to name <%s>", i, r.msg, rcpts[i])
+		}
+		if r.code == 250 {
+			owner := servers[map[int]int{0: 0, 1: 1, 2: 2, 3: 0, 4: 1, 5: 2, 6: 0, 9: 1}[i]]
+			if !strings.Contains(r.msg, "Saved on "+owner.name) {
+				t.Errorf("reply %d: got %q, want the server's own reply from %s", i, r.msg, owner.name)
+			}
+		}
+	}
+	if got := dataReplies[7].msg; !strings.HasPrefix(got, "5.1.1 ") || strings.Count(got, "<nobody@example.org>") != 1 {
+		t.Errorf("relayed 550: got %q, want 5.1.1 naming the recipient once", got)
+	}
+	if got := dataReplies[8].msg; !strings.HasPrefix(got, "5.2.2 ") {
+		t.Errorf("relayed 552: got %q, want 5.2.2", got)
+	}
+
+	wantRcpts := map[string][]string{
+		"s1": {"u0@example.org", "u3@example.org", "u6@example.org"},
+		"s2": {"u1@example.org", "u4@example.org"},
+		"s3": {"u2@example.org", "u5@example.org", "full@example.org"},
+	}
+	for _, f := range servers {
+		msgs := f.messages()
+		if len(msgs) != 1 {
+			t.Fatalf("%s: got %d messages, want 1", f.name, len(msgs))
+		}
+		if got := fmt.Sprint(msgs[0].rcpts); got != fmt.Sprint(wantRcpts[f.name]) {
+			t.Errorf("%s: got recipients %v, want %v", f.name, got, wantRcpts[f.name])
+		}
+		if got := string(msgs[0].body); got != lmtpTestUnstuffed {
+			t.Errorf("%s: got body %q, want %q", f.name, got, lmtpTestUnstuffed)
+		}
+		if msgs[0].from != "sender@example.net" {
+			t.Errorf("%s: got MAIL FROM %q, want sender@example.net", f.name, msgs[0].from)
+		}
+	}
+	if r := c.cmd("QUIT"); r.code != 221 {
+		t.Errorf("QUIT: got %v, want 221", r)
+	}
+	lmtpWaitSessionsDone(t, srv)
+	if out, _ := picker.counts(); out != 0 {
+		t.Errorf("leases outstanding: got %d, want 0", out)
+	}
+	st := l.Stats()
+	if st.Recipients != 10 || st.Delivered != 8 || st.Rejected != 2 || st.Deferred != 0 {
+		t.Errorf("stats: got %+v, want 10 recipients, 8 delivered, 2 rejected", st)
+	}
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestLMTPServerFailures(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, f *lmtpFakeServer) proxy.Target
+		opts  LMTPOptions
+	}{
+		{
+			name: "down",
+			setup: func(t *testing.T, f *lmtpFakeServer) proxy.Target {
+				return proxy.Target{Server: "down", Address: closedAddr(t)}
+			},
+		},
+		{
+			name: "drops mid-DATA",
+			setup: func(t *testing.T, f *lmtpFakeServer) proxy.Target {
+				f.dropInData = true
+				return f.target()
+			},
+		},
+		{
+			name: "times out after DATA",
+			setup: func(t *testing.T, f *lmtpFakeServer) proxy.Target {
+				hold := make(chan struct{})
+				t.Cleanup(func() { close(hold) })
+				f.hold = hold
+				return f.target()
+			},
+			opts: LMTPOptions{DataTimeout: 300 * time.Millisecond},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			good := startLMTPFakeServer(t, "good", false)
+			bad := startLMTPFakeServer(t, "bad", false)
+			badTarget := tt.setup(t, bad)
+			picker := &lmtpFakePicker{order: map[string][]proxy.Target{
+				"a@example.org": {good.target()},
+				"b@example.org": {badTarget},
+				"c@example.org": {good.target()},
+				"d@example.org": {badTarget},
+			}}
+			opts := tt.opts
+			opts.Picker = picker
+			addr, l, srv := startLMTPFrontend(t, opts)
+			c := dialLMTP(t, addr)
+			_, replies := c.transaction([]string{"a@example.org", "b@example.org", "c@example.org", "d@example.org"}, lmtpTestBody)
+			if got := codes(replies); fmt.Sprint(got) != "[250 451 250 451]" {
+				t.Fatalf("got %v, want [250 451 250 451] (%v)", got, replies)
+			}
+			if !strings.HasPrefix(replies[1].msg, "4.4.1 ") {
+				t.Errorf("got %q, want 4.4.1", replies[1].msg)
+			}
+			if n := len(good.messages()); n != 1 {
+				t.Errorf("good server: got %d messages, want 1", n)
+			}
+			c.cmd("QUIT")
+			lmtpWaitSessionsDone(t, srv)
+			out, failed := picker.counts()
+			if out != 0 || failed != 1 {
+				t.Errorf("leases: got %d outstanding and %d failed, want 0 and 1", out, failed)
+			}
+			if st := l.Stats(); st.ServerFails != 1 || st.Deferred != 2 {
+				t.Errorf("stats: got %+v, want 1 server failure and 2 deferred", st)
+			}
+		})
+	}
+}
+
+func TestLMTPServerDownNext(t *testing.T) {
+	good := startLMTPFakeServer(t, "good", false)
+	down := proxy.Target{Server: "down", Address: closedAddr(t)}
+	picker := &lmtpFakePicker{order: map[string][]proxy.Target{
+		"a@example.org": {down, good.target()},
+		"b@example.org": {down}, // no other server
+	}}
+	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, ServerDown: LMTPServerDownNext})
+	c := dialLMTP(t, addr)
+	_, replies := c.transaction([]string{"a@example.org", "b@example.org"}, lmtpTestBody)
+	if got := codes(replies); fmt.Sprint(got) != "[250 451]" {
+		t.Fatalf("got %v, want [250 451] (%v)", got, replies)
+	}
+	if msgs := good.messages(); len(msgs) != 1 || fmt.Sprint(msgs[0].rcpts) != "[a@example.org]" {
+		t.Errorf("next server: got %v, want one message for a@example.org", msgs)
+	}
+}
+
+func TestLMTPNoServerAtRCPT(t *testing.T) {
+	good := startLMTPFakeServer(t, "good", false)
+	picker := &lmtpFakePicker{order: map[string][]proxy.Target{"a@example.org": {good.target()}}}
+	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	c := dialLMTP(t, addr)
+	rcptReplies, dataReplies := c.transaction([]string{"unrouted@example.org", "a@example.org"}, lmtpTestBody)
+	if r := rcptReplies[0]; r.code != 451 || !strings.HasPrefix(r.msg, "4.4.1 ") {
+		t.Errorf("RCPT without server: got %v, want 451 4.4.1", r)
+	}
+	if got := codes(dataReplies); fmt.Sprint(got) != "[250]" {
+		t.Errorf("after data: got %v, want [250]", got)
+	}
+}
+
+func TestLMTPBareLF(t *testing.T) {
+	// A smuggling attempt: bare-LF "dot lines" that Dovecot 2.3 would take
+	// as the end of the data, then a second transaction.
+	data := "Subject: x\r\n\r\nfirst\n.\nMAIL FROM:<evil@example.net>\nRCPT TO:<a@example.org>\nDATA\nsmuggled\r.\r\nend\r\n"
+	tests := []struct {
+		name     string
+		mode     LMTPBareLF
+		wantCode int
+		wantMsgs int
+	}{
+		{"normalize", LMTPBareLFNormalize, 250, 1},
+		{"reject", LMTPBareLFReject, 554, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startLMTPFakeServer(t, "s1", false)
+			picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
+			addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, BareLF: tt.mode})
+			c := dialLMTP(t, addr)
+			_, replies := c.transaction([]string{"a@example.org"}, data)
+			if len(replies) != 1 || replies[0].code != tt.wantCode {
+				t.Fatalf("got %v, want %d", replies, tt.wantCode)
+			}
+			if r := c.cmd("NOOP"); r.code != 250 {
+				t.Errorf("NOOP after the message: got %v, want 250", r)
+			}
+			msgs := f.messages()
+			if len(msgs) != tt.wantMsgs {
+				t.Fatalf("server got %d messages, want %d", len(msgs), tt.wantMsgs)
+			}
+			if got := f.mailCount(); got != tt.wantMsgs {
+				t.Errorf("server got %d MAIL commands, want %d", got, tt.wantMsgs)
+			}
+			if tt.wantMsgs == 0 {
+				if !strings.HasPrefix(replies[0].msg, "5.6.0 ") {
+					t.Errorf("got %q, want 5.6.0", replies[0].msg)
+				}
+				return
+			}
+			body := msgs[0].body
+			want := "Subject: x\r\n\r\nfirst\r\n.\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<a@example.org>\r\nDATA\r\nsmuggled\r\n.\r\nend\r\n"
+			if string(body) != want {
+				t.Errorf("body: got %q, want %q", body, want)
+			}
+		})
+	}
+}
+
+func TestLMTPLimits(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}, "b@example.org": {f}, "c@example.org": {f}})
+	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, MaxRecipients: 2, MaxMessageSize: 100})
+
+	t.Run("MaxRecipients", func(t *testing.T) {
+		c := dialLMTP(t, addr)
+		rcptReplies, dataReplies := c.transaction([]string{"a@example.org", "b@example.org", "c@example.org"}, "short\r\n")
+		if r := rcptReplies[2]; r.code != 452 || !strings.HasPrefix(r.msg, "4.5.3 ") {
+			t.Errorf("third RCPT: got %v, want 452 4.5.3", r)
+		}
+		if got := codes(dataReplies); fmt.Sprint(got) != "[250 250]" {
+			t.Errorf("after data: got %v, want [250 250]", got)
+		}
+	})
+	t.Run("SIZE at MAIL", func(t *testing.T) {
+		c := dialLMTP(t, addr)
+		if r := c.cmd("MAIL FROM:<s@example.net> SIZE=1000"); r.code != 552 || !strings.HasPrefix(r.msg, "5.3.4 ") {
+			t.Errorf("got %v, want 552 5.3.4", r)
+		}
+	})
+	t.Run("MaxMessageSize", func(t *testing.T) {
+		before := len(f.messages())
+		c := dialLMTP(t, addr)
+		_, replies := c.transaction([]string{"a@example.org", "b@example.org"}, strings.Repeat("0123456789abcdef\r\n", 20))
+		for _, r := range replies {
+			if r.code != 552 || !strings.HasPrefix(r.msg, "5.3.4 ") {
+				t.Errorf("got %v, want 552 5.3.4", r)
+			}
+		}
+		if n := len(f.messages()) - before; n != 0 {
+			t.Errorf("server got %d messages, want 0", n)
+		}
+		if r := c.cmd("NOOP"); r.code != 250 {
+			t.Errorf("NOOP after: got %v, want 250", r)
+		}
+	})
+	t.Run("sequence", func(t *testing.T) {
+		c := dialLMTP(t, addr)
+		if r := c.cmd("RCPT TO:<a@example.org>"); r.code != 503 || !strings.HasPrefix(r.msg, "5.5.1 ") {
+			t.Errorf("RCPT before MAIL: got %v, want 503 5.5.1", r)
+		}
+		c.cmd("MAIL FROM:<s@example.net>")
+		if r := c.cmd("DATA"); r.code != 503 || !strings.HasPrefix(r.msg, "5.5.1 ") {
+			t.Errorf("DATA without RCPT: got %v, want 503 5.5.1", r)
+		}
+	})
+}
+
+func TestLMTPSpoolToDisk(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", false)
+	g := startLMTPFakeServer(t, "s2", false)
+	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}, "b@example.org": {g}})
+	dir := t.TempDir()
+	addr, l, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, SpoolMemory: 1024, SpoolDir: dir})
+	var body strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&body, "line %d of a body that does not fit in memory\r\n", i)
+	}
+	c := dialLMTP(t, addr)
+	_, replies := c.transaction([]string{"a@example.org", "b@example.org"}, body.String())
+	if got := codes(replies); fmt.Sprint(got) != "[250 250]" {
+		t.Fatalf("got %v, want [250 250]", replies)
+	}
+	for _, s := range []*lmtpFakeServer{f, g} {
+		if msgs := s.messages(); len(msgs) != 1 || string(msgs[0].body) != body.String() {
+			t.Errorf("%s: body not delivered intact", s.name)
+		}
+	}
+	if n := l.Stats().SpooledToDisk; n != 1 {
+		t.Errorf("spooled to disk: got %d, want 1", n)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("spool dir: got %d entries, want none", len(entries))
+	}
+}
+
+func TestLMTPClientDisconnectMidData(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
+	addr, _, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	c := dialLMTP(t, addr)
+	c.cmd("MAIL FROM:<s@example.net>")
+	c.cmd("RCPT TO:<a@example.org>")
+	if r := c.cmd("DATA"); r.code != 354 {
+		t.Fatalf("DATA: got %v, want 354", r)
+	}
+	c.writeRaw("Subject: half\r\n\r\nhalf a body\r\n")
+	c.nc.Close()
+	lmtpWaitSessionsDone(t, srv)
+	if n := len(f.messages()); n != 0 {
+		t.Errorf("server got %d messages, want 0", n)
+	}
+	if n := f.connCount(); n != 0 {
+		t.Errorf("server got %d connections, want 0", n)
+	}
+	if out, _ := picker.counts(); out != 0 {
+		t.Errorf("leases outstanding: got %d, want 0", out)
+	}
+}
+
+func TestLMTPConnectionReuse(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
+	addr, l, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	for i := range 2 { // two transactions in one session
+		c := dialLMTP(t, addr)
+		for range 2 {
+			if _, replies := c.transaction([]string{"a@example.org"}, lmtpTestBody); len(replies) != 1 || replies[0].code != 250 {
+				t.Fatalf("session %d: got %v, want 250", i, replies)
+			}
+		}
+		c.cmd("QUIT")
+		lmtpWaitSessionsDone(t, srv)
+	}
+	if n := f.connCount(); n != 1 {
+		t.Errorf("server connections: got %d, want 1", n)
+	}
+	if n := len(f.messages()); n != 4 {
+		t.Errorf("messages: got %d, want 4", n)
+	}
+	if n := f.commands("RSET"); n != 3 {
+		t.Errorf("RSET commands: got %d, want 3", n)
+	}
+	if st := l.Stats(); st.ServerDials != 1 || st.ServerReuses != 3 {
+		t.Errorf("stats: got %+v, want 1 dial and 3 reuses", st)
+	}
+
+	// A pooled connection the server has dropped is replaced, not a failure.
+	l.pool.mu.Lock()
+	for _, list := range l.pool.conns {
+		for _, sc := range list {
+			sc.nc.Close()
+		}
+	}
+	l.pool.mu.Unlock()
+	c := dialLMTP(t, addr)
+	if _, replies := c.transaction([]string{"a@example.org"}, lmtpTestBody); len(replies) != 1 || replies[0].code != 250 {
+		t.Fatalf("after a stale pooled connection: got %v, want 250", replies)
+	}
+	if n := f.connCount(); n != 2 {
+		t.Errorf("server connections: got %d, want 2", n)
+	}
+}
+
+func TestLMTPProxyHeader(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", true)
+	tgt := f.target()
+	tgt.Proxy = proxy.ProxyV2
+	picker := &lmtpFakePicker{order: map[string][]proxy.Target{"a@example.org": {tgt}}}
+	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	c := dialLMTP(t, addr)
+	if _, replies := c.transaction([]string{"a@example.org"}, lmtpTestBody); len(replies) != 1 || replies[0].code != 250 {
+		t.Fatalf("got %v, want 250", replies)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.remotes) != 1 || f.remotes[0] != c.nc.LocalAddr().String() {
+		t.Errorf("server saw client %v, want %s from the PROXY header", f.remotes, c.nc.LocalAddr())
+	}
+}
+
+func TestLMTPShutdown(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
+	addr, _, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	c := dialLMTP(t, addr)
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	if r := c.read(); r.code != 421 || !strings.HasPrefix(r.msg, "4.3.2 ") {
+		t.Errorf("got %v, want 421 4.3.2", r)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+func TestLMTPFixSequenceReply(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"502 5.5.1 Missing MAIL FROM command.\r\n", "503 5.5.1 Missing MAIL FROM command.\r\n"},
+		{"502 5.5.1 Missing RCPT TO command.\r\n", "503 5.5.1 Missing RCPT TO command.\r\n"},
+		{"502 5.5.1 HELP command not implemented\r\n", "502 5.5.1 HELP command not implemented\r\n"},
+		{"250 2.0.0 OK\r\n", "250 2.0.0 OK\r\n"},
+	}
+	for _, tt := range tests {
+		if got := string(lmtpFixSequenceReply([]byte(tt.in))); got != tt.want {
+			t.Errorf("lmtpFixSequenceReply(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestLMTPSpoolRemovesFile(t *testing.T) {
+	dir := t.TempDir()
+	sp := &lmtpSpool{dir: dir, limit: 4}
+	if _, err := sp.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	if sp.file == nil {
+		t.Fatal("body past the limit: got memory, want a file")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("while spooled: got %d directory entries, want none (unlinked)", len(entries))
+	}
+	var got bytes.Buffer
+	got.ReadFrom(sp.reader())
+	if got.String() != "0123456789" {
+		t.Errorf("got %q, want 0123456789", got.String())
+	}
+	sp.Close()
+}
+
+func TestLMTPPipeliningAndBDAT(t *testing.T) {
+	f := startLMTPFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}, "b@example.org": {f}})
+	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	c := dialLMTP(t, addr)
+
+	// RFC 2920: the whole envelope in one write.
+	c.writeRaw("MAIL FROM:<sender@example.net> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+	for i, want := range []int{250, 250, 250, 354} {
+		if r := c.read(); r.code != want {
+			t.Fatalf("pipelined reply %d: got %v, want %d", i, r, want)
+		}
+	}
+	c.writeRaw(lmtpTestBody + ".\r\n")
+	for i := range 2 {
+		if r := c.read(); r.code != 250 {
+			t.Errorf("reply %d after data: got %v, want 250", i, r)
+		}
+	}
+
+	// RFC 3030 CHUNKING: two chunks, one reply per recipient after LAST.
+	c.cmd("MAIL FROM:<sender@example.net>")
+	c.cmd("RCPT TO:<a@example.org>")
+	c.cmd("RCPT TO:<b@example.org>")
+	chunk1, chunk2 := "Subject: bdat\r\n\r\nline one\n", ".line two\r\n"
+	c.writeRaw(fmt.Sprintf("BDAT %d\r\n%s", len(chunk1), chunk1))
+	if r := c.read(); r.code != 250 {
+		t.Fatalf("BDAT: got %v, want 250", r)
+	}
+	c.writeRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(chunk2), chunk2))
+	for i := range 2 {
+		if r := c.read(); r.code != 250 {
+			t.Errorf("reply %d after BDAT LAST: got %v, want 250", i, r)
+		}
+	}
+	msgs := f.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("server got %d messages, want 2", len(msgs))
+	}
+	if want := "Subject: bdat\r\n\r\nline one\r\n.line two\r\n"; string(msgs[1].body) != want {
+		t.Errorf("BDAT body: got %q, want %q", msgs[1].body, want)
+	}
+}
