@@ -612,3 +612,5 @@ var preLoginVerbs = map[string]bool{
 	"CAPABILITY": true, "NOOP": true, "LOGOUT": true, "STARTTLS": true,
 	"AUTHENTICATE": true, "LOGIN": true, "ID": true,
 }
+
+var _ proxy.Handler = (*Frontend)(nil)

@@ -1,0 +1,140 @@
+package imap
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/maildirector/maildirector/protocols/internal/sasl"
+	"github.com/maildirector/maildirector/proxy"
+)
+
+func TestReplayLogin(t *testing.T) {
+	const greeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"
+	tests := []struct {
+		name     string
+		greeting string
+		reply    string // written after the login command was read
+		wantOut  string // for success
+		wantRej  string // for a rejection: the reply relayed
+		wantFail bool   // a server failure
+	}{
+		{name: "ok with pipelined data", greeting: greeting,
+			reply:   "* CAPABILITY IMAP4rev1\r\na OK Logged in\r\n* 3 EXISTS\r\n",
+			wantOut: "* CAPABILITY IMAP4rev1\r\na OK Logged in\r\n* 3 EXISTS\r\n"},
+		{name: "no", greeting: greeting, reply: "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+			wantRej: "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"},
+		{name: "bad with untagged", greeting: greeting, reply: "* OK hm\r\na BAD what\r\n", wantRej: "* OK hm\r\na BAD what\r\n"},
+		{name: "other tag is garbage", greeting: greeting, reply: "b OK\r\n", wantFail: true},
+		{name: "unknown status", greeting: greeting, reply: "a MAYBE\r\n", wantFail: true},
+		{name: "bye before answer", greeting: greeting, reply: "* BYE shutting down\r\n", wantFail: true},
+		{name: "eof before answer", greeting: greeting, reply: "", wantFail: true},
+		{name: "unexpected continuation", greeting: "* OK [CAPABILITY IMAP4rev1] x\r\n", reply: "+ go on\r\n", wantFail: true},
+		{name: "bye greeting", greeting: "* BYE busy\r\n", wantFail: true},
+		{name: "preauth greeting", greeting: "* PREAUTH hi\r\n", wantFail: true},
+		{name: "garbage greeting", greeting: "220 smtp.example.org ESMTP\r\n", wantFail: true},
+		{name: "greeting without capabilities", greeting: "* OK hi\r\n", reply: "a OK\r\n", wantOut: "a OK\r\n"},
+	}
+	req := loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: "alice", Password: "pw"}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			proxySide, serverSide := net.Pipe()
+			t.Cleanup(func() { proxySide.Close(); serverSide.Close() })
+			proxySide.SetDeadline(time.Now().Add(10 * time.Second))
+			go playServer(serverSide, tt.greeting, tt.reply)
+			out, err := replayLogin(context.Background(), proxySide, "a", req)
+			var rej *rejectedError
+			switch {
+			case tt.wantFail:
+				if !errors.Is(err, proxy.ErrServerFailed) {
+					t.Errorf("got %q, %v; want a server failure", out, err)
+				}
+			case tt.wantRej != "":
+				if !errors.As(err, &rej) || string(rej.reply) != tt.wantRej {
+					t.Errorf("got %v, want rejection %q", err, tt.wantRej)
+				}
+			default:
+				if err != nil || string(out) != tt.wantOut {
+					t.Errorf("got %q, %v; want %q", out, err, tt.wantOut)
+				}
+			}
+		})
+	}
+}
+
+// playServer greets, reads one command line, replies and hangs up. It
+// exits when its conn is closed.
+func playServer(c net.Conn, greeting, reply string) {
+	defer c.Close()
+	io.WriteString(c, greeting)
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		return
+	}
+	io.WriteString(c, reply)
+}
+
+func TestReplayLoginCanceled(t *testing.T) {
+	proxySide, serverSide := net.Pipe()
+	t.Cleanup(func() { proxySide.Close(); serverSide.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // shutdown before the server said anything: the read must not wait
+	req := loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: "alice", Password: "pw"}}
+	if _, err := replayLogin(ctx, proxySide, "a", req); !errors.Is(err, proxy.ErrServerFailed) {
+		t.Errorf("got %v, want a server failure", err)
+	}
+}
+
+func TestLoginCommand(t *testing.T) {
+	plainCreds := sasl.Credentials{Mechanism: sasl.MechPlain, User: "alice", Password: "pw"}
+	tests := []struct {
+		name       string
+		req        loginRequest
+		caps       string
+		wantParts  []string
+		wantIsAuth bool
+	}{
+		{name: "sasl-ir", req: loginRequest{creds: plainCreds}, caps: "SASL-IR AUTH=PLAIN",
+			wantParts: []string{"t AUTHENTICATE PLAIN " + sasl.EncodePlain("", "alice", "pw") + "\r\n"}, wantIsAuth: true},
+		{name: "login quoted", req: loginRequest{creds: plainCreds}, caps: "",
+			wantParts: []string{`t LOGIN "alice" "pw"` + "\r\n"}},
+		{name: "login escapes", req: loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: `a"b`, Password: `c\d`}},
+			wantParts: []string{`t LOGIN "a\"b" "c\\d"` + "\r\n"}},
+		{name: "login synchronising literals", req: loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: "ü", Password: "p\xff"}},
+			wantParts: []string{"t LOGIN {2}\r\n", "ü {2}\r\n", "p\xff\r\n"}},
+		{name: "login literal+", caps: "LITERAL+", req: loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: "ü", Password: "pw"}},
+			wantParts: []string{"t LOGIN {2+}\r\nü \"pw\"\r\n"}},
+		{name: "authzid needs AUTHENTICATE", caps: "",
+			req:       loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechPlain, Authzid: "bob", User: "alice", Password: "pw"}},
+			wantParts: []string{"t AUTHENTICATE PLAIN\r\n", sasl.EncodePlain("bob", "alice", "pw") + "\r\n"}, wantIsAuth: true},
+		{name: "logindisabled", caps: "LOGINDISABLED AUTH=PLAIN", req: loginRequest{creds: plainCreds},
+			wantParts: []string{"t AUTHENTICATE PLAIN\r\n", sasl.EncodePlain("", "alice", "pw") + "\r\n"}, wantIsAuth: true},
+		{name: "oauth replayed as sent", caps: "SASL-IR",
+			req:       loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechOAuthBearer, User: "alice", Token: "t"}, response: "b2F1dGg="},
+			wantParts: []string{"t AUTHENTICATE OAUTHBEARER b2F1dGg=\r\n"}, wantIsAuth: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			caps, err := parseGreeting([]byte("* OK [CAPABILITY IMAP4rev1 " + tt.caps + "] hi\r\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts, isAuth := loginCommand("t", tt.req, caps)
+			var got []string
+			for _, p := range parts {
+				got = append(got, string(p))
+			}
+			if len(got) != len(tt.wantParts) || isAuth != tt.wantIsAuth {
+				t.Fatalf("got %q (auth %v), want %q (auth %v)", got, isAuth, tt.wantParts, tt.wantIsAuth)
+			}
+			for i := range got {
+				if got[i] != tt.wantParts[i] {
+					t.Errorf("part %d: got %q, want %q", i, got[i], tt.wantParts[i])
+				}
+			}
+		})
+	}
+}
