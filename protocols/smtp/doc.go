@@ -17,6 +17,13 @@
 // times out or drops the connection gives its recipients 451 4.4.1 (the MTA
 // retries); a proxy-side failure is never a 5xx and never silence.
 //
+// A recipient with no usable server is answered 451 4.4.1 at RCPT; servers
+// hear of recipients only after the data, so a server's refusal at RCPT
+// (550 unknown user) becomes that recipient's reply after the data. With
+// [LMTPServerDownNext] (shared storage only), recipients of a server that
+// failed before accepting any of them go to their next server. On shutdown
+// a delivery under way finishes; the client then gets 421 4.3.2.
+//
 //	lmtp := smtp.NewLMTP(smtp.LMTPOptions{
 //		Picker:     picker, // cmd wires the director to it
 //		Hostname:   "mx-director.example.org",

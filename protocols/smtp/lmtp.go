@@ -293,9 +293,9 @@ func (l *LMTP) Close() error {
 // client "421 4.3.2" (RFC 5321 section 3.8) once the current command is done.
 func (l *LMTP) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
-	log := l.opts.Logger
-	if log == nil {
-		log = c.Logger()
+	log := c.Logger()
+	if l.opts.Logger != nil {
+		log = l.opts.Logger.With("conn", c.ID())
 	}
 	nc := &lmtpClientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{})}
 	nc.Conn.SetDeadline(time.Time{}) // go-smtp sets its own from here on

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -146,6 +147,18 @@ func (s *lmtpSession) deliverGroup(ctx context.Context, wg *sync.WaitGroup, g lm
 	for i, rc := range g.rcpts {
 		addrs[i] = rc.addr
 	}
+	defer func() {
+		// A bug on one server's leg must not take the director down: its
+		// recipients get 451 like any other failure (the MTA retries).
+		if p := recover(); p != nil {
+			s.log.Error("lmtp: panic delivering", "server", g.target.Server, "panic", p, "stack", string(debug.Stack()))
+			reply, _ := lmtpReply(ErrLMTPServerUnavailable)
+			*res = lmtpGroupResult{replies: make(map[string]*gosmtp.SMTPError, len(addrs))}
+			for _, a := range addrs {
+				res.replies[a] = reply
+			}
+		}
+	}()
 	*res = s.deliverTo(ctx, g.target, addrs, sp)
 }
 

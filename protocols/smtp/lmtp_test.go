@@ -320,6 +320,19 @@ func TestLMTPLimits(t *testing.T) {
 			t.Errorf("NOOP after: got %v, want 250", r)
 		}
 	})
+	t.Run("line too long", func(t *testing.T) {
+		c := dialLMTP(t, addr)
+		c.cmd("MAIL FROM:<s@example.net>")
+		c.cmd("RCPT TO:<a@example.org>")
+		c.cmd("DATA")
+		c.writeRaw(strings.Repeat("x", 3000) + "\r\n.\r\n")
+		if r := c.read(); r.code != 554 || !strings.HasPrefix(r.msg, "5.6.0 ") {
+			t.Errorf("got %v, want 554 5.6.0", r)
+		}
+		if r := c.read(); r.code != 500 {
+			t.Errorf("then: got %v, want 500 and the end of the session", r)
+		}
+	})
 	t.Run("sequence", func(t *testing.T) {
 		c := dialLMTP(t, addr)
 		if r := c.cmd("RCPT TO:<a@example.org>"); r.code != 503 || !strings.HasPrefix(r.msg, "5.5.1 ") {
