@@ -8,6 +8,8 @@ import (
 
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+
+	"github.com/maildirector/maildirector/tlsutil"
 )
 
 // Dial connects to t for this session: TCP connect, the PROXY header t asks
@@ -77,7 +79,7 @@ func (c *Conn) proxyHeader(mode ProxyMode) *proxyproto.Header {
 		Client: tlvparse.PP2_BITFIELD_CLIENT_SSL,
 		Verify: 1,
 		TLV: []proxyproto.TLV{
-			{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersionName(st.Version))},
+			{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsutil.VersionName(st.Version))},
 			{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.CipherSuiteName(st.CipherSuite))},
 		},
 	}
@@ -93,20 +95,4 @@ func (c *Conn) proxyHeader(mode ProxyMode) *proxyproto.Header {
 		return proxyproto.HeaderProxyFromAddrs(version, src, dst)
 	}
 	return h
-}
-
-// tlsVersionName spells a version as OpenSSL's SSL_get_version does, which
-// is what HAProxy sends in PP2_SUBTYPE_SSL_VERSION.
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS10:
-		return "TLSv1"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	}
-	return "unknown"
 }

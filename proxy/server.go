@@ -160,7 +160,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		if _, ok := s.listeners[key]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", key)
+		ln, err := net.Listen(network(key), key)
 		if err != nil {
 			for _, l := range opened {
 				l.Close()
@@ -210,6 +210,19 @@ func (s *Server) ListenerAddr(frontend string) net.Addr {
 		}
 	}
 	return nil
+}
+
+// network picks tcp4 or tcp6 from the address, so that "0.0.0.0:143" and
+// "[::]:143" are two sockets (the IPv6 one v6-only) rather than a dual-stack
+// socket that makes the second bind fail.
+func network(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is6() {
+		return "tcp6"
+	}
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
+		return "tcp4"
+	}
+	return "tcp"
 }
 
 func normalizeAddr(a string) (string, error) {

@@ -1,0 +1,50 @@
+# maildirector — the two commands a mail admin needs are `make demo` and `make test`.
+GO        ?= go
+FUZZTIME  ?= 2s
+BIN       := bin/maildirector
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+
+export GOTOOLCHAIN := local
+export CGO_ENABLED ?= 0
+
+.PHONY: all build deps lint test unit integration fuzz-smoke demo bench clean
+
+all: build
+
+## build: a static binary in bin/
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/maildirector
+
+## deps: install what the tests and the demo need (Dovecot, HAProxy) when missing
+deps:
+	@scripts/deps.sh
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## test: the whole suite: lint, unit tests with the race detector, end-to-end tests against real Dovecot, fuzz smoke
+test: deps lint
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	@scripts/fuzz-smoke.sh $(FUZZTIME)
+
+## unit: only the fast packages (no Dovecot)
+unit:
+	CGO_ENABLED=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+## fuzz-smoke: run every fuzz target for FUZZTIME
+fuzz-smoke:
+	@scripts/fuzz-smoke.sh $(FUZZTIME)
+
+## demo: local Dovecot backends with maildirector in front of them (Ctrl-C stops everything)
+demo: deps build
+	@scripts/demo.sh
+
+## bench: maildirector against HAProxy and direct connections, as ratios
+bench: deps build
+	$(GO) run ./bench -maildirector $(BIN)
+
+clean:
+	rm -rf bin .demo

@@ -1,0 +1,82 @@
+// Command maildirector is a mail-protocol-aware load balancer and director
+// for Dovecot fleets: one front door for IMAP, POP3, LMTP, submission and
+// plain TCP that sends every user to the same backend server, notices sick
+// servers and tells Dovecot who the real client is.
+//
+//	maildirector check -c /etc/maildirector/maildirector.toml
+//	maildirector run   -c /etc/maildirector/maildirector.toml
+//	maildirector version
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+const defaultConfig = "/etc/maildirector/maildirector.toml"
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return cmdRun(rest, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
+	case "where":
+		return cmdWhere(rest, stdout, stderr)
+	case "version", "-v", "--version":
+		fmt.Fprintf(stdout, "maildirector %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "maildirector: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: maildirector <command> [flags]
+
+commands:
+  run     -c FILE   serve the frontends in FILE (SIGHUP reloads, SIGTERM/SIGINT shut down gracefully)
+  check   -c FILE   validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path
+  where   -c FILE USER...  which server each user is hashed to on every backend balanced by user
+  version           print the version
+`)
+}
+
+// configFlag parses "-c FILE" and allows no other argument.
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	path, rest, ok := configFlagArgs(name, args, stderr)
+	if ok && len(rest) > 0 {
+		fmt.Fprintf(stderr, "maildirector %s: unexpected argument %q\n", name, rest[0])
+		return "", false
+	}
+	return path, ok
+}
+
+// configFlagArgs parses "-c FILE" and returns the remaining arguments.
+func configFlagArgs(name string, args []string, stderr io.Writer) (string, []string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", defaultConfig, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return "", nil, false
+	}
+	return *path, fs.Args(), true
+}

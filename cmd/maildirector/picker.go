@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/proxy"
+)
+
+// picker lets a frontend pick servers from a backend's director: the
+// director decides by name, the picker adds how this frontend's protocol
+// dials each server.
+type picker struct {
+	dir     *director.Director
+	targets map[string]proxy.Target // by server name, for one protocol
+}
+
+func (p *picker) Pick(_ context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
+	l, err := p.dir.Pick(director.Request{User: user, Client: client, Exclude: exclude})
+	if err != nil {
+		return nil, fmt.Errorf("%w: backend %s: %w", proxy.ErrUnavailable, p.dir.Name(), err)
+	}
+	t, ok := p.targets[l.Server]
+	if !ok { // cannot happen: targets are built from the same server list
+		l.Release()
+		return nil, fmt.Errorf("%w: server %s has no address", proxy.ErrUnavailable, l.Server)
+	}
+	return lease{l: l, t: t}, nil
+}
+
+type lease struct {
+	l *director.Lease
+	t proxy.Target
+}
+
+func (l lease) Target() proxy.Target { return l.t }
+func (l lease) Established()         { l.l.Established() }
+func (l lease) Failed(err error)     { l.l.Failed(err) }
+func (l lease) Release()             { l.l.Release() }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/proxy"
+)
+
+// cmdRun serves until SIGTERM or SIGINT. SIGHUP reloads the configuration:
+// the new file is loaded and validated and only then swapped in; if
+// anything fails the running configuration stays and the log says why.
+func cmdRun(args []string, stderr io.Writer) int {
+	path, ok := configFlag("run", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		for _, e := range flatten(err) {
+			fmt.Fprintln(stderr, e)
+		}
+		return 1
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.Global.LogLevel.SlogLevel())
+	log := newLogger(stderr, cfg.Global.LogFormat, level)
+
+	rt, err := newRuntime(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	onServerDown = func(backend, server string) {
+		n := rt.srv.Kick(func(i proxy.Info) bool {
+			return i.Server == server && rt.frontendBackend(i.Frontend) == backend
+		}, "server down")
+		if n > 0 {
+			log.Warn("closed the sessions of a server marked down", "backend", backend, "server", server, "sessions", n)
+		}
+	}
+	log.Info("maildirector started", "version", version, "config", path, "summary", cfg.Summary())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			rt.reload(path, level)
+			continue
+		}
+		grace := rt.currentConfig().Global.ShutdownGrace.D()
+		log.Info("shutting down", "signal", sig.String(), "grace", grace)
+		if err := rt.shutdown(grace); err != nil {
+			log.Warn("sessions still open at the end of the grace period were closed", "err", err)
+		}
+		log.Info("maildirector stopped")
+		return 0
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, format config.LogFormat, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == config.LogFormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// reload applies the file at path, or keeps everything as it is.
+func (rt *runtime) reload(path string, level *slog.LevelVar) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = rt.apply(cfg)
+	}
+	if err != nil {
+		rt.log.Error("reload failed, keeping the running configuration", "config", path, "err", err)
+		return
+	}
+	level.Set(cfg.Global.LogLevel.SlogLevel())
+	rt.log.Info("configuration reloaded", "config", path, "summary", cfg.Summary())
+}
+
+func (rt *runtime) currentConfig() *config.Config {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.cfg
+}
+
+// frontendBackend names the backend a frontend sends its sessions to.
+func (rt *runtime) frontendBackend(frontend string) string {
+	cfg := rt.currentConfig()
+	if f := cfg.Frontends[frontend]; f != nil {
+		return f.Backend
+	}
+	return ""
+}
