@@ -101,6 +101,12 @@ type setupSpec struct {
 	Check      string // check type; default tcp
 	Inter      string // default 500ms
 	Backend    string // more TOML lines for the backend table
+	CheckExtra string // more TOML lines for [backend.dovecot.check]
+	Global     string // more TOML lines for [global]
+	// ServerExtra returns more TOML lines for server i ("dovecot<i+1>").
+	ServerExtra func(i int) string
+	// Lab holds options for the Dovecot lab; Instances above wins.
+	Lab dovecotlab.Options
 }
 
 // env is a running lab with maildirector in front of it.
@@ -121,7 +127,9 @@ func startEnv(t *testing.T, spec setupSpec) *env {
 	if spec.Instances == 0 {
 		spec.Instances = 2
 	}
-	lab := dovecotlab.StartT(t, dovecotlab.Options{Instances: spec.Instances})
+	labOpts := spec.Lab
+	labOpts.Instances = spec.Instances
+	lab := dovecotlab.StartT(t, labOpts)
 	e := &env{t: t, lab: lab, spec: spec, dir: t.TempDir(), addrs: make(map[string]string)}
 	e.cfg = filepath.Join(e.dir, "maildirector.toml")
 	if err := os.WriteFile(e.cfg, []byte(e.config()), 0o644); err != nil {
@@ -138,7 +146,7 @@ func (e *env) config() string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\nshutdown_grace = \"2s\"\n\n")
+	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\nshutdown_grace = \"2s\"\n%s\n\n", e.spec.Global)
 	for _, f := range e.spec.Frontends {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.addrs[f.Name] = addr
@@ -159,13 +167,17 @@ func (e *env) config() string {
 		fmt.Fprintf(&b, "user_expire = %q\n", or(e.spec.UserExpire, "15m"))
 	}
 	b.WriteString(e.spec.Backend + "\n")
-	fmt.Fprintf(&b, "[backend.dovecot.check]\ntype = %q\ninter = %q\nrise = 2\nfall = 2\ntimeout = \"1s\"\n\n",
-		or(e.spec.Check, "tcp"), or(e.spec.Inter, "500ms"))
+	fmt.Fprintf(&b, "[backend.dovecot.check]\ntype = %q\ninter = %q\nrise = 2\nfall = 2\ntimeout = \"1s\"\n%s\n\n",
+		or(e.spec.Check, "tcp"), or(e.spec.Inter, "500ms"), e.spec.CheckExtra)
 	for i, in := range e.lab.Instances {
 		p := in.Ports
 		fmt.Fprintf(&b, "[[backend.dovecot.server]]\nname = %q\naddress = \"127.0.0.1\"\n", serverName(i))
 		fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d }\n", p.IMAP, p.POP3, p.LMTP, p.Submission)
-		b.WriteString("send_proxy = \"v2-ssl\"\n\n")
+		b.WriteString("send_proxy = \"v2-ssl\"\n")
+		if e.spec.ServerExtra != nil {
+			b.WriteString(e.spec.ServerExtra(i) + "\n")
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }
