@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const validConfig = `
+[frontend.imap]
+protocol = "imap"
+bind = ["127.0.0.1:1143"]
+backend = "dovecot"
+
+[backend.dovecot]
+[[backend.dovecot.server]]
+name = "mail1"
+address = "127.0.0.1:10143"
+[[backend.dovecot.server]]
+name = "mail2"
+address = "127.0.0.1:11143"
+`
+
+func TestCheckCommand(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   string
+		wantCode int
+		wantOut  []string // substrings of stdout (code 0) or stderr (code 1)
+	}{
+		{
+			name: "valid", config: validConfig, wantCode: 0,
+			wantOut: []string{"OK", "1 frontend (imap)", "1 backend (dovecot: 2 servers)"},
+		},
+		{
+			name: "every problem by key path",
+			config: `
+[global]
+maxconnn = 5
+[frontend.imap]
+protocol = "imap"
+bind = ["127.0.0.1"]
+backend = "nowhere"
+[frontend.imap2]
+protocol = "imap"
+bind = ["127.0.0.1:1143", "127.0.0.1:1144"]
+backend = "dovecot"
+[frontend.imap2.tls]
+mode = "implicit"
+[[frontend.imap2.tls.cert]]
+cert = "/nonexistent/cert.pem"
+key = "/nonexistent/key.pem"
+[frontend.imap3]
+protocol = "imap"
+bind = ["127.0.0.1:1144"]
+backend = "dovecot"
+[frontend.imap3.timeouts]
+idle = "5m"
+[backend.dovecot]
+balance = "fastest"
+[[backend.dovecot.server]]
+name = "mail1"
+address = "127.0.0.1:99999"
+`,
+			wantCode: 1,
+			wantOut: []string{
+				"global.maxconnn", // unknown key
+				"frontend.imap.bind[0]",
+				"frontend.imap.backend",
+				"frontend.imap2.tls.cert[0].cert",
+				"127.0.0.1:1144", // duplicate bind
+				"frontend.imap3.timeouts.idle",
+				"backend.dovecot.balance",
+				"backend.dovecot.server[0].address",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, "maildirector.toml", tt.config)
+			var stdout, stderr bytes.Buffer
+			code := runMain([]string{"check", "-c", path}, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Fatalf("exit code: got %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, stdout.String(), stderr.String())
+			}
+			out := stdout.String()
+			if code != 0 {
+				out = stderr.String()
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestWhereCommandIsDeterministic(t *testing.T) {
+	path := writeFile(t, "maildirector.toml", validConfig)
+	run := func() string {
+		var stdout, stderr bytes.Buffer
+		if code := runMain([]string{"where", "-c", path, "alice", "bob", "Carol@Example.org"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("where: exit %d: %s", code, stderr.String())
+		}
+		return stdout.String()
+	}
+	first := run()
+	if got := strings.Count(first, "\n"); got != 3 {
+		t.Fatalf("where printed %d lines, want 3:\n%s", got, first)
+	}
+	if second := run(); second != first {
+		t.Errorf("where is not deterministic:\n%s\nthen\n%s", first, second)
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "maildirector ") {
+		t.Errorf("version: got %d %q", code, stdout.String())
+	}
+	stdout.Reset()
+	if code := runMain([]string{"bogus"}, &stdout, &stderr); code != 2 {
+		t.Errorf("unknown command: got exit %d, want 2", code)
+	}
+	if code := runMain(nil, &stdout, &stderr); code != 2 {
+		t.Errorf("no command: got exit %d, want 2", code)
+	}
+}
