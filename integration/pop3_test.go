@@ -244,4 +244,3 @@ func TestPOP3BadInput(t *testing.T) {
 	fresh.login("user043")
 	fresh.quit()
 }
-
