@@ -1,0 +1,178 @@
+package dovecotlab
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseLogin(t *testing.T) {
+	tests := []struct {
+		name   string
+		line   string
+		want   Login
+		wantOK bool
+	}{
+		{
+			name: "proxied with SSL TLV",
+			line: "Nov 21 06:28:43 imap-login: Info: Login: user=<user001>, method=PLAIN, rip=203.0.113.8, lip=198.51.100.2, mpid=7517, secured, session=<bm7geMNgQJzLAHEH>",
+			want: Login{Service: "imap-login", User: "user001", Method: "PLAIN", RemoteIP: "203.0.113.8", LocalIP: "198.51.100.2",
+				MailPID: 7517, Secured: true, Session: "bm7geMNgQJzLAHEH"},
+			wantOK: true,
+		},
+		{
+			name: "proxied without TLS, IPv6",
+			line: "Nov 21 06:34:22 pop3-login: Info: Login: user=<user002>, method=PLAIN, rip=2001:db8::7, lip=2001:db8::1, mpid=23070, session=<8jgejcNgVgTLAHEJ>",
+			want: Login{Service: "pop3-login", User: "user002", Method: "PLAIN", RemoteIP: "2001:db8::7", LocalIP: "2001:db8::1",
+				MailPID: 23070, Session: "8jgejcNgVgTLAHEJ"},
+			wantOK: true,
+		},
+		{
+			name: "TLS terminated by Dovecot",
+			line: "submission-login: Info: Login: user=<bob>, method=LOGIN, rip=127.0.0.1, lip=127.0.0.1, mpid=1, TLS, session=<x>",
+			want: Login{Service: "submission-login", User: "bob", Method: "LOGIN", RemoteIP: "127.0.0.1", LocalIP: "127.0.0.1",
+				MailPID: 1, TLS: true, Session: "x"},
+			wantOK: true,
+		},
+		{name: "aborted login", line: "Nov 21 06:34:22 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 4 secs): user=<mallory>, method=PLAIN, rip=127.0.0.1"},
+		{name: "mail process line", line: "Nov 21 06:34:22 imap(user001)<23067><N/gd>: Info: Disconnected: Logged out in=8 out=468"},
+		{name: "empty user", line: "imap-login: Info: Login: method=PLAIN"},
+		{name: "empty", line: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ParseLogin(tt.line)
+			if ok != tt.wantOK || got != tt.want {
+				t.Errorf("got %+v, %v; want %+v, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func FuzzParseLogin(f *testing.F) {
+	f.Add("Nov 21 06:28:43 imap-login: Info: Login: user=<user001>, method=PLAIN, rip=203.0.113.8, lip=198.51.100.2, mpid=7517, secured, session=<bm7g>")
+	f.Add("imap-login: Info: Login: user=<>, TLS")
+	f.Add(": Info: Login: user=<a")
+	f.Fuzz(func(t *testing.T, line string) {
+		l, ok := ParseLogin(line)
+		if ok && l.User == "" {
+			t.Errorf("ok with empty user for %q", line)
+		}
+		if !ok && l != (Login{}) {
+			t.Errorf("not ok but got %+v", l)
+		}
+	})
+}
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name   string
+		stat   string
+		want   statFields
+		wantOK bool
+	}{
+		{"master", "16747 (dovecot) S 1 16747 5598 0 -1", statFields{'S', 1, 16747}, true},
+		{"comm with parens and spaces", "42 (a) (b c)) T 7 16747 1", statFields{'T', 7, 16747}, true},
+		{"zombie", "16751 (anvil) Z 16747 16747 0", statFields{'Z', 16747, 16747}, true},
+		{"no paren", "42 dovecot S 1 1", statFields{}, false},
+		{"short", "42 (x) S 1", statFields{}, false},
+		{"bad number", "42 (x) S one 2", statFields{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := parseStat(tt.stat)
+			if ok != tt.wantOK || got != tt.want {
+				t.Errorf("got %+v, %v; want %+v, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add("16747 (dovecot) S 1 16747 5598 0 -1")
+	f.Add("1 ()) Z 0 0")
+	f.Fuzz(func(t *testing.T, s string) {
+		if st, ok := parseStat(s); ok && st.state == 0 {
+			t.Errorf("ok with no state for %q", s)
+		}
+	})
+}
+
+func TestParseListenLine(t *testing.T) {
+	const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
+	tests := []struct {
+		name     string
+		line     string
+		wantPort int
+		wantOK   bool
+	}{
+		{"loopback listener", "   0: 0100007F:277F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 10111, true},
+		{"any-address listener", "   1: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 80, true},
+		{"established", "   2: 0100007F:277F 0100007F:A2B4 01 00000000:00000000 00:00000000 00000000     0        0 1", 0, false},
+		{"other address", "   3: 0101A8C0:277F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 0, false},
+		{"header", header, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port, ok := parseListenLine(tt.line)
+			if port != tt.wantPort || ok != tt.wantOK {
+				t.Errorf("got %d, %v; want %d, %v", port, ok, tt.wantPort, tt.wantOK)
+			}
+		})
+	}
+}
+
+func FuzzParseListenLine(f *testing.F) {
+	f.Add("   0: 0100007F:277F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1")
+	f.Fuzz(func(t *testing.T, line string) {
+		if port, ok := parseListenLine(line); ok && (port < 0 || port > 65535 || !strings.Contains(line, " 0A")) {
+			t.Errorf("got port %d for %q", port, line)
+		}
+	})
+}
+
+func TestRenderConfig(t *testing.T) {
+	p := configParams{InstanceName: "lab-x-dovecot1", BaseDir: "/tmp/dclx", TrustedNetworks: DefaultTrustedNetworks,
+		RelayHost: "127.0.0.1", RelayPort: 2525, UID: 102, GID: 105,
+		Ports: InstancePorts{IMAP: 10143, IMAPDirect: 10144, POP3: 10110, POP3Direct: 10111, LMTP: 10024, LMTPDirect: 10025, Submission: 10587}}
+	b, err := renderConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	for _, want := range []string{
+		"port = 10143\n    haproxy = yes", "port = 10144\n  }", "port = 10587\n    haproxy = yes",
+		"haproxy_trusted_networks = 127.0.0.0/8 ::1", "disable_plaintext_auth = no", "submission_relay_port = 2525",
+		"first_valid_uid = 102", "ssl = no", "listen = 127.0.0.1",
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("config lacks %q", want)
+		}
+	}
+	if strings.Contains(conf, "!include") {
+		t.Error("config must not include the packaged configuration")
+	}
+}
+
+func TestSplitRelay(t *testing.T) {
+	tests := []struct {
+		relay    string
+		wantHost string
+		wantPort int
+		wantErr  bool
+	}{
+		{"", "127.0.0.1", 1, false},
+		{"127.0.0.1:2525", "127.0.0.1", 2525, false},
+		{"[::1]:25", "::1", 25, false},
+		{"nope", "", 0, true},
+		{"127.0.0.1:0", "", 0, true},
+		{"127.0.0.1:x", "", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.relay, func(t *testing.T) {
+			host, port, err := splitRelay(tt.relay)
+			if host != tt.wantHost || port != tt.wantPort || (err != nil) != tt.wantErr {
+				t.Errorf("got %q %d %v; want %q %d err=%v", host, port, err, tt.wantHost, tt.wantPort, tt.wantErr)
+			}
+		})
+	}
+}

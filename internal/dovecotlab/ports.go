@@ -1,0 +1,33 @@
+package dovecotlab
+
+import (
+	"fmt"
+	"net"
+)
+
+// fillPorts returns fixed with every zero port replaced by a free loopback
+// port. The ports are found by listening on 127.0.0.1:0 (all at once, so
+// they differ) and closing; another process may take one before Dovecot
+// binds it, which Start handles by picking again.
+func fillPorts(fixed InstancePorts) (InstancePorts, error) {
+	p := fixed
+	fields := []*int{&p.IMAP, &p.IMAPDirect, &p.POP3, &p.POP3Direct, &p.LMTP, &p.LMTPDirect, &p.Submission}
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, f := range fields {
+		if *f != 0 {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return p, fmt.Errorf("pick free port: %w", err)
+		}
+		lns = append(lns, ln)
+		*f = ln.Addr().(*net.TCPAddr).Port
+	}
+	return p, nil
+}
