@@ -140,8 +140,14 @@ func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backen
 		DefaultDomain: bc.DefaultDomain,
 		AllBackups:    bc.AllBackups,
 		ErrorLimit:    bc.ErrorLimit,
-		Logger:        rt.log.With("backend", bc.Name),
+		Logger:        rt.log, // the director names the backend in every line
 		OnPassiveDown: b.passiveDown,
+	}
+	if bc.Check.Type == config.CheckTypeNone {
+		// Passive health marks a server down until its checks pass again;
+		// without checks nothing would ever bring it back ("none": servers
+		// are always up), as HAProxy's observe needs check.
+		opts.ErrorLimit = 0
 	}
 	if bc.UserExpire == 0 {
 		opts.UserExpire = -1 // 0 in the config: forget users as soon as their last session ends
@@ -261,10 +267,15 @@ func (b *backend) healthChanged(t checks.Transition) {
 
 // passiveDown is the director telling that real sessions failed error_limit
 // times in a row: the checker goes down too and needs rise passing checks.
+// A server with check = false has no checker to bring it back and is
+// "always considered up": it is put back up at once (the director already
+// logged the passive failure) and the next sessions keep trying it.
 func (b *backend) passiveDown(server, reason string) {
 	if ck := b.checkers[server]; ck != nil {
 		ck.ForceDown(reason)
+		return
 	}
+	b.dir.SetHealth(server, true, "not checked, so passive health does not keep it down")
 }
 
 func (b *backend) startChecks(log *slog.Logger) {
