@@ -48,3 +48,42 @@ func TestChecksPassiveDownWithoutChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestChecksPassiveDownRechecksSoon: after passive health marks a server
+// down, its checks run at fastinter/downinter, so a server that is back is
+// up again after rise quick checks, not after the long inter of a steadily
+// up server. HAProxy's on-error mark-down "forces fastinter" likewise.
+//
+// FAILS today: checks.Checker.ForceDown (checks/checker.go) changes the
+// state but not Run's timer, which was armed with Inter when the counter
+// was full; the next check comes up to Inter later (here up to an hour).
+// Fix: ForceDown signals Run (a buffered "kick" channel Run selects on next
+// to timer.C) to re-arm the timer with c.interval(), i.e. DownInter.
+func TestChecksPassiveDownRechecksSoon(t *testing.T) {
+	e := startEnv(t, setupSpec{
+		Frontends:  imapFrontends(),
+		Check:      "imap",
+		Inter:      "1h", // steadily up: practically never checked within the test
+		CheckExtra: "fastinter = \"200ms\"\ndowninter = \"200ms\"",
+		Backend:    "error_limit = 2",
+	})
+	addr := e.addrs["imap"]
+	users := e.usersOn("dovecot1", 3)
+	in := e.instanceOf("dovecot1")
+	if err := in.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users[:2] {
+		if got := e.landedOn(addr, u); got != "dovecot2" {
+			t.Errorf("%s with dovecot1 killed: landed on %s, want dovecot2", u, got)
+		}
+	}
+	checksWaitLine(t, e, 0, downLine("dovecot", "dovecot1")...)
+	if err := in.Start(); err != nil {
+		t.Fatal(err)
+	}
+	checksWaitLine(t, e, 0, upLine("dovecot", "dovecot1")...)
+	if got := e.landedOn(addr, users[2]); got != "dovecot1" {
+		t.Errorf("%s, new since dovecot1 came back: landed on %s, want dovecot1", users[2], got)
+	}
+}
