@@ -71,7 +71,7 @@ type Instance struct {
 }
 
 // newInstance prepares the directories and files of instance number k.
-func newInstance(l *Lab, k int, fixed InstancePorts, p configParams) (*Instance, error) {
+func newInstance(l *Lab, k int, fixed InstancePorts, p configParams) (_ *Instance, err error) {
 	name := "dovecot" + strconv.Itoa(k)
 	dir := filepath.Join(l.Dir, name)
 	i := &Instance{
@@ -91,10 +91,14 @@ func newInstance(l *Lab, k int, fixed InstancePorts, p configParams) (*Instance,
 	for _, u := range l.Users {
 		i.users[u] = true
 	}
-	var err error
 	if i.BaseDir, err = os.MkdirTemp("", "dcl"); err != nil {
 		return nil, fmt.Errorf("make base_dir: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(i.BaseDir)
+		}
+	}()
 	if err := os.Chmod(i.BaseDir, 0o755); err != nil {
 		return nil, fmt.Errorf("make base_dir: %w", err)
 	}
@@ -282,10 +286,11 @@ func (i *Instance) PID() int {
 	return i.cmd.Process.Pid
 }
 
-// Stop shuts the instance down politely: SIGTERM to the master (after
-// SIGCONT if frozen), then waits until the master and every child are gone
-// and the ports refuse connections. A master that does not exit in time is
-// killed and Stop reports it. Stopping a stopped instance does nothing.
+// Stop shuts the instance down politely: SIGTERM to the master and its
+// children (after SIGCONT if frozen), so logged-in IMAP clients get
+// "* BYE Server shutting down."; then it waits until the ports are closed
+// and every process is gone. Processes still there stopGrace after the
+// ports closed are killed. Stopping a stopped instance does nothing.
 func (i *Instance) Stop() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -297,12 +302,14 @@ func (i *Instance) Stop() error {
 		_ = syscall.Kill(-pgid, syscall.SIGCONT)
 		i.frozen = false
 	}
-	if err := syscall.Kill(pgid, syscall.SIGTERM); err != nil {
+	// SIGTERM to the whole group, as systemd's default KillMode=control-group
+	// does: a 2.3 mail process left alone outlives its master by ~10 s before
+	// saying "* BYE Server shutting down.".
+	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("stop %s: %w", i.Name, err)
 	}
-	// Clients get their BYE and the listeners close within milliseconds;
-	// the 2.3 master then lingers for seconds with only its log process
-	// before it exits, so after a short grace the rest is killed.
+	// The listeners close within a second; a master that lingers after
+	// that (2.3 can wait seconds for its log process) is killed.
 	deadline := time.Now().Add(stopTimeout)
 	if err := waitPortsClosed(i.Ports, deadline); err != nil {
 		i.killLocked()

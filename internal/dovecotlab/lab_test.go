@@ -305,10 +305,15 @@ func TestLab(t *testing.T) {
 
 	t.Run("stop and start", func(t *testing.T) {
 		pid := two.PID()
+		session := loggedIn(t, two)
 		if err := two.Stop(); err != nil {
 			t.Fatal(err)
 		}
 		assertDown(t, two, pid)
+		// The mail process says goodbye (RFC 9051 section 7.1.5).
+		if got := session.readLine(); !strings.HasPrefix(got, "* BYE") {
+			t.Errorf("open session after Stop: got %q, want * BYE", got)
+		}
 		if err := two.Stop(); err != nil {
 			t.Errorf("second Stop: got %v, want nil", err)
 		}
@@ -323,11 +328,14 @@ func TestLab(t *testing.T) {
 
 	t.Run("kill", func(t *testing.T) {
 		pid := two.PID()
-		assertLogin(t, two) // leaves post-login processes to kill too
+		session := loggedIn(t, two) // a post-login process to kill too
 		if err := two.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		assertDown(t, two, pid)
+		if line, err := session.r.ReadString('\n'); err == nil {
+			t.Errorf("open session after Kill: got %q, want EOF or reset", line)
+		}
 		if err := two.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -407,6 +415,17 @@ func lmtpDeliver(t *testing.T, c *textConn, rcpt string) string {
 	got := c.readLine()
 	c.send("QUIT")
 	return got
+}
+
+// loggedIn returns an authenticated IMAP session on the direct port.
+func loggedIn(t *testing.T, inst *Instance) *textConn {
+	t.Helper()
+	c := dial(t, inst.Ports.IMAPDirect, nil)
+	c.imapGreeted()
+	if got := c.imapCmd("a", "LOGIN user000 pass"); !strings.HasPrefix(got, "a OK") {
+		t.Fatalf("%s: got %q, want a OK", inst.Name, got)
+	}
+	return c
 }
 
 // assertLogin logs in over the direct IMAP port.
