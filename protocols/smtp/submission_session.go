@@ -66,6 +66,13 @@ func (s *submissionSession) serve(ctx context.Context) error {
 
 // handle parses one line and runs its command.
 func (s *submissionSession) handle(ctx context.Context, line string) error {
+	if strings.TrimRight(line, "\r\n") == "*" {
+		// A cancel outside an AUTH exchange: clients (go-smtp among them)
+		// send it after a 535 to close an exchange they think is still
+		// open. Answer as to a cancel (RFC 4954 section 4) and go on, as
+		// Dovecot does, instead of treating it as a foreign protocol.
+		return errSubAuthCanceled
+	}
 	cmd, err := parseSubmissionCommand(line)
 	if err != nil {
 		return errSubUnknownCommand
