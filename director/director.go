@@ -87,6 +87,13 @@ type Request struct {
 	Client netip.AddrPort
 	// Exclude names servers already tried (and failed) for this login.
 	Exclude []string
+	// Stay asks for the user's own server and never another: the sticky
+	// server, else the one the balance algorithm picks as if every server
+	// were up. When that server is down (or in maintenance) Pick fails with
+	// ErrServerUnavailable instead of placing the user elsewhere, and no
+	// assignment moves. LMTP uses it so that, without shared storage, two
+	// servers never write one mailbox.
+	Stay bool
 }
 
 // server is the mutable state of one server, guarded by Director.mu.
@@ -133,6 +140,8 @@ type Director struct {
 	byName  map[string]int
 	table   *simplelru.LRU[string, *sticky]
 	rr      int // tie-break rotation for leastconn
+	// assumeUp counts every server as up while homeLocked chooses.
+	assumeUp bool
 }
 
 // New validates opts and returns a Director with every server up.
@@ -248,9 +257,17 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 		entry = d.lookupLocked(user, now)
 	}
 	idx, reason := -1, ""
-	if entry != nil && d.stickyOKLocked(entry.server, req.Exclude) {
+	switch {
+	case req.Stay:
+		idx, reason = d.homeLocked(entry, user, req.Client)
+		if idx >= 0 && !d.stickyOKLocked(idx, nil) {
+			name := d.servers[idx].name
+			d.mu.Unlock()
+			return nil, fmt.Errorf("director %s: %q belongs to server %s: %w", d.name, user, name, ErrServerUnavailable)
+		}
+	case entry != nil && d.stickyOKLocked(entry.server, req.Exclude):
 		idx, reason = entry.server, "sticky"
-	} else {
+	default:
 		idx, reason = d.chooseLocked(user, req.Client, req.Exclude, true)
 	}
 	if idx < 0 {
@@ -279,6 +296,17 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	s.picks++
 	d.mu.Unlock()
 	return l, nil
+}
+
+// homeLocked is the user's own server for Request.Stay: its sticky server,
+// else the choice of the balance algorithm with every server counted as up.
+func (d *Director) homeLocked(entry *sticky, user string, client netip.AddrPort) (int, string) {
+	if entry != nil {
+		return entry.server, "sticky"
+	}
+	d.assumeUp = true
+	defer func() { d.assumeUp = false }()
+	return d.chooseLocked(user, client, nil, false)
 }
 
 // lookupLocked returns the user's sticky entry, dropping it if it expired.
@@ -310,7 +338,7 @@ func (s *server) hasRoom() bool { return s.maxConn == 0 || s.sessions < s.maxCon
 // newUsersLocked reports whether server i may take a new (non-sticky) user.
 func (d *Director) newUsersLocked(i int, exclude []string) bool {
 	s := &d.servers[i]
-	return s.up && s.admin == AdminReady && s.weight > 0 && s.hasRoom() && !excluded(s.name, exclude)
+	return (s.up || d.assumeUp) && s.admin == AdminReady && s.weight > 0 && s.hasRoom() && !excluded(s.name, exclude)
 }
 
 // stickyOKLocked reports whether a sticky entry on server i is honoured:

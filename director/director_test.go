@@ -973,3 +973,46 @@ func BenchmarkPick(b *testing.B) {
 		}
 	})
 }
+
+func TestPickStayNeverPlacesElsewhere(t *testing.T) {
+	d := newDirector(t, Options{Servers: []ServerOptions{{Name: "s0", Weight: 100}, {Name: "s1", Weight: 100}, {Name: "s2", Weight: 100}}})
+	user := "stay-user"
+	home := d.HashOrder(user)[0]
+
+	l, err := d.Pick(Request{User: user, Stay: true})
+	if err != nil || l.Server != home {
+		t.Fatalf("Stay pick with all up: got %v, %v; want %s", l, err, home)
+	}
+	l.Release()
+
+	d.SetHealth(home, false, "test")
+	if l, err := d.Pick(Request{User: user, Stay: true}); !errors.Is(err, ErrServerUnavailable) {
+		t.Fatalf("Stay pick with the home server down: got %v, %v; want ErrServerUnavailable", l, err)
+	}
+	d.SetHealth(home, true, "test")
+	if l, err := d.Pick(Request{User: user}); err != nil || l.Server != home || l.Reason != "sticky" {
+		t.Errorf("after the failed Stay pick: got %+v, %v; want sticky on %s (nothing moved)", l, err, home)
+	} else {
+		l.Release()
+	}
+	// A user never seen before whose hash home is down fails too.
+	d.SetHealth(home, true, "test")
+	for i := 0; i < 1000; i++ {
+		u := fmt.Sprintf("fresh%d", i)
+		if d.HashOrder(u)[0] != home {
+			continue
+		}
+		d.SetHealth(home, false, "test")
+		if _, err := d.Pick(Request{User: u, Stay: true}); !errors.Is(err, ErrServerUnavailable) {
+			t.Fatalf("Stay pick for new user %s whose home %s is down: got %v, want ErrServerUnavailable", u, home, err)
+		}
+		d.SetHealth(home, true, "test")
+		l, err := d.Pick(Request{User: u, Stay: true})
+		if err != nil || l.Server != home {
+			t.Fatalf("Stay pick for %s after %s came back: got %v, %v", u, home, l, err)
+		}
+		l.Release()
+		return
+	}
+	t.Fatal("no user hashes to the home server")
+}

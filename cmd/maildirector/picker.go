@@ -18,7 +18,17 @@ type picker struct {
 }
 
 func (p *picker) Pick(_ context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	l, err := p.dir.Pick(director.Request{User: user, Client: client, Exclude: exclude})
+	return p.pick(director.Request{User: user, Client: client, Exclude: exclude})
+}
+
+// PickHome returns a lease on the user's own server only, never another
+// (LMTP with server_down = "tempfail"): see director.Request.Stay.
+func (p *picker) PickHome(_ context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
+	return p.pick(director.Request{User: user, Client: client, Stay: true})
+}
+
+func (p *picker) pick(req director.Request) (proxy.Lease, error) {
+	l, err := p.dir.Pick(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: backend %s: %w", proxy.ErrUnavailable, p.dir.Name(), err)
 	}

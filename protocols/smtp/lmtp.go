@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -430,4 +431,22 @@ func (e lmtpErrorLog) report(msg string) {
 		return
 	}
 	e.log.Debug("lmtp: go-smtp", "err", msg)
+}
+
+// LMTPHomePicker is implemented by pickers that can name a user's own
+// server without ever placing the user elsewhere (cmd's picker, over
+// director.Request.Stay). With LMTPServerDownTempfail the frontend uses it
+// so that a recipient whose server is down gets 451 4.4.1 rather than
+// delivery to a server that does not hold the mailbox.
+type LMTPHomePicker interface {
+	PickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error)
+}
+
+// pickHome picks the recipient's server: its own server only when the
+// failure policy is tempfail and the picker can tell, else Pick's choice.
+func (l *LMTP) pickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
+	if hp, ok := l.opts.Picker.(LMTPHomePicker); ok && l.opts.ServerDown == LMTPServerDownTempfail {
+		return hp.PickHome(ctx, user, client)
+	}
+	return l.opts.Picker.Pick(ctx, user, client, nil)
 }

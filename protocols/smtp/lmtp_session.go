@@ -57,7 +57,7 @@ func (s *lmtpSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		s.rcpts = append(s.rcpts, rc) // delivered once, answered once per RCPT
 		return nil
 	}
-	lease, err := s.l.opts.Picker.Pick(s.ctx, to, s.c.RemoteAddr(), nil)
+	lease, err := s.l.pickHome(s.ctx, to, s.c.RemoteAddr())
 	if err != nil {
 		s.log.Debug("lmtp recipient", "rcpt", to, "server", "", "code", 451, "err", err)
 		reply, _ := lmtpReply(fmt.Errorf("%w: %w", ErrLMTPServerUnavailable, err))
