@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// dialLine connects to addr and returns a reader for its lines.
+func dialLine(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// greeter writes a greeting, records the client address it sees and waits
+// for the client (or the engine) to end the session.
+func greeter(seen chan<- netip.AddrPort) Handler {
+	return HandlerFunc(func(ctx context.Context, c *Conn) error {
+		c.SetGoodbye("* BYE bye\r\n")
+		if seen != nil {
+			seen <- c.RemoteAddr()
+		}
+		if err := c.WriteString("* OK hello\r\n"); err != nil {
+			return err
+		}
+		_, err := c.Reader().ReadString('\n')
+		return err
+	})
+}
+
+func TestTrustedProxyHeader(t *testing.T) {
+	seen := make(chan netip.AddrPort, 1)
+	_, addr := startServer(t, Frontend{
+		Handler:        greeter(seen),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	c, r := dialLine(t, addr)
+	src := &net.TCPAddr{IP: net.ParseIP("203.0.113.9"), Port: 40000}
+	dst := &net.TCPAddr{IP: net.ParseIP("198.51.100.1"), Port: 143}
+	if _, err := proxyproto.HeaderProxyFromAddrs(2, src, dst).WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := r.ReadString('\n'); l != "* OK hello\r\n" {
+		t.Fatalf("greeting: got %q", l)
+	}
+	if got := <-seen; got.String() != "203.0.113.9:40000" {
+		t.Errorf("remote from a trusted PROXY header: got %s, want 203.0.113.9:40000", got)
+	}
+}
+
+func TestUntrustedProxyHeaderIsNotParsed(t *testing.T) {
+	seen := make(chan netip.AddrPort, 1)
+	_, addr := startServer(t, Frontend{
+		Handler:        greeter(seen),
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	})
+	_, r := dialLine(t, addr)
+	if l, _ := r.ReadString('\n'); l != "* OK hello\r\n" {
+		t.Fatalf("greeting: got %q", l)
+	}
+	if got := <-seen; got.Addr().String() != "127.0.0.1" {
+		t.Errorf("remote of an untrusted source: got %s, want the socket peer", got)
+	}
+}
+
+func TestMaxConnQueuesInBacklog(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Handler: greeter(nil), MaxConn: 1})
+	c1, r1 := dialLine(t, addr)
+	if l, _ := r1.ReadString('\n'); l != "* OK hello\r\n" {
+		t.Fatalf("first greeting: got %q", l)
+	}
+	_, r2 := dialLine(t, addr) // connects (kernel backlog) but is not served yet
+	got := make(chan string, 1)
+	go func() {
+		l, _ := r2.ReadString('\n')
+		got <- l
+	}()
+	select {
+	case l := <-got:
+		t.Fatalf("second client served beyond maxconn: %q", l)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := len(srv.Sessions()); n != 1 {
+		t.Errorf("live sessions at maxconn: got %d, want 1", n)
+	}
+	io.WriteString(c1, "done\n")
+	if l := <-got; l != "* OK hello\r\n" {
+		t.Errorf("second client after a slot freed: got %q", l)
+	}
+}
+
+func TestShutdownSaysGoodbyeBeforeLogin(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Handler: greeter(nil)})
+	_, r := dialLine(t, addr)
+	r.ReadString('\n')
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	rest, _ := io.ReadAll(r)
+	if string(rest) != "* BYE bye\r\n" {
+		t.Errorf("pre-login client at shutdown: got %q, want the goodbye", rest)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+func TestRelayedSessionIdleTimeoutAndKick(t *testing.T) {
+	echo := startEcho(t, false)
+	srv, addr := startServer(t, Frontend{
+		Handler:  relayHandler(fixedPicker{Target{Server: "echo", Address: echo.ln.Addr().String()}}),
+		Timeouts: Timeouts{Idle: 1500 * time.Millisecond},
+	})
+	c, r := dialLine(t, addr)
+	io.WriteString(c, "idle\n")
+	r.ReadString('\n')
+	// Nothing moves: the sweeper ends the session.
+	if _, err := io.ReadAll(r); err != nil {
+		t.Fatalf("idle session: %v", err)
+	}
+	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
+
+	c, r = dialLine(t, addr)
+	io.WriteString(c, "kickme\n")
+	r.ReadString('\n')
+	waitFor(t, func() bool {
+		s := srv.Sessions()
+		return len(s) == 1 && s[0].Relaying
+	})
+	if n := srv.Kick(func(i Info) bool { return i.User == "kickme" }, "kicked"); n != 1 {
+		t.Fatalf("Kick: got %d sessions, want 1", n)
+	}
+	if _, err := io.ReadAll(r); err != nil {
+		t.Fatalf("kicked session: %v", err)
+	}
+	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
+}
+
+func TestConfigureKeepsListenersAndRejectsDuplicates(t *testing.T) {
+	srv, _ := startServer(t, Frontend{Name: "a", Handler: greeter(nil)})
+	const addr = "127.0.0.1:0" // as startServer configured it
+	before := srv.ListenerAddr("a").String()
+	err := srv.Configure([]Frontend{{Name: "a", Addrs: []string{addr}, Handler: greeter(nil)}})
+	if err != nil {
+		t.Fatalf("reconfigure with the same address: %v", err)
+	}
+	if after := srv.ListenerAddr("a").String(); after != before {
+		t.Errorf("listener changed on reconfigure: %s → %s", before, after)
+	}
+	err = srv.Configure([]Frontend{
+		{Name: "a", Addrs: []string{addr}, Handler: greeter(nil)},
+		{Name: "b", Addrs: []string{addr}, Handler: greeter(nil)},
+	})
+	if err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Errorf("duplicate address: got %v, want an error", err)
+	}
+}
