@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/maildirector/maildirector/config"
+)
+
+func startTestBackend(t *testing.T) *backend {
+	t.Helper()
+	b, err := startBackend("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// converse dials b, reads the greeting and sends lines, returning every
+// line the server wrote until it closed or went quiet.
+func converse(t *testing.T, b *backend, lines ...string) []string {
+	t.Helper()
+	cl, err := dialRaw(b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := io.WriteString(cl.c, strings.Join(lines, "")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	cl.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for range 20 {
+		line, err := readLine(cl.r)
+		if err != nil {
+			break
+		}
+		got = append(got, string(line))
+	}
+	return got
+}
+
+// dialRaw connects and reads the greeting, nothing more.
+func dialRaw(addr string) (*client, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := readLine(r); err != nil || string(line)+"\r\n" != greeting {
+		c.Close()
+		return nil, fmt.Errorf("greeting: got %q, %v; want %q", line, err, greeting)
+	}
+	return &client{c: c, r: r}, nil
+}
+
+func TestBackendCommands(t *testing.T) {
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret"))
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{"login atom", []string{"a LOGIN alice secret\r\n"}, []string{"a OK Logged in"}},
+		{"login quoted", []string{`a LOGIN "al \"ice\"" "se cret"` + "\r\n"}, []string{"a OK Logged in"}},
+		{"login one argument", []string{"a LOGIN alice\r\n"}, []string{"a BAD LOGIN needs a user and a password"}},
+		{"authenticate plain with initial response", []string{"a AUTHENTICATE PLAIN " + plain + "\r\n"}, []string{"a OK Logged in"}},
+		{"authenticate plain after continuation", []string{"a AUTHENTICATE PLAIN\r\n", plain + "\r\n"}, []string{"+ ", "a OK Logged in"}},
+		{"authenticate other mechanism", []string{"a AUTHENTICATE XOAUTH2 abc\r\n"}, []string{"a NO unsupported mechanism"}},
+		{"authenticate garbage", []string{"a AUTHENTICATE PLAIN !!!\r\n"}, []string{"a BAD decode PLAIN response: illegal base64 data at input byte 0"}},
+		{"capability", []string{"a CAPABILITY\r\n"}, []string{"* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN", "a OK done"}},
+		{"noop and logout", []string{"a NOOP\r\n", "b LOGOUT\r\n", "c NOOP\r\n"}, []string{"a OK done", "* BYE logging out", "b OK Logout completed"}},
+		{"unknown", []string{"a FROB\r\n"}, []string{"a BAD unknown command"}},
+		{"no command", []string{"a\r\n"}, []string{"* BAD missing tag or command"}},
+	}
+	b := startTestBackend(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := converse(t, b, tt.lines...)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestClientLoginLogoutAndBulk(t *testing.T) {
+	b := startTestBackend(t)
+	if err := loginLogout(b.Addr()); err != nil {
+		t.Fatalf("login and logout: got %v, want nil", err)
+	}
+	for _, size := range []int64{1, 100, int64(len(bulkChunk)) + 7} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			got, err := xferOne(b.Addr(), size, time.Now().Add(5*time.Second))
+			if err != nil || got != size {
+				t.Errorf("got %d bytes, %v; want %d, nil", got, err, size)
+			}
+		})
+	}
+	if got := b.Logins(); got != 4 {
+		t.Errorf("got %d logins, want 4", got)
+	}
+}
+
+func TestMeasureHelpersOnDirectPath(t *testing.T) {
+	b := startTestBackend(t)
+	x := measureXfer(b.Addr(), 0, 2, 1<<20, 5*time.Second)
+	if x.Bytes != 1<<20 || x.TimedOut || x.FirstError != "" {
+		t.Errorf("xfer: got %d bytes, timed out %v, error %q; want %d, false, none", x.Bytes, x.TimedOut, x.FirstError, 1<<20)
+	}
+	r := measureRate(b.Addr(), 3, 20, 10*time.Second)
+	if r.Done != 20 || r.Failed != 0 || r.P50ms <= 0 || r.P99ms < r.P50ms {
+		t.Errorf("rate: got done %d failed %d p50 %v p99 %v (%s), want 20 done, 0 failed, 0 < p50 <= p99", r.Done, r.Failed, r.P50ms, r.P99ms, r.FirstError)
+	}
+	// Idle measurement against this very process stands in for a proxy.
+	idle, err := measureIdle(b.Addr(), os.Getpid(), 10, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 10 client sockets here and 10 server sockets here.
+	if idle.FDs != 2 {
+		t.Errorf("idle fds per session: got %v, want 2", idle.FDs)
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    command
+		wantErr bool
+	}{
+		{line: "a1 login bob pw", want: command{tag: "a1", verb: "LOGIN", args: []string{"bob", "pw"}}},
+		{line: `t LOGIN "b o\\b" "p\"w"`, want: command{tag: "t", verb: "LOGIN", args: []string{`b o\b`, `p"w`}}},
+		{line: "t NOOP", want: command{tag: "t", verb: "NOOP"}},
+		{line: "t  NOOP", wantErr: true},
+		{line: "t LOGIN {3}", wantErr: true},
+		{line: `t LOGIN "open`, wantErr: true},
+		{line: `t LOGIN "bad\escape"`, wantErr: true},
+		{line: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			got, err := parseCommand([]byte(tt.line))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (got.tag != tt.want.tag || got.verb != tt.want.verb || !slices.Equal(got.args, tt.want.args)) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"a LOGIN u p", `a LOGIN "u\"" "p"`, "a AUTHENTICATE PLAIN AGEAYg==", "a {3}", `a "`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		cmd, err := parseCommand(line)
+		if err != nil {
+			return
+		}
+		if cmd.tag == "" || cmd.verb == "" || strings.ContainsRune(cmd.tag, ' ') {
+			t.Errorf("parsed %q into %+v", line, cmd)
+		}
+	})
+}
+
+func TestParseStatus(t *testing.T) {
+	status := "Name:\tmaildirector\nThreads:\t9\nVmRSS:\t   29088 kB\nRssAnon:\t   21604 kB\n"
+	got, err := parseStatus([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (procStats{RSSKiB: 29088, AnonKiB: 21604, Threads: 9}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
+		t.Error("got nil error for a status without VmRSS, want one")
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// utime 150 and stime 50 ticks; the command name has a space and a ')'.
+	stat := "1234 (my ) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 9 0 100 0 0"
+	got, err := parseStatCPU([]byte(stat))
+	if want := 2 * time.Second; err != nil || got != want {
+		t.Errorf("got %v, %v; want %v, nil", got, err, want)
+	}
+	if _, err := parseStatCPU([]byte("1234 (x) S 1")); err == nil {
+		t.Error("got nil error for a short stat, want one")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	tests := []struct {
+		name string
+		in   []time.Duration
+		p    int
+		want float64
+	}{
+		{"empty", nil, 50, 0},
+		{"one", d[:1], 99, 1},
+		{"p50 of 100", d, 50, 50},
+		{"p99 of 100", d, 99, 99},
+		{"p100 of 100", d, 100, 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := percentile(tt.in, tt.p); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantN   int
+		wantMiB int64
+		wantErr bool
+	}{
+		{name: "defaults", wantN: 4000, wantMiB: 1024},
+		{name: "quick", args: []string{"-quick"}, wantN: 500, wantMiB: 128},
+		{name: "quick keeps explicit n", args: []string{"-quick", "-n", "700"}, wantN: 700, wantMiB: 128},
+		{name: "unknown path", args: []string{"-paths", "nginx"}, wantErr: true},
+		{name: "too many sessions", args: []string{"-n", "50000"}, wantErr: true},
+		{name: "stray argument", args: []string{"x"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args, io.Discard)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (o.n != tt.wantN || o.bytes != tt.wantMiB<<20) {
+				t.Errorf("got n=%d bytes=%d, want n=%d bytes=%d", o.n, o.bytes, tt.wantN, tt.wantMiB<<20)
+			}
+		})
+	}
+}
+
+// TestMaildirectorConfigLoads keeps the generated configuration in step
+// with the real schema.
+func TestMaildirectorConfigLoads(t *testing.T) {
+	for _, proto := range []string{"imap", "tcp"} {
+		t.Run(proto, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "md.toml")
+			if err := os.WriteFile(path, []byte(maildirectorConfig(proto, "127.0.0.1:1", "127.0.0.1:2", "warn")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := config.Load(path); err != nil {
+				t.Errorf("got %v, want the generated %s config to load", err, proto)
+			}
+		})
+	}
+}
+
+func TestHAProxyConfigValid(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/haproxy"); err != nil {
+			t.Skip("haproxy not installed")
+		}
+	}
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(haproxyConfig("127.0.0.1:1", "127.0.0.1:2", haproxyMaxconn)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Errorf("haproxy -c: got %v: %s, want a valid config", err, out)
+	}
+}
+
+func TestRatiosAndBudget(t *testing.T) {
+	idle := func(kib, fds float64) *IdleResult {
+		return &IdleResult{KiB: kib, KiBLater: kib, FDs: fds, Later: procStats{RSSKiB: 1}}
+	}
+	paths := []PathResult{
+		{Path: pathDirect, RateSeq: RateResult{Done: 1, PerSecond: 1000}},
+		{Path: pathHAProxy, PID: 1, Idle: idle(3.5, 2), RateSeq: RateResult{Done: 1, PerSecond: 500}},
+		{Path: pathMDIMAP, PID: 2, Idle: idle(7, 2), RateSeq: RateResult{Done: 1, PerSecond: 250}},
+	}
+	r := ratios(paths)
+	if got := r["md-imap/haproxy"]["idle KiB/session VmRSS (settle)"]; got != 2 {
+		t.Errorf("md-imap/haproxy idle KiB: got %v, want 2", got)
+	}
+	if got := r["md-imap/direct"]["logins/s sequential"]; got != 0.25 {
+		t.Errorf("md-imap/direct logins/s: got %v, want 0.25", got)
+	}
+	if _, ok := r["md-imap/direct"]["idle fds/session"]; ok {
+		t.Error("got an idle ratio against direct, want none: direct has no proxy process")
+	}
+	if _, ok := r["md-tcp/haproxy"]; ok {
+		t.Error("got ratios for a path that was not run")
+	}
+	v := budget(paths)["md-imap"]
+	if v.WithinK || !v.WithinF {
+		t.Errorf("budget: got %+v, want over on KiB and within on fds", v)
+	}
+	var sb strings.Builder
+	printReport(&sb, &Report{Paths: paths, Ratios: r, Budget: budget(paths)})
+	if !strings.Contains(sb.String(), "budget md-imap: 7.00 KiB/session (OVER 3.5)") {
+		t.Errorf("report lacks the budget line:\n%s", sb.String())
+	}
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proxyProc is a proxy under test: a child process and where it listens.
+type proxyProc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string   // where clients connect
+	log  *os.File // its stdout and stderr
+	done chan error
+}
+
+const (
+	// startTimeout bounds the wait for a proxy to accept connections.
+	startTimeout = 10 * time.Second
+	// stopTimeout bounds a graceful stop before the process is killed.
+	stopTimeout = 10 * time.Second
+)
+
+// startProc runs argv with output to logPath and waits until addr accepts
+// a TCP connection.
+func startProc(name, addr, logPath string, argv ...string) (*proxyProc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proxyProc{name: name, cmd: cmd, addr: addr, log: logf, done: make(chan error, 1)}
+	go p.wait()
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			logf.Close()
+			out, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%s exited at start (%v): %s", name, err, bytes.TrimSpace(out))
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.stop()
+	return nil, fmt.Errorf("%s did not listen on %s within %v", name, addr, startTimeout)
+}
+
+// wait reaps the process; it exits when the process does.
+func (p *proxyProc) wait() { p.done <- p.cmd.Wait() }
+
+// pid is the process id.
+func (p *proxyProc) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM, waits up to stopTimeout, then kills.
+func (p *proxyProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.log.Close()
+}
+
+// haproxyConfig is HAProxy in mode tcp with one server and hour-long
+// timeouts (as an IMAP IDLE deployment would set them).
+func haproxyConfig(listen, server string, maxconn int) string {
+	return fmt.Sprintf(`global
+    maxconn %[3]d
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    maxconn %[3]d
+
+frontend bench
+    bind %[1]s
+    default_backend fake
+
+backend fake
+    server fake1 %[2]s
+`, listen, server, maxconn)
+}
+
+// startHAProxy runs bin -f cfg -db (foreground, one process, no master).
+func startHAProxy(bin, dir, listen, server string, maxconn int) (*proxyProc, error) {
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(listen, server, maxconn)), 0o644); err != nil {
+		return nil, err
+	}
+	return startProc("haproxy", listen, filepath.Join(dir, "haproxy.log"), bin, "-f", cfg, "-db")
+}
+
+// maildirectorConfig is one frontend of protocol (imap or tcp) in front of
+// one server, checks off so probes stay out of the measurement.
+func maildirectorConfig(protocol, listen, server, logLevel string) string {
+	host, port, _ := net.SplitHostPort(server)
+	balance, extra := "user", "plaintext_login = \"allow\"\n"
+	if protocol == "tcp" {
+		balance, extra = "roundrobin", ""
+	}
+	return fmt.Sprintf(`[global]
+log_level = %[5]q
+maxconn = 0
+shutdown_grace = "1s"
+[global.timeouts]
+idle = "1h"
+
+[frontend.bench]
+protocol = %[1]q
+bind = [%[2]q]
+backend = "fake"
+%[6]s
+[backend.fake]
+balance = %[7]q
+[backend.fake.check]
+type = "none"
+
+[[backend.fake.server]]
+name = "fake1"
+address = %[3]q
+ports = { %[1]s = %[4]s }
+send_proxy = "none"
+`, protocol, listen, host, port, logLevel, extra, balance)
+}
+
+// startMaildirector runs bin run -c cfg.
+func startMaildirector(bin, dir, protocol, listen, server, logLevel string) (*proxyProc, error) {
+	cfg := filepath.Join(dir, "maildirector-"+protocol+".toml")
+	if err := os.WriteFile(cfg, []byte(maildirectorConfig(protocol, listen, server, logLevel)), 0o644); err != nil {
+		return nil, err
+	}
+	return startProc("maildirector-"+protocol, listen, filepath.Join(dir, "maildirector-"+protocol+".log"), bin, "run", "-c", cfg)
+}
+
+// procStats is what the kernel says about a process.
+type procStats struct {
+	RSSKiB  int64         `json:"vmrss_kib"`   // VmRSS
+	AnonKiB int64         `json:"rssanon_kib"` // RssAnon: heap, stacks, pools; not the mapped binary
+	FDs     int           `json:"fds"`         // entries of /proc/PID/fd
+	Threads int           `json:"threads"`
+	CPU     time.Duration `json:"cpu_ns"` // user + system time so far
+}
+
+// readProcStats reads /proc/PID/status, /proc/PID/stat and counts /proc/PID/fd.
+func readProcStats(pid int) (procStats, error) {
+	dir := fmt.Sprintf("/proc/%d", pid)
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return procStats{}, err
+	}
+	st, err := parseStatus(status)
+	if err != nil {
+		return procStats{}, err
+	}
+	fds, err := os.ReadDir(dir + "/fd")
+	if err != nil {
+		return procStats{}, err
+	}
+	st.FDs = len(fds)
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return procStats{}, err
+	}
+	st.CPU, err = parseStatCPU(stat)
+	return st, err
+}
+
+// parseStatus takes VmRSS, RssAnon and Threads from /proc/PID/status (proc(5)).
+func parseStatus(b []byte) (procStats, error) {
+	var st procStats
+	found := 0
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(val)
+		if len(fields) == 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch key {
+		case "VmRSS":
+			st.RSSKiB = n
+			found++
+		case "RssAnon":
+			st.AnonKiB = n
+		case "Threads":
+			st.Threads = int(n)
+		}
+	}
+	if found == 0 {
+		return st, errors.New("no VmRSS in status")
+	}
+	return st, nil
+}
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat; 100
+// on every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// parseStatCPU returns utime + stime from /proc/PID/stat (proc(5): fields
+// 14 and 15, counted after the parenthesised command name, which may hold
+// spaces).
+func parseStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	// fields[0] is field 3 (state): utime is field 14, stime field 15.
+	if len(fields) < 13 {
+		return 0, errors.New("short stat")
+	}
+	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
+	st, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("parse stat: %w", err)
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}

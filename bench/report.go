@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"debug/buildinfo"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// Machine is what the numbers were measured on.
+type Machine struct {
+	NProc        int    `json:"nproc"`
+	CPU          string `json:"cpu"`
+	MemTotal     string `json:"mem_total"`
+	Kernel       string `json:"kernel"`
+	GoBench      string `json:"go_bench"`
+	GoBinary     string `json:"go_maildirector"` // toolchain that built the maildirector binary
+	Maildirector string `json:"maildirector"`
+	HAProxy      string `json:"haproxy"`
+	FDLimit      string `json:"fd_limit"`
+}
+
+func machineFacts(o options) Machine {
+	m := Machine{NProc: runtime.NumCPU(), GoBench: runtime.Version()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.CPU = procField("/proc/cpuinfo", "model name")
+	m.MemTotal = procField("/proc/meminfo", "MemTotal")
+	m.FDLimit = procField("/proc/self/limits", "Max open files")
+	if bi, err := buildinfo.ReadFile(o.maildirector); err == nil {
+		m.GoBinary = bi.GoVersion
+	}
+	if out, err := exec.Command(o.maildirector, "version").Output(); err == nil {
+		m.Maildirector = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command(o.haproxy, "-v").Output(); err == nil {
+		m.HAProxy, _, _ = strings.Cut(string(out), "\n")
+	}
+	return m
+}
+
+// procField returns the value after "key" in a /proc file of "key: value" or
+// "key   value" lines; "" when absent.
+func procField(path, key string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for line := range bytes.Lines(b) {
+		if rest, ok := bytes.CutPrefix(line, []byte(key)); ok {
+			return strings.Join(strings.Fields(strings.TrimLeft(string(rest), " \t:")), " ")
+		}
+	}
+	return ""
+}
+
+// metric is one row of the table.
+type metric struct {
+	name string
+	get  func(PathResult) (float64, bool)
+}
+
+func idleMetric(f func(*IdleResult) float64) func(PathResult) (float64, bool) {
+	return func(p PathResult) (float64, bool) {
+		if p.Idle == nil || p.Idle.Failed > 0 || p.Idle.Later.RSSKiB == 0 {
+			return 0, false
+		}
+		return f(p.Idle), true
+	}
+}
+
+func measured(v float64, ok bool) (float64, bool) { return v, ok && v != 0 }
+
+var metrics = []metric{
+	{"idle KiB/session VmRSS (settle)", idleMetric(func(r *IdleResult) float64 { return r.KiB })},
+	{"idle KiB/session VmRSS (settle+extra)", idleMetric(func(r *IdleResult) float64 { return r.KiBLater })},
+	{"idle KiB/session RssAnon (settle+extra)", idleMetric(func(r *IdleResult) float64 { return r.AnonLater })},
+	{"idle fds/session", idleMetric(func(r *IdleResult) float64 { return r.FDs })},
+	{"xfer 1 session MB/s", func(p PathResult) (float64, bool) { return measured(p.Xfer1.MBps, p.Xfer1.Bytes > 0) }},
+	{"xfer N sessions MB/s", func(p PathResult) (float64, bool) { return measured(p.XferN.MBps, p.XferN.Bytes > 0) }},
+	{"proxy CPU s/GiB (1 session)", func(p PathResult) (float64, bool) { return measured(p.Xfer1.CPUPerGiB, p.PID > 0) }},
+	{"proxy CPU s/GiB (N sessions)", func(p PathResult) (float64, bool) { return measured(p.XferN.CPUPerGiB, p.PID > 0) }},
+	{"logins/s sequential", func(p PathResult) (float64, bool) { return measured(p.RateSeq.PerSecond, p.RateSeq.Done > 0) }},
+	{"login p50 ms sequential", func(p PathResult) (float64, bool) { return measured(p.RateSeq.P50ms, p.RateSeq.Done > 0) }},
+	{"login p99 ms sequential", func(p PathResult) (float64, bool) { return measured(p.RateSeq.P99ms, p.RateSeq.Done > 0) }},
+	{"logins/s parallel", func(p PathResult) (float64, bool) { return measured(p.RatePar.PerSecond, p.RatePar.Done > 0) }},
+	{"login p50 ms parallel", func(p PathResult) (float64, bool) { return measured(p.RatePar.P50ms, p.RatePar.Done > 0) }},
+	{"login p99 ms parallel", func(p PathResult) (float64, bool) { return measured(p.RatePar.P99ms, p.RatePar.Done > 0) }},
+}
+
+// ratioPairs are the comparisons reported, numerator first.
+var ratioPairs = [][2]string{
+	{pathMDIMAP, pathHAProxy},
+	{pathMDTCP, pathHAProxy},
+	{pathMDIMAP, pathDirect},
+	{pathMDTCP, pathDirect},
+	{pathHAProxy, pathDirect},
+}
+
+func byPath(paths []PathResult) map[string]PathResult {
+	m := make(map[string]PathResult, len(paths))
+	for _, p := range paths {
+		m[p.Path] = p
+	}
+	return m
+}
+
+// ratios computes every pair's ratio of every metric both sides have.
+func ratios(paths []PathResult) map[string]Ratios {
+	by := byPath(paths)
+	out := make(map[string]Ratios)
+	for _, pair := range ratioPairs {
+		a, okA := by[pair[0]]
+		b, okB := by[pair[1]]
+		if !okA || !okB {
+			continue
+		}
+		r := make(Ratios)
+		for _, m := range metrics {
+			va, ok1 := m.get(a)
+			vb, ok2 := m.get(b)
+			if ok1 && ok2 && vb != 0 {
+				r[m.name] = va / vb
+			}
+		}
+		out[pair[0]+"/"+pair[1]] = r
+	}
+	return out
+}
+
+// budget checks each maildirector path's idle cost against the issue's budget.
+func budget(paths []PathResult) map[string]Verdict {
+	out := make(map[string]Verdict)
+	for _, p := range paths {
+		if !strings.HasPrefix(p.Path, "md-") || p.Idle == nil || p.Idle.Later.RSSKiB == 0 {
+			continue
+		}
+		kib := max(p.Idle.KiB, p.Idle.KiBLater)
+		out[p.Path] = Verdict{KiB: kib, FDs: p.Idle.FDs, WithinK: kib <= budgetKiB, WithinF: p.Idle.FDs <= budgetFDs+0.01}
+	}
+	return out
+}
+
+func printReport(w io.Writer, rep *Report) {
+	m := rep.Machine
+	fmt.Fprintf(w, "machine: %d CPU (%s), %s RAM, kernel %s, fd limit %s\n", m.NProc, m.CPU, m.MemTotal, m.Kernel, m.FDLimit)
+	fmt.Fprintf(w, "go: bench %s, maildirector built with %s; %s; %s\n", m.GoBench, m.GoBinary, m.Maildirector, m.HAProxy)
+	fmt.Fprintf(w, "run: %v\n\n", rep.Options)
+
+	by := byPath(rep.Paths)
+	var cols []string
+	for _, p := range allPaths {
+		if _, ok := by[p]; ok {
+			cols = append(cols, p)
+		}
+	}
+	var pairs []string
+	for _, pair := range ratioPairs {
+		if _, ok := rep.Ratios[pair[0]+"/"+pair[1]]; ok {
+			pairs = append(pairs, pair[0]+"/"+pair[1])
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "metric\t")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "%s\t", c)
+	}
+	for _, p := range pairs {
+		fmt.Fprintf(tw, "%s\t", p)
+	}
+	fmt.Fprintln(tw)
+	for _, met := range metrics {
+		fmt.Fprintf(tw, "%s\t", met.name)
+		for _, c := range cols {
+			if v, ok := met.get(by[c]); ok {
+				fmt.Fprintf(tw, "%s\t", num(v))
+			} else {
+				fmt.Fprint(tw, "-\t")
+			}
+		}
+		for _, p := range pairs {
+			if v, ok := rep.Ratios[p][met.name]; ok {
+				fmt.Fprintf(tw, "%.2f\t", v)
+			} else {
+				fmt.Fprint(tw, "-\t")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, c := range cols {
+		p := by[c]
+		if p.Idle != nil && p.Idle.Later.RSSKiB > 0 {
+			fmt.Fprintf(w, "%s: pid %d, idle %d sessions opened in %.1fs; VmRSS %d → %d → %d KiB, RssAnon %d → %d → %d KiB, fds %d → %d, threads %d\n",
+				c, p.PID, p.Idle.Sessions, p.Idle.OpenSeconds,
+				p.Idle.Before.RSSKiB, p.Idle.Settled.RSSKiB, p.Idle.Later.RSSKiB,
+				p.Idle.Before.AnonKiB, p.Idle.Settled.AnonKiB, p.Idle.Later.AnonKiB,
+				p.Idle.Before.FDs, p.Idle.Settled.FDs, p.Idle.ThreadsEnd)
+		}
+		for _, x := range []XferResult{p.Xfer1, p.XferN} {
+			if x.TimedOut || x.FirstError != "" {
+				fmt.Fprintf(w, "%s: xfer %d session(s): %d bytes in %.1fs (time limit hit: %v) %s\n", c, x.Sessions, x.Bytes, x.Seconds, x.TimedOut, x.FirstError)
+			}
+		}
+		for _, r := range []RateResult{p.RateSeq, p.RatePar} {
+			if r.Failed > 0 {
+				fmt.Fprintf(w, "%s: login rate with %d worker(s): %d failed, first: %s\n", c, r.Workers, r.Failed, r.FirstError)
+			}
+		}
+		if p.Error != "" {
+			fmt.Fprintf(w, "%s: ERROR %s\n", c, p.Error)
+		}
+	}
+	for _, c := range cols {
+		if v, ok := rep.Budget[c]; ok {
+			verdict := func(ok bool) string {
+				if ok {
+					return "within"
+				}
+				return "OVER"
+			}
+			fmt.Fprintf(w, "budget %s: %.2f KiB/session (%s %.1f), %.2f fds/session (%s %.0f)\n",
+				c, v.KiB, verdict(v.WithinK), budgetKiB, v.FDs, verdict(v.WithinF), budgetFDs)
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// num formats a measurement with about three significant digits.
+func num(v float64) string {
+	switch a := abs(v); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func abs(v float64) float64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
