@@ -288,6 +288,11 @@ type Checker struct {
 	// probe runs one check; tests replace it.
 	probe func(ctx context.Context) Result
 
+	// rearm wakes Run after ForceDown so the next check comes after
+	// DownInter, not after the Inter the timer was armed with (HAProxy's
+	// on-error mark-down also speeds up the following checks).
+	rearm chan struct{}
+
 	notifyMu sync.Mutex // serializes state changes with their OnChange calls; taken before mu
 	mu       sync.Mutex // guards the fields below
 	health   int
@@ -305,8 +310,9 @@ func New(opts Options) (*Checker, error) {
 		return nil, fmt.Errorf("new checker %q: %w", opts.Server, err)
 	}
 	c := &Checker{
-		opts: opts,
-		log:  opts.Logger.With("server", opts.Server, "check", opts.Type.String(), "address", opts.Address),
+		opts:  opts,
+		log:   opts.Logger.With("server", opts.Server, "check", opts.Type.String(), "address", opts.Address),
+		rearm: make(chan struct{}, 1),
 	}
 	c.probe = c.runProbe
 	max := opts.Rise + opts.Fall - 1
@@ -467,6 +473,9 @@ func (c *Checker) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.rearm:
+			timer.Reset(c.interval())
+			continue
 		case <-timer.C:
 		}
 		res := c.probe(ctx)
@@ -516,6 +525,10 @@ func (c *Checker) ForceDown(reason string) {
 	c.mu.Unlock()
 	if wasUp {
 		c.notify(Transition{Server: c.opts.Server, Up: false, Reason: reason, Forced: true, At: at})
+	}
+	select {
+	case c.rearm <- struct{}{}:
+	default: // a wake-up is already pending
 	}
 }
 

@@ -437,3 +437,31 @@ func TestTransitionsAreLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestForceDownRearmsSchedule: after a passive mark-down the next check
+// comes after DownInter, not after the Inter the timer was armed with.
+func TestForceDownRearmsSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		c, calls := newFakeChecker(t, Options{Inter: time.Hour, DownInter: time.Second}, nil, nil)
+		done := make(chan struct{})
+		go func() {
+			c.Run(ctx)
+			close(done)
+		}()
+		synctest.Wait() // first probe at 0s; the next is an hour away
+		start := time.Now()
+		c.ForceDown("2 consecutive connection failures")
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		if got := len(*calls); got != 2 {
+			t.Fatalf("got %d probes 1.5s after ForceDown, want 2 (the second after DownInter)", got)
+		}
+		if d := (*calls)[1].Sub(start); d != time.Second {
+			t.Errorf("got the next probe %v after ForceDown, want DownInter (1s)", d)
+		}
+		cancel()
+		<-done
+	})
+}

@@ -36,14 +36,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	onServerDown = func(backend, server string) {
-		n := rt.srv.Kick(func(i proxy.Info) bool {
-			return i.Server == server && rt.frontendBackend(i.Frontend) == backend
-		}, "server down")
-		if n > 0 {
-			log.Warn("closed the sessions of a server marked down", "backend", backend, "server", server, "sessions", n)
-		}
-	}
 	log.Info("maildirector started", "version", version, "config", path, "summary", cfg.Summary())
 
 	sigs := make(chan os.Signal, 4)
@@ -90,6 +82,17 @@ func (rt *runtime) currentConfig() *config.Config {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.cfg
+}
+
+// closeServerSessions ends the live sessions of a server marked down, for
+// on_marked_down = "shutdown-sessions".
+func (rt *runtime) closeServerSessions(backend, server string) {
+	n := rt.srv.Kick(func(i proxy.Info) bool {
+		return i.Server == server && rt.frontendBackend(i.Frontend) == backend
+	}, "server down")
+	if n > 0 {
+		rt.log.Warn("closed the sessions of a server marked down", "backend", backend, "server", server, "sessions", n)
+	}
 }
 
 // frontendBackend names the backend a frontend sends its sessions to.

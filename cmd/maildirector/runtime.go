@@ -34,7 +34,8 @@ type backend struct {
 	dir       *director.Director
 	clientTLS map[string]*tls.Config // by server name; nil entries: plaintext
 	checkers  map[string]*checks.Checker
-	stop      context.CancelFunc // ends the checkers
+	stop      context.CancelFunc           // ends the checkers
+	onDown    func(backend, server string) // closes a server's sessions (on_marked_down)
 	wg        sync.WaitGroup
 }
 
@@ -128,7 +129,7 @@ func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backen
 		old.mu.Unlock()
 		return old, true, nil
 	}
-	b := &backend{cfg: bc, clientTLS: clientTLS, checkers: make(map[string]*checks.Checker)}
+	b := &backend{cfg: bc, clientTLS: clientTLS, checkers: make(map[string]*checks.Checker), onDown: rt.closeServerSessions}
 	balance, err := director.ParseBalance(string(bc.Balance))
 	if err != nil {
 		return nil, false, err
@@ -249,10 +250,6 @@ func (b *backend) buildChecks(cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// onServerDown is set by run: it closes a server's sessions for
-// on_marked_down = "shutdown-sessions".
-var onServerDown func(backend, server string)
-
 // healthChanged feeds a check transition to the director.
 func (b *backend) healthChanged(t checks.Transition) {
 	b.dir.SetHealth(t.Server, t.Up, t.Reason)
@@ -260,8 +257,8 @@ func (b *backend) healthChanged(t checks.Transition) {
 	shut := b.cfg.OnMarkedDown == config.OnMarkedDownShutdownSessions
 	name := b.cfg.Name
 	b.mu.Unlock()
-	if !t.Up && shut && onServerDown != nil {
-		onServerDown(name, t.Server)
+	if !t.Up && shut && b.onDown != nil {
+		b.onDown(name, t.Server)
 	}
 }
 
