@@ -63,7 +63,10 @@ Log in through maildirector (the certificate is self-signed, hence -k / no verif
   python3 -c 'import imaplib,ssl; c=imaplib.IMAP4("127.0.0.1",1143); c.starttls(ssl._create_unverified_context()); print(c.login("user001","pass")); print(c.select("INBOX")); c.logout()'
 
 Deliver over LMTP, then read it over IMAP:
-  printf 'LHLO demo\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<user001>\r\nDATA\r\nSubject: hi\r\n\r\nhello\r\n.\r\nQUIT\r\n' | nc -q2 127.0.0.1 1024
+  python3 -c 'import smtplib; s=smtplib.LMTP("127.0.0.1",1024); print(s.sendmail("a@example.org",["user001@lab.test","user003@lab.test"],"Subject: hi\r\n\r\nhello\r\n")); s.quit()'
+  curl -k imaps://127.0.0.1:1993/INBOX -u user001:pass -X 'STATUS INBOX (MESSAGES)'
+Send through submission (relayed by Dovecot to a local sink on 127.0.0.1:10026):
+  curl -k --ssl-reqd smtp://127.0.0.1:1587 -u user001:pass --mail-from user001@lab.test --mail-rcpt someone@example.org -T - <<<"Subject: hello"
 
 Which user lands on which backend (from the configuration alone; sticky assignments keep it while sessions live):
 TXT
