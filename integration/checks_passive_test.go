@@ -53,12 +53,8 @@ func TestChecksPassiveDownWithoutChecks(t *testing.T) {
 // down, its checks run at fastinter/downinter, so a server that is back is
 // up again after rise quick checks, not after the long inter of a steadily
 // up server. HAProxy's on-error mark-down "forces fastinter" likewise.
-//
-// FAILS today: checks.Checker.ForceDown (checks/checker.go) changes the
-// state but not Run's timer, which was armed with Inter when the counter
-// was full; the next check comes up to Inter later (here up to an hour).
-// Fix: ForceDown signals Run (a buffered "kick" channel Run selects on next
-// to timer.C) to re-arm the timer with c.interval(), i.e. DownInter.
+// (ForceDown re-arms Run's timer, which was armed with Inter while the
+// server was steadily up.)
 func TestChecksPassiveDownRechecksSoon(t *testing.T) {
 	e := startEnv(t, setupSpec{
 		Frontends:  imapFrontends(),

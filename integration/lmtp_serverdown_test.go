@@ -39,10 +39,9 @@ func TestLMTPServerDown(t *testing.T) {
 		waitMarked bool
 	}{
 		{name: "tempfail/unknown to the checks", serverDown: "tempfail", check: "none"},
-		// Fails today: once the check marks the server down, the director
-		// rehashes its users to another server (and keeps them there with a
-		// sticky entry after the server is back), so their mail lands on a
-		// server that does not own their mailbox. See the LMTP report.
+		// Once the check marks the server down, its recipients must still
+		// get 4xx, never delivery to (and a sticky move to) another server:
+		// the LMTP frontend asks the director for the user's own server only.
 		{name: "tempfail/marked down by the checks", serverDown: "tempfail", check: "tcp", waitMarked: true},
 		{name: "next/unknown to the checks", serverDown: "next", check: "none"},
 	}
