@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,7 @@ func TestIMAPTLSStateReachesDovecot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.connect()
+			clientPort := r.c.LocalAddr().(*net.TCPAddr).Port
 			r.login(tt.user)
 			r.logout()
 			in := e.instanceOf(e.hashServer(tt.user))
@@ -105,8 +107,8 @@ func TestIMAPTLSStateReachesDovecot(t *testing.T) {
 				if l.Secured != tt.secured {
 					t.Errorf("Dovecot's login line secured=%v, want %v: %+v", l.Secured, tt.secured, l)
 				}
-				if l.RemoteIP != clientIP.String() {
-					t.Errorf("rip: got %s, want %s", l.RemoteIP, clientIP)
+				if l.RemoteIP != clientIP.String() || l.RemotePort != clientPort {
+					t.Errorf("rip/rport: got %s:%d, want the client's %s:%d", l.RemoteIP, l.RemotePort, clientIP, clientPort)
 				}
 			}
 			if !found {

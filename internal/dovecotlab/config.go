@@ -42,6 +42,9 @@ verbose_proctitle = yes
 
 log_path = {{.LogPath}}
 auth_verbose = yes
+# The default elements plus the client's port (rport), so the log shows the
+# real client's address and port as the PROXY header carried them.
+login_log_format_elements = user=<%u> method=%m rip=%r rport=%{rport} lip=%l mpid=%e %c session=<%{session}>
 auth_mechanisms = plain login
 # "user000@lab.test" and "user000" are the same user, for LMTP RCPT and logins.
 auth_username_format = %Ln

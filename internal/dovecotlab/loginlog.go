@@ -19,6 +19,8 @@ type Login struct {
 	// RemoteIP and LocalIP are rip and lip: the PROXY header's source and
 	// destination on haproxy = yes ports, the socket's addresses otherwise.
 	RemoteIP, LocalIP string
+	// RemotePort is rport (the lab adds it to login_log_format_elements).
+	RemotePort int
 	// MailPID is the post-login process (mpid), 0 if absent.
 	MailPID int
 	// Secured is true when the line carries "secured": Dovecot 2.3 prints it
@@ -63,6 +65,8 @@ func ParseLogin(line string) (l Login, ok bool) {
 			l.Method = val
 		case "rip":
 			l.RemoteIP = val
+		case "rport":
+			l.RemotePort, _ = strconv.Atoi(val)
 		case "lip":
 			l.LocalIP = val
 		case "mpid":
