@@ -1,0 +1,71 @@
+package archtest
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/maildirector/maildirector/"
+
+// forbidden lists, per package (relative to the module), the packages of
+// the module it must not import, directly or not. A trailing "/" matches a
+// whole subtree.
+var forbidden = map[string][]string{
+	"config":                  {""},
+	"director":                {""},
+	"checks":                  {""},
+	"tlsutil":                 {""},
+	"protocols/internal/sasl": {""},
+	"proxy":                   {"protocols/", "director", "checks", "config", "stats"},
+	"protocols/imap":          {"director", "checks", "config", "protocols/pop3", "protocols/smtp", "protocols/tcp"},
+	"protocols/pop3":          {"director", "checks", "config", "protocols/imap", "protocols/smtp", "protocols/tcp"},
+	"protocols/smtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/tcp"},
+	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/smtp"},
+}
+
+type pkg struct {
+	ImportPath string
+	Deps       []string
+}
+
+func TestImportRules(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps=false", "-json", module+"...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		rel := strings.TrimPrefix(p.ImportPath, module)
+		rules, ok := forbidden[rel]
+		if !ok {
+			continue
+		}
+		seen++
+		for _, dep := range p.Deps {
+			if !strings.HasPrefix(dep, module) {
+				continue
+			}
+			d := strings.TrimPrefix(dep, module)
+			for _, f := range rules {
+				if f == "" || d == f || (strings.HasSuffix(f, "/") && strings.HasPrefix(d, f)) {
+					t.Errorf("%s imports %s, which ARCHITECTURE.md forbids", rel, d)
+				}
+			}
+		}
+	}
+	if seen != len(forbidden) {
+		t.Errorf("checked %d packages, want %d: a package was renamed?", seen, len(forbidden))
+	}
+}
