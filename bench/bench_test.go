@@ -129,9 +129,13 @@ func TestMeasureHelpersOnDirectPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 10 client sockets here and 10 server sockets here.
-	if idle.FDs != 2 {
-		t.Errorf("idle fds per session: got %v, want 2", idle.FDs)
+	// 10 client sockets here and 10 server sockets here; sockets of earlier
+	// tests may still be closing meanwhile, so allow some slack.
+	if idle.FDs < 1 || idle.FDs > 3 {
+		t.Errorf("idle fds per session: got %v, want about 2", idle.FDs)
+	}
+	if idle.Sessions != 10 || idle.Failed != 0 {
+		t.Errorf("idle: got %d sessions, %d failed; want 10, 0", idle.Sessions, idle.Failed)
 	}
 }
 
