@@ -140,13 +140,13 @@ func TestChecksThroughHAProxyListeners(t *testing.T) {
 		polite *regexp.Regexp
 	}{
 		{"dovecot", "imap", func(i int) int { return e.lab.Instances[i].Ports.IMAP },
-			regexp.MustCompile(`imap-login: Info: Disconnected: Aborted login by logging out \(no auth attempts in \d+ secs\): user=<>, rip=127\.0\.0\.1, lip=127\.0\.0\.1, `)},
+			regexp.MustCompile(`imap-login: Info: Disconnected: Aborted login by logging out \(no auth attempts in \d+ secs\): user=<>, rip=127\.0\.0\.1, rport=\d+, lip=127\.0\.0\.1, `)},
 		{"pop3chk", "pop3", func(i int) int { return e.lab.Instances[i].Ports.POP3 },
-			regexp.MustCompile(`pop3-login: Info: Disconnected: Aborted login by logging out \(no auth attempts in \d+ secs\): user=<>, rip=127\.0\.0\.1, lip=127\.0\.0\.1, `)},
+			regexp.MustCompile(`pop3-login: Info: Disconnected: Aborted login by logging out \(no auth attempts in \d+ secs\): user=<>, rip=127\.0\.0\.1, rport=\d+, lip=127\.0\.0\.1, `)},
 		{"lmtpchk", "lmtp", func(i int) int { return e.lab.Instances[i].Ports.LMTP },
 			regexp.MustCompile(`lmtp\(\d+\): Info: Disconnect from 127\.0\.0\.1: Logged out \(state=`)},
 		{"smtpchk", "smtp", func(i int) int { return e.lab.Instances[i].Ports.Submission },
-			regexp.MustCompile(`submission-login: Info: Disconnected: Aborted login by logging out \(no auth attempts in \d+ secs\): user=<>, rip=127\.0\.0\.1, lip=127\.0\.0\.1, `)},
+			regexp.MustCompile(`submission-login: Info: Disconnected: Aborted login by logging out \(no auth attempts in \d+ secs\): user=<>, rip=127\.0\.0\.1, rport=\d+, lip=127\.0\.0\.1, `)},
 	}
 	// Some rounds of every check on every server.
 	const rounds = 5

@@ -30,14 +30,19 @@ func (e *env) landedOn(addr, user string) string {
 	r := greeted(e.t, addr)
 	r.login(user)
 	r.logout()
-	after := e.loginsOf(user)
-	for s, n := range after {
-		if n > before[s] {
-			return s
+	// Dovecot writes its log through its log process: poll (bounded) for
+	// the new line.
+	landed := ""
+	eventually(e.t, "a new login of "+user+" in a Dovecot log", func() bool {
+		for s, n := range e.loginsOf(user) {
+			if n > before[s] {
+				landed = s
+				return true
+			}
 		}
-	}
-	e.t.Fatalf("no new login of %s in any Dovecot log", user)
-	return ""
+		return false
+	})
+	return landed
 }
 
 // TestIMAPServerDownAndBack: when a Dovecot stops, its users log in on

@@ -44,6 +44,16 @@ func TestIMAPUsersLandOnTheirServer(t *testing.T) {
 	loginAll()
 	e.restart()
 	loginAll()
+	// Dovecot writes its log through its log process: wait (bounded) until
+	// all 400 login lines are there.
+	eventually(t, "400 login lines", func() bool {
+		n := 0
+		for _, in := range e.lab.Instances {
+			logins, _ := in.Logins()
+			n += len(logins)
+		}
+		return n >= 2*len(users)
+	})
 
 	perServer := make(map[string]int)
 	for _, u := range users {
@@ -94,6 +104,7 @@ func TestIMAPTLSStateReachesDovecot(t *testing.T) {
 			r.login(tt.user)
 			r.logout()
 			in := e.instanceOf(e.hashServer(tt.user))
+			eventually(t, "the login line of "+tt.user, func() bool { return e.loginsOf(tt.user)[in.Name] > 0 })
 			logins, err := in.Logins()
 			if err != nil {
 				t.Fatal(err)
