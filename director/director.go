@@ -295,6 +295,7 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	s.sessions++
 	s.picks++
 	d.mu.Unlock()
+	d.log.Debug("pick", "backend", d.name, "user", user, "server", l.Server, "reason", reason)
 	return l, nil
 }
 

@@ -38,7 +38,6 @@ type Conn struct {
 	id       uint64
 	srv      *Server
 	fe       *Frontend
-	log      *slog.Logger
 	start    time.Time
 	remote   netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
 	local    netip.AddrPort // the address the client connected to
@@ -47,12 +46,12 @@ type Conn struct {
 	r        *bufio.Reader
 	proxied  bool // remote came from an inbound PROXY header
 	handedOf atomic.Bool
-	cancel   context.CancelFunc
 
 	bytesIn  atomic.Int64 // client → maildirector
 	bytesOut atomic.Int64 // maildirector → client
 
-	mu      sync.Mutex // guards the fields below, read by the registry and the log line
+	mu      sync.Mutex         // guards the fields below, read by the registry and the log line
+	cancel  context.CancelFunc // ends the handler's context; nil once it returned
 	user    string
 	lease   Lease
 	server  string
@@ -64,8 +63,12 @@ type Conn struct {
 // ID is the connection's number, unique in this process.
 func (c *Conn) ID() uint64 { return c.id }
 
-// Logger carries conn, proto and remote attributes.
-func (c *Conn) Logger() *slog.Logger { return c.log }
+// Logger returns a logger with the connection's attributes (conn,
+// frontend, proto, remote). It is built on each call, so that a relayed
+// session holds no logger: keep it for the length of a handler.
+func (c *Conn) Logger() *slog.Logger {
+	return c.srv.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
+}
 
 // Frontend is the frontend that accepted the connection.
 func (c *Conn) Frontend() *Frontend { return c.fe }

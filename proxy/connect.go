@@ -57,7 +57,7 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, retries int, 
 			}
 			lease.Failed(err)
 			lastErr = err
-			c.log.Warn("server failed, trying the next one", "server", t.Server, "err", err)
+			c.Logger().Warn("server failed, trying the next one", "server", t.Server, "err", err)
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}

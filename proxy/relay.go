@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -49,7 +52,8 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
 		}
 		c.bytesIn.Add(int64(len(toServer)))
 	}
-	c.r = nil // the pre-login buffer is not needed any more
+	putReader(c.r) // the pre-login buffer is not needed any more
+	c.r = nil
 	c.handedOf.Store(true)
 	c.srv.relay.add(c, cl, sl)
 	return nil
@@ -79,4 +83,19 @@ func (l leg) closeWrite() error {
 		l.tls.CloseWrite()
 	}
 	return l.sock.CloseWrite()
+}
+
+// readers recycles the pre-login client readers: every login would
+// otherwise leave a 4 KiB buffer behind for the garbage collector.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
 }

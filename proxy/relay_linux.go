@@ -36,17 +36,31 @@ type session struct {
 	dirs   [2]direction // client→server, server→client
 	active atomic.Int64 // unix nanos of the last byte either way
 
-	mu     sync.Mutex
-	eof    [2]bool
-	closed bool
+	// raw: both legs were plain TCP and are detached (relay_raw_linux.go);
+	// fds are then the sockets and legs[i].sock is closed.
+	raw      bool
+	fds      [2]int
+	stopping atomic.Bool // set by end: pumps stop at the next chunk
+
+	mu        sync.Mutex
+	eof       [2]bool
+	closed    bool
+	busy      int  // detached pumps running
+	fdsClosed bool // detached sockets closed
 }
 
 // direction copies from legs[from] to legs[1-from].
 type direction struct {
 	s       *session
 	from    int
-	running atomic.Bool
+	running atomic.Bool   // a netpoller pump runs (TLS sessions)
 	bytes   *atomic.Int64 // the Conn counter this direction feeds
+
+	// Detached sessions only; state is guarded by session.mu, pending is
+	// touched only by the running pump.
+	state    dirState
+	pending  *pipe // holds pendingN bytes the destination did not take yet
+	pendingN int
 }
 
 const wakeKey = 0 // epoll key of the eventfd; session keys are id<<1|dir with id >= 1
@@ -123,14 +137,28 @@ func (r *relay) add(c *Conn, client, server leg) {
 		l.sock.SetDeadline(time.Time{})
 		l.sock.nonblock.Store(true)
 	}
+	var err error
+	if client.tls == nil && server.tls == nil {
+		err = s.detach()
+	}
 
 	r.mu.Lock()
-	err := r.startLocked()
+	if err == nil {
+		err = r.startLocked()
+	}
 	if err == nil {
 		r.sessions[c.id] = s
 	}
 	r.mu.Unlock()
-	if err == nil {
+	if err == nil && s.raw {
+		s.mu.Lock()
+		for i := range s.fds {
+			if err = s.armLocked(i, unix.EPOLL_CTL_ADD); err != nil {
+				break
+			}
+		}
+		s.mu.Unlock()
+	} else if err == nil {
 		for i := range s.dirs {
 			if err = s.register(i, unix.EPOLL_CTL_ADD); err != nil {
 				break
@@ -141,8 +169,10 @@ func (r *relay) add(c *Conn, client, server leg) {
 		s.end("", err)
 		return
 	}
-	for i := range s.dirs {
-		go s.dirs[i].pump()
+	if !s.raw {
+		for i := range s.dirs {
+			go s.dirs[i].pump()
+		}
 	}
 }
 
@@ -184,7 +214,11 @@ func (r *relay) loop(wg *sync.WaitGroup) {
 			r.mu.Lock()
 			s := r.sessions[key>>1]
 			r.mu.Unlock()
-			if s != nil {
+			switch {
+			case s == nil:
+			case s.raw:
+				s.onEvent(int(key&1), events[i].Events)
+			default:
 				go s.dirs[key&1].pump()
 			}
 		}
@@ -352,12 +386,16 @@ func (s *session) halfClosed(i int) {
 // set when the engine (not a peer) ended it; then the client is told
 // goodbye unless the server is in the middle of sending to it.
 func (s *session) end(reason string, err error) {
+	s.stopping.Store(true)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
 	s.closed = true
+	if s.raw {
+		s.endRawLocked(reason)
+	}
 	s.mu.Unlock()
 
 	r := s.r
@@ -372,13 +410,37 @@ func (s *session) end(reason string, err error) {
 	}
 	goodbye := c.goodbye
 	c.mu.Unlock()
-	if reason != "" && goodbye != nil && s.dirs[1].running.CompareAndSwap(false, true) {
-		s.legs[0].sock.SetWriteDeadline(time.Now().Add(time.Second))
-		s.legs[0].conn.Write(goodbye)
+	if !s.raw {
+		if reason != "" && goodbye != nil && s.dirs[1].running.CompareAndSwap(false, true) {
+			s.legs[0].sock.SetWriteDeadline(time.Now().Add(time.Second))
+			s.legs[0].conn.Write(goodbye)
+		}
+		s.legs[1].conn.Close()
+		s.legs[0].conn.Close()
 	}
-	s.legs[1].conn.Close()
-	s.legs[0].conn.Close()
 	c.srv.endConn(c, err)
+}
+
+// endRawLocked ends a detached session: the client is told goodbye when the
+// engine ended it and the server is not in the middle of sending, both
+// sockets are shut down, and they are closed now or by the last pump.
+func (s *session) endRawLocked(reason string) {
+	if s.fdsClosed {
+		return
+	}
+	if reason != "" && s.dirs[1].state != dirRunning && s.dirs[1].pending == nil {
+		s.c.mu.Lock()
+		goodbye := s.c.goodbye
+		s.c.mu.Unlock()
+		if goodbye != nil {
+			unix.Write(s.fds[0], goodbye) // best effort, non-blocking
+		}
+	}
+	unix.Shutdown(s.fds[0], unix.SHUT_RDWR)
+	unix.Shutdown(s.fds[1], unix.SHUT_RDWR)
+	if s.busy == 0 {
+		s.closeFDsLocked()
+	}
 }
 
 // stop ends c's session for reason (shutdown, kick).

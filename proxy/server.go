@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -331,14 +330,19 @@ func addrPort(a net.Addr) netip.AddrPort {
 func (s *Server) serveConn(c *Conn) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	c.mu.Lock()
 	c.cancel = cancel
+	c.mu.Unlock()
 
-	c.r = bufio.NewReaderSize(c.sock, readerSize)
+	c.r = getReader(c.sock)
 	err := s.prepare(ctx, c)
 	if err == nil {
 		err = c.fe.Handler.ServeConn(ctx, c)
 	}
+	c.mu.Lock()
+	c.cancel = nil // a relayed session keeps no context
+	c.mu.Unlock()
+	cancel()
 	if c.handedOf.Load() {
 		return // the relay owns c now and ends it
 	}
@@ -348,7 +352,6 @@ func (s *Server) serveConn(c *Conn) {
 // prepare reads a PROXY header from trusted upstreams and does the
 // implicit TLS handshake, then builds the connection's logger.
 func (s *Server) prepare(ctx context.Context, c *Conn) error {
-	c.log = s.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
 	if trusted(c.fe.TrustedProxies, c.remote.Addr()) {
 		c.SetPhase(PhaseHandshake)
 		h, err := proxyproto.Read(c.r)
@@ -359,7 +362,6 @@ func (s *Server) prepare(ctx context.Context, c *Conn) error {
 			c.remote = addrPort(src)
 			c.local = addrPort(dst)
 			c.proxied = true
-			c.log = s.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
 		}
 	}
 	if c.fe.ImplicitTLS {
@@ -401,6 +403,10 @@ func (s *Server) endConn(c *Conn, err error) {
 		c.netConn().Write(goodbye)
 	}
 	c.netConn().Close()
+	if c.r != nil && !c.handedOf.Load() {
+		putReader(c.r)
+		c.r = nil
+	}
 	if lease != nil {
 		lease.Release()
 	}
@@ -431,7 +437,7 @@ func (s *Server) logSession(c *Conn, err error, ended string) {
 	if err != nil && reason == "error" {
 		attrs = append(attrs, "err", err.Error())
 	}
-	c.log.Info("session", attrs...)
+	c.Logger().Info("session", attrs...)
 }
 
 // endReason classifies how a session ended, with a bounded set of values
@@ -505,8 +511,11 @@ func (s *Server) stopConn(c *Conn, reason string) {
 		s.relay.stop(c, reason)
 		return
 	}
-	if c.cancel != nil {
-		c.cancel()
+	c.mu.Lock()
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 	c.sock.SetReadDeadline(time.Now())
 }

@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+// The detached relay: when both legs are plain TCP, the session's sockets
+// leave Go's netpoller at handoff. Each is duplicated and its net.TCPConn
+// closed, which also removes it from the runtime's epoll set (the runtime
+// deletes the registration before it closes the descriptor) and gives back
+// its netFD and poll descriptor. An idle session is then two descriptors in
+// the relay's epoll set and the session struct, nothing else.
+//
+// Bytes move by splice(2) through a pooled pipe. A direction is always in
+// one state, guarded by session.mu: waiting for its source to be readable,
+// running (one pump goroutine), waiting for its destination to be writable
+// (the pipe it holds still has bytes), or done (EOF seen). Each socket is
+// armed (EPOLLONESHOT) for the union of what its two directions wait for.
+
+// dirState is where a detached direction stands.
+type dirState int
+
+const (
+	dirWaitRead  dirState = iota // armed for EPOLLIN on the source
+	dirRunning                   // a pump runs
+	dirWaitWrite                 // holds a pipe with bytes; armed for EPOLLOUT on the destination
+	dirDone                      // the source sent EOF
+)
+
+// errWouldBlockWrite ends a pump whose destination cannot take more now.
+var errWouldBlockWrite = errors.New("would block writing")
+
+// detach takes both sockets off Go's netpoller. On error nothing changed.
+func (s *session) detach() error {
+	var fds [2]int
+	for i, l := range s.legs {
+		var nfd int
+		var err error
+		cerr := l.sock.raw.Control(func(fd uintptr) {
+			nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		})
+		if err == nil {
+			err = cerr
+		}
+		if err != nil {
+			if i == 1 {
+				unix.Close(fds[0])
+			}
+			return err
+		}
+		fds[i] = nfd
+	}
+	for _, l := range s.legs {
+		l.sock.TCPConn.Close() // the duplicate keeps the socket open
+	}
+	s.raw, s.fds = true, fds
+	return nil
+}
+
+// armLocked re-arms socket i for what its directions wait for: readable for
+// the direction reading it, writable for the one writing to it.
+func (s *session) armLocked(i int, op int) error {
+	var mask uint32
+	if s.dirs[i].state == dirWaitRead {
+		mask |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if s.dirs[1-i].state == dirWaitWrite {
+		mask |= unix.EPOLLOUT
+	}
+	if mask == 0 && op == unix.EPOLL_CTL_MOD {
+		return nil // stays disarmed until a state change arms it again
+	}
+	ev := unix.EpollEvent{Events: mask | unix.EPOLLONESHOT}
+	setKey(&ev, s.c.id<<1|uint64(i))
+	return unix.EpollCtl(s.r.epfd, op, s.fds[i], &ev)
+}
+
+// onEvent starts the pumps an event on socket i lets go on, and re-arms the
+// socket for whatever still waits.
+func (s *session) onEvent(i int, events uint32) {
+	var start [2]bool
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && s.dirs[i].state == dirWaitRead {
+		s.dirs[i].state, start[i] = dirRunning, true
+	}
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && s.dirs[1-i].state == dirWaitWrite {
+		s.dirs[1-i].state, start[1-i] = dirRunning, true
+	}
+	for d, ok := range start {
+		if ok {
+			s.busy++
+			go s.dirs[d].rawPump()
+		}
+	}
+	err := s.armLocked(i, unix.EPOLL_CTL_MOD)
+	s.mu.Unlock()
+	if err != nil {
+		s.end("", err)
+	}
+}
+
+// rawPump moves bytes until the source is drained or the destination is
+// full, then records what it waits for and exits.
+func (d *direction) rawPump() {
+	s := d.s
+	err := d.spliceRaw(s.fds[d.from], s.fds[1-d.from])
+	var endErr error
+	ended := false
+	s.mu.Lock()
+	s.busy--
+	switch {
+	case s.closed:
+	case err == errWouldBlock:
+		d.state = dirWaitRead
+		endErr = s.armLocked(d.from, unix.EPOLL_CTL_MOD)
+	case err == errWouldBlockWrite:
+		d.state = dirWaitWrite
+		endErr = s.armLocked(1-d.from, unix.EPOLL_CTL_MOD)
+	case err == io.EOF:
+		d.state = dirDone
+		unix.Shutdown(s.fds[1-d.from], unix.SHUT_WR) // pass the half-close on
+		s.eof[d.from] = true
+		ended = s.eof[0] && s.eof[1]
+	default:
+		endErr = err
+	}
+	if s.closed && s.busy == 0 {
+		s.closeFDsLocked()
+	}
+	s.mu.Unlock()
+	if ended || endErr != nil {
+		s.end("", endErr)
+	}
+}
+
+// spliceRaw moves src → pipe → dst. A pipe that still holds bytes when dst
+// is full stays with the direction until dst is writable again.
+func (d *direction) spliceRaw(src, dst int) error {
+	if d.pending != nil {
+		if err := d.drainPending(dst); err != nil {
+			return err
+		}
+	}
+	pipes := &d.s.r.pipes
+	for {
+		if d.s.stopping.Load() {
+			return errSessionClosed
+		}
+		p, err := pipes.get()
+		if err != nil {
+			return err
+		}
+		n, err := spliceNoEINTR(src, p.w, spliceChunk)
+		switch {
+		case err == unix.EAGAIN:
+			pipes.put(p)
+			return errWouldBlock
+		case err != nil:
+			pipes.put(p)
+			return err
+		case n == 0:
+			pipes.put(p)
+			return io.EOF
+		}
+		d.moved(n)
+		d.pending, d.pendingN = p, n
+		if err := d.drainPending(dst); err != nil {
+			return err
+		}
+	}
+}
+
+// drainPending writes the pipe's bytes to dst and returns the pipe to the pool.
+func (d *direction) drainPending(dst int) error {
+	for d.pendingN > 0 {
+		m, err := spliceNoEINTR(d.pending.r, dst, d.pendingN)
+		if err == unix.EAGAIN {
+			return errWouldBlockWrite
+		}
+		if err != nil {
+			d.pending.close() // it may hold bytes: never reuse it
+			d.pending, d.pendingN = nil, 0
+			return err
+		}
+		d.pendingN -= m
+	}
+	d.s.r.pipes.put(d.pending)
+	d.pending = nil
+	return nil
+}
+
+func spliceNoEINTR(from, to, n int) (int, error) {
+	for {
+		m, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		if err != unix.EINTR {
+			return int(m), err
+		}
+	}
+}
+
+// errSessionClosed stops a pump of a session that is ending.
+var errSessionClosed = errors.New("session closed")
+
+// closeFDsLocked closes the detached sockets once no pump uses them, so a
+// descriptor number is never reused under a running pump.
+func (s *session) closeFDsLocked() {
+	if s.fdsClosed {
+		return
+	}
+	s.fdsClosed = true
+	unix.Close(s.fds[0])
+	unix.Close(s.fds[1])
+	for i := range s.dirs {
+		if p := s.dirs[i].pending; p != nil {
+			p.close()
+			s.dirs[i].pending = nil
+		}
+	}
+}
