@@ -313,6 +313,12 @@ func (l *LMTP) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	srv.WriteTimeout = l.opts.clientTimeout()
 	srv.EnableSMTPUTF8 = true // RFC 6531; passed on where the server has it
 	srv.ErrorLog = lmtpErrorLog{log}
+	if fe := c.Frontend(); fe.TLS != nil && !fe.ImplicitTLS && !c.IsTLS() {
+		// STARTTLS (RFC 3207, which RFC 2033 section 4.1 inherits): go-smtp
+		// upgrades the connection and starts its reader afresh, so commands
+		// pipelined behind STARTTLS are never executed.
+		srv.TLSConfig = fe.TLS
+	}
 
 	ln := &lmtpListener{conn: nc, closed: make(chan struct{})}
 	srv.Serve(ln) // returns once the one connection is closed
