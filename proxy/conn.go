@@ -137,7 +137,9 @@ func (c *Conn) handshake(ctx context.Context) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
+	c.mu.Lock() // Info reads it from other goroutines
 	c.tlsConn = tc
+	c.mu.Unlock()
 	c.r.Reset(tc)
 	return nil
 }
@@ -155,6 +157,12 @@ func (c *Conn) SetPhase(p Phase) {
 		d = t.serverLogin()
 	case PhaseRelay:
 		d = t.idle()
+	}
+	c.mu.Lock()
+	stopping := c.ended != ""
+	c.mu.Unlock()
+	if stopping {
+		d = 0 // the engine is ending the session: the next read fails at once
 	}
 	c.sock.SetDeadline(time.Now().Add(d))
 }

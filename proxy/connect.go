@@ -55,12 +55,15 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, retries int, 
 			if srv != nil {
 				srv.Close()
 			}
+			if ctx.Err() != nil {
+				// The engine ended the session (shutdown, kick): not the
+				// server's fault, so no passive-health failure.
+				lease.Release()
+				return nil, nil, ctx.Err()
+			}
 			lease.Failed(err)
 			lastErr = err
 			c.Logger().Warn("server failed, trying the next one", "server", t.Server, "err", err)
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
 		default:
 			srv.Close()
 			lease.Established()

@@ -167,3 +167,24 @@ func TestConfigureKeepsListenersAndRejectsDuplicates(t *testing.T) {
 		t.Errorf("duplicate address: got %v, want an error", err)
 	}
 }
+
+func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Handler: HandlerFunc(func(ctx context.Context, c *Conn) error {
+		line, _ := c.Reader().ReadString('\n')
+		if line == "panic\n" {
+			panic("boom")
+		}
+		return c.WriteString("ok\r\n")
+	})})
+	c, r := dialLine(t, addr)
+	io.WriteString(c, "panic\n")
+	if rest, _ := io.ReadAll(r); len(rest) != 0 {
+		t.Errorf("panicking session: got %q, want a close", rest)
+	}
+	c2, r2 := dialLine(t, addr)
+	io.WriteString(c2, "hello\n")
+	if l, _ := r2.ReadString('\n'); l != "ok\r\n" {
+		t.Errorf("next session after a panic: got %q, want ok", l)
+	}
+	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
+}

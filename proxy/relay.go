@@ -52,9 +52,16 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
 		}
 		c.bytesIn.Add(int64(len(toServer)))
 	}
+	c.mu.Lock()
+	if c.ended != "" {
+		ended := c.ended
+		c.mu.Unlock()
+		return fmt.Errorf("relay: session is ending (%s)", ended)
+	}
+	c.handedOf.Store(true)
+	c.mu.Unlock()
 	putReader(c.r) // the pre-login buffer is not needed any more
 	c.r = nil
-	c.handedOf.Store(true)
 	c.srv.relay.add(c, cl, sl)
 	return nil
 }

@@ -169,6 +169,13 @@ func (r *relay) add(c *Conn, client, server leg) {
 		s.end("", err)
 		return
 	}
+	c.mu.Lock()
+	ended := c.ended // a stop that came while the session was being added
+	c.mu.Unlock()
+	if ended != "" {
+		s.end(ended, nil)
+		return
+	}
 	if !s.raw {
 		for i := range s.dirs {
 			go s.dirs[i].pump()

@@ -63,6 +63,9 @@ func (s *session) detach() error {
 // armLocked re-arms socket i for what its directions wait for: readable for
 // the direction reading it, writable for the one writing to it.
 func (s *session) armLocked(i int, op int) error {
+	if s.closed || s.fdsClosed {
+		return nil // never touch descriptor numbers that may be reused
+	}
 	var mask uint32
 	if s.dirs[i].state == dirWaitRead {
 		mask |= unix.EPOLLIN | unix.EPOLLRDHUP

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,10 +312,12 @@ func (s *Server) startConn(fe *Frontend, tc *net.TCPConn) {
 		release(s.sem)
 		return
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel // before c is visible to stopConn
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go s.serveConn(c)
+	go s.serveConn(ctx, c)
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -327,19 +330,15 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 // serveConn runs the handler for c; it exits when the handler returns. A
 // session handed to the relay lives on there without this goroutine.
-func (s *Server) serveConn(c *Conn) {
+func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	defer s.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	c.mu.Lock()
-	c.cancel = cancel
-	c.mu.Unlock()
-
 	c.r = getReader(c.sock)
 	err := s.prepare(ctx, c)
 	if err == nil {
-		err = c.fe.Handler.ServeConn(ctx, c)
+		err = s.runHandler(ctx, c)
 	}
 	c.mu.Lock()
+	cancel := c.cancel
 	c.cancel = nil // a relayed session keeps no context
 	c.mu.Unlock()
 	cancel()
@@ -347,6 +346,18 @@ func (s *Server) serveConn(c *Conn) {
 		return // the relay owns c now and ends it
 	}
 	s.endConn(c, err)
+}
+
+// runHandler runs the frontend's handler; a panic in it ends this session
+// only, logged with its stack, instead of the whole process.
+func (s *Server) runHandler(ctx context.Context, c *Conn) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.Logger().Error("handler panic", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return c.fe.Handler.ServeConn(ctx, c)
 }
 
 // prepare reads a PROXY header from trusted upstreams and does the
@@ -359,9 +370,11 @@ func (s *Server) prepare(ctx context.Context, c *Conn) error {
 			return fmt.Errorf("read PROXY header from trusted %s: %w", c.remote, err)
 		}
 		if src, dst, ok := h.TCPAddrs(); ok && h.Command.IsProxy() {
+			c.mu.Lock() // Info reads them from other goroutines
 			c.remote = addrPort(src)
 			c.local = addrPort(dst)
 			c.proxied = true
+			c.mu.Unlock()
 		}
 	}
 	if c.fe.ImplicitTLS {
@@ -502,18 +515,20 @@ func (s *Server) liveConns() []*Conn {
 // stopConn asks one session to end now: a handler's read fails and its
 // context is cancelled; a relayed session is closed by the relay.
 func (s *Server) stopConn(c *Conn, reason string) {
+	// ended and handedOf change under c.mu: either Relay sees ended and
+	// refuses the handoff, or this sees handedOf and the relay ends the
+	// session (relay.add looks at ended once the session is registered).
 	c.mu.Lock()
 	if c.ended == "" {
 		c.ended = reason
 	}
+	handed := c.handedOf.Load()
+	cancel := c.cancel
 	c.mu.Unlock()
-	if c.handedOf.Load() {
+	if handed {
 		s.relay.stop(c, reason)
 		return
 	}
-	c.mu.Lock()
-	cancel := c.cancel
-	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
 	}
