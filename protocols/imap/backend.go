@@ -37,16 +37,6 @@ type loginRequest struct {
 	response string
 }
 
-// routingUser is the mailbox the login is for: the PLAIN authorization
-// identity when there is one (a Dovecot master-user login acts as it),
-// else the authentication identity.
-func (r loginRequest) routingUser() string {
-	if r.creds.Authzid != "" {
-		return r.creds.Authzid
-	}
-	return r.creds.User
-}
-
 // replayLogin is the session's proxy.LoginFunc. On the server's tagged OK
 // it returns everything the server sent from the first line after its
 // greeting on (untagged lines, the OK with its CAPABILITY code, anything

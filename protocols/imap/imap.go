@@ -571,7 +571,7 @@ func (s *session) offersMechanism(mech string) bool {
 // login picks a server for the request's user, replays the login there and,
 // when the server says OK, moves the session to stateAuthenticated.
 func (s *session) login(tag string, req loginRequest) error {
-	user := req.routingUser()
+	user := req.creds.RoutingUser()
 	s.c.SetUser(user)
 	s.log.Debug("imap login", "creds", req.creds)
 	if s.f.opts.Picker == nil {

@@ -319,9 +319,10 @@ func (s *session) handleAuth(ctx context.Context, cmd command) error {
 // login sends the session to a server and, once the server said +OK
 // (relayed to the client with whatever followed it), to the relay.
 func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
-	s.c.SetUser(creds.User)
+	user := creds.RoutingUser() // a master-user login goes where its target user lives
+	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
-	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, creds.User, s.f.retries(), serverLogin(creds))
+	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, s.f.retries(), serverLogin(creds))
 	if err != nil {
 		s.failures++
 		return err

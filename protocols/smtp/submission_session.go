@@ -369,10 +369,11 @@ func (s *submissionSession) decode(resp string) ([]byte, error) {
 // login sends the session to a server and, once the server answered 235
 // (relayed to the client), to the relay.
 func (s *submissionSession) login(ctx context.Context, creds sasl.Credentials) error {
-	s.c.SetUser(creds.User)
+	user := creds.RoutingUser() // a master-user login goes where its target user lives
+	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
 	l := &submissionLogin{creds: creds, helo: s.helo, client: s.c.RemoteAddr()}
-	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, creds.User, s.f.retries(), l.run)
+	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, s.f.retries(), l.run)
 	if err != nil {
 		s.failures++
 		return err

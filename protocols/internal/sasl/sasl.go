@@ -167,3 +167,14 @@ func checkPassword(op, s string) error {
 	}
 	return nil
 }
+
+// RoutingUser is the mailbox the login is for, which is what a director
+// routes by: the authorization identity when there is one (a Dovecot
+// master-user login acts as that user, RFC 4616 section 2), else the
+// authentication identity.
+func (c Credentials) RoutingUser() string {
+	if c.Authzid != "" {
+		return c.Authzid
+	}
+	return c.User
+}

@@ -396,3 +396,21 @@ func TestErrorsNeverQuoteInput(t *testing.T) {
 		})
 	}
 }
+
+func TestRoutingUser(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Credentials
+		want string
+	}{
+		{"plain user", Credentials{User: "alice"}, "alice"},
+		{"master user acting as alice", Credentials{Authzid: "alice", User: "master"}, "alice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.RoutingUser(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
