@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -67,4 +69,35 @@ func TestIMAPReloadKeepsSessions(t *testing.T) {
 	r := greeted(t, e.addrs["imap"])
 	r.login("user062")
 	r.logout()
+}
+
+// TestIMAPFailedReloadChangesNothing: a reload that fails late (a new bind
+// address is taken) must not have applied any of its other changes, here a
+// server put into maintenance.
+func TestIMAPFailedReloadChangesNothing(t *testing.T) {
+	e := startEnv(t, setupSpec{Frontends: imapFrontends()})
+	user := e.usersOn("dovecot1", 1)[0]
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	orig, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(orig), "name = \"dovecot1\"\n", "name = \"dovecot1\"\nstate = \"maint\"\n", 1)
+	cfg += fmt.Sprintf("\n[frontend.extra]\nprotocol = \"imap\"\nbind = [%q]\nbackend = \"dovecot\"\n", taken.Addr().String())
+	if err := os.WriteFile(e.cfg, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const failed = "reload failed, keeping the running configuration"
+	before := strings.Count(e.md.log.String(), failed)
+	e.md.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, "the reload to fail", func() bool { return strings.Count(e.md.log.String(), failed) > before })
+
+	if got := e.landedOn(e.addrs["imap"], user); got != "dovecot1" {
+		t.Errorf("%s after a failed reload that would have put dovecot1 in maint: landed on %s, want dovecot1", user, got)
+	}
 }

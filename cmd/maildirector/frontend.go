@@ -16,7 +16,7 @@ import (
 
 // buildFrontend translates one [frontend.NAME] into the engine's Frontend
 // with its protocol handler.
-func (rt *runtime) buildFrontend(cfg *config.Config, f *config.Frontend, b *backend) (proxy.Frontend, error) {
+func (rt *runtime) buildFrontend(cfg *config.Config, f *config.Frontend, bb *backendBuild) (proxy.Frontend, error) {
 	fe := proxy.Frontend{
 		Name:           f.Name,
 		Protocol:       string(f.Protocol),
@@ -34,8 +34,9 @@ func (rt *runtime) buildFrontend(cfg *config.Config, f *config.Frontend, b *back
 		fe.TLS = tc
 	}
 	log := rt.log.With("frontend", f.Name)
-	p := b.pickerFor(f.Protocol)
-	retries := b.cfg.Retries
+	b := bb.b
+	p := bb.pickerFor(f.Protocol)
+	retries := retriesOption(bb.cfg.Retries)
 	switch f.Protocol {
 	case config.ProtocolIMAP:
 		fe.Handler = imap.New(imap.Options{
@@ -78,6 +79,16 @@ func (rt *runtime) buildFrontend(cfg *config.Config, f *config.Frontend, b *back
 		return fe, fmt.Errorf("protocol %q is not supported", f.Protocol)
 	}
 	return fe, nil
+}
+
+// retriesOption translates backend.retries for the frontends' Options,
+// where zero means "the package default" and a negative value "none": the
+// configuration already resolved the default, so its 0 means none.
+func retriesOption(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func serverTLS(f *config.Frontend) (*tls.Config, error) {

@@ -13,7 +13,7 @@ func (rt *runtime) lmtpHandler(cfg *config.Config, f *config.Frontend, p *picker
 	opts := smtp.LMTPOptions{
 		Picker:   p,
 		Hostname: hostname(f),
-		Retries:  cfg.Backends[f.Backend].Retries,
+		Retries:  retriesOption(cfg.Backends[f.Backend].Retries),
 		Logger:   log,
 	}
 	t := f.EffectiveTimeouts(cfg.Global)
@@ -33,5 +33,17 @@ func (rt *runtime) lmtpHandler(cfg *config.Config, f *config.Frontend, p *picker
 			opts.BareLF = smtp.LMTPBareLFReject
 		}
 	}
-	return smtp.NewLMTP(opts), nil
+	h := smtp.NewLMTP(opts)
+	rt.pendingLMTP = append(rt.pendingLMTP, h)
+	return h, nil
+}
+
+// swapLMTP makes the LMTP frontends just built the running ones and closes
+// the idle server connections of those they replace (sessions still using
+// an old one finish with it; its later transactions dial anew).
+func (rt *runtime) swapLMTPLocked() {
+	for _, h := range rt.lmtp {
+		h.Close()
+	}
+	rt.lmtp, rt.pendingLMTP = rt.pendingLMTP, nil
 }

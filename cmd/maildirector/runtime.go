@@ -12,6 +12,7 @@ import (
 	"github.com/maildirector/maildirector/checks"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/protocols/smtp"
 	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/tlsutil"
 )
@@ -25,6 +26,9 @@ type runtime struct {
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
 	backends map[string]*backend
+	lmtp     []*smtp.LMTP // running LMTP frontends, whose server pools need closing
+	// pendingLMTP collects the LMTP frontends an apply builds.
+	pendingLMTP []*smtp.LMTP
 }
 
 // backend is one [backend.NAME]: its director, TLS to its servers and checkers.
@@ -58,28 +62,28 @@ func (rt *runtime) apply(cfg *config.Config) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 
-	backends := make(map[string]*backend, len(cfg.Backends))
-	var started []*backend
+	builds := make(map[string]*backendBuild, len(cfg.Backends))
+	rt.pendingLMTP = nil
 	abort := func() {
-		for _, b := range started {
-			b.close()
+		rt.pendingLMTP = nil
+		for _, bb := range builds {
+			if !bb.reused {
+				bb.b.close()
+			}
 		}
 	}
 	for _, name := range cfg.BackendNames() {
-		b, reused, err := rt.buildBackend(cfg, cfg.Backends[name])
+		bb, err := rt.buildBackend(cfg, cfg.Backends[name])
 		if err != nil {
 			abort()
 			return fmt.Errorf("backend.%s: %w", name, err)
 		}
-		if !reused {
-			started = append(started, b)
-		}
-		backends[name] = b
+		builds[name] = bb
 	}
 	frontends := make([]proxy.Frontend, 0, len(cfg.Frontends))
 	for _, name := range cfg.FrontendNames() {
 		f := cfg.Frontends[name]
-		fe, err := rt.buildFrontend(cfg, f, backends[f.Backend])
+		fe, err := rt.buildFrontend(cfg, f, builds[f.Backend])
 		if err != nil {
 			abort()
 			return fmt.Errorf("frontend.%s: %w", name, err)
@@ -90,22 +94,56 @@ func (rt *runtime) apply(cfg *config.Config) error {
 		abort()
 		return err
 	}
+	// Past the last check that can fail: only now do running backends
+	// change, so a failed reload leaves everything as it was.
+	backends := make(map[string]*backend, len(builds))
+	for name, bb := range builds {
+		bb.commit()
+		backends[name] = bb.b
+	}
 	for name, old := range rt.backends {
 		if backends[name] != old {
 			old.close()
 		}
 	}
-	for _, b := range started {
-		b.startChecks(rt.log)
+	for _, bb := range builds {
+		if !bb.reused {
+			bb.b.startChecks(rt.log)
+		}
 	}
+	rt.swapLMTPLocked()
 	rt.cfg, rt.backends = cfg, backends
 	return nil
 }
 
+// backendBuild is a backend as a reload wants it, not applied yet: a new
+// backend, or a running one (reused) with the new settings to apply.
+type backendBuild struct {
+	b         *backend
+	reused    bool
+	cfg       *config.Backend
+	clientTLS map[string]*tls.Config
+}
+
+// commit applies the new settings to a reused backend: weights, states,
+// TLS to servers and the options read at run time.
+func (bb *backendBuild) commit() {
+	if !bb.reused {
+		return
+	}
+	for _, s := range bb.cfg.Servers {
+		bb.b.dir.SetWeight(s.Name, s.Weight)
+		bb.b.dir.SetAdmin(s.Name, adminState(s.State))
+	}
+	bb.b.mu.Lock()
+	bb.b.cfg, bb.b.clientTLS = bb.cfg, bb.clientTLS
+	bb.b.mu.Unlock()
+}
+
 // buildBackend returns the backend for bc: the running one when its server
 // list is unchanged (so sticky assignments and health survive a reload;
-// weights and states are updated in place), else a new one.
-func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backend, bool, error) {
+// weights and states are updated in place by commit), else a new one.
+func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backendBuild, error) {
 	clientTLS := make(map[string]*tls.Config)
 	for _, s := range bc.Servers {
 		if !s.TLS.Enabled {
@@ -115,24 +153,17 @@ func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backen
 			Verify: s.TLS.Verify, CAFile: s.TLS.CA, ServerName: serverName(s),
 		})
 		if err != nil {
-			return nil, false, fmt.Errorf("server %s: tls: %w", s.Name, err)
+			return nil, fmt.Errorf("server %s: tls: %w", s.Name, err)
 		}
 		clientTLS[s.Name] = tc
 	}
 	if old := rt.backends[bc.Name]; old != nil && sameServers(old.cfg, bc) && sameDirectorOptions(old.cfg, bc) {
-		for _, s := range bc.Servers {
-			old.dir.SetWeight(s.Name, s.Weight)
-			old.dir.SetAdmin(s.Name, adminState(s.State))
-		}
-		old.mu.Lock()
-		old.cfg, old.clientTLS = bc, clientTLS
-		old.mu.Unlock()
-		return old, true, nil
+		return &backendBuild{b: old, reused: true, cfg: bc, clientTLS: clientTLS}, nil
 	}
 	b := &backend{cfg: bc, clientTLS: clientTLS, checkers: make(map[string]*checks.Checker), onDown: rt.closeServerSessions}
 	balance, err := director.ParseBalance(string(bc.Balance))
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	opts := director.Options{
 		Name:          bc.Name,
@@ -159,12 +190,12 @@ func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backen
 		})
 	}
 	if b.dir, err = director.New(opts); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if err := b.buildChecks(cfg, rt.log); err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return b, false, nil
+	return &backendBuild{b: b, cfg: bc, clientTLS: clientTLS}, nil
 }
 
 func serverName(s *config.Server) string {
@@ -318,20 +349,21 @@ func (b *backend) capabilities(typ config.CheckType) func() []string {
 	}
 }
 
-// pickerFor builds the picker a frontend of protocol p uses on b.
-func (b *backend) pickerFor(p config.Protocol) *picker {
-	targets := make(map[string]proxy.Target, len(b.cfg.Servers))
-	for _, s := range b.cfg.Servers {
+// pickerFor builds the picker a frontend of protocol p uses, with the
+// servers' addresses and TLS as this build has them.
+func (bb *backendBuild) pickerFor(p config.Protocol) *picker {
+	targets := make(map[string]proxy.Target, len(bb.cfg.Servers))
+	for _, s := range bb.cfg.Servers {
 		mode, _ := proxy.ParseProxyMode(string(s.SendProxy))
 		targets[s.Name] = proxy.Target{
 			Server:  s.Name,
 			Address: s.DialAddress(p),
 			Proxy:   mode,
-			TLS:     b.clientTLS[s.Name],
+			TLS:     bb.clientTLS[s.Name],
 			XClient: s.XClient,
 		}
 	}
-	return &picker{dir: b.dir, targets: targets}
+	return &picker{dir: bb.b.dir, targets: targets}
 }
 
 func timeouts(t config.Timeouts) proxy.Timeouts {
@@ -354,6 +386,9 @@ func (rt *runtime) shutdown(grace time.Duration) error {
 	defer rt.mu.Unlock()
 	for _, b := range rt.backends {
 		b.close()
+	}
+	for _, h := range rt.lmtp {
+		h.Close()
 	}
 	return err
 }
