@@ -72,11 +72,19 @@ func (s *lmtpSession) deliver(ctx context.Context, sp *lmtpSpool) int {
 					rc.reply = reply
 					continue
 				}
-				if round < retries && s.repick(ctx, rc) {
+				// No reply from the server for this recipient. Only a
+				// server that failed before accepting anyone may be
+				// replaced; whatever else happened, the recipient gets a
+				// 4xx: never a 250 the server did not give (never lose mail).
+				if res.retry && round < retries && s.repick(ctx, rc) {
 					pending = append(pending, rc)
 					continue
 				}
-				rc.reply, _ = lmtpReply(proxy.ServerFailure(res.failed))
+				failure := res.failed
+				if failure == nil {
+					failure = fmt.Errorf("server %s gave no reply for <%s>", g.target.Server, rc.addr)
+				}
+				rc.reply, _ = lmtpReply(fmt.Errorf("%w: %w", ErrLMTPServerUnavailable, failure))
 			}
 		}
 	}
