@@ -188,3 +188,26 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 	}
 	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
 }
+
+func TestReloadKeepsMaxConnSlots(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Name: "m", Handler: greeter(nil), MaxConn: 1})
+	_, r1 := dialLine(t, addr)
+	if l, _ := r1.ReadString('\n'); l != "* OK hello\r\n" {
+		t.Fatalf("first greeting: got %q", l)
+	}
+	// The same limit after a reload: the live session still holds the only slot.
+	if err := srv.Configure([]Frontend{{Name: "m", Addrs: []string{"127.0.0.1:0"}, Handler: greeter(nil), MaxConn: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, r2 := dialLine(t, addr)
+	got := make(chan string, 1)
+	go func() {
+		l, _ := r2.ReadString('\n')
+		got <- l
+	}()
+	select {
+	case l := <-got:
+		t.Fatalf("a reload handed out a second slot: second client served with %q", l)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

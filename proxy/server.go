@@ -59,10 +59,10 @@ func (t Timeouts) serverLogin() time.Duration { return orDefault(t.ServerLogin, 
 func (t Timeouts) idle() time.Duration        { return orDefault(t.Idle, time.Hour) }
 
 // Frontend is one front door: its listen addresses and how its connections
-// are served. Configure takes a fresh slice on every reload; a Frontend is
-// not modified after it is passed in.
+// are served. Configure takes a fresh slice on every reload and sets the
+// Frontend's slot semaphore; it is not modified after that.
 type Frontend struct {
-	Name     string   // for logs and stats
+	Name     string   // for logs and stats; a reload keeps maxconn slots by name
 	Protocol string   // imap, pop3, submission, lmtp, tcp: for logs
 	Addrs    []string // host:port each
 	Handler  Handler
@@ -94,7 +94,8 @@ type Server struct {
 	nextID atomic.Uint64
 
 	mu        sync.Mutex
-	listeners map[string]*listener // by normalised address
+	listeners map[string]*listener     // by normalised address
+	sems      map[string]chan struct{} // per-frontend maxconn slots, kept across reloads
 	conns     map[*Conn]struct{}
 	stopping  bool
 	wg        sync.WaitGroup // accept loops and connection goroutines
@@ -117,6 +118,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		log:       log,
 		listeners: make(map[string]*listener),
+		sems:      make(map[string]chan struct{}),
 		conns:     make(map[*Conn]struct{}),
 	}
 	if opts.MaxConn > 0 {
@@ -133,10 +135,22 @@ func New(opts Options) *Server {
 // address cannot be opened, nothing changes and the error says which.
 func (s *Server) Configure(frontends []Frontend) error {
 	want := make(map[string]*Frontend)
+	s.mu.Lock()
+	oldSems := s.sems
+	s.mu.Unlock()
+	sems := make(map[string]chan struct{})
 	for i := range frontends {
 		fe := &frontends[i]
 		if fe.MaxConn > 0 {
-			fe.sem = make(chan struct{}, fe.MaxConn)
+			// Live sessions hold slots of the semaphore they started
+			// with: keep it while the limit is unchanged, so a reload
+			// does not hand out a fresh set of slots.
+			if old := oldSems[fe.Name]; old != nil && cap(old) == fe.MaxConn {
+				fe.sem = old
+			} else {
+				fe.sem = make(chan struct{}, fe.MaxConn)
+			}
+			sems[fe.Name] = fe.sem
 		}
 		for _, a := range fe.Addrs {
 			key, err := normalizeAddr(a)
@@ -184,6 +198,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		s.wg.Add(1)
 		go s.acceptLoop(l)
 	}
+	s.sems = sems
 	return nil
 }
 
@@ -264,7 +279,10 @@ func (s *Server) acceptLoop(l *listener) {
 			time.Sleep(50 * time.Millisecond) // EMFILE and friends: do not spin
 			continue
 		}
-		s.startConn(fe, nc.(*net.TCPConn))
+		// Serve with the frontend as it is now (a reload may have come
+		// while this loop waited for a slot); the slot taken is released
+		// into the semaphore it came from.
+		s.startConn(l.fe.Load(), fe.sem, nc.(*net.TCPConn))
 	}
 }
 
@@ -286,11 +304,11 @@ func release(sem chan struct{}) {
 	}
 }
 
-func (s *Server) startConn(fe *Frontend, tc *net.TCPConn) {
+func (s *Server) startConn(fe *Frontend, sem chan struct{}, tc *net.TCPConn) {
 	sock, err := newSockConn(tc)
 	if err != nil {
 		tc.Close()
-		release(fe.sem)
+		release(sem)
 		release(s.sem)
 		return
 	}
@@ -303,12 +321,13 @@ func (s *Server) startConn(fe *Frontend, tc *net.TCPConn) {
 		remote: remote,
 		local:  addrPort(tc.LocalAddr()),
 		sock:   sock,
+		sem:    sem,
 	}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
 		tc.Close()
-		release(fe.sem)
+		release(sem)
 		release(s.sem)
 		return
 	}
@@ -430,7 +449,7 @@ func (s *Server) endConn(c *Conn, err error) {
 		s.drained = nil
 	}
 	s.mu.Unlock()
-	release(c.fe.sem)
+	release(c.sem)
 	release(s.sem)
 	s.logSession(c, err, ended)
 }
