@@ -18,6 +18,9 @@ var ErrUnavailable = errors.New("no server available")
 //   - nil when the server accepted the login: the session goes to the relay;
 //   - an error wrapping ErrServerFailed (see [ServerFailure]) when the
 //     server failed before answering: the next server is tried;
+//   - an error wrapping ErrServerBusy (see [ServerBusy]) when the server
+//     refused the login for now: the next server is tried, and the server
+//     is not counted as failing;
 //   - any other error (a rejected password, say): the server is fine, the
 //     connection to it is closed and the error returned to the frontend.
 type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer []byte, err error)
@@ -51,7 +54,7 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, retries int, 
 			lease.Established()
 			c.SetLease(lease)
 			return srv, fromServer, nil
-		case errors.Is(err, ErrServerFailed):
+		case errors.Is(err, ErrServerFailed), errors.Is(err, ErrServerBusy):
 			if srv != nil {
 				srv.Close()
 			}
@@ -61,7 +64,12 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, retries int, 
 				lease.Release()
 				return nil, nil, ctx.Err()
 			}
-			lease.Failed(err)
+			if errors.Is(err, ErrServerBusy) {
+				lease.Established() // it answered: alive, only busy
+				lease.Release()
+			} else {
+				lease.Failed(err)
+			}
 			lastErr = err
 			c.Logger().Warn("server failed, trying the next one", "server", t.Server, "err", err)
 		default:

@@ -554,7 +554,10 @@ func (s *Server) stopConn(c *Conn, reason string) {
 	c.sock.SetReadDeadline(time.Now())
 }
 
-// Close closes every listener and every connection now.
+// Close closes every listener and ends every session now. It returns once
+// their handlers have returned; a handler may finish work it must not
+// abandon first (an LMTP delivery already under way, which cut short could
+// deliver a message twice).
 func (s *Server) Close() error {
 	s.closeListeners()
 	for _, c := range s.liveConns() {

@@ -96,3 +96,23 @@ type serverFailure struct{ err error }
 
 func (e *serverFailure) Error() string   { return e.err.Error() }
 func (e *serverFailure) Unwrap() []error { return []error{e.err, ErrServerFailed} }
+
+// ErrServerBusy marks a server's temporary refusal of a login (POP3
+// -ERR [SYS/TEMP], an SMTP 4xx to AUTH): the next server is tried, but the
+// server is not counted as failing. When the cause is shared (an LDAP
+// outage makes every server answer so), passive health must not take the
+// whole fleet down. Wrap it with [ServerBusy].
+var ErrServerBusy = errors.New("server busy")
+
+// ServerBusy wraps err so that errors.Is(err, ErrServerBusy) holds.
+func ServerBusy(err error) error {
+	if err == nil || errors.Is(err, ErrServerBusy) {
+		return err
+	}
+	return &serverBusy{err}
+}
+
+type serverBusy struct{ err error }
+
+func (e *serverBusy) Error() string   { return e.err.Error() }
+func (e *serverBusy) Unwrap() []error { return []error{e.err, ErrServerBusy} }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/proxy"
@@ -40,20 +41,36 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			rt.reload(path, level)
-			continue
+	var stopped chan struct{} // closed when a graceful shutdown has ended; nil before it starts
+	for {
+		select {
+		case sig := <-sigs:
+			switch {
+			case sig == syscall.SIGHUP:
+				rt.reload(path, level)
+			case stopped == nil:
+				grace := rt.currentConfig().Global.ShutdownGrace.D()
+				log.Info("shutting down", "signal", sig.String(), "grace", grace)
+				stopped = make(chan struct{})
+				go rt.shutdownAndSignal(grace, stopped)
+			default:
+				// A second SIGTERM/SIGINT while draining: close everything now.
+				log.Warn("second signal: closing all sessions now", "signal", sig.String())
+				rt.srv.Close()
+			}
+		case <-stopped:
+			return 0
 		}
-		grace := rt.currentConfig().Global.ShutdownGrace.D()
-		log.Info("shutting down", "signal", sig.String(), "grace", grace)
-		if err := rt.shutdown(grace); err != nil {
-			log.Warn("sessions still open at the end of the grace period were closed", "err", err)
-		}
-		log.Info("maildirector stopped")
-		return 0
 	}
-	return 0
+}
+
+// shutdownAndSignal runs the graceful shutdown and closes done when it ends.
+func (rt *runtime) shutdownAndSignal(grace time.Duration, done chan<- struct{}) {
+	if err := rt.shutdown(grace); err != nil {
+		rt.log.Warn("sessions still open at the end of the grace period were closed", "err", err)
+	}
+	rt.log.Info("maildirector stopped")
+	close(done)
 }
 
 func newLogger(w io.Writer, format config.LogFormat, level *slog.LevelVar) *slog.Logger {

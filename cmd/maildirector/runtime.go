@@ -289,7 +289,9 @@ func (b *backend) healthChanged(t checks.Transition) {
 	name := b.cfg.Name
 	b.mu.Unlock()
 	if !t.Up && shut && b.onDown != nil {
-		b.onDown(name, t.Server)
+		// Not on the checker's goroutine: saying goodbye to many clients
+		// must not hold up the health checks.
+		go b.onDown(name, t.Server)
 	}
 }
 

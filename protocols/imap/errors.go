@@ -43,8 +43,10 @@ var (
 	// errInactive: the pre-login deadline passed while reading.
 	errInactive = errors.New("client inactive before login")
 	// errTooManyBad and errTooManyLogins end a client that keeps failing.
-	errTooManyBad    = errors.New("too many bad commands")
-	errTooManyLogins = errors.New("too many failed logins")
+	errTooManyBad = errors.New("too many bad commands")
+	// errTooManyCommands ends a client that never logs in (maxCommands).
+	errTooManyCommands = errors.New("too many commands before login")
+	errTooManyLogins   = errors.New("too many failed logins")
 )
 
 // rejectedError is the server's answer to a replayed login when it is not

@@ -22,6 +22,9 @@ const (
 	// maxBadCommands ends a client after this many BAD replies before
 	// login, as Dovecot's imap-login does.
 	maxBadCommands = 10
+	// maxCommands ends a client after this many commands before login, so
+	// that a NOOP every minute cannot hold a connection slot forever.
+	maxCommands = 100
 	// goodbye is what the engine tells a client when it ends the session
 	// (shutdown, kick): RFC 9051 section 7.1.5.
 	goodbye = "* BYE Server shutting down.\r\n"
@@ -145,7 +148,11 @@ func (s *session) serve() error {
 	if err := s.write("* OK [CAPABILITY " + s.capabilities() + "] " + s.f.opts.greeting() + "\r\n"); err != nil {
 		return err
 	}
-	for {
+	for n := 0; ; n++ {
+		if n == maxCommands {
+			s.write("* BYE Too many commands before login.\r\n")
+			return errTooManyCommands
+		}
 		cmd, err := s.readCommand()
 		if err == nil {
 			s.log.Debug("imap command", "tag", cmd.tag, "verb", cmd.verb)

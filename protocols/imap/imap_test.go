@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -649,5 +650,19 @@ func TestOptionDefaults(t *testing.T) {
 				t.Errorf("greeting: got %q, want %q", got, tt.greeting)
 			}
 		})
+	}
+}
+
+func TestTooManyCommandsBeforeLogin(t *testing.T) {
+	e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true}})
+	c := e.greeted(t)
+	var b strings.Builder
+	for i := 0; i < maxCommands; i++ {
+		fmt.Fprintf(&b, "n%d NOOP\r\n", i)
+	}
+	c.send(b.String())
+	lines := c.expectClosed(2*maxCommands + 2)
+	if len(lines) == 0 || lines[len(lines)-1] != "* BYE Too many commands before login." {
+		t.Fatalf("after %d NOOPs: got last lines %q, want the BYE and a close", maxCommands, lines[max(0, len(lines)-2):])
 	}
 }

@@ -62,7 +62,7 @@ func serverLogin(creds sasl.Credentials) proxy.LoginFunc {
 			}
 			return reply, nil
 		case isStatus(line, "-ERR") && strings.HasPrefix(line[4:], " [SYS/TEMP]"):
-			return nil, failed("AUTH", fmt.Errorf("temporary failure %q", trimEOL(line)))
+			return nil, proxy.ServerBusy(fmt.Errorf("server %s: AUTH: temporary failure %q", t.Server, trimEOL(line)))
 		case isStatus(line, "-ERR"):
 			return nil, &rejectedError{server: t.Server, reply: trimEOL(line) + "\r\n"}
 		}

@@ -91,6 +91,10 @@ func (l *submissionLogin) run(ctx context.Context, server net.Conn, t proxy.Targ
 		return reply, nil
 	case r.Code >= 500:
 		return nil, &submissionRejected{server: t.Server, reply: r}
+	case r.Code >= 400:
+		// 454 4.7.0 and friends (RFC 4954 section 6): the server cannot
+		// authenticate now; another may.
+		return nil, proxy.ServerBusy(fmt.Errorf("server %s: AUTH: reply %d %q", t.Server, r.Code, r.Text()))
 	}
 	return nil, failed("AUTH", fmt.Errorf("reply %d %q", r.Code, r.Text()))
 }
