@@ -35,18 +35,18 @@ const readerSize = 4096
 // [Conn.Write]. Methods are not safe for concurrent use unless noted; the
 // engine itself only touches the connection concurrently to end it.
 type Conn struct {
-	id       uint64
-	srv      *Server
-	fe       *Frontend
-	start    time.Time
-	remote   netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
-	local    netip.AddrPort // the address the client connected to
-	sock     *sockConn      // the client socket
-	sem      chan struct{}  // the frontend maxconn slot this session holds
-	tlsConn  *tls.Conn      // non-nil once the client is on TLS
-	r        *bufio.Reader
-	proxied  bool // remote came from an inbound PROXY header
-	handedOf atomic.Bool
+	id        uint64
+	srv       *Server
+	fe        *Frontend
+	start     time.Time
+	remote    netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
+	local     netip.AddrPort // the address the client connected to
+	sock      *sockConn      // the client socket
+	sem       chan struct{}  // the frontend maxconn slot this session holds
+	tlsConn   *tls.Conn      // non-nil once the client is on TLS
+	r         *bufio.Reader
+	proxied   bool // remote came from an inbound PROXY header
+	handedOff atomic.Bool
 
 	bytesIn  atomic.Int64 // client → maildirector
 	bytesOut atomic.Int64 // maildirector → client
@@ -220,7 +220,7 @@ func (c *Conn) Info() Info {
 	defer c.mu.Unlock()
 	return Info{
 		ID: c.id, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
-		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.handedOf.Load(),
+		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.handedOff.Load(),
 		Start: c.start, BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 	}
 }

@@ -37,10 +37,7 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
 		b, _ := c.r.Peek(n)
 		toServer = append([]byte(nil), b...)
 	}
-	if c.tlsConn == nil {
-		toServer = append(toServer, c.sock.prefix...)
-	}
-	c.sock.prefix = nil
+	c.sock.prefix = nil // consumed by the TLS handshake, or never set on plaintext
 	if len(fromServer) > 0 {
 		if _, err := c.Write(fromServer); err != nil {
 			return fmt.Errorf("relay: write to client: %w", err)
@@ -58,7 +55,7 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
 		c.mu.Unlock()
 		return fmt.Errorf("relay: session is ending (%s)", ended)
 	}
-	c.handedOf.Store(true)
+	c.handedOff.Store(true)
 	c.mu.Unlock()
 	putReader(c.r) // the pre-login buffer is not needed any more
 	c.r = nil

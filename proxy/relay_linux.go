@@ -270,12 +270,7 @@ func (d *direction) pump() {
 	}
 	s := d.s
 	src, dst := s.legs[d.from], s.legs[1-d.from]
-	var err error
-	if src.tls == nil && dst.tls == nil {
-		err = d.splice(src, dst)
-	} else {
-		err = d.copy(src, dst)
-	}
+	err := d.copy(src, dst) // sessions here have a TLS leg; plain pairs are detached
 	d.running.Store(false)
 	switch {
 	case err == errWouldBlock:
@@ -315,66 +310,6 @@ func (d *direction) copy(src, dst leg) error {
 			}
 			return err
 		}
-	}
-}
-
-// splice moves bytes socket → pipe → socket without copying them through
-// user space (splice(2)). The pipe is borrowed only while data moves.
-func (d *direction) splice(src, dst leg) error {
-	p, err := d.s.r.pipes.get()
-	if err != nil {
-		return d.copy(src, dst)
-	}
-	dst.sock.SetWriteDeadline(deadlineFor(d.s.c.fe.Timeouts.idle()))
-	for {
-		var n int
-		var serr error
-		cerr := src.sock.raw.Read(func(fd uintptr) bool {
-			for {
-				var n64 int64
-				n64, serr = unix.Splice(int(fd), nil, p.w, nil, spliceChunk, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-				n = int(n64)
-				if serr != unix.EINTR {
-					return true // EAGAIN included: the pump re-arms epoll instead of waiting here
-				}
-			}
-		})
-		switch {
-		case cerr != nil:
-			d.s.r.pipes.put(p)
-			return cerr
-		case serr == unix.EAGAIN:
-			d.s.r.pipes.put(p)
-			return errWouldBlock
-		case serr != nil:
-			d.s.r.pipes.put(p)
-			return serr
-		case n == 0:
-			d.s.r.pipes.put(p)
-			return io.EOF
-		}
-		for left := n; left > 0; {
-			var m int
-			cerr := dst.sock.raw.Write(func(fd uintptr) bool {
-				for {
-					var m64 int64
-					m64, serr = unix.Splice(p.r, nil, int(fd), nil, left, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-					m = int(m64)
-					if serr != unix.EINTR {
-						return serr != unix.EAGAIN // false: wait until the socket is writable
-					}
-				}
-			})
-			if cerr == nil {
-				cerr = serr
-			}
-			if cerr != nil {
-				p.close() // it may still hold bytes: never reuse it
-				return cerr
-			}
-			left -= m
-		}
-		d.moved(n)
 	}
 }
 

@@ -361,7 +361,7 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	c.cancel = nil // a relayed session keeps no context
 	c.mu.Unlock()
 	cancel()
-	if c.handedOf.Load() {
+	if c.handedOff.Load() {
 		return // the relay owns c now and ends it
 	}
 	s.endConn(c, err)
@@ -430,12 +430,12 @@ func (s *Server) endConn(c *Conn, err error) {
 	lease, ended, goodbye := c.lease, c.ended, c.goodbye
 	c.mu.Unlock()
 
-	if ended != "" && goodbye != nil && !c.handedOf.Load() {
+	if ended != "" && goodbye != nil && !c.handedOff.Load() {
 		c.sock.SetWriteDeadline(time.Now().Add(time.Second))
 		c.netConn().Write(goodbye)
 	}
 	c.netConn().Close()
-	if c.r != nil && !c.handedOf.Load() {
+	if c.r != nil && !c.handedOff.Load() {
 		putReader(c.r)
 		c.r = nil
 	}
@@ -534,14 +534,14 @@ func (s *Server) liveConns() []*Conn {
 // stopConn asks one session to end now: a handler's read fails and its
 // context is cancelled; a relayed session is closed by the relay.
 func (s *Server) stopConn(c *Conn, reason string) {
-	// ended and handedOf change under c.mu: either Relay sees ended and
-	// refuses the handoff, or this sees handedOf and the relay ends the
+	// ended and handedOff change under c.mu: either Relay sees ended and
+	// refuses the handoff, or this sees handedOff and the relay ends the
 	// session (relay.add looks at ended once the session is registered).
 	c.mu.Lock()
 	if c.ended == "" {
 		c.ended = reason
 	}
-	handed := c.handedOf.Load()
+	handed := c.handedOff.Load()
 	cancel := c.cancel
 	c.mu.Unlock()
 	if handed {
@@ -584,7 +584,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
-		if !c.handedOf.Load() {
+		if !c.handedOff.Load() {
 			s.stopConn(c, "shutdown")
 		}
 	}
