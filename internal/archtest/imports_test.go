@@ -14,16 +14,17 @@ const module = "github.com/maildirector/maildirector/"
 // the module it must not import, directly or not. A trailing "/" matches a
 // whole subtree.
 var forbidden = map[string][]string{
-	"config":                  {""},
-	"director":                {""},
-	"checks":                  {""},
-	"tlsutil":                 {""},
-	"protocols/internal/sasl": {""},
-	"proxy":                   {"protocols/", "director", "checks", "config", "stats"},
-	"protocols/imap":          {"director", "checks", "config", "protocols/pop3", "protocols/smtp", "protocols/tcp"},
-	"protocols/pop3":          {"director", "checks", "config", "protocols/imap", "protocols/smtp", "protocols/tcp"},
-	"protocols/smtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/tcp"},
-	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/smtp"},
+	"config":                      {""},
+	"director":                    {""},
+	"checks":                      {""},
+	"tlsutil":                     {""},
+	"protocols/internal/sasl":     {""},
+	"protocols/internal/textline": {""},
+	"proxy":                       {"protocols/", "director", "checks", "config", "stats"},
+	"protocols/imap":              {"director", "checks", "config", "protocols/pop3", "protocols/smtp", "protocols/tcp"},
+	"protocols/pop3":              {"director", "checks", "config", "protocols/imap", "protocols/smtp", "protocols/tcp"},
+	"protocols/smtp":              {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/tcp"},
+	"protocols/tcp":               {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/smtp"},
 }
 
 type pkg struct {
