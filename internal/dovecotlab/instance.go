@@ -532,7 +532,8 @@ func parseStat(s string) (statFields, bool) {
 		return statFields{}, false
 	}
 	f := strings.Fields(s[end+1:])
-	if len(f) < 3 || len(f[0]) != 1 {
+	// The state is one letter (proc(5): R S D Z T t X I ...).
+	if len(f) < 3 || len(f[0]) != 1 || !isLetter(f[0][0]) {
 		return statFields{}, false
 	}
 	ppid, err1 := strconv.Atoi(f[1])
@@ -542,6 +543,8 @@ func parseStat(s string) (statFields, bool) {
 	}
 	return statFields{state: f[0][0], ppid: ppid, pgrp: pgrp}, true
 }
+
+func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 // namedPort is one listener with its readiness probe.
 type namedPort struct {
