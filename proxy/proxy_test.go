@@ -139,7 +139,7 @@ func TestRelayRoundTrip(t *testing.T) {
 			var c net.Conn
 			var err error
 			if tt.implicit {
-				c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "mail.example.org"})
+				c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "mail.example.org", NextProtos: []string{"h2", "imap"}})
 			} else {
 				c, err = net.Dial("tcp", addr)
 			}
@@ -184,6 +184,23 @@ func TestRelayRoundTrip(t *testing.T) {
 				}
 				if found && !ssl.ClientSSL() {
 					t.Error("SSL TLV without the client bit")
+				}
+				if found {
+					if v, _ := ssl.SSLVersion(); v != "TLSv1.3" {
+						t.Errorf("SSL version sub-TLV: got %q, want TLSv1.3", v)
+					}
+					var authority string
+					for _, tlv := range tlvs {
+						if tlv.Type == proxyproto.PP2_TYPE_AUTHORITY {
+							authority = string(tlv.Value)
+						}
+						if tlv.Type == proxyproto.PP2_TYPE_ALPN {
+							t.Errorf("ALPN TLV sent (%q): Dovecot drops connections whose ALPN is not the service's", tlv.Value)
+						}
+					}
+					if authority != "mail.example.org" {
+						t.Errorf("AUTHORITY TLV: got %q, want the client's SNI mail.example.org", authority)
+					}
 				}
 			}
 			// Half-close from the client ends the session once the echo closes too.
