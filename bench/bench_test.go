@@ -282,7 +282,7 @@ func TestHAProxyConfigValid(t *testing.T) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		if bin, err = exec.LookPath("/usr/sbin/haproxy"); err != nil {
-			t.Skip("haproxy not installed")
+			t.Fatal("haproxy is not installed: run scripts/deps.sh (make test does)")
 		}
 	}
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
