@@ -8,13 +8,14 @@ set -eu
 
 need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/dovecot/pop3-login
 /usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl"
 
 missing=""
 for f in $need; do
 	[ -x "$f" ] || missing="$missing $f"
 done
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 
 did="present"
 if [ -n "$missing" ]; then
