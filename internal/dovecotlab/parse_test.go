@@ -124,8 +124,12 @@ func TestParseListenLine(t *testing.T) {
 func FuzzParseListenLine(f *testing.F) {
 	f.Add("   0: 0100007F:277F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1")
 	f.Fuzz(func(t *testing.T, line string) {
-		if port, ok := parseListenLine(line); ok && (port < 0 || port > 65535 || !strings.Contains(line, " 0A")) {
-			t.Errorf("got port %d for %q", port, line)
+		port, ok := parseListenLine(line)
+		if !ok {
+			return
+		}
+		if f := strings.Fields(line); port < 0 || port > 65535 || len(f) < 4 || f[3] != "0A" {
+			t.Errorf("got port %d for %q, which is not a listening socket's line", port, line)
 		}
 	})
 }
