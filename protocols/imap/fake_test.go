@@ -2,14 +2,12 @@ package imap
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +16,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/proxy"
-	"github.com/maildirector/maildirector/tlsutil"
+	"github.com/maildirector/maildirector/proxy/proxytest"
 )
 
 // fakeMode is how a fake server behaves.
@@ -249,56 +247,11 @@ func fakeReadArgs(br *bufio.Reader, w io.Writer, rest string, n int) ([]string, 
 	return args, nil
 }
 
-// fakePicker hands out its targets in order, skipping excluded ones.
-type fakePicker struct {
-	targets []proxy.Target
-	err     error // returned by every Pick when set
-
-	mu     sync.Mutex
-	users  []string
-	failed []string
-}
-
-func (p *fakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	p.mu.Lock()
-	p.users = append(p.users, user)
-	p.mu.Unlock()
-	if p.err != nil {
-		return nil, p.err
-	}
-	for _, t := range p.targets {
-		if !slices.Contains(exclude, t.Server) {
-			return &fakeLease{p: p, t: t}, nil
-		}
-	}
-	return nil, errors.New("no usable server")
-}
-
-func (p *fakePicker) failures() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.failed)
-}
-
-type fakeLease struct {
-	p *fakePicker
-	t proxy.Target
-}
-
-func (l *fakeLease) Target() proxy.Target { return l.t }
-func (l *fakeLease) Established()         {}
-func (l *fakeLease) Release()             {}
-func (l *fakeLease) Failed(error) {
-	l.p.mu.Lock()
-	l.p.failed = append(l.p.failed, l.t.Server)
-	l.p.mu.Unlock()
-}
-
 // env is one proxy.Server running the IMAP frontend on 127.0.0.1:0.
 type env struct {
 	srv     *proxy.Server
 	addr    string
-	picker  *fakePicker
+	picker  *proxytest.Picker
 	servers []*fakeServer
 }
 
@@ -316,9 +269,9 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if cfg.servers == nil {
 		cfg.servers = []*fakeServer{startFake(t, "dovecot1", fakeOK, dovecotCaps)}
 	}
-	p := &fakePicker{}
+	p := &proxytest.Picker{}
 	for _, f := range cfg.servers {
-		p.targets = append(p.targets, f.target())
+		p.Targets = append(p.Targets, f.target())
 	}
 	if cfg.opts.Picker == nil && !cfg.noPicker {
 		cfg.opts.Picker = p
@@ -328,7 +281,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		Handler: New(cfg.opts), ImplicitTLS: cfg.implicitTLS, Timeouts: cfg.timeouts,
 	}
 	if cfg.tls || cfg.implicitTLS {
-		fe.TLS = testTLSConfig(t)
+		fe.TLS = proxytest.ServerTLS(t)
 	}
 	srv := proxy.New(proxy.Options{})
 	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
@@ -336,19 +289,6 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	}
 	t.Cleanup(func() { srv.Close() })
 	return &env{srv: srv, addr: srv.ListenerAddr("imap").String(), picker: p, servers: cfg.servers}
-}
-
-func testTLSConfig(t *testing.T) *tls.Config {
-	t.Helper()
-	certPEM, keyPEM, err := tlsutil.SelfSigned("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}}
 }
 
 // client is the test's IMAP client.

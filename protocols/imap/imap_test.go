@@ -15,6 +15,7 @@ import (
 
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/proxy/proxytest"
 )
 
 func plain(authzid, user, pass string) string { return sasl.EncodePlain(authzid, user, pass) }
@@ -233,9 +234,7 @@ func TestLogin(t *testing.T) {
 			if len(logins) != 1 || logins[0] != tt.wantLogin {
 				t.Errorf("server saw %q, want [%q]", logins, tt.wantLogin)
 			}
-			e.picker.mu.Lock()
-			users := slices.Clone(e.picker.users)
-			e.picker.mu.Unlock()
+			users := e.picker.Users()
 			if want := strings.TrimPrefix(strings.TrimPrefix(tt.wantLogin, "LOGIN "), "AUTHENTICATE "); len(users) != 1 || users[0] != want {
 				t.Errorf("picker got users %q, want [%q]", users, want)
 			}
@@ -253,10 +252,8 @@ func TestLoginRoutesOnAuthzid(t *testing.T) {
 	c.send("a AUTHENTICATE PLAIN " + plain("alice", "master", goodPassword) + "\r\n")
 	c.expect("* OK welcome master")
 	c.expect("a OK")
-	e.picker.mu.Lock()
-	defer e.picker.mu.Unlock()
-	if len(e.picker.users) != 1 || e.picker.users[0] != "alice" {
-		t.Errorf("got picks for %q, want [alice]", e.picker.users)
+	if len(e.picker.Users()) != 1 || e.picker.Users()[0] != "alice" {
+		t.Errorf("got picks for %q, want [alice]", e.picker.Users())
 	}
 }
 
@@ -276,10 +273,8 @@ func TestXOAUTH2(t *testing.T) {
 	if logins, _ := e.servers[0].seen(); !slices.Equal(logins, []string{"XOAUTH2 " + bad, "XOAUTH2 " + good}) {
 		t.Errorf("server saw %q, want the client's two responses", logins)
 	}
-	e.picker.mu.Lock()
-	defer e.picker.mu.Unlock()
-	if !slices.Equal(e.picker.users, []string{"alice", "alice"}) {
-		t.Errorf("got picks for %q, want [alice alice]", e.picker.users)
+	if !slices.Equal(e.picker.Users(), []string{"alice", "alice"}) {
+		t.Errorf("got picks for %q, want [alice alice]", e.picker.Users())
 	}
 }
 
@@ -330,7 +325,7 @@ func TestWrongPasswordThenRetry(t *testing.T) {
 	c.send("b LOGIN alice " + goodPassword + "\r\n")
 	c.expect("* OK welcome alice")
 	c.expect("b OK [CAPABILITY")
-	if f := e.picker.failures(); len(f) != 0 {
+	if f := e.picker.Failures(); len(f) != 0 {
 		t.Errorf("got server failures %v, want none (a NO is not a server failure)", f)
 	}
 }
@@ -375,7 +370,7 @@ func TestServerFailover(t *testing.T) {
 				timeouts: proxy.Timeouts{ServerLogin: 300 * time.Millisecond},
 			})
 			c := e.loggedIn(t)
-			if f := e.picker.failures(); !slices.Equal(f, []string{"bad"}) {
+			if f := e.picker.Failures(); !slices.Equal(f, []string{"bad"}) {
 				t.Errorf("got failures %v, want [bad]", f)
 			}
 			if logins, _ := good.seen(); len(logins) != 1 {
@@ -396,18 +391,18 @@ func TestUnavailable(t *testing.T) {
 		{name: "every server fails", picker: func(t *testing.T) proxy.Picker {
 			a := startFake(t, "a", fakeDropOnLogin, dovecotCaps)
 			b := startFake(t, "b", fakeByeGreeting, dovecotCaps)
-			return &fakePicker{targets: []proxy.Target{a.target(), b.target()}}
+			return &proxytest.Picker{Targets: []proxy.Target{a.target(), b.target()}}
 		}},
 		{name: "retries exhausted", opts: Options{Retries: -1}, picker: func(t *testing.T) proxy.Picker {
 			a := startFake(t, "a", fakeDropOnLogin, dovecotCaps)
 			b := startFake(t, "b", fakeOK, dovecotCaps)
-			return &fakePicker{targets: []proxy.Target{a.target(), b.target()}}
+			return &proxytest.Picker{Targets: []proxy.Target{a.target(), b.target()}}
 		}},
 		{name: "picker has nothing", picker: func(*testing.T) proxy.Picker {
-			return &fakePicker{err: errors.New("no server up")}
+			return &proxytest.Picker{Err: errors.New("no server up")}
 		}},
 		{name: "nothing listens", picker: func(*testing.T) proxy.Picker {
-			return &fakePicker{targets: []proxy.Target{{Server: "gone", Address: "127.0.0.1:1"}}}
+			return &proxytest.Picker{Targets: []proxy.Target{{Server: "gone", Address: "127.0.0.1:1"}}}
 		}},
 		{name: "no picker", picker: func(*testing.T) proxy.Picker { return nil }},
 	}

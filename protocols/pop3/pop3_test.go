@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
-	"github.com/maildirector/maildirector/tlsutil"
+	"github.com/maildirector/maildirector/proxy/proxytest"
 )
 
 // fakeServer is a tiny POP3 server: greeting, AUTH PLAIN against one
@@ -109,82 +108,11 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// testPicker hands out its targets in order, skipping excluded ones, and
-// records which servers failed.
-type testPicker struct {
-	targets []proxy.Target
-	mu      sync.Mutex
-	failed  []string
-}
-
-func (p *testPicker) Pick(_ context.Context, _ string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	for _, t := range p.targets {
-		if !slices.Contains(exclude, t.Server) {
-			return &testLease{p: p, t: t}, nil
-		}
-	}
-	return nil, errors.New("no usable server")
-}
-
-func (p *testPicker) failures() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.failed)
-}
-
-type testLease struct {
-	p *testPicker
-	t proxy.Target
-}
-
-func (l *testLease) Target() proxy.Target { return l.t }
-func (l *testLease) Established()         {}
-func (l *testLease) Release()             {}
-func (l *testLease) Failed(error) {
-	l.p.mu.Lock()
-	l.p.failed = append(l.p.failed, l.t.Server)
-	l.p.mu.Unlock()
-}
-
-// deadAddr returns a loopback address nobody listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-func testTLSConfig(t *testing.T) *tls.Config {
-	t.Helper()
-	certPEM, keyPEM, err := tlsutil.SelfSigned("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}}
-}
-
 // startFrontend runs the frontend on a real proxy.Server on 127.0.0.1:0
 // and returns its address.
 func startFrontend(t *testing.T, opts Options, tlsCfg *tls.Config) string {
 	t.Helper()
-	srv := proxy.New(proxy.Options{})
-	fe := proxy.Frontend{
-		Name: "pop3", Protocol: "pop3", Addrs: []string{"127.0.0.1:0"},
-		Handler: New(opts), TLS: tlsCfg,
-	}
-	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.ListenerAddr("pop3").String()
+	return proxytest.Serve(t, proxy.Frontend{Name: "pop3", Protocol: "pop3", Handler: New(opts), TLS: tlsCfg})
 }
 
 // client is the test's POP3 client.
@@ -317,7 +245,7 @@ func TestLogin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := startFake(t, &fakeServer{})
 			addr := startFrontend(t, Options{
-				Picker:         &testPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+				Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 				PlaintextLogin: true,
 			}, nil)
 			c := greeted(t, addr)
@@ -335,7 +263,7 @@ func TestLogin(t *testing.T) {
 func TestWrongPasswordRelayedAndRetry(t *testing.T) {
 	fake := startFake(t, &fakeServer{})
 	addr := startFrontend(t, Options{
-		Picker:         &testPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin: true,
 	}, nil)
 	c := greeted(t, addr)
@@ -350,7 +278,7 @@ func TestWrongPasswordRelayedAndRetry(t *testing.T) {
 func TestTooManyFailedLogins(t *testing.T) {
 	fake := startFake(t, &fakeServer{})
 	addr := startFrontend(t, Options{
-		Picker:           &testPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker:           &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin:   true,
 		MaxLoginAttempts: 2,
 	}, nil)
@@ -366,7 +294,7 @@ func TestServerFailover(t *testing.T) {
 		first      func(t *testing.T) string // address of a failing server
 		wantFailed []string                  // servers reported to passive health
 	}{
-		{"connection refused", deadAddr, []string{"bad"}},
+		{"connection refused", func(t *testing.T) string { return proxytest.DeadAddr(t) }, []string{"bad"}},
 		{"negative greeting", func(t *testing.T) string {
 			return startFake(t, &fakeServer{greeting: "-ERR [SYS/TEMP] Overloaded."}).addr
 		}, []string{"bad"}},
@@ -379,14 +307,14 @@ func TestServerFailover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			good := startFake(t, &fakeServer{})
-			picker := &testPicker{targets: []proxy.Target{
+			picker := &proxytest.Picker{Targets: []proxy.Target{
 				{Server: "bad", Address: tt.first(t)},
 				{Server: "good", Address: good.addr},
 			}}
 			addr := startFrontend(t, Options{Picker: picker, Retries: 1, PlaintextLogin: true}, nil)
 			c := authenticated(t, addr, "alice", "secret")
 			c.expect("STAT", "+OK 1 100")
-			if got := picker.failures(); !slices.Equal(got, tt.wantFailed) {
+			if got := picker.Failures(); !slices.Equal(got, tt.wantFailed) {
 				t.Errorf("failed servers: got %q, want %q", got, tt.wantFailed)
 			}
 		})
@@ -400,13 +328,13 @@ func TestNoServer(t *testing.T) {
 	}{
 		{"none configured", func(*testing.T) []proxy.Target { return nil }},
 		{"all down", func(t *testing.T) []proxy.Target {
-			return []proxy.Target{{Server: "a", Address: deadAddr(t)}, {Server: "b", Address: deadAddr(t)}}
+			return []proxy.Target{{Server: "a", Address: proxytest.DeadAddr(t)}, {Server: "b", Address: proxytest.DeadAddr(t)}}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := startFrontend(t, Options{
-				Picker: &testPicker{targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
+				Picker: &proxytest.Picker{Targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
 			}, nil)
 			c := greeted(t, addr)
 			c.expect("USER alice", "+OK")
@@ -417,7 +345,7 @@ func TestNoServer(t *testing.T) {
 }
 
 func TestPlaintextRefusedBeforeTLS(t *testing.T) {
-	addr := startFrontend(t, Options{Picker: &testPicker{}}, testTLSConfig(t))
+	addr := startFrontend(t, Options{Picker: &proxytest.Picker{}}, proxytest.ServerTLS(t))
 	c := greeted(t, addr)
 	caps := c.capabilities()
 	for _, want := range []string{"STLS", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "TOP", "UIDL"} {
@@ -442,11 +370,11 @@ func TestPlaintextRefusedBeforeTLS(t *testing.T) {
 func TestSTLS(t *testing.T) {
 	fake := startFake(t, &fakeServer{})
 	addr := startFrontend(t, Options{
-		Picker: &testPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker: &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		ServerCapabilities: func() []string {
 			return []string{"TOP", "UIDL", "SASL PLAIN LOGIN", "STLS", "IMPLEMENTATION Dovecot", "EXPIRE NEVER"}
 		},
-	}, testTLSConfig(t))
+	}, proxytest.ServerTLS(t))
 	c := greeted(t, addr)
 	// The pipelined USER must be discarded (RFC 2595 section 4 via RFC 3207 4.2).
 	c.send("STLS\r\nUSER mallory")
@@ -471,7 +399,7 @@ func TestSTLS(t *testing.T) {
 }
 
 func TestSTLSUnavailable(t *testing.T) {
-	addr := startFrontend(t, Options{Picker: &testPicker{}}, nil)
+	addr := startFrontend(t, Options{Picker: &proxytest.Picker{}}, nil)
 	c := greeted(t, addr)
 	if caps := c.capabilities(); slices.Contains(caps, "STLS") {
 		t.Errorf("CAPA without certificates: got %q, want no STLS", caps)
@@ -482,7 +410,7 @@ func TestSTLSUnavailable(t *testing.T) {
 func TestAuthErrors(t *testing.T) {
 	fake := startFake(t, &fakeServer{})
 	addr := startFrontend(t, Options{
-		Picker:           &testPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker:           &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin:   true,
 		MaxLoginAttempts: 10,
 	}, nil)
@@ -532,7 +460,7 @@ func TestClosesOnBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startFrontend(t, Options{Picker: &testPicker{}, PlaintextLogin: true}, nil)
+			addr := startFrontend(t, Options{Picker: &proxytest.Picker{}, PlaintextLogin: true}, nil)
 			c := greeted(t, addr)
 			io.WriteString(c.conn, tt.send)
 			got := c.readLine()
@@ -548,7 +476,7 @@ func TestClosesOnBadInput(t *testing.T) {
 }
 
 func TestTooManyErrors(t *testing.T) {
-	addr := startFrontend(t, Options{Picker: &testPicker{}}, nil)
+	addr := startFrontend(t, Options{Picker: &proxytest.Picker{}}, nil)
 	c := greeted(t, addr)
 	for range maxErrors - 1 {
 		c.expect("STAT", "-ERR Not logged in.")
@@ -564,7 +492,7 @@ func TestGreetingAndShutdown(t *testing.T) {
 	srv := proxy.New(proxy.Options{})
 	fe := proxy.Frontend{
 		Name: "pop3", Protocol: "pop3", Addrs: []string{"127.0.0.1:0"},
-		Handler: New(Options{Picker: &testPicker{}, Greeting: "Dovecot ready.\r\nX"}),
+		Handler: New(Options{Picker: &proxytest.Picker{}, Greeting: "Dovecot ready.\r\nX"}),
 	}
 	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -18,7 +17,7 @@ import (
 
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
-	"github.com/maildirector/maildirector/tlsutil"
+	"github.com/maildirector/maildirector/proxy/proxytest"
 )
 
 // subFake is a tiny submission server: 220 greeting, EHLO, XCLIENT, AUTH
@@ -115,67 +114,6 @@ func (f *subFake) serve(c net.Conn) {
 	}
 }
 
-// subPicker hands out its targets in order, skipping excluded ones, and
-// records which servers failed.
-type subPicker struct {
-	targets []proxy.Target
-	mu      sync.Mutex
-	failed  []string
-}
-
-func (p *subPicker) Pick(_ context.Context, _ string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	for _, t := range p.targets {
-		if !slices.Contains(exclude, t.Server) {
-			return &subLease{p: p, t: t}, nil
-		}
-	}
-	return nil, errors.New("no usable server")
-}
-
-func (p *subPicker) failures() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.failed)
-}
-
-type subLease struct {
-	p *subPicker
-	t proxy.Target
-}
-
-func (l *subLease) Target() proxy.Target { return l.t }
-func (l *subLease) Established()         {}
-func (l *subLease) Release()             {}
-func (l *subLease) Failed(error) {
-	l.p.mu.Lock()
-	l.p.failed = append(l.p.failed, l.t.Server)
-	l.p.mu.Unlock()
-}
-
-func subDeadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-func subTLSConfig(t *testing.T) *tls.Config {
-	t.Helper()
-	certPEM, keyPEM, err := tlsutil.SelfSigned("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}}
-}
-
 // startSubmission runs the frontend on a real proxy.Server on 127.0.0.1:0
 // and returns its address.
 func startSubmission(t *testing.T, opts SubmissionOptions, tlsCfg *tls.Config) string {
@@ -183,16 +121,7 @@ func startSubmission(t *testing.T, opts SubmissionOptions, tlsCfg *tls.Config) s
 	if opts.Hostname == "" {
 		opts.Hostname = "proxy.example.org"
 	}
-	srv := proxy.New(proxy.Options{})
-	fe := proxy.Frontend{
-		Name: "submission", Protocol: "submission", Addrs: []string{"127.0.0.1:0"},
-		Handler: NewSubmission(opts), TLS: tlsCfg,
-	}
-	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.ListenerAddr("submission").String()
+	return proxytest.Serve(t, proxy.Frontend{Name: "submission", Protocol: "submission", Handler: NewSubmission(opts), TLS: tlsCfg})
 }
 
 // subClient is the test's SMTP client.
@@ -334,7 +263,7 @@ func TestSubmissionLogin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := startSubFake(t, &subFake{})
 			addr := startSubmission(t, SubmissionOptions{
-				Picker:         &subPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+				Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 				PlaintextLogin: true,
 			}, nil)
 			c, _ := subEhloed(t, addr)
@@ -354,7 +283,7 @@ func TestSubmissionLogin(t *testing.T) {
 func TestSubmissionXClient(t *testing.T) {
 	fake := startSubFake(t, &subFake{})
 	addr := startSubmission(t, SubmissionOptions{
-		Picker:         &subPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr, XClient: true}}},
+		Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr, XClient: true}}},
 		PlaintextLogin: true,
 	}, nil)
 	c := subAuthenticated(t, addr, "alice", "secret")
@@ -396,7 +325,7 @@ func TestXClientLine(t *testing.T) {
 func TestSubmissionWrongPasswordRelayedAndRetry(t *testing.T) {
 	fake := startSubFake(t, &subFake{})
 	addr := startSubmission(t, SubmissionOptions{
-		Picker:         &subPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin: true,
 	}, nil)
 	c, _ := subEhloed(t, addr)
@@ -408,7 +337,7 @@ func TestSubmissionWrongPasswordRelayedAndRetry(t *testing.T) {
 func TestSubmissionTooManyFailedLogins(t *testing.T) {
 	fake := startSubFake(t, &subFake{})
 	addr := startSubmission(t, SubmissionOptions{
-		Picker:           &subPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker:           &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin:   true,
 		MaxLoginAttempts: 2,
 	}, nil)
@@ -430,7 +359,7 @@ func TestSubmissionFailover(t *testing.T) {
 		first      func(t *testing.T) string
 		wantFailed []string // servers reported to passive health
 	}{
-		{"connection refused", subDeadAddr, []string{"bad"}},
+		{"connection refused", func(t *testing.T) string { return proxytest.DeadAddr(t) }, []string{"bad"}},
 		{"busy greeting", func(t *testing.T) string {
 			return startSubFake(t, &subFake{greeting: "421 4.3.2 Too busy"}).addr
 		}, []string{"bad"}},
@@ -443,14 +372,14 @@ func TestSubmissionFailover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			good := startSubFake(t, &subFake{})
-			picker := &subPicker{targets: []proxy.Target{
+			picker := &proxytest.Picker{Targets: []proxy.Target{
 				{Server: "bad", Address: tt.first(t)},
 				{Server: "good", Address: good.addr},
 			}}
 			addr := startSubmission(t, SubmissionOptions{Picker: picker, Retries: 1, PlaintextLogin: true}, nil)
 			c := subAuthenticated(t, addr, "alice", "secret")
 			c.expect("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
-			if got := picker.failures(); !slices.Equal(got, tt.wantFailed) {
+			if got := picker.Failures(); !slices.Equal(got, tt.wantFailed) {
 				t.Errorf("failed servers: got %q, want %q", got, tt.wantFailed)
 			}
 		})
@@ -464,13 +393,13 @@ func TestSubmissionNoServer(t *testing.T) {
 	}{
 		{"none configured", func(*testing.T) []proxy.Target { return nil }},
 		{"all down", func(t *testing.T) []proxy.Target {
-			return []proxy.Target{{Server: "a", Address: subDeadAddr(t)}, {Server: "b", Address: subDeadAddr(t)}}
+			return []proxy.Target{{Server: "a", Address: proxytest.DeadAddr(t)}, {Server: "b", Address: proxytest.DeadAddr(t)}}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := startSubmission(t, SubmissionOptions{
-				Picker: &subPicker{targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
+				Picker: &proxytest.Picker{Targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
 			}, nil)
 			c, _ := subEhloed(t, addr)
 			c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "421 4.3.0 Service temporarily unavailable")
@@ -498,10 +427,10 @@ func TestSubmissionEhlo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var cfg *tls.Config
 			if tt.tls {
-				cfg = subTLSConfig(t)
+				cfg = proxytest.ServerTLS(t)
 			}
 			addr := startSubmission(t, SubmissionOptions{
-				Picker: &subPicker{}, MaxMessageSize: tt.size, PlaintextLogin: tt.plaintext,
+				Picker: &proxytest.Picker{}, MaxMessageSize: tt.size, PlaintextLogin: tt.plaintext,
 			}, cfg)
 			_, got := subEhloed(t, addr)
 			if !slices.Equal(got, tt.want) {
@@ -512,7 +441,7 @@ func TestSubmissionEhlo(t *testing.T) {
 }
 
 func TestSubmissionPlaintextRefusedBeforeTLS(t *testing.T) {
-	addr := startSubmission(t, SubmissionOptions{Picker: &subPicker{}}, subTLSConfig(t))
+	addr := startSubmission(t, SubmissionOptions{Picker: &proxytest.Picker{}}, proxytest.ServerTLS(t))
 	c, _ := subEhloed(t, addr)
 	c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "530 5.7.0 Must issue a STARTTLS command first")
 	c.expect("AUTH LOGIN", "530 5.7.0 Must issue a STARTTLS command first")
@@ -521,8 +450,8 @@ func TestSubmissionPlaintextRefusedBeforeTLS(t *testing.T) {
 func TestSubmissionStartTLS(t *testing.T) {
 	fake := startSubFake(t, &subFake{})
 	addr := startSubmission(t, SubmissionOptions{
-		Picker: &subPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
-	}, subTLSConfig(t))
+		Picker: &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+	}, proxytest.ServerTLS(t))
 	c, _ := subEhloed(t, addr)
 	// RFC 3207 section 4.2: the pipelined AUTH must be discarded.
 	c.send("STARTTLS\r\nAUTH PLAIN " + sasl.EncodePlain("", "mallory", "x"))
@@ -552,7 +481,7 @@ func TestSubmissionStartTLS(t *testing.T) {
 func TestSubmissionCommandErrors(t *testing.T) {
 	fake := startSubFake(t, &subFake{})
 	addr := startSubmission(t, SubmissionOptions{
-		Picker:           &subPicker{targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
+		Picker:           &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin:   true,
 		MaxLoginAttempts: 10,
 	}, nil)
@@ -619,7 +548,7 @@ func TestSubmissionClosesOnBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startSubmission(t, SubmissionOptions{Picker: &subPicker{}, PlaintextLogin: true}, nil)
+			addr := startSubmission(t, SubmissionOptions{Picker: &proxytest.Picker{}, PlaintextLogin: true}, nil)
 			c := subGreeted(t, addr)
 			io.WriteString(c.conn, tt.send)
 			var got []string
@@ -638,7 +567,7 @@ func TestSubmissionClosesOnBadInput(t *testing.T) {
 }
 
 func TestSubmissionTooManyErrors(t *testing.T) {
-	addr := startSubmission(t, SubmissionOptions{Picker: &subPicker{}}, nil)
+	addr := startSubmission(t, SubmissionOptions{Picker: &proxytest.Picker{}}, nil)
 	c := subGreeted(t, addr)
 	for range subMaxErrors - 1 {
 		c.expect("MAIL FROM:<a@b>", "530 5.7.0 Authentication required")
@@ -654,7 +583,7 @@ func TestSubmissionShutdownGoodbye(t *testing.T) {
 	srv := proxy.New(proxy.Options{})
 	fe := proxy.Frontend{
 		Name: "submission", Protocol: "submission", Addrs: []string{"127.0.0.1:0"},
-		Handler: NewSubmission(SubmissionOptions{Picker: &subPicker{}, Hostname: "proxy.example.org"}),
+		Handler: NewSubmission(SubmissionOptions{Picker: &proxytest.Picker{}, Hostname: "proxy.example.org"}),
 	}
 	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
 		t.Fatal(err)

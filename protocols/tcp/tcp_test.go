@@ -2,20 +2,17 @@ package tcp
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pires/go-proxyproto"
 
 	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/proxy/proxytest"
 )
 
 // startGreeter runs a server that reads an optional PROXY header, greets
@@ -58,62 +55,9 @@ func greet(c net.Conn, name string, wantProxy bool, headers chan<- *proxyproto.H
 	io.Copy(c, br)
 }
 
-type testPicker struct {
-	targets []proxy.Target
-	mu      sync.Mutex
-	failed  []string
-	users   []string
-}
-
-func (p *testPicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	p.mu.Lock()
-	p.users = append(p.users, user)
-	p.mu.Unlock()
-	for _, t := range p.targets {
-		if !slices.Contains(exclude, t.Server) {
-			return &testLease{p: p, t: t}, nil
-		}
-	}
-	return nil, errors.New("no usable server")
-}
-
-type testLease struct {
-	p *testPicker
-	t proxy.Target
-}
-
-func (l *testLease) Target() proxy.Target { return l.t }
-func (l *testLease) Established()         {}
-func (l *testLease) Release()             {}
-func (l *testLease) Failed(error) {
-	l.p.mu.Lock()
-	l.p.failed = append(l.p.failed, l.t.Server)
-	l.p.mu.Unlock()
-}
-
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func startFrontend(t *testing.T, p proxy.Picker, retries int) string {
 	t.Helper()
-	srv := proxy.New(proxy.Options{})
-	fe := proxy.Frontend{
-		Name: "tcp", Protocol: "tcp", Addrs: []string{"127.0.0.1:0"},
-		Handler: New(Options{Picker: p, Retries: retries}),
-	}
-	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.ListenerAddr("tcp").String()
+	return proxytest.Serve(t, proxy.Frontend{Name: "tcp", Protocol: "tcp", Handler: New(Options{Picker: p, Retries: retries})})
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
@@ -140,7 +84,7 @@ func TestRelay(t *testing.T) {
 		}, "hello a", nil, true},
 		{"first down, next one", func(t *testing.T, h chan *proxyproto.Header) []proxy.Target {
 			return []proxy.Target{
-				{Server: "dead", Address: deadAddr(t)},
+				{Server: "dead", Address: proxytest.DeadAddr(t)},
 				{Server: "b", Address: startGreeter(t, "b", false, h)},
 			}
 		}, "hello b", []string{"dead"}, false},
@@ -148,7 +92,7 @@ func TestRelay(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			headers := make(chan *proxyproto.Header, 1)
-			p := &testPicker{targets: tt.targets(t, headers)}
+			p := &proxytest.Picker{Targets: tt.targets(t, headers)}
 			c, br := dial(t, startFrontend(t, p, 1))
 			io.WriteString(c, "early bytes\n") // sent before the server is connected
 			if got, _ := br.ReadString('\n'); strings.TrimSpace(got) != tt.want {
@@ -164,20 +108,18 @@ func TestRelay(t *testing.T) {
 					t.Errorf("PROXY source: got %s, want %s", src, c.LocalAddr())
 				}
 			}
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if !slices.Equal(p.failed, tt.failed) {
-				t.Errorf("failed servers: got %q, want %q", p.failed, tt.failed)
+			if got := p.Failures(); !slices.Equal(got, tt.failed) {
+				t.Errorf("failed servers: got %q, want %q", got, tt.failed)
 			}
-			if slices.ContainsFunc(p.users, func(u string) bool { return u != "" }) {
-				t.Errorf("picked for users %q, want only empty", p.users)
+			if slices.ContainsFunc(p.Users(), func(u string) bool { return u != "" }) {
+				t.Errorf("picked for users %q, want only empty", p.Users())
 			}
 		})
 	}
 }
 
 func TestNoServerCloses(t *testing.T) {
-	p := &testPicker{targets: []proxy.Target{{Server: "dead", Address: deadAddr(t)}}}
+	p := &proxytest.Picker{Targets: []proxy.Target{{Server: "dead", Address: proxytest.DeadAddr(t)}}}
 	_, br := dial(t, startFrontend(t, p, 2))
 	if got, err := br.ReadString('\n'); err == nil {
 		t.Fatalf("got %q, want the connection closed", got)
