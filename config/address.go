@@ -81,6 +81,16 @@ func (b *Backend) CheckSendProxy(s *Server) CheckProxy {
 	return CheckProxyNone
 }
 
+// CheckTLS reports whether the check of s runs over TLS: Check.TLS when
+// the file sets it, else the server's own tls.enabled, so that enabling TLS
+// to a server moves its checks to TLS as well.
+func (b *Backend) CheckTLS(s *Server) bool {
+	if b.Check.TLS != nil {
+		return *b.Check.TLS
+	}
+	return s.TLS.Enabled
+}
+
 // errBrackets explains how IPv6 addresses are written.
 var errBrackets = errors.New(`write IPv6 addresses in brackets, e.g. "[2001:db8::1]" or "[2001:db8::1]:143"`)
 

@@ -174,6 +174,28 @@ type Backend struct {
 	// before hashing, so "alice" and "alice@example.com" are one user.
 	// Default empty: names are used as given.
 	DefaultDomain string `toml:"default_domain"`
+	// RecipientDelimiter is Dovecot's recipient_delimiter: each of its
+	// characters starts the detail of a local part ("alice+lists"), which
+	// is removed before routing an LMTP recipient, so that plus-addressed
+	// mail lands on the user's own server. Set it to the same value as
+	// Dovecot. Default "+"; "" disables it.
+	RecipientDelimiter string `toml:"recipient_delimiter"`
+	// StripLoginDetail removes the recipient_delimiter detail from IMAP,
+	// POP3 and submission login names too (for sites whose passdb accepts
+	// "alice+x" as alice). Default false: login names are routed as given.
+	StripLoginDetail bool `toml:"strip_login_detail"`
+	// MasterUserSeparator is Dovecot's auth_master_user_separator: a login
+	// "alice*admin" is a master user logging in as alice, and is routed as
+	// alice. Default "" (no separator); SASL PLAIN's authorization identity
+	// is used whatever this says.
+	MasterUserSeparator string `toml:"master_user_separator"`
+	// LoginServerDown is what an IMAP, POP3 or submission login gets when
+	// the user's own server is unusable: "next" sends it to the next server
+	// (shared storage: every server sees every mailbox, as behind a Dovecot
+	// director), "tempfail" refuses it for now (IMAP NO [UNAVAILABLE], POP3
+	// -ERR [SYS/TEMP], SMTP 454 4.7.0), so a user whose mail lives on one
+	// server never sees an empty mailbox elsewhere. Default "next".
+	LoginServerDown ServerDown `toml:"login_server_down"`
 	// AllBackups uses all backup servers at once (else the first usable
 	// one) when no active server is usable. Default false.
 	AllBackups bool `toml:"allbackups"`
@@ -201,8 +223,11 @@ type Backend struct {
 
 // Check is a [backend.NAME.check] table.
 type Check struct {
-	// Type is the probe. Default "tcp"; "none" means no checks: servers
-	// are always up.
+	// Type is the probe. Default (resolved at load) the protocol of the
+	// frontends using the backend: imap, else pop3, else lmtp, else smtp
+	// (for submission), else tcp. A protocol check notices a Dovecot that
+	// accepts connections but no longer answers; a tcp check does not.
+	// "none" means no checks: servers are always up.
 	Type CheckType `toml:"type"`
 	// Inter is the interval between checks while a server is steadily up.
 	// Default 2s; range 100ms..1h.
@@ -228,8 +253,10 @@ type Check struct {
 	// Address is the host checked (no port; use Port). Default empty: the
 	// server's host.
 	Address string `toml:"address"`
-	// TLS runs the check over implicit TLS. Default false.
-	TLS bool `toml:"tls"`
+	// TLS runs the check over implicit TLS. Default (absent): the same as
+	// each server's tls.enabled, so a check probes exactly what sessions
+	// use; see [Backend.CheckTLS].
+	TLS *bool `toml:"tls"`
 	// SendProxy is the PROXY header a check sends. Default "auto"; see
 	// [Backend.CheckSendProxy].
 	SendProxy CheckProxy `toml:"send_proxy"`
@@ -277,10 +304,14 @@ type Server struct {
 	Backup bool `toml:"backup"`
 	// State is the administrative state at start. Default "ready".
 	State ServerState `toml:"state"`
-	// SendProxy is the PROXY header sent to the server. Default "none".
+	// SendProxy is the PROXY header sent to the server. Default "v2-ssl"
+	// (what Dovecot's haproxy = yes listeners expect, see the README), or
+	// "none" when only tcp frontends use the backend or XClient is set.
 	SendProxy SendProxy `toml:"send_proxy"`
 	// XClient sends Postfix XCLIENT instead of a PROXY header; used only by
-	// submission frontends, ignored otherwise. Default false.
+	// submission frontends, ignored otherwise. It is one way to tell the
+	// server who the client is, so it cannot be combined with send_proxy.
+	// Default false.
 	XClient bool `toml:"xclient"`
 	// MaxConn caps sessions on this server. Default 0: unlimited.
 	MaxConn int `toml:"maxconn"`

@@ -77,7 +77,6 @@ trusted_proxies = []
 plaintext_login = "auto"
 max_login_attempts = 5
 greeting = "example.com IMAP ready"
-hostname = "imap.example.com"
 
 [frontend.imap.timeouts]
 handshake = "5s"
@@ -85,7 +84,6 @@ preauth = "30s"
 connect = "2s"
 server_login = "10s"
 idle = "45m"
-data = "5m"
 
 [frontend.imap.tls]
 mode = "starttls"
@@ -116,6 +114,9 @@ bind = ["10.0.0.5:24"]
 backend = "dovecot"
 hostname = "lmtp.example.com"
 
+[frontend.lmtp.timeouts]
+data = "5m"
+
 [frontend.lmtp.lmtp]
 max_recipients = 500
 max_message_size = "100MiB"
@@ -143,6 +144,10 @@ allbackups = true
 retries = 3
 error_limit = 0
 on_marked_down = "shutdown-sessions"
+recipient_delimiter = "+-"
+strip_login_detail = true
+master_user_separator = "*"
+login_server_down = "tempfail"
 
 [backend.dovecot.check]
 type = "imap"
@@ -181,7 +186,7 @@ name = "mail2"
 address = "[2001:db8::12]:10143"
 weight = 50
 state = "drain"
-send_proxy = "v1"
+send_proxy = "none"
 xclient = true
 maxconn = 1000
 [backend.dovecot.server.tls]
@@ -250,9 +255,18 @@ func TestParseFull(t *testing.T) {
 	if l == nil || l.MaxMessageSize != 100*MiB || l.SpoolMemory != 2*MiB || l.ServerDown != ServerDownNext {
 		t.Errorf("lmtp: got %+v, want 100MiB, 2MiB, next", l)
 	}
+	if got, want := c.Frontends["lmtp"].Timeouts.Data.D(), 5*time.Minute; got != want {
+		t.Errorf("lmtp data: got %v, want %v", got, want)
+	}
 	b := c.Backends["dovecot"]
-	if got, want := b.Check.Password, "s3cret"; got != want {
-		t.Errorf("password from file: got %q, want %q", got, want)
+	if b.RecipientDelimiter != "+-" || !b.StripLoginDetail || b.MasterUserSeparator != "*" || b.LoginServerDown != ServerDownTempfail {
+		t.Errorf("routing keys: got %q %v %q %q, want \"+-\" true \"*\" tempfail", b.RecipientDelimiter, b.StripLoginDetail, b.MasterUserSeparator, b.LoginServerDown)
+	}
+	if b.CheckTLS(b.Servers[1]) {
+		t.Errorf("check tls = false: server[1] (tls.enabled) got a TLS check")
+	}
+	if got := b.Check.Password; got != "s3cret" {
+		t.Errorf("password from file: got %q, want %q", got, "s3cret")
 	}
 	if got, want := b.Protocols, []Protocol{ProtocolIMAP, ProtocolLMTP, ProtocolSubmission}; !slices.Equal(got, want) {
 		t.Errorf("protocols: got %v, want %v", got, want)
@@ -337,6 +351,22 @@ func TestParseInvalid(t *testing.T) {
 		{name: "check inter", old: `type = "imap"`, new: "type = \"imap\"\ninter = \"10ms\"", key: "backend.dovecot.check.inter", msg: "out of range"},
 		{name: "check address with port", old: `type = "imap"`, new: "type = \"imap\"\naddress = \"10.0.0.1:143\"", key: "backend.dovecot.check.address", msg: "check.port"},
 		{name: "check user without password", old: `type = "imap"`, new: "type = \"imap\"\nuser = \"probe\"", key: "backend.dovecot.check.user", msg: "password"},
+		// What run refuses, check refuses too (the checker's own rules).
+		{name: "login on a pop3 check", old: `type = "imap"`, new: "type = \"pop3\"\nuser = \"probe\"\npassword = \"x\"", key: "backend.dovecot.check.user", msg: "only imap checks log in"},
+		{name: "check password without user", old: `type = "imap"`, new: "type = \"imap\"\npassword = \"x\"", key: "backend.dovecot.check.password", msg: "without user"},
+		{name: "select_inbox without user", old: `type = "imap"`, new: "type = \"imap\"\nselect_inbox = true", key: "backend.dovecot.check.select_inbox", msg: "probe login"},
+		// Keys a protocol does not use are errors, not silent no-ops.
+		{name: "greeting on submission", extra: "[frontend.sub]\nprotocol = \"submission\"\nbind = [\"127.0.0.1:1587\"]\nbackend = \"dovecot\"\ngreeting = \"hi\"\n", key: "frontend.sub.greeting", msg: "does nothing for protocol submission"},
+		{name: "greeting on lmtp", extra: "[frontend.lm]\nprotocol = \"lmtp\"\nbind = [\"127.0.0.1:1024\"]\nbackend = \"dovecot\"\ngreeting = \"hi\"\n", key: "frontend.lm.greeting", msg: "does nothing for protocol lmtp"},
+		{name: "hostname on imap", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\nhostname = \"mx.example.com\"", key: "frontend.imap.hostname", msg: "does nothing for protocol imap"},
+		{name: "data timeout on imap", old: `[frontend.imap.tls]`, new: "[frontend.imap.timeouts]\ndata = \"5m\"\n[frontend.imap.tls]", key: "frontend.imap.timeouts.data", msg: "does nothing for protocol imap"},
+		{name: "plaintext_login on lmtp", extra: "[frontend.lm]\nprotocol = \"lmtp\"\nbind = [\"127.0.0.1:1024\"]\nbackend = \"dovecot\"\nplaintext_login = \"allow\"\n", key: "frontend.lm.plaintext_login", msg: "it has no login"},
+		{name: "max_login_attempts on tcp", extra: "[frontend.t]\nprotocol = \"tcp\"\nbind = [\"127.0.0.1:1081\"]\nbackend = \"objects\"\nmax_login_attempts = 2\n[backend.objects]\nbalance = \"leastconn\"\n[backend.objects.check]\ntype = \"none\"\n[[backend.objects.server]]\nname = \"o\"\naddress = \"10.0.0.9:81\"\n", key: "frontend.t.max_login_attempts", msg: "it has no login"},
+		// One way to name the client per server.
+		{name: "xclient with a PROXY header", old: `send_proxy = "v2-ssl"`, new: "send_proxy = \"v2-ssl\"\nxclient = true", key: "backend.dovecot.server[1].xclient", msg: "choose one"},
+		{name: "recipient_delimiter with @", old: `retries = 2`, new: "retries = 2\nrecipient_delimiter = \"+@\"", key: "backend.dovecot.recipient_delimiter", msg: "other than '@'"},
+		{name: "master separator with space", old: `retries = 2`, new: "retries = 2\nmaster_user_separator = \" \"", key: "backend.dovecot.master_user_separator", msg: "other than '@'"},
+		{name: "login_server_down", old: `retries = 2`, new: "retries = 2\nlogin_server_down = \"retry\"", key: "backend.dovecot.login_server_down", msg: "unknown value"},
 		{name: "password and file", old: `type = "imap"`, new: "type = \"imap\"\nuser = \"probe\"\npassword = \"x\"\npassword_file = \"/nonexistent\"", key: "backend.dovecot.check.password_file", msg: "not both"},
 		{name: "password file unreadable", old: `type = "imap"`, new: "type = \"imap\"\nuser = \"probe\"\npassword_file = \"/nonexistent/pass\"", key: "backend.dovecot.check.password_file", msg: "read password"},
 		{name: "user_expire", old: `retries = 2`, new: `user_expire = "200h"`, key: "backend.dovecot.user_expire", msg: "out of range 0s..168h"},
@@ -563,25 +593,36 @@ tls = { enabled = true }
 		t.Errorf("backend: got %+v", b)
 	}
 	wantCheck := Check{
-		Type: CheckTypeTCP, Inter: Duration(2 * time.Second), FastInter: Duration(2 * time.Second), DownInter: Duration(2 * time.Second),
+		Type: CheckTypeIMAP, Inter: Duration(2 * time.Second), FastInter: Duration(2 * time.Second), DownInter: Duration(2 * time.Second),
 		Rise: 2, Fall: 3, Timeout: Duration(2 * time.Second), SendProxy: CheckProxyAuto, HTTPMethod: "GET", HTTPPath: "/", ExpectStatus: 200,
 	}
 	if b.Check != wantCheck {
 		t.Errorf("check: got %+v, want %+v", b.Check, wantCheck)
 	}
 	s := b.Servers[0]
-	if s.Weight != 100 || s.State != ServerStateReady || s.SendProxy != SendProxyNone || !s.Check || s.Backup || s.MaxConn != 0 {
+	if s.Weight != 100 || s.State != ServerStateReady || s.SendProxy != SendProxyV2SSL || !s.Check || s.Backup || s.MaxConn != 0 {
 		t.Errorf("server: got %+v", s)
 	}
 	if !s.TLS.Verify || s.TLS.ServerName != "10.0.0.1" {
 		t.Errorf("server tls: got %+v, want verify and server_name 10.0.0.1", s.TLS)
 	}
-	// Check type tcp, port 0: the first frontend by name is imap.
+	// Check type imap (an imap frontend uses the backend), port 0: the server's imap port.
 	if got, want := b.CheckAddress(s), "10.0.0.1:143"; got != want {
-		t.Errorf("tcp check address: got %s, want %s", got, want)
+		t.Errorf("imap check address: got %s, want %s", got, want)
 	}
-	if got, want := b.CheckSendProxy(s), CheckProxyNone; got != want {
+	// send_proxy v2-ssl: checks send a LOCAL header, as Dovecot requires.
+	if got, want := b.CheckSendProxy(s), CheckProxyLocal; got != want {
 		t.Errorf("check send_proxy: got %s, want %s", got, want)
+	}
+	// No check.tls: the check follows the server's tls.enabled.
+	if !b.CheckTLS(s) {
+		t.Errorf("check tls: got plaintext for a TLS server, want TLS")
+	}
+	if b.RecipientDelimiter != "+" || b.StripLoginDetail || b.MasterUserSeparator != "" || b.LoginServerDown != ServerDownNext {
+		t.Errorf("routing defaults: got %q %v %q %q, want \"+\" false \"\" next", b.RecipientDelimiter, b.StripLoginDetail, b.MasterUserSeparator, b.LoginServerDown)
+	}
+	if got, want := c.Frontends["lmtp"].Timeouts.Idle.D(), 5*time.Minute; got != want {
+		t.Errorf("lmtp idle: got %v, want %v (RFC 5321 section 4.5.3.2.7)", got, want)
 	}
 }
 

@@ -105,7 +105,8 @@ const (
 	PlaintextLoginDeny  PlaintextLogin = "deny"
 )
 
-// ServerDown is frontend.NAME.lmtp.server_down.
+// ServerDown is frontend.NAME.lmtp.server_down and
+// backend.NAME.login_server_down.
 type ServerDown string
 
 // LMTP policies for a recipient whose server is unusable.

@@ -62,6 +62,7 @@ func Parse(data []byte) (*Config, error) {
 	}
 	var p problems
 	checkKeys(&p, md, raw)
+	c.checkProtocolKeys(&p, table(raw))
 	c.applyDefaults(table(raw))
 	c.loadSecrets(&p)
 	if err := c.Validate(); err != nil {
@@ -204,6 +205,44 @@ func walkKeys(p *problems, reported map[string]bool, at, plain string, raw any, 
 	}
 }
 
+// protocolKeys lists frontend keys that only some protocols use: a key set
+// on a frontend whose protocol ignores it is an error, so that a setting
+// that does nothing never looks as if it did something.
+var protocolKeys = []struct {
+	key    string // under [frontend.NAME]; "timeouts.x" for a timeout
+	usedBy []Protocol
+	why    string
+}{
+	{"greeting", []Protocol{ProtocolIMAP, ProtocolPOP3}, "SMTP and LMTP greet with hostname; tcp says nothing"},
+	{"hostname", []Protocol{ProtocolSubmission, ProtocolLMTP}, "only SMTP and LMTP greetings name the host"},
+	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
+	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
+	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
+}
+
+var knownProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP}
+
+// checkProtocolKeys reports keys set on a frontend whose protocol does not
+// use them. Unknown protocols are left to Validate.
+func (c *Config) checkProtocolKeys(p *problems, raw table) {
+	for _, name := range c.FrontendNames() {
+		f := c.Frontends[name]
+		if f == nil || !slices.Contains(knownProtocols, f.Protocol) {
+			continue // Validate reports it
+		}
+		fraw := raw.sub("frontend").sub(name)
+		for _, k := range protocolKeys {
+			t, leaf := fraw, k.key
+			if sub, rest, ok := strings.Cut(k.key, "."); ok {
+				t, leaf = fraw.sub(sub), rest
+			}
+			if t.has(leaf) && !slices.Contains(k.usedBy, f.Protocol) {
+				p.addf(path("frontend", keyPart(name), k.key), "does nothing for protocol %s (%s); remove it", f.Protocol, k.why)
+			}
+		}
+	}
+}
+
 // unknownKey builds the error for key k in a table whose valid keys are
 // names: the case-sensitive spelling, the closest name, or the full list.
 func unknownKey(k string, names []string) error {
@@ -297,7 +336,45 @@ const (
 	defaultFall             = 3
 	defaultExpectStatus     = 200
 	defaultWeight           = 100
+	// defaultRecipientDelimiter is Dovecot's recipient_delimiter default.
+	defaultRecipientDelimiter = "+"
+	// lmtpIdle is an LMTP frontend's idle timeout unless one is set: RFC
+	// 5321 section 4.5.3.2.7 gives a server 5 minutes waiting for the next
+	// command, and an MTA's cached connection should not hold a slot for
+	// the hour an IMAP client gets.
+	lmtpIdle = 5 * time.Minute
 )
+
+// defaultCheckType is the check that matches what the frontends using b
+// speak: the first of imap, pop3, lmtp, submission (smtp) that one of them
+// uses, else tcp.
+func (b *Backend) defaultCheckType() CheckType {
+	for _, p := range []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission} {
+		if slices.Contains(b.Protocols, p) {
+			if p == ProtocolSubmission {
+				return CheckTypeSMTP
+			}
+			return CheckType(p)
+		}
+	}
+	return CheckTypeTCP
+}
+
+// defaultSendProxy is the PROXY header a server gets unless it says:
+// v2-ssl, what the Dovecot recipe (haproxy = yes listeners) needs, for a
+// backend that mail frontends use; none for a tcp-only or unused backend,
+// and for a server that gets XCLIENT instead.
+func (b *Backend) defaultSendProxy(s *Server) SendProxy {
+	if s.XClient {
+		return SendProxyNone
+	}
+	for _, p := range b.Protocols {
+		if p != ProtocolTCP {
+			return SendProxyV2SSL
+		}
+	}
+	return SendProxyNone
+}
 
 // DefaultTimeouts are the [global.timeouts] defaults.
 var DefaultTimeouts = Timeouts{
@@ -360,6 +437,9 @@ func (c *Config) applyDefaults(raw table) {
 		setInt(&f.MaxLoginAttempts, fraw, "max_login_attempts", defaultMaxLoginAttempts)
 		setStr(&f.Hostname, hostname)
 		f.Timeouts = f.EffectiveTimeouts(*g)
+		if f.Protocol == ProtocolLMTP && !fraw.sub("timeouts").has("idle") && !traw.has("idle") {
+			f.Timeouts.Idle = Duration(lmtpIdle)
+		}
 		setStr(&f.TLS.Mode, TLSModeNone)
 		setStr(&f.TLS.MinVersion, defaultMinTLSVersion)
 		if f.Protocol == ProtocolLMTP && f.LMTP == nil {
@@ -386,6 +466,14 @@ func (c *Config) applyDefaults(raw table) {
 			b = new(Backend)
 			c.Backends[name] = b
 		}
+	}
+	for _, fname := range c.FrontendNames() {
+		f := c.Frontends[fname]
+		if b := c.Backends[f.Backend]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
+			b.Protocols = append(b.Protocols, f.Protocol)
+		}
+	}
+	for name, b := range c.Backends {
 		braw := raw.sub("backend").sub(name)
 		b.Name = name
 		setStr(&b.Balance, BalanceUser)
@@ -393,8 +481,12 @@ func (c *Config) applyDefaults(raw table) {
 		setInt(&b.Retries, braw, "retries", defaultRetries)
 		setInt(&b.ErrorLimit, braw, "error_limit", defaultErrorLimit)
 		setStr(&b.OnMarkedDown, OnMarkedDownNone)
+		if !braw.has("recipient_delimiter") {
+			b.RecipientDelimiter = defaultRecipientDelimiter
+		}
+		setStr(&b.LoginServerDown, ServerDownNext)
 		ck, craw := &b.Check, braw.sub("check")
-		setStr(&ck.Type, CheckTypeTCP)
+		setStr(&ck.Type, b.defaultCheckType())
 		setDur(&ck.Inter, craw, "inter", defaultCheckInter)
 		if ck.FastInter == 0 {
 			ck.FastInter = ck.Inter
@@ -417,7 +509,7 @@ func (c *Config) applyDefaults(raw table) {
 			sraw := braw.elem("server", i)
 			setInt(&s.Weight, sraw, "weight", defaultWeight)
 			setStr(&s.State, ServerStateReady)
-			setStr(&s.SendProxy, SendProxyNone)
+			setStr(&s.SendProxy, b.defaultSendProxy(s))
 			if !sraw.has("check") {
 				s.Check = true
 			}
@@ -430,12 +522,6 @@ func (c *Config) applyDefaults(raw table) {
 		}
 	}
 
-	for _, fname := range c.FrontendNames() {
-		f := c.Frontends[fname]
-		if b := c.Backends[f.Backend]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
-			b.Protocols = append(b.Protocols, f.Protocol)
-		}
-	}
 }
 
 // loadSecrets reads check password files into Check.Password.

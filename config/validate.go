@@ -304,6 +304,9 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 				p.add(at+".default_domain", err)
 			}
 		}
+		validateSeparators(p, at+".recipient_delimiter", b.RecipientDelimiter)
+		validateSeparators(p, at+".master_user_separator", b.MasterUserSeparator)
+		p.enum(at+".login_server_down", oneOf(b.LoginServerDown, ServerDownNext, ServerDownTempfail))
 		p.intRange(at+".retries", b.Retries, 0, 10)
 		p.intRange(at+".error_limit", b.ErrorLimit, 0, 1000)
 		p.enum(at+".on_marked_down", oneOf(b.OnMarkedDown, OnMarkedDownNone, OnMarkedDownShutdownSessions))
@@ -377,8 +380,15 @@ func validateCheck(p *problems, at string, ck *Check) {
 		}
 	}
 	p.enum(at+".send_proxy", oneOf(ck.SendProxy, CheckProxyAuto, CheckProxyLocal, CheckProxyV2, CheckProxyNone))
-	if ck.Type == CheckTypeIMAP && ck.User != "" && ck.Password == "" && ck.PasswordFile == "" {
+	switch {
+	case ck.User != "" && ck.Type != CheckTypeIMAP:
+		p.addf(at+".user", "only imap checks log in; remove user (and password) or use type = \"imap\"")
+	case ck.Type == CheckTypeIMAP && ck.User != "" && ck.Password == "" && ck.PasswordFile == "":
 		p.addf(at+".user", "a probe login needs password or password_file")
+	case ck.User == "" && (ck.Password != "" || ck.PasswordFile != ""):
+		p.addf(at+".password", "a password without user does nothing; set user, or remove the password")
+	case ck.User == "" && ck.SelectInbox:
+		p.addf(at+".select_inbox", "SELECT INBOX needs a probe login; set user and password")
 	}
 	if !oneLine(ck.User) || !oneLine(ck.Password) {
 		p.addf(at+".user", "user and password must not contain control characters")
@@ -393,6 +403,15 @@ func validateCheck(p *problems, at string, ck *Check) {
 		p.addf(at+".http_host", "%q: must be a host name", ck.HTTPHost)
 	}
 	p.intRange(at+".expect_status", ck.ExpectStatus, 100, 599)
+}
+
+// validateSeparators checks a set of separator characters (Dovecot's
+// recipient_delimiter, auth_master_user_separator): printable, and none of
+// them '@' or a space, which would cut every address.
+func validateSeparators(p *problems, key, seps string) {
+	if !oneLine(seps) || strings.ContainsAny(seps, "@ \t") || len(seps) > 8 {
+		p.addf(key, "%q: use at most 8 printable characters other than '@' and space, e.g. \"+\"", seps)
+	}
 }
 
 // portProtocols are the valid keys of Server.Ports.
@@ -421,6 +440,11 @@ func validateServer(p *problems, at string, s *Server) {
 	p.intRange(at+".weight", s.Weight, 0, 1000)
 	p.enum(at+".state", oneOf(s.State, ServerStateReady, ServerStateDrain, ServerStateMaint))
 	p.enum(at+".send_proxy", oneOf(s.SendProxy, SendProxyV2SSL, SendProxyV2, SendProxyV1, SendProxyNone))
+	if s.XClient && s.SendProxy != SendProxyNone {
+		// One way to name the client per connection: Dovecot takes the
+		// PROXY header's address and would see XCLIENT from a client.
+		p.addf(at+".xclient", "xclient and send_proxy = %q both tell the server who the client is; choose one (send_proxy = \"none\" for XCLIENT)", string(s.SendProxy))
+	}
 	p.intRange(at+".maxconn", s.MaxConn, 0, maxConnLimit)
 	if s.TLS.CA != "" {
 		if data, err := readFile(s.TLS.CA); err != nil {
