@@ -241,7 +241,7 @@ func (b *backend) buildChecks(cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("check.send_proxy: %w", err)
 		}
 		var tc *tls.Config
-		if c.TLS {
+		if b.cfg.CheckTLS(s) {
 			tc = b.clientTLS[s.Name]
 			if tc == nil {
 				// Checks over TLS to a server reached in plaintext by the
