@@ -59,6 +59,8 @@ func TestIMAPReloadKeepsSessions(t *testing.T) {
 	}
 
 	reload(strings.Replace(string(orig), `balance = "user"`, "balance = \"user\"\nretries = 1", 1), "configuration reloaded")
+	// A key a reload cannot apply is named in the reload's log line.
+	reload(strings.Replace(string(orig), "[global]", "[global]\nmaxconn = 500", 1), "needs_restart=global.maxconn")
 	reload("[frontend.broken\n", "reload failed, keeping the running configuration")
 	reload(strings.Replace(string(orig), "[global]", "[global]\nno_such_key = 1", 1), "reload failed, keeping the running configuration")
 

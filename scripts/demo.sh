@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 
-demo=.demo
+demo=${DEMO_DIR:-.demo}
+md=${MAILDIRECTOR:-bin/maildirector}
 mkdir -p "$demo/tls"
 rm -rf "$demo/lab"
 
@@ -16,8 +17,8 @@ if [ ! -s "$demo/tls/cert.pem" ]; then
 		-keyout "$demo/tls/key.pem" -out "$demo/tls/cert.pem" 2>/dev/null
 fi
 
-go build -o bin/dovecotlab ./cmd/dovecotlab
-[ -x bin/maildirector ] || go build -o bin/maildirector ./cmd/maildirector
+go build -o "$demo/dovecotlab" ./cmd/dovecotlab
+[ -x "$md" ] || go build -o "$md" ./cmd/maildirector
 
 pids=()
 cleanup() {
@@ -30,47 +31,72 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-bin/dovecotlab -instances 2 -dir "$demo/lab" -fixed-ports >"$demo/lab.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-	if (exec 3<>/dev/tcp/127.0.0.1/10143) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/11143) 2>/dev/null; then
-		break
-	fi
-	sleep 0.2
-done
-if ! (exec 3<>/dev/tcp/127.0.0.1/11143) 2>/dev/null; then
-	echo "Dovecot did not start; its output:"; cat "$demo/lab.log"; exit 1
-fi
+# Ports: DEMO_BACKEND_PORT_BASE moves the Dovecot instances (instance N
+# listens on base+(N-1)*1000 plus the protocol's port), DEMO_PORT_BASE
+# moves maildirector's listeners (base+143, base+993, ...), for machines
+# where the defaults are taken.
+bbase=${DEMO_BACKEND_PORT_BASE:-10000}
+fbase=${DEMO_PORT_BASE:-1000}
+cfg="$demo/demo.toml"
+# listeners 127.0.0.1:1143 -> fbase+143; Dovecot ports 10143 -> bbase+143, 11143 -> bbase+1143
+B=$bbase F=$fbase D=$demo perl -pe 's{"\.demo/}{"$ENV{D}/}g;
+	s/"127\.0\.0\.1:1(\d{3})"/sprintf("\"127.0.0.1:%d\"", $ENV{F} + $1)/ge;
+	s/= (1[01])(\d{3})\b/sprintf("= %d", $ENV{B} + ($1 - 10) * 1000 + $2)/ge' etc/demo.toml >"$cfg"
 
-bin/maildirector check -c etc/demo.toml
-bin/maildirector run -c etc/demo.toml 2>"$demo/maildirector.log" &
-pids+=($!)
-for _ in $(seq 1 50); do
-	(exec 3<>/dev/tcp/127.0.0.1/1143) 2>/dev/null && break
+fail() {
+	echo "make demo: $1" >&2
+	[ -n "${2:-}" ] && [ -s "$2" ] && { echo "--- $2:" >&2; tail -n 40 "$2" >&2; }
+	exit 1
+}
+
+"$demo/dovecotlab" -instances 2 -dir "$demo/lab" -fixed-ports -port-base "$bbase" >"$demo/lab.log" 2>&1 &
+labpid=$!
+pids+=($labpid)
+# dovecotlab prints "ready:" once every instance answers, and exits 1 with
+# the failing instance's error (a port in use, a Dovecot that will not
+# start) otherwise: wait for one or the other.
+for _ in $(seq 1 300); do
+	grep -q '^ready:' "$demo/lab.log" && break
+	kill -0 "$labpid" 2>/dev/null || fail "the Dovecot backends did not start" "$demo/lab.log"
 	sleep 0.1
 done
+grep -q '^ready:' "$demo/lab.log" || fail "the Dovecot backends did not become ready within 30s" "$demo/lab.log"
 
-cat <<'TXT'
+"$md" check -c "$cfg" || fail "the demo configuration $cfg is invalid"
+"$md" run -c "$cfg" 2>"$demo/maildirector.log" &
+mdpid=$!
+pids+=($mdpid)
+up=
+for _ in $(seq 1 100); do
+	kill -0 "$mdpid" 2>/dev/null || fail "maildirector did not start" "$demo/maildirector.log"
+	if (exec 3<>"/dev/tcp/127.0.0.1/$((fbase + 143))") 2>/dev/null; then up=1; break; fi
+	sleep 0.1
+done
+[ -n "$up" ] || fail "maildirector does not listen on 127.0.0.1:$((fbase + 143))" "$demo/maildirector.log"
+imap=$((fbase + 143)) imaps=$((fbase + 993)) pop3s=$((fbase + 995)) lmtp=$((fbase + 24)) sub=$((fbase + 587))
+d1=$bbase d2=$((bbase + 1000))
+cat <<TXT
 
-maildirector is running in front of two Dovecot instances (dovecot1: 10143/10110/10024/10587,
-dovecot2: 11143/11110/11024/11587), configured by etc/demo.toml. Users user000..user199, password "pass".
+maildirector is running in front of two Dovecot instances (dovecot1: $((d1+143))/$((d1+110))/$((d1+24))/$((d1+587)),
+dovecot2: $((d2+143))/$((d2+110))/$((d2+24))/$((d2+587))), configured by $cfg (from etc/demo.toml).
+Users user000..user199, password "pass".
 
 Log in through maildirector (the certificate is self-signed, hence -k / no verification):
 
-  curl -k --ssl-reqd imap://127.0.0.1:1143/ -u user001:pass            # IMAP, STARTTLS
-  curl -k imaps://127.0.0.1:1993/INBOX -u user001:pass -X 'STATUS INBOX (MESSAGES)'
-  curl -k pop3s://127.0.0.1:1995/ -u user001:pass                       # POP3 LIST
-  python3 -c 'import imaplib,ssl; c=imaplib.IMAP4("127.0.0.1",1143); c.starttls(ssl._create_unverified_context()); print(c.login("user001","pass")); print(c.select("INBOX")); c.logout()'
+  curl -k --ssl-reqd imap://127.0.0.1:$imap/ -u user001:pass            # IMAP, STARTTLS
+  curl -k imaps://127.0.0.1:$imaps/INBOX -u user001:pass -X 'STATUS INBOX (MESSAGES)'
+  curl -k pop3s://127.0.0.1:$pop3s/ -u user001:pass                       # POP3 LIST
+  python3 -c 'import imaplib,ssl; c=imaplib.IMAP4("127.0.0.1",$imap); c.starttls(ssl._create_unverified_context()); print(c.login("user001","pass")); print(c.select("INBOX")); c.logout()'
 
-Deliver over LMTP, then read it over IMAP:
-  python3 -c 'import smtplib; s=smtplib.LMTP("127.0.0.1",1024); print(s.sendmail("a@example.org",["user001@lab.test","user003@lab.test"],"Subject: hi\r\n\r\nhello\r\n")); s.quit()'
-  curl -k imaps://127.0.0.1:1993/INBOX -u user001:pass -X 'STATUS INBOX (MESSAGES)'
-Send through submission (relayed by Dovecot to a local sink on 127.0.0.1:10026):
-  curl -k --ssl-reqd smtp://127.0.0.1:1587 -u user001:pass --mail-from user001@lab.test --mail-rcpt someone@example.org -T - <<<"Subject: hello"
+Deliver over LMTP (plus-addressed mail goes to the user's own server), then read it over IMAP:
+  python3 -c 'import smtplib; s=smtplib.LMTP("127.0.0.1",$lmtp); print(s.sendmail("a@example.org",["user001+news@lab.test","user003@lab.test"],"Subject: hi\r\n\r\nhello\r\n")); s.quit()'
+  curl -k imaps://127.0.0.1:$imaps/INBOX -u user001:pass -X 'STATUS INBOX (MESSAGES)'
+Send through submission (relayed by Dovecot to a local sink on 127.0.0.1:$((bbase + 26))):
+  curl -k --ssl-reqd smtp://127.0.0.1:$sub -u user001:pass --mail-from user001@lab.test --mail-rcpt someone@example.org -T - <<<"Subject: hello"
 
 Which user lands on which backend (from the configuration alone; sticky assignments keep it while sessions live):
 TXT
-bin/maildirector where -c etc/demo.toml user000 user001 user002 user003 user004 user005 alice bob | sed 's/^/  /'
+"$md" where -c "$cfg" user000 user001 user002 user003 user004 user005 alice bob | sed 's/^/  /'
 cat <<TXT
 
 Dovecot's own log shows the real client address (rip=) and TLS from the PROXY v2 header:

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,6 +84,7 @@ func newLogger(w io.Writer, format config.LogFormat, level *slog.LevelVar) *slog
 
 // reload applies the file at path, or keeps everything as it is.
 func (rt *runtime) reload(path string, level *slog.LevelVar) {
+	old := rt.currentConfig()
 	cfg, err := config.Load(path)
 	if err == nil {
 		err = rt.apply(cfg)
@@ -92,7 +94,24 @@ func (rt *runtime) reload(path string, level *slog.LevelVar) {
 		return
 	}
 	level.Set(cfg.Global.LogLevel.SlogLevel())
-	rt.log.Info("configuration reloaded", "config", path, "summary", cfg.Summary())
+	attrs := []any{"config", path, "summary", cfg.Summary()}
+	if keys := restartKeys(old, cfg); len(keys) > 0 {
+		attrs = append(attrs, "needs_restart", strings.Join(keys, ","))
+	}
+	rt.log.Info("configuration reloaded", attrs...)
+}
+
+// restartKeys lists the changed keys that a reload cannot apply: they take
+// effect at the next start, and the reload's log line says so.
+func restartKeys(old, cfg *config.Config) []string {
+	var keys []string
+	if old.Global.MaxConn != cfg.Global.MaxConn {
+		keys = append(keys, "global.maxconn")
+	}
+	if old.Global.LogFormat != cfg.Global.LogFormat {
+		keys = append(keys, "global.log_format")
+	}
+	return keys
 }
 
 func (rt *runtime) currentConfig() *config.Config {
