@@ -34,7 +34,7 @@
 //		Name: "lmtp", Protocol: "lmtp", Addrs: []string{"10.0.0.5:24"},
 //		Handler: lmtp,
 //	}})
-package smtp
+package lmtp
 
 import "github.com/maildirector/maildirector/proxy"
 
