@@ -59,7 +59,7 @@ func (rt *runtime) buildFrontend(cfg *config.Config, f *config.Frontend, bb *bac
 			Logger:             log,
 		})
 	case config.ProtocolSubmission:
-		fe.Handler = submission.NewSubmission(submission.SubmissionOptions{
+		fe.Handler = submission.New(submission.Options{
 			Picker:           p,
 			Retries:          retries,
 			Hostname:         hostname(f),

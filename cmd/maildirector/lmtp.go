@@ -10,7 +10,7 @@ import (
 
 // lmtpHandler builds the LMTP frontend (store and forward, per recipient).
 func (rt *runtime) lmtpHandler(cfg *config.Config, f *config.Frontend, p *picker, log *slog.Logger) (proxy.Handler, error) {
-	opts := lmtp.LMTPOptions{
+	opts := lmtp.Options{
 		Picker:   p,
 		Hostname: hostname(f),
 		Retries:  retriesOption(cfg.Backends[f.Backend].Retries),
@@ -27,13 +27,13 @@ func (rt *runtime) lmtpHandler(cfg *config.Config, f *config.Frontend, p *picker
 		opts.SpoolDir = l.SpoolDir
 		opts.MaxServerConns = l.MaxServerConns
 		if l.ServerDown == config.ServerDownNext {
-			opts.ServerDown = lmtp.LMTPServerDownNext
+			opts.ServerDown = lmtp.ServerDownNext
 		}
 		if l.BareLF == config.BareLFReject {
-			opts.BareLF = lmtp.LMTPBareLFReject
+			opts.BareLF = lmtp.BareLFReject
 		}
 	}
-	h := lmtp.NewLMTP(opts)
+	h := lmtp.New(opts)
 	rt.pendingLMTP = append(rt.pendingLMTP, h)
 	return h, nil
 }

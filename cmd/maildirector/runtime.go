@@ -26,9 +26,9 @@ type runtime struct {
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
 	backends map[string]*backend
-	lmtp     []*lmtp.LMTP // running LMTP frontends, whose server pools need closing
+	lmtp     []*lmtp.Frontend // running LMTP frontends, whose server pools need closing
 	// pendingLMTP collects the LMTP frontends an apply builds.
-	pendingLMTP []*lmtp.LMTP
+	pendingLMTP []*lmtp.Frontend
 }
 
 // backend is one [backend.NAME]: its director, TLS to its servers and checkers.
