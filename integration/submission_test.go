@@ -178,8 +178,8 @@ func TestSubmissionWrongPasswordRelayed(t *testing.T) {
 // in); maildirector must too, or a client library that works against
 // Dovecot breaks behind it.
 //
-// FAILS today: protocols/smtp closes the session on the first unknown
-// command before AUTH (parseSubmissionCommand rejects the verb "*"), so the
+// FAILS today: protocols/submission closes the session on the first unknown
+// command before AUTH (parseCommand rejects the verb "*"), so the
 // retry reads EOF.
 func TestSubmissionGoSMTPRetryAfterWrongPassword(t *testing.T) {
 	e, sink := submissionEnv(t, setupSpec{})

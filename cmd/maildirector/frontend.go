@@ -8,7 +8,7 @@ import (
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/protocols/imap"
 	"github.com/maildirector/maildirector/protocols/pop3"
-	"github.com/maildirector/maildirector/protocols/smtp"
+	"github.com/maildirector/maildirector/protocols/submission"
 	"github.com/maildirector/maildirector/protocols/tcp"
 	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/tlsutil"
@@ -59,7 +59,7 @@ func (rt *runtime) buildFrontend(cfg *config.Config, f *config.Frontend, bb *bac
 			Logger:             log,
 		})
 	case config.ProtocolSubmission:
-		fe.Handler = smtp.NewSubmission(smtp.SubmissionOptions{
+		fe.Handler = submission.New(submission.Options{
 			Picker:           p,
 			Retries:          retries,
 			Hostname:         hostname(f),

@@ -4,13 +4,13 @@ import (
 	"log/slog"
 
 	"github.com/maildirector/maildirector/config"
-	"github.com/maildirector/maildirector/protocols/smtp"
+	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/proxy"
 )
 
 // lmtpHandler builds the LMTP frontend (store and forward, per recipient).
 func (rt *runtime) lmtpHandler(cfg *config.Config, f *config.Frontend, p *picker, log *slog.Logger) (proxy.Handler, error) {
-	opts := smtp.LMTPOptions{
+	opts := lmtp.Options{
 		Picker:   p,
 		Hostname: hostname(f),
 		Retries:  retriesOption(cfg.Backends[f.Backend].Retries),
@@ -27,13 +27,13 @@ func (rt *runtime) lmtpHandler(cfg *config.Config, f *config.Frontend, p *picker
 		opts.SpoolDir = l.SpoolDir
 		opts.MaxServerConns = l.MaxServerConns
 		if l.ServerDown == config.ServerDownNext {
-			opts.ServerDown = smtp.LMTPServerDownNext
+			opts.ServerDown = lmtp.ServerDownNext
 		}
 		if l.BareLF == config.BareLFReject {
-			opts.BareLF = smtp.LMTPBareLFReject
+			opts.BareLF = lmtp.BareLFReject
 		}
 	}
-	h := smtp.NewLMTP(opts)
+	h := lmtp.New(opts)
 	rt.pendingLMTP = append(rt.pendingLMTP, h)
 	return h, nil
 }

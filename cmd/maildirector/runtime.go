@@ -12,7 +12,7 @@ import (
 	"github.com/maildirector/maildirector/checks"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
-	"github.com/maildirector/maildirector/protocols/smtp"
+	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/tlsutil"
 )
@@ -26,9 +26,9 @@ type runtime struct {
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
 	backends map[string]*backend
-	lmtp     []*smtp.LMTP // running LMTP frontends, whose server pools need closing
+	lmtp     []*lmtp.Frontend // running LMTP frontends, whose server pools need closing
 	// pendingLMTP collects the LMTP frontends an apply builds.
-	pendingLMTP []*smtp.LMTP
+	pendingLMTP []*lmtp.Frontend
 }
 
 // backend is one [backend.NAME]: its director, TLS to its servers and checkers.

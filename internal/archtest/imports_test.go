@@ -21,10 +21,11 @@ var forbidden = map[string][]string{
 	"protocols/internal/sasl":     {""},
 	"protocols/internal/textline": {""},
 	"proxy":                       {"protocols/", "director", "checks", "config", "stats"},
-	"protocols/imap":              {"director", "checks", "config", "protocols/pop3", "protocols/smtp", "protocols/tcp"},
-	"protocols/pop3":              {"director", "checks", "config", "protocols/imap", "protocols/smtp", "protocols/tcp"},
-	"protocols/smtp":              {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/tcp"},
-	"protocols/tcp":               {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/smtp"},
+	"protocols/imap":              {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
+	"protocols/lmtp":              {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp"},
+	"protocols/pop3":              {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/submission", "protocols/tcp"},
+	"protocols/submission":        {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp"},
+	"protocols/tcp":               {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission"},
 }
 
 type pkg struct {

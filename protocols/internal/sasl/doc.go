@@ -2,7 +2,7 @@
 // before login (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER) and re-encodes a login
 // for replay to the backend. It owns only the message formats: the
 // AUTHENTICATE / AUTH command syntax, prompts and replies belong to the
-// frontends (protocols/imap, protocols/pop3, protocols/smtp).
+// frontends (protocols/imap, protocols/pop3, protocols/submission).
 //
 // The proxy does not authenticate anyone: it extracts the user name to pick a
 // backend, then replays the same credentials to that backend, which decides.

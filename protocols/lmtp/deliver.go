@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"context"
@@ -17,14 +17,14 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// lmtpGroup is the recipients of one transaction that go to one server.
-type lmtpGroup struct {
+// group is the recipients of one transaction that go to one server.
+type group struct {
 	target proxy.Target
-	rcpts  []*lmtpRcpt
+	rcpts  []*rcpt
 }
 
-// lmtpGroupResult is what one server made of its recipients.
-type lmtpGroupResult struct {
+// groupResult is what one server made of its recipients.
+type groupResult struct {
 	// replies holds the final reply of each recipient that has one.
 	replies map[string]*gosmtp.SMTPError
 	// failed is the server's failure (down, refused, timeout, dropped), if any.
@@ -39,18 +39,18 @@ type lmtpGroupResult struct {
 // With ServerDown next, the recipients of a server that failed before
 // accepting any of them go to their next server, up to Retries rounds.
 // It returns how many servers were used.
-func (s *lmtpSession) deliver(ctx context.Context, sp *lmtpSpool) int {
-	var pending []*lmtpRcpt
+func (s *session) deliver(ctx context.Context, sp *spool) int {
+	var pending []*rcpt
 	for _, rc := range s.rcpts {
-		if rc.reply == nil && !lmtpContains(pending, rc) {
+		if rc.reply == nil && !contains(pending, rc) {
 			pending = append(pending, rc)
 		}
 	}
 	used := make(map[string]bool)
 	retries := s.l.opts.retries()
 	for round := 0; len(pending) > 0 && round <= retries; round++ {
-		groups := lmtpGroupByServer(pending)
-		results := make([]lmtpGroupResult, len(groups))
+		groups := groupByServer(pending)
+		results := make([]groupResult, len(groups))
 		var wg sync.WaitGroup
 		for i := range groups {
 			wg.Add(1)
@@ -84,14 +84,14 @@ func (s *lmtpSession) deliver(ctx context.Context, sp *lmtpSpool) int {
 				if failure == nil {
 					failure = fmt.Errorf("server %s gave no reply for <%s>", g.target.Server, rc.addr)
 				}
-				rc.reply, _ = lmtpReply(fmt.Errorf("%w: %w", ErrLMTPServerUnavailable, failure))
+				rc.reply, _ = replyFor(fmt.Errorf("%w: %w", ErrServerUnavailable, failure))
 			}
 		}
 	}
 	return len(used)
 }
 
-func lmtpContains(list []*lmtpRcpt, rc *lmtpRcpt) bool {
+func contains(list []*rcpt, rc *rcpt) bool {
 	for _, r := range list {
 		if r == rc {
 			return true
@@ -100,9 +100,9 @@ func lmtpContains(list []*lmtpRcpt, rc *lmtpRcpt) bool {
 	return false
 }
 
-// lmtpGroupByServer groups recipients by target, in order of first appearance.
-func lmtpGroupByServer(rcpts []*lmtpRcpt) []lmtpGroup {
-	var groups []lmtpGroup
+// groupByServer groups recipients by target, in order of first appearance.
+func groupByServer(rcpts []*rcpt) []group {
+	var groups []group
 	index := make(map[proxy.Target]int)
 	for _, rc := range rcpts {
 		t := rc.lease.Target()
@@ -110,7 +110,7 @@ func lmtpGroupByServer(rcpts []*lmtpRcpt) []lmtpGroup {
 		if !ok {
 			i = len(groups)
 			index[t] = i
-			groups = append(groups, lmtpGroup{target: t})
+			groups = append(groups, group{target: t})
 		}
 		groups[i].rcpts = append(groups[i].rcpts, rc)
 	}
@@ -120,7 +120,7 @@ func lmtpGroupByServer(rcpts []*lmtpRcpt) []lmtpGroup {
 // settleLeases tells the director how the server did: one failure per
 // failed server leg (not one per recipient), Established otherwise. The
 // leases stay held until the transaction ends (Reset releases them).
-func (s *lmtpSession) settleLeases(g lmtpGroup, res lmtpGroupResult) {
+func (s *session) settleLeases(g group, res groupResult) {
 	if res.failed == nil {
 		for _, rc := range g.rcpts {
 			rc.lease.Established()
@@ -134,7 +134,7 @@ func (s *lmtpSession) settleLeases(g lmtpGroup, res lmtpGroupResult) {
 }
 
 // repick gives rc the next server in its user's order (ServerDown next).
-func (s *lmtpSession) repick(ctx context.Context, rc *lmtpRcpt) bool {
+func (s *session) repick(ctx context.Context, rc *rcpt) bool {
 	lease, err := s.l.opts.Picker.Pick(ctx, rc.addr, s.c.RemoteAddr(), rc.tried)
 	if err != nil {
 		s.log.Debug("lmtp: no next server", "rcpt", rc.addr, "tried", rc.tried, "err", err)
@@ -149,7 +149,7 @@ func (s *lmtpSession) repick(ctx context.Context, rc *lmtpRcpt) bool {
 // deliverGroup runs one server's leg of the transaction; it exits when the
 // server has answered every recipient, failed, or timed out (ServerTimeout
 // per command, DataTimeout for the data and its replies).
-func (s *lmtpSession) deliverGroup(ctx context.Context, wg *sync.WaitGroup, g lmtpGroup, sp *lmtpSpool, res *lmtpGroupResult) {
+func (s *session) deliverGroup(ctx context.Context, wg *sync.WaitGroup, g group, sp *spool, res *groupResult) {
 	defer wg.Done()
 	addrs := make([]string, len(g.rcpts))
 	for i, rc := range g.rcpts {
@@ -160,8 +160,8 @@ func (s *lmtpSession) deliverGroup(ctx context.Context, wg *sync.WaitGroup, g lm
 		// recipients get 451 like any other failure (the MTA retries).
 		if p := recover(); p != nil {
 			s.log.Error("lmtp: panic delivering", "server", g.target.Server, "panic", p, "stack", string(debug.Stack()))
-			reply, _ := lmtpReply(ErrLMTPServerUnavailable)
-			*res = lmtpGroupResult{replies: make(map[string]*gosmtp.SMTPError, len(addrs))}
+			reply, _ := replyFor(ErrServerUnavailable)
+			*res = groupResult{replies: make(map[string]*gosmtp.SMTPError, len(addrs))}
 			for _, a := range addrs {
 				res.replies[a] = reply
 			}
@@ -173,13 +173,13 @@ func (s *lmtpSession) deliverGroup(ctx context.Context, wg *sync.WaitGroup, g lm
 // deliverTo is one LMTP client transaction (RFC 2033 section 4.2): MAIL,
 // RCPT for each address (a refusal is that recipient's final reply), DATA,
 // then one reply per accepted recipient.
-func (s *lmtpSession) deliverTo(ctx context.Context, t proxy.Target, addrs []string, sp *lmtpSpool) lmtpGroupResult {
-	res := lmtpGroupResult{replies: make(map[string]*gosmtp.SMTPError, len(addrs))}
-	fail := func(err error, retry bool) lmtpGroupResult {
+func (s *session) deliverTo(ctx context.Context, t proxy.Target, addrs []string, sp *spool) groupResult {
+	res := groupResult{replies: make(map[string]*gosmtp.SMTPError, len(addrs))}
+	fail := func(err error, retry bool) groupResult {
 		res.failed = proxy.ServerFailure(err)
 		res.retry = retry
 		if !retry {
-			reply, _ := lmtpReply(res.failed)
+			reply, _ := replyFor(res.failed)
 			for _, a := range addrs {
 				if _, ok := res.replies[a]; !ok {
 					res.replies[a] = reply
@@ -214,7 +214,7 @@ func (s *lmtpSession) deliverTo(ctx context.Context, t proxy.Target, addrs []str
 		if errors.As(err, &se) && se.Code != 421 {
 			healthy = true
 			for _, a := range addrs {
-				res.replies[a] = lmtpRelayed(se, a)
+				res.replies[a] = relayed(se, a)
 			}
 			return res
 		}
@@ -228,7 +228,7 @@ func (s *lmtpSession) deliverTo(ctx context.Context, t proxy.Target, addrs []str
 		case err == nil:
 			accepted = append(accepted, a)
 		case errors.As(err, &se):
-			res.replies[a] = lmtpRelayed(se, a)
+			res.replies[a] = relayed(se, a)
 		default:
 			return fail(fmt.Errorf("rcpt at %s: %w", t.Server, err), len(accepted) == 0)
 		}
@@ -243,7 +243,7 @@ func (s *lmtpSession) deliverTo(ctx context.Context, t proxy.Target, addrs []str
 		if errors.As(err, &se) {
 			healthy = true
 			for _, a := range accepted {
-				res.replies[a] = lmtpRelayed(se, a)
+				res.replies[a] = relayed(se, a)
 			}
 			return res
 		}
@@ -258,9 +258,9 @@ func (s *lmtpSession) deliverTo(ctx context.Context, t proxy.Target, addrs []str
 	errors.As(err, &refused)
 	for _, a := range accepted {
 		if r, ok := resp[a]; ok {
-			res.replies[a] = lmtpServerOK(r.StatusText, a)
+			res.replies[a] = serverOK(r.StatusText, a)
 		} else if se, ok := refused[a]; ok {
-			res.replies[a] = lmtpRelayed(se, a)
+			res.replies[a] = relayed(se, a)
 		}
 	}
 	if _, onlyReplies := err.(gosmtp.LMTPDataError); err != nil && !onlyReplies {
@@ -272,21 +272,21 @@ func (s *lmtpSession) deliverTo(ctx context.Context, t proxy.Target, addrs []str
 	return res
 }
 
-// lmtpServerConn is one LMTP client connection to a server.
-type lmtpServerConn struct {
-	key       lmtpPoolKey
+// serverConn is one LMTP client connection to a server.
+type serverConn struct {
+	key       poolKey
 	nc        net.Conn
 	cl        *gosmtp.Client
 	idleSince time.Time
 }
 
-func (sc *lmtpServerConn) close() { sc.cl.Close() }
+func (sc *serverConn) close() { sc.cl.Close() }
 
-// lmtpPoolKey says which idle connections a transaction may reuse: those
+// poolKey says which idle connections a transaction may reuse: those
 // to the same server, dialled the same way and, when a PROXY header is
 // sent, for a client at the same address and TLS state (the header was
 // written at dial time; its source port is the first client's).
-type lmtpPoolKey struct {
+type poolKey struct {
 	server, address string
 	proxy           proxy.ProxyMode
 	tls             *tls.Config
@@ -294,8 +294,8 @@ type lmtpPoolKey struct {
 	clientTLS       bool
 }
 
-func lmtpKey(c *proxy.Conn, t proxy.Target) lmtpPoolKey {
-	k := lmtpPoolKey{server: t.Server, address: t.Address, proxy: t.Proxy, tls: t.TLS}
+func poolKeyFor(c *proxy.Conn, t proxy.Target) poolKey {
+	k := poolKey{server: t.Server, address: t.Address, proxy: t.Proxy, tls: t.TLS}
 	if t.Proxy != proxy.ProxyNone {
 		k.client = c.RemoteAddr().Addr()
 		k.clientTLS = c.IsTLS()
@@ -307,8 +307,8 @@ func lmtpKey(c *proxy.Conn, t proxy.Target) lmtpPoolKey {
 // one that still answers RSET (RFC 5321 section 4.1.1.5), else a new one
 // dialled by the engine (PROXY header, TLS) for client c. Errors are the
 // server's failures.
-func (l *LMTP) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target) (*lmtpServerConn, error) {
-	key := lmtpKey(c, t)
+func (l *Frontend) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target) (*serverConn, error) {
+	key := poolKeyFor(c, t)
 	for range l.pool.max + 1 {
 		sc := l.pool.get(key)
 		if sc == nil {
@@ -332,38 +332,38 @@ func (l *LMTP) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target) (*
 		return nil, fmt.Errorf("greeting and LHLO from %s: %w", t.Server, err)
 	}
 	l.dialed.Add(1)
-	return &lmtpServerConn{key: key, nc: nc, cl: cl}, nil
+	return &serverConn{key: key, nc: nc, cl: cl}, nil
 }
 
-// lmtpPool keeps idle server connections: at most max per server, each for
+// pool keeps idle server connections: at most max per server, each for
 // at most idle. Expired ones are closed whenever the pool is used.
-type lmtpPool struct {
+type pool struct {
 	max  int
 	idle time.Duration
 
 	mu        sync.Mutex
-	conns     map[lmtpPoolKey][]*lmtpServerConn
+	conns     map[poolKey][]*serverConn
 	perServer map[string]int
 	closed    bool
 }
 
 // get takes the most recently used idle connection for key, or nil.
-func (p *lmtpPool) get(key lmtpPoolKey) *lmtpServerConn {
+func (p *pool) get(key poolKey) *serverConn {
 	p.mu.Lock()
 	stale := p.expireLocked(time.Now())
-	var sc *lmtpServerConn
+	var sc *serverConn
 	if list := p.conns[key]; len(list) > 0 {
 		sc = list[len(list)-1]
 		p.removeLocked(key, len(list)-1)
 	}
 	p.mu.Unlock()
-	lmtpCloseAll(stale)
+	closeAll(stale)
 	return sc
 }
 
 // put keeps sc for the next transaction, or closes it when the server
 // already has max idle connections.
-func (p *lmtpPool) put(sc *lmtpServerConn) {
+func (p *pool) put(sc *serverConn) {
 	if p.max <= 0 {
 		sc.close()
 		return
@@ -373,36 +373,36 @@ func (p *lmtpPool) put(sc *lmtpServerConn) {
 	stale := p.expireLocked(now)
 	if p.closed || p.perServer[sc.key.server] >= p.max {
 		p.mu.Unlock()
-		lmtpCloseAll(stale)
+		closeAll(stale)
 		sc.close()
 		return
 	}
 	if p.conns == nil {
-		p.conns = make(map[lmtpPoolKey][]*lmtpServerConn)
+		p.conns = make(map[poolKey][]*serverConn)
 		p.perServer = make(map[string]int)
 	}
 	sc.idleSince = now
 	p.conns[sc.key] = append(p.conns[sc.key], sc)
 	p.perServer[sc.key.server]++
 	p.mu.Unlock()
-	lmtpCloseAll(stale)
+	closeAll(stale)
 }
 
 // close closes every idle connection; later puts close theirs.
-func (p *lmtpPool) close() {
+func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
-	var all []*lmtpServerConn
+	var all []*serverConn
 	for _, list := range p.conns {
 		all = append(all, list...)
 	}
 	p.conns, p.perServer = nil, nil
 	p.mu.Unlock()
-	lmtpCloseAll(all)
+	closeAll(all)
 }
 
-func (p *lmtpPool) expireLocked(now time.Time) []*lmtpServerConn {
-	var stale []*lmtpServerConn
+func (p *pool) expireLocked(now time.Time) []*serverConn {
+	var stale []*serverConn
 	for key, list := range p.conns {
 		for i := len(list) - 1; i >= 0; i-- {
 			if now.Sub(list[i].idleSince) >= p.idle {
@@ -415,7 +415,7 @@ func (p *lmtpPool) expireLocked(now time.Time) []*lmtpServerConn {
 	return stale
 }
 
-func (p *lmtpPool) removeLocked(key lmtpPoolKey, i int) {
+func (p *pool) removeLocked(key poolKey, i int) {
 	list := p.conns[key]
 	list = append(list[:i], list[i+1:]...)
 	if len(list) == 0 {
@@ -429,7 +429,7 @@ func (p *lmtpPool) removeLocked(key lmtpPoolKey, i int) {
 	}
 }
 
-func lmtpCloseAll(list []*lmtpServerConn) {
+func closeAll(list []*serverConn) {
 	for _, sc := range list {
 		sc.close()
 	}

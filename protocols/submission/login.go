@@ -1,4 +1,4 @@
-package smtp
+package submission
 
 import (
 	"bufio"
@@ -15,9 +15,9 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// submissionLogin is the server leg of one AUTH: what the client said that
+// serverLogin is the server leg of one AUTH: what the client said that
 // the server must hear again.
-type submissionLogin struct {
+type serverLogin struct {
 	creds  sasl.Credentials
 	helo   string         // the client's EHLO name
 	client netip.AddrPort // the real client, for XCLIENT
@@ -31,24 +31,24 @@ type submissionLogin struct {
 // EHLO), then AUTH PLAIN with an initial response (RFC 4954 section 4).
 //
 //   - 235: the reply and anything after it go to the client; relay.
-//   - 5xx: relayed to the client, who may try again (*submissionRejected).
+//   - 5xx: relayed to the client, who may try again (*rejectedError).
 //   - 4xx: the server could not judge (its auth service is down, say):
 //     the next server is tried, as for no answer at all.
-func (l *submissionLogin) run(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
+func (l *serverLogin) run(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { server.SetDeadline(time.Now()) })
 	defer stop()
-	br := bufio.NewReaderSize(server, subMaxServerLine)
+	br := bufio.NewReaderSize(server, maxServerLine)
 	failed := func(step string, err error) error {
 		return proxy.ServerFailure(fmt.Errorf("%s with %s: %w", step, t.Server, err))
 	}
 	// exchange sends line (if any) and reads the reply, which must have code want.
-	exchange := func(step, line string, want int) (submissionServerReply, error) {
+	exchange := func(step, line string, want int) (serverReply, error) {
 		if line != "" {
 			if _, err := io.WriteString(server, line+"\r\n"); err != nil {
-				return submissionServerReply{}, failed(step, err)
+				return serverReply{}, failed(step, err)
 			}
 		}
-		r, err := readSubmissionReply(br)
+		r, err := readReply(br)
 		if err != nil {
 			return r, failed(step, err)
 		}
@@ -90,7 +90,7 @@ func (l *submissionLogin) run(ctx context.Context, server net.Conn, t proxy.Targ
 		}
 		return reply, nil
 	case r.Code >= 500:
-		return nil, &submissionRejected{server: t.Server, reply: r}
+		return nil, &rejectedError{server: t.Server, reply: r}
 	case r.Code >= 400:
 		// 454 4.7.0 and friends (RFC 4954 section 6): the server cannot
 		// authenticate now; another may.
@@ -102,7 +102,7 @@ func (l *submissionLogin) run(ctx context.Context, server net.Conn, t proxy.Targ
 // xclient is the XCLIENT command line (Postfix XCLIENT_README): the real
 // client's address and port, its EHLO name and the login, xtext-encoded
 // (RFC 3461 section 4). An IPv6 address carries Postfix's "IPV6:" prefix.
-func (l *submissionLogin) xclient() string {
+func (l *serverLogin) xclient() string {
 	var b strings.Builder
 	b.WriteString("XCLIENT")
 	if a := l.client.Addr(); a.IsValid() {

@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// lmtpSession is one client's LMTP session as go-smtp drives it: one
+// session is one client's LMTP session as go-smtp drives it: one
 // transaction at a time (MAIL, RCPT × n, DATA or BDAT). go-smtp calls its
 // methods from one goroutine; LMTPData runs on another while that one waits.
-type lmtpSession struct {
-	l   *LMTP
+type session struct {
+	l   *Frontend
 	c   *proxy.Conn
 	ctx context.Context
 	sc  *gosmtp.Conn
@@ -24,12 +24,12 @@ type lmtpSession struct {
 
 	from   string
 	mail   gosmtp.MailOptions
-	rcpts  []*lmtpRcpt // in RCPT order; a duplicate address shares its first entry
-	byAddr map[string]*lmtpRcpt
+	rcpts  []*rcpt // in RCPT order; a duplicate address shares its first entry
+	byAddr map[string]*rcpt
 }
 
-// lmtpRcpt is one distinct recipient address of the transaction.
-type lmtpRcpt struct {
+// rcpt is one distinct recipient address of the transaction.
+type rcpt struct {
 	addr  string
 	lease proxy.Lease // the server chosen for it; released when the transaction ends
 	tried []string    // servers tried, for ServerDown next
@@ -38,7 +38,7 @@ type lmtpRcpt struct {
 
 // Mail starts a transaction (RFC 5321 section 4.1.1.2). go-smtp has
 // checked SIZE against MaxMessageSize and the BODY and SMTPUTF8 parameters.
-func (s *lmtpSession) Mail(from string, opts *gosmtp.MailOptions) error {
+func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	s.Reset()
 	s.from = from
 	if opts != nil {
@@ -52,7 +52,7 @@ func (s *lmtpSession) Mail(from string, opts *gosmtp.MailOptions) error {
 // retries). The server itself hears of the recipient only after the data;
 // its answer then is the recipient's reply (RFC 2033 section 4.2). go-smtp
 // has already enforced MaxRecipients (452 4.5.3) and MAIL before RCPT.
-func (s *lmtpSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	if rc, ok := s.byAddr[to]; ok {
 		s.rcpts = append(s.rcpts, rc) // delivered once, answered once per RCPT
 		return nil
@@ -60,12 +60,12 @@ func (s *lmtpSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	lease, err := s.l.pickHome(s.ctx, to, s.c.RemoteAddr())
 	if err != nil {
 		s.log.Debug("lmtp recipient", "rcpt", to, "server", "", "code", 451, "err", err)
-		reply, _ := lmtpReply(fmt.Errorf("%w: %w", ErrLMTPServerUnavailable, err))
+		reply, _ := replyFor(fmt.Errorf("%w: %w", ErrServerUnavailable, err))
 		return reply
 	}
-	rc := &lmtpRcpt{addr: to, lease: lease, tried: []string{lease.Target().Server}}
+	rc := &rcpt{addr: to, lease: lease, tried: []string{lease.Target().Server}}
 	if s.byAddr == nil {
-		s.byAddr = make(map[string]*lmtpRcpt)
+		s.byAddr = make(map[string]*rcpt)
 	}
 	s.byAddr[to] = rc
 	s.rcpts = append(s.rcpts, rc)
@@ -74,17 +74,17 @@ func (s *lmtpSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 
 // Data is go-smtp's non-LMTP entry point (in LMTP mode it calls
 // LMTPData): it answers with the first recipient's failure, if any.
-func (s *lmtpSession) Data(r io.Reader) error {
-	var first lmtpFirstFailure
+func (s *session) Data(r io.Reader) error {
+	var first firstFailure
 	if err := s.LMTPData(r, &first); err != nil {
 		return err
 	}
 	return first.err
 }
 
-type lmtpFirstFailure struct{ err error }
+type firstFailure struct{ err error }
 
-func (f *lmtpFirstFailure) SetStatus(_ string, err error) {
+func (f *firstFailure) SetStatus(_ string, err error) {
 	if se, ok := err.(*gosmtp.SMTPError); ok && se.Code == 250 {
 		return
 	}
@@ -96,7 +96,7 @@ func (f *lmtpFirstFailure) SetStatus(_ string, err error) {
 // LMTPData spools the body once, delivers it and sets one status per RCPT
 // in RCPT order (go-smtp writes them, RFC 2033 section 4.2). The error it
 // returns becomes the status of every recipient: it is always a reply.
-func (s *lmtpSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
+func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	start := time.Now()
 	// With BDAT this runs while go-smtp still reads chunks, and an RSET then
 	// resets the session under it; only this snapshot is used until the
@@ -106,10 +106,10 @@ func (s *lmtpSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error
 	// command deadline again before the next command.
 	s.sc.Conn().SetReadDeadline(start.Add(s.l.opts.dataTimeout()))
 
-	sp := &lmtpSpool{dir: s.l.opts.spoolDir(), limit: s.l.opts.spoolMemory(), onDisk: func() { s.l.spooledToDisk.Add(1) }}
+	sp := &spool{dir: s.l.opts.spoolDir(), limit: s.l.opts.spoolMemory(), onDisk: func() { s.l.spooledToDisk.Add(1) }}
 	defer sp.Close()
-	if err := lmtpSpoolBody(sp, r, s.l.opts.BareLF == LMTPBareLFReject); err != nil {
-		reply, expected := lmtpReply(err)
+	if err := spoolBody(sp, r, s.l.opts.BareLF == BareLFReject); err != nil {
+		reply, expected := replyFor(err)
 		if !expected {
 			s.log.Warn("lmtp: spool message", "err", err)
 		}
@@ -125,7 +125,7 @@ func (s *lmtpSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error
 	for _, rc := range s.rcpts {
 		reply := rc.reply
 		if reply == nil { // not reached: every distinct recipient gets a reply
-			reply, _ = lmtpReply(ErrLMTPServerUnavailable)
+			reply, _ = replyFor(ErrServerUnavailable)
 		}
 		s.count(reply, 1)
 		s.log.Debug("lmtp recipient", "rcpt", rc.addr, "server", rc.lease.Target().Server, "code", reply.Code)
@@ -136,7 +136,7 @@ func (s *lmtpSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error
 	return nil
 }
 
-func (s *lmtpSession) count(reply *gosmtp.SMTPError, n int) {
+func (s *session) count(reply *gosmtp.SMTPError, n int) {
 	s.l.recipients.Add(uint64(n))
 	switch reply.Code / 100 {
 	case 2:
@@ -150,7 +150,7 @@ func (s *lmtpSession) count(reply *gosmtp.SMTPError, n int) {
 
 // Reset ends the transaction (RSET, after DATA, a new LHLO) and releases
 // the recipients' leases.
-func (s *lmtpSession) Reset() {
+func (s *session) Reset() {
 	for _, rc := range s.byAddr {
 		rc.lease.Release()
 	}
@@ -158,7 +158,7 @@ func (s *lmtpSession) Reset() {
 }
 
 // Logout ends the session.
-func (s *lmtpSession) Logout() error {
+func (s *session) Logout() error {
 	s.Reset()
 	return nil
 }

@@ -1,11 +1,9 @@
-// Package smtp holds maildirector's SMTP-family frontends, each a
-// [proxy.Handler]: SMTP submission (RFC 6409), which logs the client in and
-// relays it to one server, and LMTP (RFC 2033), the delivery path from the
-// MTA. As in go-smtp, on which both are built, LMTP is a mode of SMTP.
+// Package lmtp is maildirector's LMTP frontend (RFC 2033), the delivery
+// path from the MTA, built on go-smtp's server in LMTP mode. It owns the
+// transaction with the MTA, the spool, and delivery to the servers; the
+// engine ([proxy.Server]) owns sockets, deadlines, TLS and the PROXY header.
 //
-// # LMTP
-//
-// LMTP is store-and-forward, not a relay. [LMTP] takes a whole transaction
+// LMTP is store-and-forward, not a relay. [Frontend] takes a whole transaction
 // from the MTA (LHLO, MAIL, RCPT × n, DATA or BDAT; PIPELINING, SIZE,
 // 8BITMIME, SMTPUTF8, CHUNKING), choosing each recipient's server at RCPT
 // through a [proxy.Picker]. After the data it spools the body once (memory,
@@ -20,22 +18,22 @@
 // A recipient with no usable server is answered 451 4.4.1 at RCPT; servers
 // hear of recipients only after the data, so a server's refusal at RCPT
 // (550 unknown user) becomes that recipient's reply after the data. With
-// [LMTPServerDownNext] (shared storage only), recipients of a server that
+// [ServerDownNext] (shared storage only), recipients of a server that
 // failed before accepting any of them go to their next server. On shutdown
 // a delivery under way finishes; the client then gets 421 4.3.2.
 //
-//	lmtp := smtp.NewLMTP(smtp.LMTPOptions{
+//	fe := lmtp.New(lmtp.Options{
 //		Picker:     picker, // cmd wires the director to it
 //		Hostname:   "mx-director.example.org",
-//		ServerDown: smtp.LMTPServerDownTempfail,
+//		ServerDown: lmtp.ServerDownTempfail,
 //	})
-//	defer lmtp.Close() // idle server connections
+//	defer fe.Close() // idle server connections
 //	err := srv.Configure([]proxy.Frontend{{
 //		Name: "lmtp", Protocol: "lmtp", Addrs: []string{"10.0.0.5:24"},
-//		Handler: lmtp,
+//		Handler: fe,
 //	}})
-package smtp
+package lmtp
 
 import "github.com/maildirector/maildirector/proxy"
 
-var _ proxy.Handler = (*LMTP)(nil)
+var _ proxy.Handler = (*Frontend)(nil)

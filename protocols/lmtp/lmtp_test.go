@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"bytes"
@@ -15,13 +15,13 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-const lmtpTestBody = "From: sender@example.net\r\nSubject: hi\r\n\r\nhello\r\n..a stuffed dot line\r\n"
+const testBody = "From: sender@example.net\r\nSubject: hi\r\n\r\nhello\r\n..a stuffed dot line\r\n"
 
-// lmtpTestUnstuffed is lmtpTestBody as a server stores it.
-const lmtpTestUnstuffed = "From: sender@example.net\r\nSubject: hi\r\n\r\nhello\r\n.a stuffed dot line\r\n"
+// testUnstuffed is testBody as a server stores it.
+const testUnstuffed = "From: sender@example.net\r\nSubject: hi\r\n\r\nhello\r\n.a stuffed dot line\r\n"
 
-func pickerFor(routes map[string][]*lmtpFakeServer) *lmtpFakePicker {
-	p := &lmtpFakePicker{order: make(map[string][]proxy.Target)}
+func pickerFor(routes map[string][]*fakeServer) *fakePicker {
+	p := &fakePicker{order: make(map[string][]proxy.Target)}
 	for user, servers := range routes {
 		for _, f := range servers {
 			p.order[user] = append(p.order[user], f.target())
@@ -30,7 +30,7 @@ func pickerFor(routes map[string][]*lmtpFakeServer) *lmtpFakePicker {
 	return p
 }
 
-func codes(replies []lmtpTestReply) []int {
+func codes(replies []testReply) []int {
 	out := make([]int, len(replies))
 	for i, r := range replies {
 		out[i] = r.code
@@ -38,31 +38,31 @@ func codes(replies []lmtpTestReply) []int {
 	return out
 }
 
-func TestLMTPRepliesInRCPTOrder(t *testing.T) {
-	s1 := startLMTPFakeServer(t, "s1", false)
-	s2 := startLMTPFakeServer(t, "s2", false)
-	s3 := startLMTPFakeServer(t, "s3", false)
+func TestRepliesInRCPTOrder(t *testing.T) {
+	s1 := startFakeServer(t, "s1", false)
+	s2 := startFakeServer(t, "s2", false)
+	s3 := startFakeServer(t, "s3", false)
 	s2.rcptReply["nobody@example.org"] = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "<nobody@example.org> User doesn't exist"}
 	s3.dataReply["full@example.org"] = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 2, 2}, Message: "<full@example.org> Quota exceeded"}
 
-	servers := []*lmtpFakeServer{s1, s2, s3}
-	routes := map[string][]*lmtpFakeServer{
+	servers := []*fakeServer{s1, s2, s3}
+	routes := map[string][]*fakeServer{
 		"nobody@example.org": {s2},
 		"full@example.org":   {s3},
 	}
 	var rcpts []string
 	for i := range 7 {
 		u := fmt.Sprintf("u%d@example.org", i)
-		routes[u] = []*lmtpFakeServer{servers[i%3]}
+		routes[u] = []*fakeServer{servers[i%3]}
 		rcpts = append(rcpts, u)
 	}
 	// 10 RCPTs: 7 users, a 550 at RCPT, a 552 after data, a duplicate.
 	rcpts = append(rcpts, "nobody@example.org", "full@example.org", "u1@example.org")
 	picker := pickerFor(routes)
-	addr, l, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	addr, l, srv := startFrontend(t, Options{Picker: picker})
 
 	c := dialLMTP(t, addr)
-	rcptReplies, dataReplies := c.transaction(rcpts, lmtpTestBody)
+	rcptReplies, dataReplies := c.transaction(rcpts, testBody)
 	for i, r := range rcptReplies {
 		if r.code != 250 {
 			t.Errorf("RCPT %s: got %v, want 250", rcpts[i], r)
@@ -103,8 +103,8 @@ func TestLMTPRepliesInRCPTOrder(t *testing.T) {
 		if got := fmt.Sprint(msgs[0].rcpts); got != fmt.Sprint(wantRcpts[f.name]) {
 			t.Errorf("%s: got recipients %v, want %v", f.name, got, wantRcpts[f.name])
 		}
-		if got := string(msgs[0].body); got != lmtpTestUnstuffed {
-			t.Errorf("%s: got body %q, want %q", f.name, got, lmtpTestUnstuffed)
+		if got := string(msgs[0].body); got != testUnstuffed {
+			t.Errorf("%s: got body %q, want %q", f.name, got, testUnstuffed)
 		}
 		if msgs[0].from != "sender@example.net" {
 			t.Errorf("%s: got MAIL FROM %q, want sender@example.net", f.name, msgs[0].from)
@@ -113,7 +113,7 @@ func TestLMTPRepliesInRCPTOrder(t *testing.T) {
 	if r := c.cmd("QUIT"); r.code != 221 {
 		t.Errorf("QUIT: got %v, want 221", r)
 	}
-	lmtpWaitSessionsDone(t, srv)
+	waitSessionsDone(t, srv)
 	if out, _ := picker.counts(); out != 0 {
 		t.Errorf("leases outstanding: got %d, want 0", out)
 	}
@@ -135,42 +135,42 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
-func TestLMTPServerFailures(t *testing.T) {
+func TestServerFailures(t *testing.T) {
 	tests := []struct {
 		name  string
-		setup func(t *testing.T, f *lmtpFakeServer) proxy.Target
-		opts  LMTPOptions
+		setup func(t *testing.T, f *fakeServer) proxy.Target
+		opts  Options
 	}{
 		{
 			name: "down",
-			setup: func(t *testing.T, f *lmtpFakeServer) proxy.Target {
+			setup: func(t *testing.T, f *fakeServer) proxy.Target {
 				return proxy.Target{Server: "down", Address: closedAddr(t)}
 			},
 		},
 		{
 			name: "drops mid-DATA",
-			setup: func(t *testing.T, f *lmtpFakeServer) proxy.Target {
+			setup: func(t *testing.T, f *fakeServer) proxy.Target {
 				f.dropInData = true
 				return f.target()
 			},
 		},
 		{
 			name: "times out after DATA",
-			setup: func(t *testing.T, f *lmtpFakeServer) proxy.Target {
+			setup: func(t *testing.T, f *fakeServer) proxy.Target {
 				hold := make(chan struct{})
 				t.Cleanup(func() { close(hold) })
 				f.hold = hold
 				return f.target()
 			},
-			opts: LMTPOptions{DataTimeout: 300 * time.Millisecond},
+			opts: Options{DataTimeout: 300 * time.Millisecond},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			good := startLMTPFakeServer(t, "good", false)
-			bad := startLMTPFakeServer(t, "bad", false)
+			good := startFakeServer(t, "good", false)
+			bad := startFakeServer(t, "bad", false)
 			badTarget := tt.setup(t, bad)
-			picker := &lmtpFakePicker{order: map[string][]proxy.Target{
+			picker := &fakePicker{order: map[string][]proxy.Target{
 				"a@example.org": {good.target()},
 				"b@example.org": {badTarget},
 				"c@example.org": {good.target()},
@@ -178,9 +178,9 @@ func TestLMTPServerFailures(t *testing.T) {
 			}}
 			opts := tt.opts
 			opts.Picker = picker
-			addr, l, srv := startLMTPFrontend(t, opts)
+			addr, l, srv := startFrontend(t, opts)
 			c := dialLMTP(t, addr)
-			_, replies := c.transaction([]string{"a@example.org", "b@example.org", "c@example.org", "d@example.org"}, lmtpTestBody)
+			_, replies := c.transaction([]string{"a@example.org", "b@example.org", "c@example.org", "d@example.org"}, testBody)
 			if got := codes(replies); fmt.Sprint(got) != "[250 451 250 451]" {
 				t.Fatalf("got %v, want [250 451 250 451] (%v)", got, replies)
 			}
@@ -191,7 +191,7 @@ func TestLMTPServerFailures(t *testing.T) {
 				t.Errorf("good server: got %d messages, want 1", n)
 			}
 			c.cmd("QUIT")
-			lmtpWaitSessionsDone(t, srv)
+			waitSessionsDone(t, srv)
 			out, failed := picker.counts()
 			if out != 0 || failed != 1 {
 				t.Errorf("leases: got %d outstanding and %d failed, want 0 and 1", out, failed)
@@ -203,16 +203,16 @@ func TestLMTPServerFailures(t *testing.T) {
 	}
 }
 
-func TestLMTPServerDownNext(t *testing.T) {
-	good := startLMTPFakeServer(t, "good", false)
+func TestServerDownNext(t *testing.T) {
+	good := startFakeServer(t, "good", false)
 	down := proxy.Target{Server: "down", Address: closedAddr(t)}
-	picker := &lmtpFakePicker{order: map[string][]proxy.Target{
+	picker := &fakePicker{order: map[string][]proxy.Target{
 		"a@example.org": {down, good.target()},
 		"b@example.org": {down}, // no other server
 	}}
-	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, ServerDown: LMTPServerDownNext})
+	addr, _, _ := startFrontend(t, Options{Picker: picker, ServerDown: ServerDownNext})
 	c := dialLMTP(t, addr)
-	_, replies := c.transaction([]string{"a@example.org", "b@example.org"}, lmtpTestBody)
+	_, replies := c.transaction([]string{"a@example.org", "b@example.org"}, testBody)
 	if got := codes(replies); fmt.Sprint(got) != "[250 451]" {
 		t.Fatalf("got %v, want [250 451] (%v)", got, replies)
 	}
@@ -221,12 +221,12 @@ func TestLMTPServerDownNext(t *testing.T) {
 	}
 }
 
-func TestLMTPNoServerAtRCPT(t *testing.T) {
-	good := startLMTPFakeServer(t, "good", false)
-	picker := &lmtpFakePicker{order: map[string][]proxy.Target{"a@example.org": {good.target()}}}
-	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+func TestNoServerAtRCPT(t *testing.T) {
+	good := startFakeServer(t, "good", false)
+	picker := &fakePicker{order: map[string][]proxy.Target{"a@example.org": {good.target()}}}
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
 	c := dialLMTP(t, addr)
-	rcptReplies, dataReplies := c.transaction([]string{"unrouted@example.org", "a@example.org"}, lmtpTestBody)
+	rcptReplies, dataReplies := c.transaction([]string{"unrouted@example.org", "a@example.org"}, testBody)
 	if r := rcptReplies[0]; r.code != 451 || !strings.HasPrefix(r.msg, "4.4.1 ") {
 		t.Errorf("RCPT without server: got %v, want 451 4.4.1", r)
 	}
@@ -235,24 +235,24 @@ func TestLMTPNoServerAtRCPT(t *testing.T) {
 	}
 }
 
-func TestLMTPBareLF(t *testing.T) {
+func TestBareLF(t *testing.T) {
 	// A smuggling attempt: bare-LF "dot lines" that Dovecot 2.3 would take
 	// as the end of the data, then a second transaction.
 	data := "Subject: x\r\n\r\nfirst\n.\nMAIL FROM:<evil@example.net>\nRCPT TO:<a@example.org>\nDATA\nsmuggled\r.\r\nend\r\n"
 	tests := []struct {
 		name     string
-		mode     LMTPBareLF
+		mode     BareLF
 		wantCode int
 		wantMsgs int
 	}{
-		{"normalize", LMTPBareLFNormalize, 250, 1},
-		{"reject", LMTPBareLFReject, 554, 0},
+		{"normalize", BareLFNormalize, 250, 1},
+		{"reject", BareLFReject, 554, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := startLMTPFakeServer(t, "s1", false)
-			picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
-			addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, BareLF: tt.mode})
+			f := startFakeServer(t, "s1", false)
+			picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}})
+			addr, _, _ := startFrontend(t, Options{Picker: picker, BareLF: tt.mode})
 			c := dialLMTP(t, addr)
 			_, replies := c.transaction([]string{"a@example.org"}, data)
 			if len(replies) != 1 || replies[0].code != tt.wantCode {
@@ -283,10 +283,10 @@ func TestLMTPBareLF(t *testing.T) {
 	}
 }
 
-func TestLMTPLimits(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", false)
-	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}, "b@example.org": {f}, "c@example.org": {f}})
-	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, MaxRecipients: 2, MaxMessageSize: 100})
+func TestLimits(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}, "b@example.org": {f}, "c@example.org": {f}})
+	addr, _, _ := startFrontend(t, Options{Picker: picker, MaxRecipients: 2, MaxMessageSize: 100})
 
 	t.Run("MaxRecipients", func(t *testing.T) {
 		c := dialLMTP(t, addr)
@@ -345,12 +345,12 @@ func TestLMTPLimits(t *testing.T) {
 	})
 }
 
-func TestLMTPSpoolToDisk(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", false)
-	g := startLMTPFakeServer(t, "s2", false)
-	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}, "b@example.org": {g}})
+func TestSpoolToDisk(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	g := startFakeServer(t, "s2", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}, "b@example.org": {g}})
 	dir := t.TempDir()
-	addr, l, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker, SpoolMemory: 1024, SpoolDir: dir})
+	addr, l, _ := startFrontend(t, Options{Picker: picker, SpoolMemory: 1024, SpoolDir: dir})
 	var body strings.Builder
 	for i := range 3000 {
 		fmt.Fprintf(&body, "line %d of a body that does not fit in memory\r\n", i)
@@ -360,7 +360,7 @@ func TestLMTPSpoolToDisk(t *testing.T) {
 	if got := codes(replies); fmt.Sprint(got) != "[250 250]" {
 		t.Fatalf("got %v, want [250 250]", replies)
 	}
-	for _, s := range []*lmtpFakeServer{f, g} {
+	for _, s := range []*fakeServer{f, g} {
 		if msgs := s.messages(); len(msgs) != 1 || string(msgs[0].body) != body.String() {
 			t.Errorf("%s: body not delivered intact", s.name)
 		}
@@ -373,10 +373,10 @@ func TestLMTPSpoolToDisk(t *testing.T) {
 	}
 }
 
-func TestLMTPClientDisconnectMidData(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", false)
-	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
-	addr, _, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+func TestClientDisconnectMidData(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}})
+	addr, _, srv := startFrontend(t, Options{Picker: picker})
 	c := dialLMTP(t, addr)
 	c.cmd("MAIL FROM:<s@example.net>")
 	c.cmd("RCPT TO:<a@example.org>")
@@ -385,7 +385,7 @@ func TestLMTPClientDisconnectMidData(t *testing.T) {
 	}
 	c.writeRaw("Subject: half\r\n\r\nhalf a body\r\n")
 	c.nc.Close()
-	lmtpWaitSessionsDone(t, srv)
+	waitSessionsDone(t, srv)
 	if n := len(f.messages()); n != 0 {
 		t.Errorf("server got %d messages, want 0", n)
 	}
@@ -397,19 +397,19 @@ func TestLMTPClientDisconnectMidData(t *testing.T) {
 	}
 }
 
-func TestLMTPConnectionReuse(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", false)
-	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
-	addr, l, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+func TestConnectionReuse(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}})
+	addr, l, srv := startFrontend(t, Options{Picker: picker})
 	for i := range 2 { // two transactions in one session
 		c := dialLMTP(t, addr)
 		for range 2 {
-			if _, replies := c.transaction([]string{"a@example.org"}, lmtpTestBody); len(replies) != 1 || replies[0].code != 250 {
+			if _, replies := c.transaction([]string{"a@example.org"}, testBody); len(replies) != 1 || replies[0].code != 250 {
 				t.Fatalf("session %d: got %v, want 250", i, replies)
 			}
 		}
 		c.cmd("QUIT")
-		lmtpWaitSessionsDone(t, srv)
+		waitSessionsDone(t, srv)
 	}
 	if n := f.connCount(); n != 1 {
 		t.Errorf("server connections: got %d, want 1", n)
@@ -433,7 +433,7 @@ func TestLMTPConnectionReuse(t *testing.T) {
 	}
 	l.pool.mu.Unlock()
 	c := dialLMTP(t, addr)
-	if _, replies := c.transaction([]string{"a@example.org"}, lmtpTestBody); len(replies) != 1 || replies[0].code != 250 {
+	if _, replies := c.transaction([]string{"a@example.org"}, testBody); len(replies) != 1 || replies[0].code != 250 {
 		t.Fatalf("after a stale pooled connection: got %v, want 250", replies)
 	}
 	if n := f.connCount(); n != 2 {
@@ -441,14 +441,14 @@ func TestLMTPConnectionReuse(t *testing.T) {
 	}
 }
 
-func TestLMTPProxyHeader(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", true)
+func TestProxyHeader(t *testing.T) {
+	f := startFakeServer(t, "s1", true)
 	tgt := f.target()
 	tgt.Proxy = proxy.ProxyV2
-	picker := &lmtpFakePicker{order: map[string][]proxy.Target{"a@example.org": {tgt}}}
-	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+	picker := &fakePicker{order: map[string][]proxy.Target{"a@example.org": {tgt}}}
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
 	c := dialLMTP(t, addr)
-	if _, replies := c.transaction([]string{"a@example.org"}, lmtpTestBody); len(replies) != 1 || replies[0].code != 250 {
+	if _, replies := c.transaction([]string{"a@example.org"}, testBody); len(replies) != 1 || replies[0].code != 250 {
 		t.Fatalf("got %v, want 250", replies)
 	}
 	f.mu.Lock()
@@ -458,10 +458,10 @@ func TestLMTPProxyHeader(t *testing.T) {
 	}
 }
 
-func TestLMTPShutdown(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", false)
-	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}})
-	addr, _, srv := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+func TestShutdown(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}})
+	addr, _, srv := startFrontend(t, Options{Picker: picker})
 	c := dialLMTP(t, addr)
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
@@ -473,7 +473,7 @@ func TestLMTPShutdown(t *testing.T) {
 	}
 }
 
-func TestLMTPFixSequenceReply(t *testing.T) {
+func TestFixSequenceReply(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"502 5.5.1 Missing MAIL FROM command.\r\n", "503 5.5.1 Missing MAIL FROM command.\r\n"},
 		{"502 5.5.1 Missing RCPT TO command.\r\n", "503 5.5.1 Missing RCPT TO command.\r\n"},
@@ -481,15 +481,15 @@ func TestLMTPFixSequenceReply(t *testing.T) {
 		{"250 2.0.0 OK\r\n", "250 2.0.0 OK\r\n"},
 	}
 	for _, tt := range tests {
-		if got := string(lmtpFixSequenceReply([]byte(tt.in))); got != tt.want {
-			t.Errorf("lmtpFixSequenceReply(%q): got %q, want %q", tt.in, got, tt.want)
+		if got := string(fixSequenceReply([]byte(tt.in))); got != tt.want {
+			t.Errorf("fixSequenceReply(%q): got %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
 
-func TestLMTPSpoolRemovesFile(t *testing.T) {
+func TestSpoolRemovesFile(t *testing.T) {
 	dir := t.TempDir()
-	sp := &lmtpSpool{dir: dir, limit: 4}
+	sp := &spool{dir: dir, limit: 4}
 	if _, err := sp.Write([]byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}
@@ -507,10 +507,10 @@ func TestLMTPSpoolRemovesFile(t *testing.T) {
 	sp.Close()
 }
 
-func TestLMTPPipeliningAndBDAT(t *testing.T) {
-	f := startLMTPFakeServer(t, "s1", false)
-	picker := pickerFor(map[string][]*lmtpFakeServer{"a@example.org": {f}, "b@example.org": {f}})
-	addr, _, _ := startLMTPFrontend(t, LMTPOptions{Picker: picker})
+func TestPipeliningAndBDAT(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}, "b@example.org": {f}})
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
 	c := dialLMTP(t, addr)
 
 	// RFC 2920: the whole envelope in one write.
@@ -520,7 +520,7 @@ func TestLMTPPipeliningAndBDAT(t *testing.T) {
 			t.Fatalf("pipelined reply %d: got %v, want %d", i, r, want)
 		}
 	}
-	c.writeRaw(lmtpTestBody + ".\r\n")
+	c.writeRaw(testBody + ".\r\n")
 	for i := range 2 {
 		if r := c.read(); r.code != 250 {
 			t.Errorf("reply %d after data: got %v, want 250", i, r)

@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"errors"
@@ -10,53 +10,53 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// Typed errors of the LMTP frontend. [lmtpReply] renders each as the one
+// Typed errors of the LMTP frontend. [replyFor] renders each as the one
 // reply a recipient gets; nothing else decides a reply code.
 var (
-	// ErrLMTPServerUnavailable: no server could take the recipient, or its
+	// ErrServerUnavailable: no server could take the recipient, or its
 	// server failed (down, refused, timed out, dropped the connection).
 	// Rendered 451 4.4.1 (RFC 3463 section 3.5: "No answer from host"):
 	// the MTA keeps the message and retries.
-	ErrLMTPServerUnavailable = errors.New("lmtp: server unavailable")
+	ErrServerUnavailable = errors.New("lmtp: server unavailable")
 
-	// ErrLMTPBareNewline: the message holds a bare CR or LF and BareLF is
+	// ErrBareNewline: the message holds a bare CR or LF and BareLF is
 	// reject. Rendered 554 5.6.0: RFC 5321 section 2.3.8 allows CR and LF
 	// only together as CRLF, section 4.3.2 lists 554 among DATA's
 	// permanent failures, and RFC 3463 section 3.7 makes X.6.0 the
 	// undefined media (content) error.
-	ErrLMTPBareNewline = errors.New("lmtp: bare CR or LF in message data")
+	ErrBareNewline = errors.New("lmtp: bare CR or LF in message data")
 
-	// errLMTPSpool: the body could not be spooled (disk full, say).
+	// errSpool: the body could not be spooled (disk full, say).
 	// Rendered 452 4.3.1 (RFC 5321 section 4.2.3 "insufficient system
 	// storage", RFC 3463 section 3.4 "Mail system full").
-	errLMTPSpool = errors.New("lmtp: spool message")
+	errSpool = errors.New("lmtp: spool message")
 
-	// errLMTPClientRead: the client's message data could not be read
+	// errClientRead: the client's message data could not be read
 	// (timeout, connection lost). Rendered 451 4.4.2 (RFC 3463 section 3.5
 	// "Bad connection"); nothing was delivered.
-	errLMTPClientRead = errors.New("lmtp: read message data")
+	errClientRead = errors.New("lmtp: read message data")
 )
 
-// lmtpReply maps err to the reply a recipient gets. A server's own reply
+// replyFor maps err to the reply a recipient gets. A server's own reply
 // (*smtp.SMTPError) is relayed as is; a proxy-side failure is always 4xx,
 // never 5xx (the MTA must retry, not bounce). ok is false for errors that
 // were not expected here (they are logged and get a generic 451 4.3.0).
-func lmtpReply(err error) (reply *gosmtp.SMTPError, ok bool) {
+func replyFor(err error) (reply *gosmtp.SMTPError, ok bool) {
 	var se *gosmtp.SMTPError
 	switch {
 	case err == nil:
 		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK"}, true
 	case errors.Is(err, proxy.ErrServerFailed), errors.Is(err, proxy.ErrUnavailable),
-		errors.Is(err, ErrLMTPServerUnavailable):
+		errors.Is(err, ErrServerUnavailable):
 		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 4, 1}, Message: "Server unavailable, try again later"}, true
-	case errors.Is(err, ErrLMTPBareNewline):
+	case errors.Is(err, ErrBareNewline):
 		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message contains a bare CR or LF (RFC 5321 section 2.3.8)"}, true
 	case errors.Is(err, gosmtp.ErrTooLongLine):
 		// RFC 5321 section 4.5.3.1.6: a text line is at most 1000 octets.
 		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0}, Message: "Message line too long"}, true
-	case errors.Is(err, errLMTPSpool):
+	case errors.Is(err, errSpool):
 		return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}, true
-	case errors.Is(err, errLMTPClientRead), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, errClientRead), errors.Is(err, net.ErrClosed):
 		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2}, Message: "Connection error while reading message data"}, true
 	case errors.As(err, &se):
 		// A server's reply, or go-smtp's own (552 5.3.4 too large).
@@ -65,47 +65,47 @@ func lmtpReply(err error) (reply *gosmtp.SMTPError, ok bool) {
 	return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Internal error, try again later"}, false
 }
 
-// lmtpServerOK turns the text of a server's 250 reply ("2.0.0 <u@x> Saved")
+// serverOK turns the text of a server's 250 reply ("2.0.0 <u@x> Saved")
 // into a reply to relay, keeping its enhanced code and message.
-func lmtpServerOK(text, rcpt string) *gosmtp.SMTPError {
+func serverOK(text, rcpt string) *gosmtp.SMTPError {
 	r := &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK"}
 	first, rest, _ := strings.Cut(text, " ")
-	if ec, ok := lmtpParseEnhanced(first); ok && ec[0] == 2 {
+	if ec, ok := parseEnhanced(first); ok && ec[0] == 2 {
 		r.EnhancedCode = ec
 		text = rest
 	}
-	if msg := lmtpTrimRcpt(text, rcpt); msg != "" {
+	if msg := trimRcpt(text, rcpt); msg != "" {
 		r.Message = msg
 	}
 	return r
 }
 
-// lmtpRelayed returns the server's error reply as the recipient's reply,
+// relayed returns the server's error reply as the recipient's reply,
 // without the "<rcpt> " prefix the server may have put first: go-smtp adds
 // its own when it writes the reply (RFC 2033 section 4.2 replies name the
 // recipient).
-func lmtpRelayed(se *gosmtp.SMTPError, rcpt string) *gosmtp.SMTPError {
+func relayed(se *gosmtp.SMTPError, rcpt string) *gosmtp.SMTPError {
 	r := *se
 	if r.EnhancedCode == gosmtp.EnhancedCodeNotSet || r.EnhancedCode == gosmtp.NoEnhancedCode {
 		// RFC 2034 section 3: replies carry enhanced codes; X.0.0 is generic.
 		r.EnhancedCode = gosmtp.EnhancedCode{r.Code / 100, 0, 0}
 	}
-	r.Message = lmtpTrimRcpt(r.Message, rcpt)
+	r.Message = trimRcpt(r.Message, rcpt)
 	if r.Message == "" {
 		r.Message = "Failed"
 	}
 	return &r
 }
 
-func lmtpTrimRcpt(msg, rcpt string) string {
+func trimRcpt(msg, rcpt string) string {
 	if tok, rest, _ := strings.Cut(msg, " "); strings.EqualFold(tok, "<"+rcpt+">") {
 		return rest
 	}
 	return msg
 }
 
-// lmtpParseEnhanced parses an RFC 3463 enhanced status code "c.s.d".
-func lmtpParseEnhanced(s string) (gosmtp.EnhancedCode, bool) {
+// parseEnhanced parses an RFC 3463 enhanced status code "c.s.d".
+func parseEnhanced(s string) (gosmtp.EnhancedCode, bool) {
 	var ec gosmtp.EnhancedCode
 	for i := range 3 {
 		var part string
@@ -136,11 +136,11 @@ func lmtpParseEnhanced(s string) (gosmtp.EnhancedCode, bool) {
 	return ec, true
 }
 
-// lmtpSequenceReplies are go-smtp v0.25 replies to commands out of order,
+// sequenceReplies are go-smtp v0.25 replies to commands out of order,
 // which it sends as 502 (command not implemented). RFC 5321 section 4.1.4
 // and the reply table of section 4.3.2 make them 503 (bad sequence of
-// commands); [lmtpClientConn] rewrites them on the way out.
-var lmtpSequenceReplies = map[string]bool{
+// commands); [clientConn] rewrites them on the way out.
+var sequenceReplies = map[string]bool{
 	"Missing MAIL FROM command.":               true,
 	"Missing RCPT TO command.":                 true,
 	"Please introduce yourself first.":         true,
@@ -149,15 +149,15 @@ var lmtpSequenceReplies = map[string]bool{
 	"DATA not allowed during message transfer": true,
 }
 
-// lmtpFixSequenceReply returns line with 502 turned into 503 when it is one
-// of [lmtpSequenceReplies], else line itself.
-func lmtpFixSequenceReply(line []byte) []byte {
+// fixSequenceReply returns line with 502 turned into 503 when it is one
+// of [sequenceReplies], else line itself.
+func fixSequenceReply(line []byte) []byte {
 	const prefix = "502 5.5.1 "
 	if len(line) < len(prefix)+2 || string(line[:len(prefix)]) != prefix {
 		return line
 	}
 	text := strings.TrimSuffix(string(line[len(prefix):]), "\r\n")
-	if !lmtpSequenceReplies[text] {
+	if !sequenceReplies[text] {
 		return line
 	}
 	out := append([]byte("503"), line[3:]...)

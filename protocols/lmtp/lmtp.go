@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"context"
@@ -21,95 +21,95 @@ import (
 
 // LMTP timeouts and limits, used when the matching option is zero.
 const (
-	// lmtpDefaultDataTimeout bounds the client's message data and a
+	// defaultDataTimeout bounds the client's message data and a
 	// server's replies after the final dot: RFC 5321 section 4.5.3.2.6
 	// gives 10 minutes for the DATA termination reply.
-	lmtpDefaultDataTimeout = 10 * time.Minute
-	// lmtpDefaultClientTimeout is how long the client may be idle between
+	defaultDataTimeout = 10 * time.Minute
+	// defaultClientTimeout is how long the client may be idle between
 	// commands: RFC 5321 section 4.5.3.2.7, the server waits at least 5 minutes.
-	lmtpDefaultClientTimeout = 5 * time.Minute
-	// lmtpDefaultServerTimeout bounds each server reply before the message
+	defaultClientTimeout = 5 * time.Minute
+	// defaultServerTimeout bounds each server reply before the message
 	// data (greeting, LHLO, RSET, MAIL, RCPT, DATA's 354). RFC 5321 section
 	// 4.5.3.2 suggests 5 minutes for peers across the internet; the servers
 	// here are on the same network, and a recipient waiting on a dead one
 	// holds the whole transaction.
-	lmtpDefaultServerTimeout = time.Minute
-	// lmtpDefaultServerIdle is how long an unused pooled server connection
+	defaultServerTimeout = time.Minute
+	// defaultServerIdle is how long an unused pooled server connection
 	// is kept; Dovecot's LMTP server drops idle clients after a few minutes.
-	lmtpDefaultServerIdle = 30 * time.Second
+	defaultServerIdle = 30 * time.Second
 
-	lmtpDefaultMaxRecipients  = 1000
-	lmtpDefaultMaxMessageSize = 50 << 20
-	lmtpDefaultSpoolMemory    = 1 << 20
-	lmtpDefaultMaxServerConns = 16
-	lmtpDefaultRetries        = 2
-	// lmtpDefaultMaxLineLength is go-smtp's default: twice the 1000 octets
+	defaultMaxRecipients  = 1000
+	defaultMaxMessageSize = 50 << 20
+	defaultSpoolMemory    = 1 << 20
+	defaultMaxServerConns = 16
+	defaultRetries        = 2
+	// defaultMaxLineLength is go-smtp's default: twice the 1000 octets
 	// of RFC 5321 section 4.5.3.1.6, for the lenient.
-	lmtpDefaultMaxLineLength = 2000
+	defaultMaxLineLength = 2000
 )
 
-// LMTPServerDown says what happens to the recipients of a server that cannot
+// ServerDown says what happens to the recipients of a server that cannot
 // be reached before it accepted any of them.
-type LMTPServerDown int
+type ServerDown int
 
 const (
-	// LMTPServerDownTempfail answers them 451 4.4.1; the MTA retries later.
-	LMTPServerDownTempfail LMTPServerDown = iota
-	// LMTPServerDownNext tries the next server in each user's order (the
+	// ServerDownTempfail answers them 451 4.4.1; the MTA retries later.
+	ServerDownTempfail ServerDown = iota
+	// ServerDownNext tries the next server in each user's order (the
 	// director's choice, then its hash order). Only for fleets whose
 	// servers share the mail storage: otherwise the mail lands on a server
 	// that does not own the mailbox.
-	LMTPServerDownNext
+	ServerDownNext
 )
 
-// ParseLMTPServerDown parses the config spelling: tempfail (or empty), next.
-func ParseLMTPServerDown(s string) (LMTPServerDown, error) {
+// ParseServerDown parses the config spelling: tempfail (or empty), next.
+func ParseServerDown(s string) (ServerDown, error) {
 	switch s {
 	case "", "tempfail":
-		return LMTPServerDownTempfail, nil
+		return ServerDownTempfail, nil
 	case "next":
-		return LMTPServerDownNext, nil
+		return ServerDownNext, nil
 	}
-	return LMTPServerDownTempfail, fmt.Errorf("unknown server_down %q (want tempfail or next)", s)
+	return ServerDownTempfail, fmt.Errorf("unknown server_down %q (want tempfail or next)", s)
 }
 
-func (m LMTPServerDown) String() string {
-	if m == LMTPServerDownNext {
+func (m ServerDown) String() string {
+	if m == ServerDownNext {
 		return "next"
 	}
 	return "tempfail"
 }
 
-// LMTPBareLF says what happens to a bare CR or LF in message data.
-type LMTPBareLF int
+// BareLF says what happens to a bare CR or LF in message data.
+type BareLF int
 
 const (
-	// LMTPBareLFNormalize turns each bare CR or LF into CRLF.
-	LMTPBareLFNormalize LMTPBareLF = iota
-	// LMTPBareLFReject answers every recipient 554 5.6.0 ([ErrLMTPBareNewline]).
-	LMTPBareLFReject
+	// BareLFNormalize turns each bare CR or LF into CRLF.
+	BareLFNormalize BareLF = iota
+	// BareLFReject answers every recipient 554 5.6.0 ([ErrBareNewline]).
+	BareLFReject
 )
 
-// ParseLMTPBareLF parses the config spelling: normalize (or empty), reject.
-func ParseLMTPBareLF(s string) (LMTPBareLF, error) {
+// ParseBareLF parses the config spelling: normalize (or empty), reject.
+func ParseBareLF(s string) (BareLF, error) {
 	switch s {
 	case "", "normalize":
-		return LMTPBareLFNormalize, nil
+		return BareLFNormalize, nil
 	case "reject":
-		return LMTPBareLFReject, nil
+		return BareLFReject, nil
 	}
-	return LMTPBareLFNormalize, fmt.Errorf("unknown bare_lf %q (want normalize or reject)", s)
+	return BareLFNormalize, fmt.Errorf("unknown bare_lf %q (want normalize or reject)", s)
 }
 
-func (m LMTPBareLF) String() string {
-	if m == LMTPBareLFReject {
+func (m BareLF) String() string {
+	if m == BareLFReject {
 		return "reject"
 	}
 	return "normalize"
 }
 
-// LMTPOptions configure the LMTP frontend. Only Picker is required.
-type LMTPOptions struct {
+// Options configure the LMTP frontend. Only Picker is required.
+type Options struct {
 	// Picker chooses the server of each recipient. The user it is given is
 	// the recipient address as the client wrote it (local-part@domain,
 	// without brackets); the director normalises. With ServerDown next,
@@ -135,13 +135,13 @@ type LMTPOptions struct {
 	SpoolMemory int64
 	// SpoolDir holds spooled bodies; empty: os.TempDir().
 	SpoolDir string
-	// ServerDown: zero is LMTPServerDownTempfail.
-	ServerDown LMTPServerDown
+	// ServerDown: zero is ServerDownTempfail.
+	ServerDown ServerDown
 	// Retries is, with ServerDown next, how many other servers each
 	// recipient may try; zero: 2; negative: none.
 	Retries int
-	// BareLF: zero is LMTPBareLFNormalize.
-	BareLF LMTPBareLF
+	// BareLF: zero is BareLFNormalize.
+	BareLF BareLF
 	// MaxServerConns is how many idle connections are kept per server for
 	// the next transactions; zero: 16; negative: none (dial every time).
 	MaxServerConns int
@@ -162,7 +162,7 @@ type LMTPOptions struct {
 	Logger *slog.Logger
 }
 
-func lmtpOrDuration(d, def time.Duration) time.Duration {
+func orDuration(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
@@ -170,7 +170,7 @@ func lmtpOrDuration(d, def time.Duration) time.Duration {
 }
 
 // limit resolves a "zero: default, negative: none (0)" option.
-func lmtpLimit[T int | int64](v, def T) T {
+func limit[T int | int64](v, def T) T {
 	switch {
 	case v == 0:
 		return def
@@ -180,7 +180,7 @@ func lmtpLimit[T int | int64](v, def T) T {
 	return v
 }
 
-func (o *LMTPOptions) hostname() string {
+func (o *Options) hostname() string {
 	if o.Hostname != "" {
 		return o.Hostname
 	}
@@ -190,51 +190,51 @@ func (o *LMTPOptions) hostname() string {
 	return "localhost"
 }
 
-func (o *LMTPOptions) spoolMemory() int64 {
+func (o *Options) spoolMemory() int64 {
 	switch {
 	case o.SpoolMemory == 0:
-		return lmtpDefaultSpoolMemory
+		return defaultSpoolMemory
 	case o.SpoolMemory < 0:
 		return 0
 	}
 	return o.SpoolMemory
 }
 
-func (o *LMTPOptions) spoolDir() string {
+func (o *Options) spoolDir() string {
 	if o.SpoolDir != "" {
 		return o.SpoolDir
 	}
 	return os.TempDir()
 }
 
-func (o *LMTPOptions) retries() int {
-	if o.ServerDown != LMTPServerDownNext {
+func (o *Options) retries() int {
+	if o.ServerDown != ServerDownNext {
 		return 0
 	}
-	return lmtpLimit(o.Retries, lmtpDefaultRetries)
+	return limit(o.Retries, defaultRetries)
 }
 
-func (o *LMTPOptions) dataTimeout() time.Duration {
-	return lmtpOrDuration(o.DataTimeout, lmtpDefaultDataTimeout)
+func (o *Options) dataTimeout() time.Duration {
+	return orDuration(o.DataTimeout, defaultDataTimeout)
 }
 
-func (o *LMTPOptions) clientTimeout() time.Duration {
-	return lmtpOrDuration(o.ClientTimeout, lmtpDefaultClientTimeout)
+func (o *Options) clientTimeout() time.Duration {
+	return orDuration(o.ClientTimeout, defaultClientTimeout)
 }
 
-func (o *LMTPOptions) serverTimeout() time.Duration {
-	return lmtpOrDuration(o.ServerTimeout, lmtpDefaultServerTimeout)
+func (o *Options) serverTimeout() time.Duration {
+	return orDuration(o.ServerTimeout, defaultServerTimeout)
 }
 
-// LMTP is the LMTP frontend (RFC 2033), a [proxy.Handler]. It is
+// Frontend is the LMTP frontend (RFC 2033), a [proxy.Handler]. It is
 // store-and-forward, not a relay: it takes a whole transaction from the
 // MTA, spools the body once, delivers it to each recipient's server over
 // pooled LMTP client connections, in parallel, and answers one reply per
 // recipient. Safe for concurrent use by many sessions.
-type LMTP struct {
-	opts     LMTPOptions
+type Frontend struct {
+	opts     Options
 	hostname string
-	pool     *lmtpPool
+	pool     *pool
 
 	transactions  atomic.Uint64
 	recipients    atomic.Uint64
@@ -247,20 +247,20 @@ type LMTP struct {
 	reused        atomic.Uint64
 }
 
-// NewLMTP returns the LMTP frontend.
-func NewLMTP(opts LMTPOptions) *LMTP {
-	return &LMTP{
+// New returns the LMTP frontend.
+func New(opts Options) *Frontend {
+	return &Frontend{
 		opts:     opts,
 		hostname: opts.hostname(),
-		pool: &lmtpPool{
-			max:  lmtpLimit(opts.MaxServerConns, lmtpDefaultMaxServerConns),
-			idle: lmtpOrDuration(opts.ServerIdle, lmtpDefaultServerIdle),
+		pool: &pool{
+			max:  limit(opts.MaxServerConns, defaultMaxServerConns),
+			idle: orDuration(opts.ServerIdle, defaultServerIdle),
 		},
 	}
 }
 
-// LMTPStats is a snapshot of the frontend's counters since NewLMTP.
-type LMTPStats struct {
+// Stats is a snapshot of the frontend's counters since New.
+type Stats struct {
 	Transactions  uint64 // DATA (or BDAT LAST) with a spooled body
 	Recipients    uint64 // replies after the data, one per RCPT
 	Delivered     uint64 // of them 250
@@ -273,8 +273,8 @@ type LMTPStats struct {
 }
 
 // Stats returns the counters. Safe for concurrent use.
-func (l *LMTP) Stats() LMTPStats {
-	return LMTPStats{
+func (l *Frontend) Stats() Stats {
+	return Stats{
 		Transactions: l.transactions.Load(), Recipients: l.recipients.Load(),
 		Delivered: l.delivered.Load(), Deferred: l.deferred.Load(), Rejected: l.rejected.Load(),
 		ServerFails: l.serverFails.Load(), SpooledToDisk: l.spooledToDisk.Load(),
@@ -284,7 +284,7 @@ func (l *LMTP) Stats() LMTPStats {
 
 // Close closes the idle server connections; later transactions dial anew.
 // Call it after the engine has shut down.
-func (l *LMTP) Close() error {
+func (l *Frontend) Close() error {
 	l.pool.close()
 	return nil
 }
@@ -292,27 +292,27 @@ func (l *LMTP) Close() error {
 // ServeConn runs one LMTP session on c with go-smtp's server in LMTP mode.
 // The engine closes c after ServeConn returns; on shutdown it tells the
 // client "421 4.3.2" (RFC 5321 section 3.8) once the current command is done.
-func (l *LMTP) ServeConn(ctx context.Context, c *proxy.Conn) error {
+func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
 	log := c.Logger()
 	if l.opts.Logger != nil {
 		log = l.opts.Logger.With("conn", c.ID())
 	}
-	nc := &lmtpClientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{})}
+	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{})}
 	nc.Conn.SetDeadline(time.Time{}) // go-smtp sets its own from here on
 
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(sc *gosmtp.Conn) (gosmtp.Session, error) {
-		return &lmtpSession{l: l, c: c, ctx: ctx, sc: sc, log: log}, nil
+		return &session{l: l, c: c, ctx: ctx, sc: sc, log: log}, nil
 	}))
 	srv.LMTP = true
 	srv.Domain = l.hostname
-	srv.MaxRecipients = lmtpLimit(l.opts.MaxRecipients, lmtpDefaultMaxRecipients)
-	srv.MaxMessageBytes = lmtpLimit(l.opts.MaxMessageSize, lmtpDefaultMaxMessageSize)
-	srv.MaxLineLength = lmtpLimit(l.opts.MaxLineLength, lmtpDefaultMaxLineLength)
+	srv.MaxRecipients = limit(l.opts.MaxRecipients, defaultMaxRecipients)
+	srv.MaxMessageBytes = limit(l.opts.MaxMessageSize, defaultMaxMessageSize)
+	srv.MaxLineLength = limit(l.opts.MaxLineLength, defaultMaxLineLength)
 	srv.ReadTimeout = l.opts.clientTimeout()
 	srv.WriteTimeout = l.opts.clientTimeout()
 	srv.EnableSMTPUTF8 = true // RFC 6531; passed on where the server has it
-	srv.ErrorLog = lmtpErrorLog{log}
+	srv.ErrorLog = errorLog{log}
 	if fe := c.Frontend(); fe.TLS != nil && !fe.ImplicitTLS && !c.IsTLS() {
 		// STARTTLS (RFC 3207, which RFC 2033 section 4.1 inherits): go-smtp
 		// upgrades the connection and starts its reader afresh, so commands
@@ -320,7 +320,7 @@ func (l *LMTP) ServeConn(ctx context.Context, c *proxy.Conn) error {
 		srv.TLSConfig = fe.TLS
 	}
 
-	ln := &lmtpListener{conn: nc, closed: make(chan struct{})}
+	ln := &listener{conn: nc, closed: make(chan struct{})}
 	srv.Serve(ln) // returns once the one connection is closed
 	srv.Shutdown(context.Background())
 	if ctx.Err() != nil {
@@ -329,21 +329,21 @@ func (l *LMTP) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	return nc.err()
 }
 
-// lmtpReadError classifies an error reading the client's message data:
+// readError classifies an error reading the client's message data:
 // go-smtp's own replies (552 too large, line too long) stay as they are.
-func lmtpReadError(err error) error {
+func readError(err error) error {
 	var se *gosmtp.SMTPError
 	if errors.As(err, &se) || errors.Is(err, gosmtp.ErrTooLongLine) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", errLMTPClientRead, err)
+	return fmt.Errorf("%w: %w", errClientRead, err)
 }
 
-// lmtpClientConn is the client connection as go-smtp sees it. Once the
+// clientConn is the client connection as go-smtp sees it. Once the
 // engine cancels ctx (shutdown, kick), reads fail with net.ErrClosed, so
 // go-smtp stops quietly and the engine sends its goodbye. Close only stops
 // go-smtp's use of it; the engine closes the connection itself.
-type lmtpClientConn struct {
+type clientConn struct {
 	net.Conn
 	ctx       context.Context
 	done      chan struct{}
@@ -353,7 +353,7 @@ type lmtpClientConn struct {
 	readErr error // first read failure other than EOF, for the session's log line
 }
 
-func (c *lmtpClientConn) Read(p []byte) (int, error) {
+func (c *clientConn) Read(p []byte) (int, error) {
 	select {
 	case <-c.done:
 		return 0, net.ErrClosed
@@ -378,35 +378,35 @@ func (c *lmtpClientConn) Read(p []byte) (int, error) {
 
 // Write writes one reply line (go-smtp flushes each line on its own),
 // with go-smtp's out-of-sequence 502 replies made 503.
-func (c *lmtpClientConn) Write(p []byte) (int, error) {
-	if _, err := c.Conn.Write(lmtpFixSequenceReply(p)); err != nil {
+func (c *clientConn) Write(p []byte) (int, error) {
+	if _, err := c.Conn.Write(fixSequenceReply(p)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (c *lmtpClientConn) Close() error {
+func (c *clientConn) Close() error {
 	c.closeOnce.Do(func() { close(c.done) })
 	return nil
 }
 
-func (c *lmtpClientConn) err() error {
+func (c *clientConn) err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.readErr
 }
 
-// lmtpListener hands go-smtp's Serve exactly one connection. The second
+// listener hands go-smtp's Serve exactly one connection. The second
 // Accept waits until that connection is closed, then fails, so Serve
 // returns when the session is over.
-type lmtpListener struct {
-	conn      *lmtpClientConn
+type listener struct {
+	conn      *clientConn
 	accepted  atomic.Bool
 	closed    chan struct{}
 	closeOnce sync.Once
 }
 
-func (l *lmtpListener) Accept() (net.Conn, error) {
+func (l *listener) Accept() (net.Conn, error) {
 	if l.accepted.CompareAndSwap(false, true) {
 		return l.conn, nil
 	}
@@ -417,21 +417,21 @@ func (l *lmtpListener) Accept() (net.Conn, error) {
 	return nil, net.ErrClosed
 }
 
-func (l *lmtpListener) Close() error {
+func (l *listener) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
 	return nil
 }
 
-func (l *lmtpListener) Addr() net.Addr { return l.conn.LocalAddr() }
+func (l *listener) Addr() net.Addr { return l.conn.LocalAddr() }
 
-// lmtpErrorLog takes go-smtp's internal error reports: panics at Error,
+// errorLog takes go-smtp's internal error reports: panics at Error,
 // connection errors at Debug.
-type lmtpErrorLog struct{ log *slog.Logger }
+type errorLog struct{ log *slog.Logger }
 
-func (e lmtpErrorLog) Printf(format string, v ...any) { e.report(fmt.Sprintf(format, v...)) }
-func (e lmtpErrorLog) Println(v ...any)               { e.report(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+func (e errorLog) Printf(format string, v ...any) { e.report(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.report(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
 
-func (e lmtpErrorLog) report(msg string) {
+func (e errorLog) report(msg string) {
 	if strings.HasPrefix(msg, "panic") {
 		e.log.Error("lmtp: go-smtp panic", "err", msg)
 		return
@@ -439,19 +439,19 @@ func (e lmtpErrorLog) report(msg string) {
 	e.log.Debug("lmtp: go-smtp", "err", msg)
 }
 
-// LMTPHomePicker is implemented by pickers that can name a user's own
+// HomePicker is implemented by pickers that can name a user's own
 // server without ever placing the user elsewhere (cmd's picker, over
-// director.Request.Stay). With LMTPServerDownTempfail the frontend uses it
+// director.Request.Stay). With ServerDownTempfail the frontend uses it
 // so that a recipient whose server is down gets 451 4.4.1 rather than
 // delivery to a server that does not hold the mailbox.
-type LMTPHomePicker interface {
+type HomePicker interface {
 	PickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error)
 }
 
 // pickHome picks the recipient's server: its own server only when the
 // failure policy is tempfail and the picker can tell, else Pick's choice.
-func (l *LMTP) pickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
-	if hp, ok := l.opts.Picker.(LMTPHomePicker); ok && l.opts.ServerDown == LMTPServerDownTempfail {
+func (l *Frontend) pickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
+	if hp, ok := l.opts.Picker.(HomePicker); ok && l.opts.ServerDown == ServerDownTempfail {
 		return hp.PickHome(ctx, user, client)
 	}
 	return l.opts.Picker.Pick(ctx, user, client, nil)

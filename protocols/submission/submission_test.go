@@ -1,4 +1,4 @@
-package smtp
+package submission
 
 import (
 	"bufio"
@@ -20,10 +20,10 @@ import (
 	"github.com/maildirector/maildirector/proxy/proxytest"
 )
 
-// subFake is a tiny submission server: 220 greeting, EHLO, XCLIENT, AUTH
+// fakeServer is a tiny submission server: 220 greeting, EHLO, XCLIENT, AUTH
 // PLAIN against one password, then MAIL and QUIT. It records the lines it
 // received.
-type subFake struct {
+type fakeServer struct {
 	addr     string
 	greeting string // default "220 fake ESMTP"
 	password string // default "secret"
@@ -33,7 +33,7 @@ type subFake struct {
 	lines []string
 }
 
-func startSubFake(t *testing.T, f *subFake) *subFake {
+func startFake(t *testing.T, f *fakeServer) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,7 +46,7 @@ func startSubFake(t *testing.T, f *subFake) *subFake {
 }
 
 // acceptLoop serves connections until the listener is closed.
-func (f *subFake) acceptLoop(ln net.Listener) {
+func (f *fakeServer) acceptLoop(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -56,13 +56,13 @@ func (f *subFake) acceptLoop(ln net.Listener) {
 	}
 }
 
-func (f *subFake) received() []string {
+func (f *fakeServer) received() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.lines)
 }
 
-func subOr(s, def string) string {
+func cmpOr(s, def string) string {
 	if s == "" {
 		return def
 	}
@@ -70,10 +70,10 @@ func subOr(s, def string) string {
 }
 
 // serve runs one session; it returns on QUIT, EOF or after 20 commands.
-func (f *subFake) serve(c net.Conn) {
+func (f *fakeServer) serve(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	greeting := subOr(f.greeting, "220 fake ESMTP")
+	greeting := cmpOr(f.greeting, "220 fake ESMTP")
 	io.WriteString(c, greeting+"\r\n")
 	if !strings.HasPrefix(greeting, "220") {
 		return
@@ -98,8 +98,8 @@ func (f *subFake) serve(c net.Conn) {
 			_, ir, _ := strings.Cut(arg, " ")
 			msg, _ := base64.StdEncoding.DecodeString(ir)
 			creds, err := sasl.ParsePlain(msg)
-			if err != nil || creds.Password != subOr(f.password, "secret") {
-				io.WriteString(c, subOr(f.authErr, "535 5.7.8 Authentication failed.")+"\r\n")
+			if err != nil || creds.Password != cmpOr(f.password, "secret") {
+				io.WriteString(c, cmpOr(f.authErr, "535 5.7.8 Authentication failed.")+"\r\n")
 				continue
 			}
 			io.WriteString(c, "235 2.7.0 Logged in.\r\n")
@@ -114,24 +114,24 @@ func (f *subFake) serve(c net.Conn) {
 	}
 }
 
-// startSubmission runs the frontend on a real proxy.Server on 127.0.0.1:0
+// startFrontend runs the frontend on a real proxy.Server on 127.0.0.1:0
 // and returns its address.
-func startSubmission(t *testing.T, opts SubmissionOptions, tlsCfg *tls.Config) string {
+func startFrontend(t *testing.T, opts Options, tlsCfg *tls.Config) string {
 	t.Helper()
 	if opts.Hostname == "" {
 		opts.Hostname = "proxy.example.org"
 	}
-	return proxytest.Serve(t, proxy.Frontend{Name: "submission", Protocol: "submission", Handler: NewSubmission(opts), TLS: tlsCfg})
+	return proxytest.Serve(t, proxy.Frontend{Name: "submission", Protocol: "submission", Handler: New(opts), TLS: tlsCfg})
 }
 
-// subClient is the test's SMTP client.
-type subClient struct {
+// client is the test's SMTP client.
+type client struct {
 	t    *testing.T
 	conn net.Conn
 	br   *bufio.Reader
 }
 
-func subDial(t *testing.T, addr string) *subClient {
+func dial(t *testing.T, addr string) *client {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -139,36 +139,36 @@ func subDial(t *testing.T, addr string) *subClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	return &subClient{t: t, conn: conn, br: bufio.NewReader(conn)}
+	return &client{t: t, conn: conn, br: bufio.NewReader(conn)}
 }
 
-// subGreeted is the first rung of the ladder: connected and greeted.
-func subGreeted(t *testing.T, addr string) *subClient {
+// greeted is the first rung of the ladder: connected and greeted.
+func greeted(t *testing.T, addr string) *client {
 	t.Helper()
-	c := subDial(t, addr)
+	c := dial(t, addr)
 	if got := c.reply(); got[0] != "220 proxy.example.org ESMTP maildirector" {
 		t.Fatalf("greeting: got %q", got)
 	}
 	return c
 }
 
-// subEhloed is the second rung: EHLO answered; it returns the keywords.
-func subEhloed(t *testing.T, addr string) (*subClient, []string) {
+// ehloed is the second rung: EHLO answered; it returns the keywords.
+func ehloed(t *testing.T, addr string) (*client, []string) {
 	t.Helper()
-	c := subGreeted(t, addr)
+	c := greeted(t, addr)
 	return c, c.ehlo()
 }
 
-// subAuthenticated is the top rung: logged in through the proxy.
-func subAuthenticated(t *testing.T, addr, user, pass string) *subClient {
+// authenticated is the top rung: logged in through the proxy.
+func authenticated(t *testing.T, addr, user, pass string) *client {
 	t.Helper()
-	c, _ := subEhloed(t, addr)
+	c, _ := ehloed(t, addr)
 	c.expect("AUTH PLAIN "+sasl.EncodePlain("", user, pass), "235 2.7.0 Logged in.")
 	return c
 }
 
 // reply reads one (multi-line) reply.
-func (c *subClient) reply() []string {
+func (c *client) reply() []string {
 	c.t.Helper()
 	var lines []string
 	for range 100 {
@@ -186,7 +186,7 @@ func (c *subClient) reply() []string {
 	return nil
 }
 
-func (c *subClient) send(line string) {
+func (c *client) send(line string) {
 	c.t.Helper()
 	if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
 		c.t.Fatalf("write %q: %v", line, err)
@@ -194,7 +194,7 @@ func (c *subClient) send(line string) {
 }
 
 // expect sends line and checks the (last line of the) reply.
-func (c *subClient) expect(line, want string) {
+func (c *client) expect(line, want string) {
 	c.t.Helper()
 	c.send(line)
 	got := c.reply()
@@ -204,7 +204,7 @@ func (c *subClient) expect(line, want string) {
 }
 
 // ehlo sends EHLO and returns the keywords after the host name.
-func (c *subClient) ehlo() []string {
+func (c *client) ehlo() []string {
 	c.t.Helper()
 	c.send("EHLO client.example")
 	lines := c.reply()
@@ -218,7 +218,7 @@ func (c *subClient) ehlo() []string {
 	return kw
 }
 
-func (c *subClient) expectClosed() {
+func (c *client) expectClosed() {
 	c.t.Helper()
 	line, err := c.br.ReadString('\n')
 	if err == nil {
@@ -228,28 +228,28 @@ func (c *subClient) expectClosed() {
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-func TestSubmissionLogin(t *testing.T) {
+func TestLogin(t *testing.T) {
 	tests := []struct {
 		name  string
-		login func(c *subClient)
+		login func(c *client)
 	}{
-		{"PLAIN initial response", func(c *subClient) {
+		{"PLAIN initial response", func(c *client) {
 			c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "235 2.7.0 Logged in.")
 		}},
-		{"PLAIN continuation", func(c *subClient) {
+		{"PLAIN continuation", func(c *client) {
 			c.expect("auth plain", "334 ")
 			c.expect(sasl.EncodePlain("", "alice", "secret"), "235 2.7.0 Logged in.")
 		}},
-		{"LOGIN", func(c *subClient) {
+		{"LOGIN", func(c *client) {
 			c.expect("AUTH LOGIN", "334 VXNlcm5hbWU6")
 			c.expect(b64("alice"), "334 UGFzc3dvcmQ6")
 			c.expect(b64("secret"), "235 2.7.0 Logged in.")
 		}},
-		{"LOGIN with initial response", func(c *subClient) {
+		{"LOGIN with initial response", func(c *client) {
 			c.expect("AUTH LOGIN "+b64("alice"), "334 UGFzc3dvcmQ6")
 			c.expect(b64("secret"), "235 2.7.0 Logged in.")
 		}},
-		{"pipelined after AUTH", func(c *subClient) {
+		{"pipelined after AUTH", func(c *client) {
 			c.send("AUTH PLAIN " + sasl.EncodePlain("", "alice", "secret") + "\r\nMAIL FROM:<a@example.org>")
 			if got := c.reply(); got[0] != "235 2.7.0 Logged in." {
 				t.Fatalf("got %q, want 235", got)
@@ -261,12 +261,12 @@ func TestSubmissionLogin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fake := startSubFake(t, &subFake{})
-			addr := startSubmission(t, SubmissionOptions{
+			fake := startFake(t, &fakeServer{})
+			addr := startFrontend(t, Options{
 				Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 				PlaintextLogin: true,
 			}, nil)
-			c, _ := subEhloed(t, addr)
+			c, _ := ehloed(t, addr)
 			tt.login(c)
 			c.expect("MAIL FROM:<alice@example.org>", "250 2.1.0 Ok")
 			c.expect("QUIT", "221 2.0.0 Bye")
@@ -280,13 +280,13 @@ func TestSubmissionLogin(t *testing.T) {
 	}
 }
 
-func TestSubmissionXClient(t *testing.T) {
-	fake := startSubFake(t, &subFake{})
-	addr := startSubmission(t, SubmissionOptions{
+func TestXClient(t *testing.T) {
+	fake := startFake(t, &fakeServer{})
+	addr := startFrontend(t, Options{
 		Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr, XClient: true}}},
 		PlaintextLogin: true,
 	}, nil)
-	c := subAuthenticated(t, addr, "alice", "secret")
+	c := authenticated(t, addr, "alice", "secret")
 	port := c.conn.LocalAddr().(*net.TCPAddr).Port
 	got := fake.received()
 	want := []string{
@@ -314,7 +314,7 @@ func TestXClientLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := &submissionLogin{creds: sasl.Credentials{User: tt.user}, helo: "h", client: tt.client}
+			l := &serverLogin{creds: sasl.Credentials{User: tt.user}, helo: "h", client: tt.client}
 			if got := l.xclient(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
@@ -322,26 +322,26 @@ func TestXClientLine(t *testing.T) {
 	}
 }
 
-func TestSubmissionWrongPasswordRelayedAndRetry(t *testing.T) {
-	fake := startSubFake(t, &subFake{})
-	addr := startSubmission(t, SubmissionOptions{
+func TestWrongPasswordRelayedAndRetry(t *testing.T) {
+	fake := startFake(t, &fakeServer{})
+	addr := startFrontend(t, Options{
 		Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin: true,
 	}, nil)
-	c, _ := subEhloed(t, addr)
+	c, _ := ehloed(t, addr)
 	c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "wrong"), "535 5.7.8 Authentication failed.")
 	c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "235 2.7.0 Logged in.")
 	c.expect("MAIL FROM:<alice@example.org>", "250 2.1.0 Ok")
 }
 
-func TestSubmissionTooManyFailedLogins(t *testing.T) {
-	fake := startSubFake(t, &subFake{})
-	addr := startSubmission(t, SubmissionOptions{
+func TestTooManyFailedLogins(t *testing.T) {
+	fake := startFake(t, &fakeServer{})
+	addr := startFrontend(t, Options{
 		Picker:           &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin:   true,
 		MaxLoginAttempts: 2,
 	}, nil)
-	c, _ := subEhloed(t, addr)
+	c, _ := ehloed(t, addr)
 	c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "x"), "535 5.7.8 Authentication failed.")
 	c.send("AUTH PLAIN " + sasl.EncodePlain("", "alice", "y"))
 	if got := c.reply(); got[0] != "535 5.7.8 Authentication failed." {
@@ -353,7 +353,7 @@ func TestSubmissionTooManyFailedLogins(t *testing.T) {
 	c.expectClosed()
 }
 
-func TestSubmissionFailover(t *testing.T) {
+func TestFailover(t *testing.T) {
 	tests := []struct {
 		name       string
 		first      func(t *testing.T) string
@@ -361,23 +361,23 @@ func TestSubmissionFailover(t *testing.T) {
 	}{
 		{"connection refused", func(t *testing.T) string { return proxytest.DeadAddr(t) }, []string{"bad"}},
 		{"busy greeting", func(t *testing.T) string {
-			return startSubFake(t, &subFake{greeting: "421 4.3.2 Too busy"}).addr
+			return startFake(t, &fakeServer{greeting: "421 4.3.2 Too busy"}).addr
 		}, []string{"bad"}},
 		// A temporary AUTH refusal tries the next server but is not the
 		// server's failure: an auth backend outage must not mark the fleet down.
 		{"temporary auth failure", func(t *testing.T) string {
-			return startSubFake(t, &subFake{password: "other", authErr: "454 4.7.0 Temporary authentication failure"}).addr
+			return startFake(t, &fakeServer{password: "other", authErr: "454 4.7.0 Temporary authentication failure"}).addr
 		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			good := startSubFake(t, &subFake{})
+			good := startFake(t, &fakeServer{})
 			picker := &proxytest.Picker{Targets: []proxy.Target{
 				{Server: "bad", Address: tt.first(t)},
 				{Server: "good", Address: good.addr},
 			}}
-			addr := startSubmission(t, SubmissionOptions{Picker: picker, Retries: 1, PlaintextLogin: true}, nil)
-			c := subAuthenticated(t, addr, "alice", "secret")
+			addr := startFrontend(t, Options{Picker: picker, Retries: 1, PlaintextLogin: true}, nil)
+			c := authenticated(t, addr, "alice", "secret")
 			c.expect("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
 			if got := picker.Failures(); !slices.Equal(got, tt.wantFailed) {
 				t.Errorf("failed servers: got %q, want %q", got, tt.wantFailed)
@@ -386,7 +386,7 @@ func TestSubmissionFailover(t *testing.T) {
 	}
 }
 
-func TestSubmissionNoServer(t *testing.T) {
+func TestNoServer(t *testing.T) {
 	tests := []struct {
 		name    string
 		targets func(t *testing.T) []proxy.Target
@@ -398,17 +398,17 @@ func TestSubmissionNoServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startSubmission(t, SubmissionOptions{
+			addr := startFrontend(t, Options{
 				Picker: &proxytest.Picker{Targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
 			}, nil)
-			c, _ := subEhloed(t, addr)
+			c, _ := ehloed(t, addr)
 			c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "421 4.3.0 Service temporarily unavailable")
 			c.expectClosed()
 		})
 	}
 }
 
-func TestSubmissionEhlo(t *testing.T) {
+func TestEhlo(t *testing.T) {
 	tests := []struct {
 		name      string
 		size      int64
@@ -429,10 +429,10 @@ func TestSubmissionEhlo(t *testing.T) {
 			if tt.tls {
 				cfg = proxytest.ServerTLS(t)
 			}
-			addr := startSubmission(t, SubmissionOptions{
+			addr := startFrontend(t, Options{
 				Picker: &proxytest.Picker{}, MaxMessageSize: tt.size, PlaintextLogin: tt.plaintext,
 			}, cfg)
-			_, got := subEhloed(t, addr)
+			_, got := ehloed(t, addr)
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
@@ -440,19 +440,19 @@ func TestSubmissionEhlo(t *testing.T) {
 	}
 }
 
-func TestSubmissionPlaintextRefusedBeforeTLS(t *testing.T) {
-	addr := startSubmission(t, SubmissionOptions{Picker: &proxytest.Picker{}}, proxytest.ServerTLS(t))
-	c, _ := subEhloed(t, addr)
+func TestPlaintextRefusedBeforeTLS(t *testing.T) {
+	addr := startFrontend(t, Options{Picker: &proxytest.Picker{}}, proxytest.ServerTLS(t))
+	c, _ := ehloed(t, addr)
 	c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "530 5.7.0 Must issue a STARTTLS command first")
 	c.expect("AUTH LOGIN", "530 5.7.0 Must issue a STARTTLS command first")
 }
 
-func TestSubmissionStartTLS(t *testing.T) {
-	fake := startSubFake(t, &subFake{})
-	addr := startSubmission(t, SubmissionOptions{
+func TestStartTLS(t *testing.T) {
+	fake := startFake(t, &fakeServer{})
+	addr := startFrontend(t, Options{
 		Picker: &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 	}, proxytest.ServerTLS(t))
-	c, _ := subEhloed(t, addr)
+	c, _ := ehloed(t, addr)
 	// RFC 3207 section 4.2: the pipelined AUTH must be discarded.
 	c.send("STARTTLS\r\nAUTH PLAIN " + sasl.EncodePlain("", "mallory", "x"))
 	if got := c.reply(); got[0] != "220 2.0.0 Ready to start TLS" {
@@ -478,9 +478,9 @@ func TestSubmissionStartTLS(t *testing.T) {
 	}
 }
 
-func TestSubmissionCommandErrors(t *testing.T) {
-	fake := startSubFake(t, &subFake{})
-	addr := startSubmission(t, SubmissionOptions{
+func TestCommandErrors(t *testing.T) {
+	fake := startFake(t, &fakeServer{})
+	addr := startFrontend(t, Options{
 		Picker:           &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}},
 		PlaintextLogin:   true,
 		MaxLoginAttempts: 10,
@@ -512,7 +512,7 @@ func TestSubmissionCommandErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := subGreeted(t, addr)
+			c := greeted(t, addr)
 			if tt.ehlo {
 				c.ehlo()
 			}
@@ -532,7 +532,7 @@ func TestSubmissionCommandErrors(t *testing.T) {
 	}
 }
 
-func TestSubmissionClosesOnBadInput(t *testing.T) {
+func TestClosesOnBadInput(t *testing.T) {
 	tests := []struct {
 		name string
 		send string
@@ -543,13 +543,13 @@ func TestSubmissionClosesOnBadInput(t *testing.T) {
 		{"binary noise", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n", "500 5.5.1 Unknown command"},
 		{"NUL in arguments", "EHLO a\x00b\r\n", "500 5.5.1 Unknown command"},
 		{"overlong line", "EHLO " + strings.Repeat("a", 3000) + "\r\n", "500 5.5.2 Line too long"},
-		{"overlong without newline", strings.Repeat("b", subMaxLine+10), "500 5.5.2 Line too long"},
+		{"overlong without newline", strings.Repeat("b", maxLine+10), "500 5.5.2 Line too long"},
 		{"overlong AUTH continuation", "EHLO c\r\nAUTH PLAIN\r\n" + strings.Repeat("A", 3000) + "\r\n", "500 5.5.2 Line too long"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startSubmission(t, SubmissionOptions{Picker: &proxytest.Picker{}, PlaintextLogin: true}, nil)
-			c := subGreeted(t, addr)
+			addr := startFrontend(t, Options{Picker: &proxytest.Picker{}, PlaintextLogin: true}, nil)
+			c := greeted(t, addr)
 			io.WriteString(c.conn, tt.send)
 			var got []string
 			for range 3 {
@@ -566,10 +566,10 @@ func TestSubmissionClosesOnBadInput(t *testing.T) {
 	}
 }
 
-func TestSubmissionTooManyErrors(t *testing.T) {
-	addr := startSubmission(t, SubmissionOptions{Picker: &proxytest.Picker{}}, nil)
-	c := subGreeted(t, addr)
-	for range subMaxErrors - 1 {
+func TestTooManyErrors(t *testing.T) {
+	addr := startFrontend(t, Options{Picker: &proxytest.Picker{}}, nil)
+	c := greeted(t, addr)
+	for range maxErrors - 1 {
 		c.expect("MAIL FROM:<a@b>", "530 5.7.0 Authentication required")
 	}
 	c.expect("MAIL FROM:<a@b>", "530 5.7.0 Authentication required")
@@ -579,16 +579,16 @@ func TestSubmissionTooManyErrors(t *testing.T) {
 	c.expectClosed()
 }
 
-func TestSubmissionShutdownGoodbye(t *testing.T) {
+func TestShutdownGoodbye(t *testing.T) {
 	srv := proxy.New(proxy.Options{})
 	fe := proxy.Frontend{
 		Name: "submission", Protocol: "submission", Addrs: []string{"127.0.0.1:0"},
-		Handler: NewSubmission(SubmissionOptions{Picker: &proxytest.Picker{}, Hostname: "proxy.example.org"}),
+		Handler: New(Options{Picker: &proxytest.Picker{}, Hostname: "proxy.example.org"}),
 	}
 	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
 		t.Fatal(err)
 	}
-	c := subGreeted(t, srv.ListenerAddr("submission").String())
+	c := greeted(t, srv.ListenerAddr("submission").String())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go srv.Shutdown(ctx)
@@ -598,15 +598,15 @@ func TestSubmissionShutdownGoodbye(t *testing.T) {
 	c.expectClosed()
 }
 
-func TestParseSubmissionCommand(t *testing.T) {
+func TestParseCommand(t *testing.T) {
 	tests := []struct {
 		line string
-		want submissionCommand
+		want command
 		err  bool
 	}{
-		{line: "EHLO client.example\r\n", want: submissionCommand{Verb: "EHLO", Args: "client.example"}},
-		{line: "mail FROM:<a@b> SIZE=10\r\n", want: submissionCommand{Verb: "MAIL", Args: "FROM:<a@b> SIZE=10"}},
-		{line: "STARTTLS\n", want: submissionCommand{Verb: "STARTTLS"}},
+		{line: "EHLO client.example\r\n", want: command{Verb: "EHLO", Args: "client.example"}},
+		{line: "mail FROM:<a@b> SIZE=10\r\n", want: command{Verb: "MAIL", Args: "FROM:<a@b> SIZE=10"}},
+		{line: "STARTTLS\n", want: command{Verb: "STARTTLS"}},
 		{line: "", err: true},
 		{line: "\r\n", err: true},
 		{line: " EHLO x", err: true},
@@ -617,7 +617,7 @@ func TestParseSubmissionCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
-			got, err := parseSubmissionCommand(tt.line)
+			got, err := parseCommand(tt.line)
 			if (err != nil) != tt.err {
 				t.Fatalf("err: got %v, want error %v", err, tt.err)
 			}
@@ -628,7 +628,7 @@ func TestParseSubmissionCommand(t *testing.T) {
 	}
 }
 
-func TestReadSubmissionReply(t *testing.T) {
+func TestReadReply(t *testing.T) {
 	tests := []struct {
 		name  string
 		in    string
@@ -646,7 +646,7 @@ func TestReadSubmissionReply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := readSubmissionReply(bufio.NewReader(strings.NewReader(tt.in)))
+			r, err := readReply(bufio.NewReader(strings.NewReader(tt.in)))
 			if (err != nil) != tt.err {
 				t.Fatalf("err: got %v, want error %v", err, tt.err)
 			}

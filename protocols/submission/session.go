@@ -1,4 +1,4 @@
-package smtp
+package submission
 
 import (
 	"context"
@@ -12,24 +12,24 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// submissionState is where a submission session is before AUTH, or how it
+// state is where a submission session is before AUTH, or how it
 // left that part.
-type submissionState int
+type state int
 
 const (
-	submissionStateGreeted submissionState = iota // no EHLO yet, or forgotten after STARTTLS
-	submissionStateHelo                           // HELO: no service extensions (RFC 5321 section 4.1.1.1)
-	submissionStateEhlo                           // EHLO: AUTH and STARTTLS may follow
-	submissionStateRelayed                        // logged in: the relay owns the session
-	submissionStateQuit                           // QUIT before AUTH
+	stateGreeted state = iota // no EHLO yet, or forgotten after STARTTLS
+	stateHelo                 // HELO: no service extensions (RFC 5321 section 4.1.1.1)
+	stateEhlo                 // EHLO: AUTH and STARTTLS may follow
+	stateRelayed              // logged in: the relay owns the session
+	stateQuit                 // QUIT before AUTH
 )
 
-// submissionSession is one client before AUTH.
-type submissionSession struct {
-	f     *Submission
+// session is one client before AUTH.
+type session struct {
+	f     *Frontend
 	c     *proxy.Conn
 	log   *slog.Logger
-	state submissionState
+	state state
 	helo  string // the client's EHLO name, replayed to the server
 
 	errors   int // rejected commands
@@ -38,16 +38,16 @@ type submissionSession struct {
 
 // serve writes the greeting and reads commands until the session is handed
 // to the relay, the client quits, or it fails.
-func (s *submissionSession) serve(ctx context.Context) error {
+func (s *session) serve(ctx context.Context) error {
 	// RFC 5321 section 4.3.1: the greeting is 220 <domain>.
 	if err := s.c.WriteString("220 " + s.f.hostname + " ESMTP maildirector\r\n"); err != nil {
 		return fmt.Errorf("write greeting: %w", err)
 	}
-	for range subMaxCommands {
+	for range maxCommands {
 		s.c.SetPhase(proxy.PhasePreAuth)
-		line, err := readSubmissionLine(s.c.Reader(), subMaxLine)
-		if errors.Is(err, errSubLineTooLong) {
-			return s.fail(errSubLineTooLongReply)
+		line, err := readLine(s.c.Reader(), maxLine)
+		if errors.Is(err, errLineTooLong) {
+			return s.fail(errLineTooLongReply)
 		}
 		if err != nil {
 			return fmt.Errorf("read command: %w", err)
@@ -57,25 +57,25 @@ func (s *submissionSession) serve(ctx context.Context) error {
 				return err
 			}
 		}
-		if s.state == submissionStateRelayed || s.state == submissionStateQuit {
+		if s.state == stateRelayed || s.state == stateQuit {
 			return nil
 		}
 	}
-	return s.fail(errSubTooManyErrors)
+	return s.fail(errTooManyErrors)
 }
 
 // handle parses one line and runs its command.
-func (s *submissionSession) handle(ctx context.Context, line string) error {
+func (s *session) handle(ctx context.Context, line string) error {
 	if strings.TrimRight(line, "\r\n") == "*" {
 		// A cancel outside an AUTH exchange: clients (go-smtp among them)
 		// send it after a 535 to close an exchange they think is still
 		// open. Answer as to a cancel (RFC 4954 section 4) and go on, as
 		// Dovecot does, instead of treating it as a foreign protocol.
-		return errSubAuthCanceled
+		return errAuthCanceled
 	}
-	cmd, err := parseSubmissionCommand(line)
+	cmd, err := parseCommand(line)
 	if err != nil {
-		return errSubUnknownCommand
+		return errUnknownCommand
 	}
 	s.log.Debug("command", "verb", cmd.Verb)
 	switch cmd.Verb {
@@ -94,22 +94,22 @@ func (s *submissionSession) handle(ctx context.Context, line string) error {
 	case "QUIT":
 		return s.handleQuit()
 	case "MAIL", "RCPT", "DATA", "BDAT", "VRFY", "EXPN", "ETRN":
-		return errSubAuthRequired
+		return errAuthRequired
 	case "HELP":
-		return errSubNotImplemented
+		return errNotImplemented
 	}
-	return errSubUnknownCommand
+	return errUnknownCommand
 }
 
 // fail is the one place a negative reply is written. It returns nil when
 // the session goes on, else the error that ends it.
-func (s *submissionSession) fail(err error) error {
-	var end *submissionEnd
+func (s *session) fail(err error) error {
+	var end *endSession
 	if errors.As(err, &end) {
 		return err
 	}
-	var e *submissionError
-	var rej *submissionRejected
+	var e *replyError
+	var rej *rejectedError
 	var reply string
 	closeConn := false
 	switch {
@@ -119,12 +119,12 @@ func (s *submissionSession) fail(err error) error {
 		reply = rej.reply.Raw()
 	case errors.Is(err, proxy.ErrUnavailable):
 		s.log.Warn("no server for login", "err", err)
-		reply, closeConn = errSubUnavailable.Line(), true
+		reply, closeConn = errUnavailable.Line(), true
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	default:
 		s.log.Warn("login failed", "err", err)
-		reply = errSubTempAuth.Line()
+		reply = errTempAuth.Line()
 	}
 	if werr := s.c.WriteString(reply); werr != nil {
 		return fmt.Errorf("write reply: %w", werr)
@@ -133,12 +133,12 @@ func (s *submissionSession) fail(err error) error {
 		return err
 	}
 	s.errors++
-	var last *submissionError
+	var last *replyError
 	switch {
 	case s.failures >= s.f.maxLoginAttempts():
-		last = errSubTooManyLogins
-	case s.errors >= subMaxErrors:
-		last = errSubTooManyErrors
+		last = errTooManyLogins
+	case s.errors >= maxErrors:
+		last = errTooManyErrors
 	default:
 		return nil
 	}
@@ -148,16 +148,16 @@ func (s *submissionSession) fail(err error) error {
 	return fmt.Errorf("%w after %w", last, err)
 }
 
-func (s *submissionSession) write(reply string) error {
+func (s *session) write(reply string) error {
 	if err := s.c.WriteString(reply); err != nil {
-		return &submissionEnd{fmt.Errorf("write reply: %w", err)}
+		return &endSession{fmt.Errorf("write reply: %w", err)}
 	}
 	return nil
 }
 
 // loginAllowed: AUTH needs TLS unless the frontend allows plaintext
 // logins (RFC 4954 section 4, RFC 3207 section 4).
-func (s *submissionSession) loginAllowed() bool {
+func (s *session) loginAllowed() bool {
 	return s.c.IsTLS() || s.f.opts.PlaintextLogin
 }
 
@@ -180,12 +180,12 @@ func heloName(args string) (string, bool) {
 // the proxy itself honours before AUTH and every Dovecot submission server
 // honours after it. The client may EHLO again after AUTH; the server
 // answers then, with its own list.
-func (s *submissionSession) handleEhlo(cmd submissionCommand) error {
+func (s *session) handleEhlo(cmd command) error {
 	name, ok := heloName(cmd.Args)
 	if !ok {
-		return errSubSyntax
+		return errSyntax
 	}
-	s.state, s.helo = submissionStateEhlo, name
+	s.state, s.helo = stateEhlo, name
 	lines := []string{s.f.hostname, "PIPELINING"} // RFC 2920
 	switch size := s.f.opts.MaxMessageSize; {     // RFC 1870
 	case size > 0:
@@ -212,76 +212,76 @@ func (s *submissionSession) handleEhlo(cmd submissionCommand) error {
 }
 
 // handleHelo answers HELO (RFC 5321 section 4.1.1.1); AUTH needs EHLO.
-func (s *submissionSession) handleHelo(cmd submissionCommand) error {
+func (s *session) handleHelo(cmd command) error {
 	name, ok := heloName(cmd.Args)
 	if !ok {
-		return errSubSyntax
+		return errSyntax
 	}
-	s.state, s.helo = submissionStateHelo, name
+	s.state, s.helo = stateHelo, name
 	return s.write("250 " + s.f.hostname + "\r\n")
 }
 
 // handleStartTLS upgrades to TLS (RFC 3207 section 4). The engine discards
 // anything pipelined after the command, and the session forgets the EHLO
 // (section 4.2): the client must EHLO again.
-func (s *submissionSession) handleStartTLS(ctx context.Context, cmd submissionCommand) error {
+func (s *session) handleStartTLS(ctx context.Context, cmd command) error {
 	switch {
 	case cmd.Args != "":
-		return errSubSyntax
+		return errSyntax
 	case s.c.IsTLS():
-		return errSubTLSActive
+		return errTLSActive
 	case !s.c.CanStartTLS():
-		return errSubTLSUnavailable
+		return errTLSUnavailable
 	}
 	if err := s.write("220 2.0.0 Ready to start TLS\r\n"); err != nil {
 		return err
 	}
 	if err := s.c.StartTLS(ctx); err != nil {
-		return &submissionEnd{err}
+		return &endSession{err}
 	}
-	s.state, s.helo = submissionStateGreeted, ""
+	s.state, s.helo = stateGreeted, ""
 	return nil
 }
 
 // handleRset answers RSET (RFC 5321 section 4.1.1.5): no transaction can
 // exist before AUTH.
-func (s *submissionSession) handleRset(cmd submissionCommand) error {
+func (s *session) handleRset(cmd command) error {
 	if cmd.Args != "" {
-		return errSubSyntax
+		return errSyntax
 	}
 	return s.write("250 2.0.0 OK\r\n")
 }
 
 // handleQuit ends the session (RFC 5321 section 4.1.1.10).
-func (s *submissionSession) handleQuit() error {
+func (s *session) handleQuit() error {
 	if err := s.write("221 2.0.0 Bye\r\n"); err != nil {
 		return err
 	}
-	s.state = submissionStateQuit
+	s.state = stateQuit
 	return nil
 }
 
 // handleAuth runs AUTH PLAIN or LOGIN (RFC 4954 section 4), with or
 // without an initial response, then logs in on a server.
-func (s *submissionSession) handleAuth(ctx context.Context, cmd submissionCommand) error {
+func (s *session) handleAuth(ctx context.Context, cmd command) error {
 	switch {
-	case s.state != submissionStateEhlo:
-		return errSubEhloFirst
+	case s.state != stateEhlo:
+		return errEhloFirst
 	case !s.loginAllowed():
-		return errSubTLSRequired
+		return errTLSRequired
 	}
 	mech, ir, hasIR := strings.Cut(cmd.Args, " ")
 	var creds sasl.Credentials
 	var err error
 	switch strings.ToUpper(mech) {
 	case "":
-		return errSubSyntax
+		return errSyntax
 	case sasl.MechPlain:
 		creds, err = s.authPlain(ir, hasIR)
 	case sasl.MechLogin:
 		creds, err = s.authLogin(ir, hasIR)
 	default:
-		return errSubMechanism
+		return errMechanism
 	}
 	if err != nil {
 		return err
@@ -291,7 +291,7 @@ func (s *submissionSession) handleAuth(ctx context.Context, cmd submissionComman
 
 // authPlain reads the PLAIN message (RFC 4616) from the initial response
 // or after an empty 334 challenge.
-func (s *submissionSession) authPlain(ir string, hasIR bool) (sasl.Credentials, error) {
+func (s *session) authPlain(ir string, hasIR bool) (sasl.Credentials, error) {
 	var msg []byte
 	var err error
 	if hasIR {
@@ -305,14 +305,14 @@ func (s *submissionSession) authPlain(ir string, hasIR bool) (sasl.Credentials, 
 	creds, err := sasl.ParsePlain(msg)
 	if err != nil {
 		s.failures++
-		return sasl.Credentials{}, errSubAuthFailed
+		return sasl.Credentials{}, errAuthFailed
 	}
 	return creds, nil
 }
 
 // authLogin runs the LOGIN mechanism: "334 Username:" (unless the user
 // came as initial response), "334 Password:", base64 each.
-func (s *submissionSession) authLogin(ir string, hasIR bool) (sasl.Credentials, error) {
+func (s *session) authLogin(ir string, hasIR bool) (sasl.Credentials, error) {
 	var user []byte
 	var err error
 	if hasIR {
@@ -330,49 +330,49 @@ func (s *submissionSession) authLogin(ir string, hasIR bool) (sasl.Credentials, 
 	creds, err := sasl.ParseLogin(user, pass)
 	if err != nil {
 		s.failures++
-		return sasl.Credentials{}, errSubAuthFailed
+		return sasl.Credentials{}, errAuthFailed
 	}
 	return creds, nil
 }
 
 // challenge sends a 334 continuation (RFC 4954 section 4) and decodes the
 // client's answer.
-func (s *submissionSession) challenge(prompt string) ([]byte, error) {
+func (s *session) challenge(prompt string) ([]byte, error) {
 	if err := s.write("334 " + prompt + "\r\n"); err != nil {
 		return nil, err
 	}
 	s.c.SetPhase(proxy.PhasePreAuth)
-	line, err := readSubmissionLine(s.c.Reader(), subMaxLine)
-	if errors.Is(err, errSubLineTooLong) {
-		return nil, errSubLineTooLongReply
+	line, err := readLine(s.c.Reader(), maxLine)
+	if errors.Is(err, errLineTooLong) {
+		return nil, errLineTooLongReply
 	}
 	if err != nil {
-		return nil, &submissionEnd{fmt.Errorf("read auth response: %w", err)}
+		return nil, &endSession{fmt.Errorf("read auth response: %w", err)}
 	}
-	return s.decode(trimSubmissionEOL(line))
+	return s.decode(trimEOL(line))
 }
 
 // decode decodes one base64 response; "*" cancels (RFC 4954 section 4).
-func (s *submissionSession) decode(resp string) ([]byte, error) {
+func (s *session) decode(resp string) ([]byte, error) {
 	msg, err := sasl.DecodeResponse(resp)
 	switch {
 	case errors.Is(err, sasl.ErrCanceled):
 		s.failures++
-		return nil, errSubAuthCanceled
+		return nil, errAuthCanceled
 	case err != nil:
 		s.failures++
-		return nil, errSubInvalidBase64
+		return nil, errInvalidBase64
 	}
 	return msg, nil
 }
 
 // login sends the session to a server and, once the server answered 235
 // (relayed to the client), to the relay.
-func (s *submissionSession) login(ctx context.Context, creds sasl.Credentials) error {
+func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
 	user := creds.RoutingUser() // a master-user login goes where its target user lives
 	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
-	l := &submissionLogin{creds: creds, helo: s.helo, client: s.c.RemoteAddr()}
+	l := &serverLogin{creds: creds, helo: s.helo, client: s.c.RemoteAddr()}
 	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, s.f.retries(), l.run)
 	if err != nil {
 		s.failures++
@@ -380,8 +380,8 @@ func (s *submissionSession) login(ctx context.Context, creds sasl.Credentials) e
 	}
 	if err := s.c.Relay(srv, fromServer); err != nil {
 		srv.Close()
-		return &submissionEnd{fmt.Errorf("hand off to relay: %w", err)}
+		return &endSession{fmt.Errorf("hand off to relay: %w", err)}
 	}
-	s.state = submissionStateRelayed
+	s.state = stateRelayed
 	return nil
 }

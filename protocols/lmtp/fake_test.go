@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"bytes"
@@ -22,9 +22,9 @@ import (
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// lmtpFakeServer is a server of the fleet: go-smtp in LMTP mode on 127.0.0.1:0
+// fakeServer is a server of the fleet: go-smtp in LMTP mode on 127.0.0.1:0
 // with programmable replies per recipient.
-type lmtpFakeServer struct {
+type fakeServer struct {
 	name string
 	addr string
 
@@ -33,28 +33,28 @@ type lmtpFakeServer struct {
 	dataReply  map[string]*gosmtp.SMTPError // refused after the data
 	dropInData bool                         // close the connection in the middle of the data
 	hold       chan struct{}                // non-nil: wait on it before answering the data
-	msgs       []lmtpFakeMsg
+	msgs       []fakeMsg
 	conns      int
 	mails      int
 	remotes    []string // each connection's remote address (from the PROXY header when wanted)
 	transcript bytes.Buffer
 }
 
-type lmtpFakeMsg struct {
+type fakeMsg struct {
 	from  string
 	rcpts []string
 	body  []byte
 }
 
-func startLMTPFakeServer(t *testing.T, name string, wantProxy bool) *lmtpFakeServer {
+func startFakeServer(t *testing.T, name string, wantProxy bool) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &lmtpFakeServer{name: name, addr: ln.Addr().String(),
+	f := &fakeServer{name: name, addr: ln.Addr().String(),
 		rcptReply: map[string]*gosmtp.SMTPError{}, dataReply: map[string]*gosmtp.SMTPError{}}
-	var l net.Listener = &lmtpFakeListener{Listener: ln, f: f}
+	var l net.Listener = &fakeListener{Listener: ln, f: f}
 	if wantProxy {
 		l = &proxyproto.Listener{Listener: l}
 	}
@@ -62,35 +62,35 @@ func startLMTPFakeServer(t *testing.T, name string, wantProxy bool) *lmtpFakeSer
 	srv.LMTP = true
 	srv.Domain = name
 	srv.EnableSMTPUTF8 = true
-	srv.Debug = lmtpFakeTranscript{f}
+	srv.Debug = fakeTranscript{f}
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return f
 }
 
-func (f *lmtpFakeServer) target() proxy.Target { return proxy.Target{Server: f.name, Address: f.addr} }
+func (f *fakeServer) target() proxy.Target { return proxy.Target{Server: f.name, Address: f.addr} }
 
-func (f *lmtpFakeServer) messages() []lmtpFakeMsg {
+func (f *fakeServer) messages() []fakeMsg {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.msgs)
 }
 
-func (f *lmtpFakeServer) connCount() int {
+func (f *fakeServer) connCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.conns
 }
 
-func (f *lmtpFakeServer) mailCount() int {
+func (f *fakeServer) mailCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.mails
 }
 
 // commands counts the lines of the transcript that start with verb.
-func (f *lmtpFakeServer) commands(verb string) int {
+func (f *fakeServer) commands(verb string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -102,12 +102,12 @@ func (f *lmtpFakeServer) commands(verb string) int {
 	return n
 }
 
-type lmtpFakeListener struct {
+type fakeListener struct {
 	net.Listener
-	f *lmtpFakeServer
+	f *fakeServer
 }
 
-func (l *lmtpFakeListener) Accept() (net.Conn, error) {
+func (l *fakeListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
 		l.f.mu.Lock()
@@ -117,32 +117,32 @@ func (l *lmtpFakeListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-type lmtpFakeTranscript struct{ f *lmtpFakeServer }
+type fakeTranscript struct{ f *fakeServer }
 
-func (w lmtpFakeTranscript) Write(p []byte) (int, error) {
+func (w fakeTranscript) Write(p []byte) (int, error) {
 	w.f.mu.Lock()
 	defer w.f.mu.Unlock()
 	return w.f.transcript.Write(p)
 }
 
-func (f *lmtpFakeServer) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+func (f *fakeServer) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	f.mu.Lock()
 	f.remotes = append(f.remotes, c.Conn().RemoteAddr().String())
 	f.mu.Unlock()
-	return &lmtpFakeSession{f: f, c: c}, nil
+	return &fakeSession{f: f, c: c}, nil
 }
 
-type lmtpFakeSession struct {
-	f     *lmtpFakeServer
+type fakeSession struct {
+	f     *fakeServer
 	c     *gosmtp.Conn
 	from  string
 	rcpts []string
 }
 
-func (s *lmtpFakeSession) Reset()        { s.from, s.rcpts = "", nil }
-func (s *lmtpFakeSession) Logout() error { return nil }
+func (s *fakeSession) Reset()        { s.from, s.rcpts = "", nil }
+func (s *fakeSession) Logout() error { return nil }
 
-func (s *lmtpFakeSession) Mail(from string, _ *gosmtp.MailOptions) error {
+func (s *fakeSession) Mail(from string, _ *gosmtp.MailOptions) error {
 	s.from = from
 	s.f.mu.Lock()
 	s.f.mails++
@@ -150,7 +150,7 @@ func (s *lmtpFakeSession) Mail(from string, _ *gosmtp.MailOptions) error {
 	return nil
 }
 
-func (s *lmtpFakeSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+func (s *fakeSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	if r := s.f.rcptReply[to]; r != nil {
@@ -160,9 +160,9 @@ func (s *lmtpFakeSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	return nil
 }
 
-func (s *lmtpFakeSession) Data(io.Reader) error { return errors.New("not LMTP") }
+func (s *fakeSession) Data(io.Reader) error { return errors.New("not LMTP") }
 
-func (s *lmtpFakeSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
+func (s *fakeSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	s.f.mu.Lock()
 	drop, hold := s.f.dropInData, s.f.hold
 	s.f.mu.Unlock()
@@ -180,7 +180,7 @@ func (s *lmtpFakeSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) e
 	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	s.f.msgs = append(s.f.msgs, lmtpFakeMsg{from: s.from, rcpts: slices.Clone(s.rcpts), body: body})
+	s.f.msgs = append(s.f.msgs, fakeMsg{from: s.from, rcpts: slices.Clone(s.rcpts), body: body})
 	for _, rc := range s.rcpts {
 		if r := s.f.dataReply[rc]; r != nil {
 			status.SetStatus(rc, r)
@@ -191,9 +191,9 @@ func (s *lmtpFakeSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) e
 	return nil
 }
 
-// lmtpFakePicker maps users to their servers in order (the first is the
+// fakePicker maps users to their servers in order (the first is the
 // director's choice); it counts leases.
-type lmtpFakePicker struct {
+type fakePicker struct {
 	mu          sync.Mutex
 	order       map[string][]proxy.Target
 	picks       int
@@ -202,47 +202,47 @@ type lmtpFakePicker struct {
 	established int
 }
 
-func (p *lmtpFakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
+func (p *fakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, t := range p.order[user] {
 		if !slices.Contains(exclude, t.Server) {
 			p.picks++
 			p.outstanding++
-			return &lmtpFakeLease{p: p, t: t}, nil
+			return &fakeLease{p: p, t: t}, nil
 		}
 	}
 	return nil, proxy.ErrUnavailable
 }
 
-func (p *lmtpFakePicker) counts() (outstanding, failed int) {
+func (p *fakePicker) counts() (outstanding, failed int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.outstanding, p.failed
 }
 
-type lmtpFakeLease struct {
-	p    *lmtpFakePicker
+type fakeLease struct {
+	p    *fakePicker
 	t    proxy.Target
 	done bool
 }
 
-func (l *lmtpFakeLease) Target() proxy.Target { return l.t }
+func (l *fakeLease) Target() proxy.Target { return l.t }
 
-func (l *lmtpFakeLease) Established() {
+func (l *fakeLease) Established() {
 	l.p.mu.Lock()
 	l.p.established++
 	l.p.mu.Unlock()
 }
 
-func (l *lmtpFakeLease) Failed(error) {
+func (l *fakeLease) Failed(error) {
 	l.p.mu.Lock()
 	l.p.failed++
 	l.p.mu.Unlock()
 	l.Release()
 }
 
-func (l *lmtpFakeLease) Release() {
+func (l *fakeLease) Release() {
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
 	if !l.done {
@@ -251,10 +251,10 @@ func (l *lmtpFakeLease) Release() {
 	}
 }
 
-// startLMTPFrontend runs the engine with the LMTP frontend on 127.0.0.1:0.
-func startLMTPFrontend(t *testing.T, opts LMTPOptions) (string, *LMTP, *proxy.Server) {
+// startFrontend runs the engine with the LMTP frontend on 127.0.0.1:0.
+func startFrontend(t *testing.T, opts Options) (string, *Frontend, *proxy.Server) {
 	t.Helper()
-	l := NewLMTP(opts)
+	l := New(opts)
 	srv := proxy.New(proxy.Options{})
 	err := srv.Configure([]proxy.Frontend{{
 		Name: "lmtp", Protocol: "lmtp", Addrs: []string{"127.0.0.1:0"}, Handler: l,
@@ -269,8 +269,8 @@ func startLMTPFrontend(t *testing.T, opts LMTPOptions) (string, *LMTP, *proxy.Se
 	return srv.ListenerAddr("lmtp").String(), l, srv
 }
 
-// lmtpWaitSessionsDone waits (bounded) until the engine has no live session.
-func lmtpWaitSessionsDone(t *testing.T, srv *proxy.Server) {
+// waitSessionsDone waits (bounded) until the engine has no live session.
+func waitSessionsDone(t *testing.T, srv *proxy.Server) {
 	t.Helper()
 	for range 500 {
 		if len(srv.Sessions()) == 0 {
@@ -281,22 +281,22 @@ func lmtpWaitSessionsDone(t *testing.T, srv *proxy.Server) {
 	t.Fatalf("sessions still live: %d", len(srv.Sessions()))
 }
 
-// lmtpTestClient is the MTA side, speaking raw LMTP.
-type lmtpTestClient struct {
+// testClient is the MTA side, speaking raw LMTP.
+type testClient struct {
 	t  *testing.T
 	nc net.Conn
 	tp *textproto.Conn
 }
 
-type lmtpTestReply struct {
+type testReply struct {
 	code int
 	msg  string
 }
 
-func (r lmtpTestReply) String() string { return fmt.Sprintf("%d %s", r.code, r.msg) }
+func (r testReply) String() string { return fmt.Sprintf("%d %s", r.code, r.msg) }
 
 // dialLMTP connects, reads the greeting and says LHLO.
-func dialLMTP(t *testing.T, addr string) *lmtpTestClient {
+func dialLMTP(t *testing.T, addr string) *testClient {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -304,7 +304,7 @@ func dialLMTP(t *testing.T, addr string) *lmtpTestClient {
 	}
 	nc.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard only
 	t.Cleanup(func() { nc.Close() })
-	c := &lmtpTestClient{t: t, nc: nc, tp: textproto.NewConn(nc)}
+	c := &testClient{t: t, nc: nc, tp: textproto.NewConn(nc)}
 	if r := c.read(); r.code != 220 {
 		t.Fatalf("greeting: got %v, want 220", r)
 	}
@@ -314,16 +314,16 @@ func dialLMTP(t *testing.T, addr string) *lmtpTestClient {
 	return c
 }
 
-func (c *lmtpTestClient) read() lmtpTestReply {
+func (c *testClient) read() testReply {
 	c.t.Helper()
 	code, msg, err := c.tp.ReadResponse(0)
 	if err != nil {
 		c.t.Fatalf("read reply: %v", err)
 	}
-	return lmtpTestReply{code, msg}
+	return testReply{code, msg}
 }
 
-func (c *lmtpTestClient) cmd(line string) lmtpTestReply {
+func (c *testClient) cmd(line string) testReply {
 	c.t.Helper()
 	if err := c.tp.PrintfLine("%s", line); err != nil {
 		c.t.Fatalf("send %q: %v", line, err)
@@ -331,7 +331,7 @@ func (c *lmtpTestClient) cmd(line string) lmtpTestReply {
 	return c.read()
 }
 
-func (c *lmtpTestClient) writeRaw(s string) {
+func (c *testClient) writeRaw(s string) {
 	c.t.Helper()
 	if _, err := io.WriteString(c.nc, s); err != nil {
 		c.t.Fatalf("write: %v", err)
@@ -341,7 +341,7 @@ func (c *lmtpTestClient) writeRaw(s string) {
 // transaction runs MAIL, RCPT for each of rcpts, DATA with the raw data
 // (dot-stuffed, without the final dot) and returns the RCPT replies and the
 // replies after the data (one per accepted RCPT).
-func (c *lmtpTestClient) transaction(rcpts []string, data string) (rcptReplies, dataReplies []lmtpTestReply) {
+func (c *testClient) transaction(rcpts []string, data string) (rcptReplies, dataReplies []testReply) {
 	c.t.Helper()
 	if r := c.cmd("MAIL FROM:<sender@example.net>"); r.code != 250 {
 		c.t.Fatalf("MAIL: got %v, want 250", r)

@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"bytes"
@@ -7,17 +7,17 @@ import (
 	"os"
 )
 
-// lmtpNormalizeCRLF appends src to dst with every line ending made CRLF: a
+// normalizeCRLF appends src to dst with every line ending made CRLF: a
 // bare LF becomes CRLF, a bare CR becomes CRLF, CRLF stays. cr says that the
 // previous chunk ended in a CR that has been written but whose line ending
 // is not settled yet; the returned cr says the same of this chunk. bare
 // reports whether a bare CR or LF was seen (a pending CR is not counted
-// until the next byte or [lmtpNormalizeEnd] settles it).
+// until the next byte or [normalizeEnd] settles it).
 //
 // This is the SMTP smuggling defence (CVE-2023-51764 and friends): go-smtp
 // ends DATA only at CRLF.CRLF, but Dovecot 2.3's LMTP server also ends it at
 // LF.LF, so a bare line ending must never reach a server.
-func lmtpNormalizeCRLF(dst, src []byte, cr bool) (out []byte, crOut, bare bool) {
+func normalizeCRLF(dst, src []byte, cr bool) (out []byte, crOut, bare bool) {
 	for len(src) > 0 {
 		if cr {
 			cr = false
@@ -45,19 +45,19 @@ func lmtpNormalizeCRLF(dst, src []byte, cr bool) (out []byte, crOut, bare bool) 
 	return dst, cr, bare
 }
 
-// lmtpNormalizeEnd settles a CR left pending at the end of the data.
-func lmtpNormalizeEnd(dst []byte, cr bool) (out []byte, bare bool) {
+// normalizeEnd settles a CR left pending at the end of the data.
+func normalizeEnd(dst []byte, cr bool) (out []byte, bare bool) {
 	if cr {
 		return append(dst, '\n'), true
 	}
 	return dst, false
 }
 
-// lmtpSpool holds one message body: in memory up to limit bytes, then in a
+// spool holds one message body: in memory up to limit bytes, then in a
 // temporary file in dir. The file is unlinked as soon as it is created, so
 // nothing is left on disk even if the process dies; Close releases it.
-// Readers from [lmtpSpool.reader] are independent and may run in parallel.
-type lmtpSpool struct {
+// Readers from [spool.reader] are independent and may run in parallel.
+type spool struct {
 	dir    string
 	limit  int64
 	mem    []byte
@@ -67,7 +67,7 @@ type lmtpSpool struct {
 	onDisk func() // called once when the body moves to disk
 }
 
-func (s *lmtpSpool) Write(p []byte) (int, error) {
+func (s *spool) Write(p []byte) (int, error) {
 	if s.file == nil && s.size+int64(len(p)) <= s.limit {
 		s.mem = append(s.mem, p...)
 		s.size += int64(len(p))
@@ -76,7 +76,7 @@ func (s *lmtpSpool) Write(p []byte) (int, error) {
 	if s.file == nil {
 		f, err := os.CreateTemp(s.dir, "maildirector-lmtp-*")
 		if err != nil {
-			return 0, fmt.Errorf("%w: %w", errLMTPSpool, err)
+			return 0, fmt.Errorf("%w: %w", errSpool, err)
 		}
 		s.file = f
 		if err := os.Remove(f.Name()); err != nil {
@@ -86,20 +86,20 @@ func (s *lmtpSpool) Write(p []byte) (int, error) {
 			s.onDisk()
 		}
 		if _, err := f.Write(s.mem); err != nil {
-			return 0, fmt.Errorf("%w: %w", errLMTPSpool, err)
+			return 0, fmt.Errorf("%w: %w", errSpool, err)
 		}
 		s.mem = nil
 	}
 	n, err := s.file.Write(p)
 	s.size += int64(n)
 	if err != nil {
-		return n, fmt.Errorf("%w: %w", errLMTPSpool, err)
+		return n, fmt.Errorf("%w: %w", errSpool, err)
 	}
 	return n, nil
 }
 
 // reader returns a new reader of the whole body.
-func (s *lmtpSpool) reader() io.Reader {
+func (s *spool) reader() io.Reader {
 	if s.file != nil {
 		return io.NewSectionReader(s.file, 0, s.size)
 	}
@@ -107,7 +107,7 @@ func (s *lmtpSpool) reader() io.Reader {
 }
 
 // Close drops the body; the temporary file, if any, is gone afterwards.
-func (s *lmtpSpool) Close() error {
+func (s *spool) Close() error {
 	s.mem = nil
 	if s.file == nil {
 		return nil
@@ -120,12 +120,12 @@ func (s *lmtpSpool) Close() error {
 	return err
 }
 
-// lmtpSpoolBody copies the message data r into sp with line endings made
+// spoolBody copies the message data r into sp with line endings made
 // CRLF. With reject set it stops at the first bare CR or LF and returns
-// [ErrLMTPBareNewline]; the caller leaves the rest of r to go-smtp, which
-// drains it. Read errors wrap errLMTPClientRead, except go-smtp's own
+// [ErrBareNewline]; the caller leaves the rest of r to go-smtp, which
+// drains it. Read errors wrap errClientRead, except go-smtp's own
 // replies (552 too large, line too long), which come back as they are.
-func lmtpSpoolBody(sp *lmtpSpool, r io.Reader, reject bool) error {
+func spoolBody(sp *spool, r io.Reader, reject bool) error {
 	buf := make([]byte, 32*1024)
 	var out []byte
 	cr := false
@@ -133,9 +133,9 @@ func lmtpSpoolBody(sp *lmtpSpool, r io.Reader, reject bool) error {
 		n, rerr := r.Read(buf)
 		if n > 0 {
 			var bare bool
-			out, cr, bare = lmtpNormalizeCRLF(out[:0], buf[:n], cr)
+			out, cr, bare = normalizeCRLF(out[:0], buf[:n], cr)
 			if bare && reject {
-				return ErrLMTPBareNewline
+				return ErrBareNewline
 			}
 			if _, err := sp.Write(out); err != nil {
 				return err
@@ -145,12 +145,12 @@ func lmtpSpoolBody(sp *lmtpSpool, r io.Reader, reject bool) error {
 			break
 		}
 		if rerr != nil {
-			return lmtpReadError(rerr)
+			return readError(rerr)
 		}
 	}
-	out, bare := lmtpNormalizeEnd(out[:0], cr)
+	out, bare := normalizeEnd(out[:0], cr)
 	if bare && reject {
-		return ErrLMTPBareNewline
+		return ErrBareNewline
 	}
 	_, err := sp.Write(out)
 	return err

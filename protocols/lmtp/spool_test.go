@@ -1,4 +1,4 @@
-package smtp
+package lmtp
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestLMTPNormalizeCRLF(t *testing.T) {
+func TestNormalizeCRLF(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 		bare           bool
@@ -23,7 +23,7 @@ func TestLMTPNormalizeCRLF(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, bare := lmtpNormalizeAll([]byte(tt.in))
+			got, bare := normalizeAll([]byte(tt.in))
 			if string(got) != tt.want || bare != tt.bare {
 				t.Errorf("got %q (bare %v), want %q (bare %v)", got, bare, tt.want, tt.bare)
 			}
@@ -31,10 +31,10 @@ func TestLMTPNormalizeCRLF(t *testing.T) {
 	}
 }
 
-// lmtpNormalizeAll normalises in in one chunk and settles the end.
-func lmtpNormalizeAll(in []byte) ([]byte, bool) {
-	out, cr, bare := lmtpNormalizeCRLF(nil, in, false)
-	out, bareEnd := lmtpNormalizeEnd(out, cr)
+// normalizeAll normalises in in one chunk and settles the end.
+func normalizeAll(in []byte) ([]byte, bool) {
+	out, cr, bare := normalizeCRLF(nil, in, false)
+	out, bareEnd := normalizeEnd(out, cr)
 	return out, bare || bareEnd
 }
 
@@ -43,7 +43,7 @@ func FuzzNormalizeCRLF(f *testing.F) {
 		f.Add([]byte(s), uint8(1))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
-		out, bare := lmtpNormalizeAll(in)
+		out, bare := normalizeAll(in)
 		for i, c := range out {
 			if c == '\r' && (i+1 >= len(out) || out[i+1] != '\n') {
 				t.Fatalf("bare CR at %d in %q", i, out)
@@ -62,16 +62,16 @@ func FuzzNormalizeCRLF(f *testing.F) {
 		}
 		// Split in two chunks, as reads may: the same output.
 		k := int(split) % (len(in) + 1)
-		part, cr, _ := lmtpNormalizeCRLF(nil, in[:k], false)
-		part, cr, _ = lmtpNormalizeCRLF(part, in[k:], cr)
-		part, _ = lmtpNormalizeEnd(part, cr)
+		part, cr, _ := normalizeCRLF(nil, in[:k], false)
+		part, cr, _ = normalizeCRLF(part, in[k:], cr)
+		part, _ = normalizeEnd(part, cr)
 		if !bytes.Equal(part, out) {
 			t.Fatalf("split at %d: got %q, want %q", k, part, out)
 		}
 	})
 }
 
-func TestLMTPSpoolBody(t *testing.T) {
+func TestSpoolBody(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
@@ -80,16 +80,16 @@ func TestLMTPSpoolBody(t *testing.T) {
 		wantErr error
 	}{
 		{"normalize", "a\nb\r\n", false, "a\r\nb\r\n", nil},
-		{"reject bare lf", "a\nb\r\n", true, "", ErrLMTPBareNewline},
-		{"reject trailing cr", "a\r", true, "", ErrLMTPBareNewline},
+		{"reject bare lf", "a\nb\r\n", true, "", ErrBareNewline},
+		{"reject trailing cr", "a\r", true, "", ErrBareNewline},
 		{"reject clean", "a\r\nb\r\n", true, "a\r\nb\r\n", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sp := &lmtpSpool{dir: t.TempDir(), limit: 1 << 20}
+			sp := &spool{dir: t.TempDir(), limit: 1 << 20}
 			defer sp.Close()
 			// One byte per read: a CRLF split across reads must stay one CRLF.
-			err := lmtpSpoolBody(sp, &oneByteReader{s: tt.in}, tt.reject)
+			err := spoolBody(sp, &oneByteReader{s: tt.in}, tt.reject)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -115,7 +115,7 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 	return 1, nil
 }
 
-func TestLMTPServerOK(t *testing.T) {
+func TestServerOK(t *testing.T) {
 	tests := []struct {
 		text, rcpt, wantMsg string
 		wantEnh             [3]int
@@ -127,25 +127,25 @@ func TestLMTPServerOK(t *testing.T) {
 		{"", "u@x", "OK", [3]int{2, 0, 0}},
 	}
 	for _, tt := range tests {
-		r := lmtpServerOK(tt.text, tt.rcpt)
+		r := serverOK(tt.text, tt.rcpt)
 		if r.Code != 250 || r.Message != tt.wantMsg || r.EnhancedCode != tt.wantEnh {
-			t.Errorf("lmtpServerOK(%q): got %d %v %q, want 250 %v %q", tt.text, r.Code, r.EnhancedCode, r.Message, tt.wantEnh, tt.wantMsg)
+			t.Errorf("serverOK(%q): got %d %v %q, want 250 %v %q", tt.text, r.Code, r.EnhancedCode, r.Message, tt.wantEnh, tt.wantMsg)
 		}
 	}
 }
 
-func FuzzLMTPServerOK(f *testing.F) {
+func FuzzServerOK(f *testing.F) {
 	for _, s := range []string{"2.0.0 <u@x> Saved", "2.1.5", "9.9.9 x", "2..0 x", "2.0.0000 x", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		r := lmtpServerOK(text, "u@x")
+		r := serverOK(text, "u@x")
 		if r.Code != 250 || r.EnhancedCode[0] != 2 || r.Message == "" {
-			t.Fatalf("lmtpServerOK(%q): got %d %v %q", text, r.Code, r.EnhancedCode, r.Message)
+			t.Fatalf("serverOK(%q): got %d %v %q", text, r.Code, r.EnhancedCode, r.Message)
 		}
 		for _, n := range r.EnhancedCode {
 			if n < 0 || n > 999 {
-				t.Fatalf("lmtpServerOK(%q): enhanced code %v out of range", text, r.EnhancedCode)
+				t.Fatalf("serverOK(%q): enhanced code %v out of range", text, r.EnhancedCode)
 			}
 		}
 	})

@@ -1,0 +1,170 @@
+package submission
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// replyError is a reply the submission frontend sends in place of a
+// 2xx/3xx one. Handlers return one; the session writes it in one place
+// (session.fail).
+type replyError struct {
+	Code     int    // RFC 5321 section 4.2 reply code
+	Enhanced string // RFC 3463 enhanced status code (RFC 2034 ENHANCEDSTATUSCODES)
+	Text     string
+	Close    bool // the session ends after the reply
+}
+
+// Line is the reply as sent, CRLF included.
+func (e *replyError) Line() string {
+	return fmt.Sprintf("%d %s %s\r\n", e.Code, e.Enhanced, e.Text)
+}
+
+func (e *replyError) Error() string {
+	return fmt.Sprintf("submission reply %q", strings.TrimSuffix(e.Line(), "\r\n"))
+}
+
+// Replies in place of a positive one. Proxy-side failures are 4xx: the
+// client tries again later instead of bouncing the message.
+var (
+	// errUnknownCommand answers a command unknown before AUTH, and the
+	// session ends (cross-protocol defence).
+	errUnknownCommand = &replyError{500, "5.5.1", "Unknown command", true}
+	// errLineTooLongReply answers an overlong line (RFC 5321 section
+	// 4.5.3.1.10); the session ends.
+	errLineTooLongReply = &replyError{500, "5.5.2", "Line too long", true}
+	// errTooManyErrors ends a session that keeps failing.
+	errTooManyErrors = &replyError{421, "4.7.0", "Too many errors", true}
+	// errTooManyLogins ends a session after too many failed AUTHs.
+	errTooManyLogins = &replyError{421, "4.7.0", "Too many failed authentication attempts", true}
+	// errAuthRequired answers mail commands before AUTH (RFC 4954
+	// section 6; RFC 6409 section 4.3 requires authentication).
+	errAuthRequired = &replyError{530, "5.7.0", "Authentication required", false}
+	// errTLSRequired answers AUTH before STARTTLS when plaintext
+	// logins are not allowed (RFC 3207 section 4).
+	errTLSRequired = &replyError{530, "5.7.0", "Must issue a STARTTLS command first", false}
+	// errAuthFailed answers credentials that cannot even be parsed
+	// (RFC 4954 section 6); the server's own 535 is relayed as it is.
+	errAuthFailed = &replyError{535, "5.7.8", "Authentication credentials invalid", false}
+	// errAuthCanceled answers "*" (RFC 4954 section 4).
+	errAuthCanceled = &replyError{501, "5.0.0", "Authentication canceled", false}
+	// errInvalidBase64 answers a response that is not base64 (RFC 4954
+	// section 4).
+	errInvalidBase64 = &replyError{501, "5.5.2", "Cannot decode base64 response", false}
+	// errMechanism answers AUTH with a mechanism not offered (RFC 4954
+	// section 4).
+	errMechanism = &replyError{504, "5.5.4", "Unrecognized authentication type", false}
+	// errEhloFirst answers AUTH without EHLO (RFC 4954 section 4: AUTH
+	// is an ESMTP extension).
+	errEhloFirst = &replyError{503, "5.5.1", "Send EHLO first", false}
+	// errSyntax answers a known command with bad arguments.
+	errSyntax = &replyError{501, "5.5.4", "Syntax error in parameters", false}
+	// errNotImplemented answers commands the proxy does not offer.
+	errNotImplemented = &replyError{502, "5.5.1", "Command not implemented", false}
+	// errTLSActive answers STARTTLS on a TLS connection.
+	errTLSActive = &replyError{503, "5.5.1", "TLS already active", false}
+	// errTLSUnavailable answers STARTTLS on a frontend without
+	// certificates: the extension is not offered at all (RFC 5321 section
+	// 4.2.4: 502 for a command not implemented).
+	errTLSUnavailable = &replyError{502, "5.5.1", "STARTTLS not available", false}
+	// errUnavailable says no server could take the session; the
+	// session ends (RFC 5321 section 3.8).
+	errUnavailable = &replyError{421, "4.3.0", "Service temporarily unavailable", true}
+	// errTempAuth answers a failure of the proxy itself during AUTH.
+	errTempAuth = &replyError{454, "4.7.0", "Temporary authentication failure", false}
+)
+
+// rejectedError is a server's 5xx answer to the replayed AUTH,
+// relayed to the client as it is.
+type rejectedError struct {
+	server string
+	reply  serverReply
+}
+
+func (e *rejectedError) Error() string {
+	return fmt.Sprintf("server %s rejected login: %d", e.server, e.reply.Code)
+}
+
+// endSession ends the session without a reply: the client connection
+// failed, or the relay could not take over.
+type endSession struct{ err error }
+
+func (e *endSession) Error() string { return e.err.Error() }
+func (e *endSession) Unwrap() error { return e.err }
+
+// serverReply is one SMTP reply read from a server (RFC 5321
+// section 4.2): its code and all its lines as received (CRLF each).
+type serverReply struct {
+	Code  int
+	Lines []string // without the line ending
+}
+
+// Raw is the reply as sent to the client, CRLF after each line.
+func (r serverReply) Raw() string {
+	var b strings.Builder
+	for _, l := range r.Lines {
+		b.WriteString(l)
+		b.WriteString("\r\n")
+	}
+	return b.String()
+}
+
+// Text is the reply's lines without code, for error messages.
+func (r serverReply) Text() string {
+	var parts []string
+	for _, l := range r.Lines {
+		if len(l) > 4 {
+			parts = append(parts, l[4:])
+		}
+	}
+	return strings.Join(parts, " / ")
+}
+
+var errBadReply = errors.New("malformed reply")
+
+// readReply reads one reply, multi-line or not (RFC 5321
+// section 4.2.1): "250-first", ..., "250 last". All lines must carry the
+// same three-digit code.
+func readReply(br *bufio.Reader) (serverReply, error) {
+	var r serverReply
+	for range maxReplyLines {
+		line, err := readLine(br, maxServerLine)
+		if err != nil {
+			return r, err
+		}
+		line = trimEOL(line)
+		code, last, err := parseReplyLine(line)
+		if err != nil {
+			return r, err
+		}
+		if r.Code != 0 && code != r.Code {
+			return r, fmt.Errorf("%w: code %d after %d", errBadReply, code, r.Code)
+		}
+		r.Code = code
+		r.Lines = append(r.Lines, line)
+		if last {
+			return r, nil
+		}
+	}
+	return r, fmt.Errorf("%w: more than %d lines", errBadReply, maxReplyLines)
+}
+
+// parseReplyLine parses "ddd", "ddd text" or "ddd-text".
+func parseReplyLine(line string) (code int, last bool, err error) {
+	if len(line) < 3 || line[0] < '2' || line[0] > '5' || !isDigit(line[1]) || !isDigit(line[2]) {
+		return 0, false, errBadReply
+	}
+	code, _ = strconv.Atoi(line[:3])
+	switch {
+	case len(line) == 3, line[3] == ' ':
+		return code, true, nil
+	case line[3] == '-':
+		return code, false, nil
+	}
+	return 0, false, errBadReply
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -1,0 +1,107 @@
+package submission
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/maildirector/maildirector/proxy"
+)
+
+// Submission limits.
+const (
+	defaultMaxLoginAttempts = 3
+	// maxErrors ends a session after this many rejected commands
+	// before AUTH (Postfix's smtpd_hard_error_limit does the same).
+	maxErrors = 10
+	// maxCommands bounds the commands of one session before AUTH.
+	maxCommands = 100
+	// maxLine caps a client line, CRLF included. RFC 5321 section
+	// 4.5.3.1.4 requires 512 octets for commands; RFC 4954 section 4 lets
+	// an AUTH line grow to 12288, but a PLAIN message is at most 767
+	// octets (RFC 4616: 255 per field), 1024 in base64.
+	maxLine = 2048
+	// maxServerLine caps a server reply line (RFC 5321 section
+	// 4.5.3.1.5: 512 octets), with room for the lenient.
+	maxServerLine = 2048
+	// maxReplyLines bounds a multi-line server reply (an EHLO lists a
+	// few dozen keywords at most).
+	maxReplyLines = 100
+)
+
+// Options configure a [Frontend] frontend. The zero value of
+// each field is usable except Picker, which is required.
+type Options struct {
+	// Picker chooses the server for a user.
+	Picker proxy.Picker
+	// Retries is how many other servers are tried when the chosen one
+	// fails before answering the login; 0 or negative: none.
+	Retries int
+	// Hostname is the name in the greeting and the EHLO reply; empty: the
+	// machine's host name.
+	Hostname string
+	// PlaintextLogin offers and allows AUTH on connections that are not on
+	// TLS; false: AUTH needs STARTTLS (or implicit TLS) first.
+	PlaintextLogin bool
+	// MaxLoginAttempts ends the session after this many failed AUTHs;
+	// zero or negative: 3.
+	MaxLoginAttempts int
+	// MaxMessageSize is advertised as the EHLO SIZE limit (RFC 1870); the
+	// server enforces its own. Zero: SIZE without a number (no fixed
+	// limit); negative: no SIZE keyword.
+	MaxMessageSize int64
+	// Logger receives per-command debug lines and warnings; nil: the
+	// engine's per-connection logger ([proxy.Conn.Logger]).
+	Logger *slog.Logger
+}
+
+// Frontend serves SMTP submission clients (ports 587 and 465); it is a
+// [proxy.Handler] and is safe for concurrent use.
+type Frontend struct {
+	opts     Options
+	hostname string
+}
+
+// New returns a submission frontend.
+func New(opts Options) *Frontend {
+	h := opts.Hostname
+	if h == "" {
+		h, _ = os.Hostname()
+	}
+	h = strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' {
+			return -1
+		}
+		return r
+	}, h)
+	if h == "" {
+		h = "localhost"
+	}
+	return &Frontend{opts: opts, hostname: h}
+}
+
+func (f *Frontend) retries() int { return max(f.opts.Retries, 0) }
+
+func (f *Frontend) maxLoginAttempts() int {
+	if f.opts.MaxLoginAttempts > 0 {
+		return f.opts.MaxLoginAttempts
+	}
+	return defaultMaxLoginAttempts
+}
+
+// goodbye is what the engine tells a client it ends before AUTH
+// (shutdown, kick): RFC 5321 section 3.8.
+const goodbye = "421 4.3.2 Service shutting down\r\n"
+
+// ServeConn runs one submission session. The engine closes c after
+// ServeConn returns, unless the session was handed to the relay after AUTH.
+func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
+	c.SetGoodbye(goodbye)
+	log := c.Logger()
+	if f.opts.Logger != nil {
+		log = f.opts.Logger.With("conn", c.ID(), "remote", c.RemoteAddr().String())
+	}
+	s := &session{f: f, c: c, log: log}
+	return s.serve(ctx)
+}
