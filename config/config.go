@@ -330,8 +330,8 @@ type ServerTLS struct {
 	Verify bool `toml:"verify"`
 	// CA is a PEM CA bundle. Default empty: the system roots.
 	CA string `toml:"ca"`
-	// ServerName is the SNI and verification name. Default (resolved at
-	// load, when Enabled) the server's host.
+	// ServerName is the SNI and verification name, for sessions and TLS
+	// checks. Default (resolved at load) the server's host.
 	ServerName string `toml:"server_name"`
 }
 

@@ -516,8 +516,8 @@ func (c *Config) applyDefaults(raw table) {
 			if !sraw.sub("tls").has("verify") {
 				s.TLS.Verify = true
 			}
-			if s.TLS.Enabled && s.TLS.ServerName == "" {
-				s.TLS.ServerName = s.Host()
+			if host, _, err := splitAddress(s.Address); err == nil && s.TLS.ServerName == "" {
+				s.TLS.ServerName = host // a bad address is reported once, as address
 			}
 		}
 	}

@@ -71,6 +71,10 @@ func (c *Conn) Logger() *slog.Logger {
 	return c.srv.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
 }
 
+// Retries is how many other servers this session may be tried on after a
+// server fails: the frontend's [Frontend.Retries], resolved.
+func (c *Conn) Retries() int { return c.fe.retries() }
+
 // Frontend is the frontend that accepted the connection.
 func (c *Conn) Frontend() *Frontend { return c.fe }
 
@@ -162,10 +166,12 @@ func (c *Conn) SetPhase(p Phase) {
 	c.mu.Lock()
 	stopping := c.ended != ""
 	c.mu.Unlock()
-	if stopping {
-		d = 0 // the engine is ending the session: the next read fails at once
+	switch {
+	case stopping:
+		c.sock.SetDeadline(time.Now()) // the engine is ending the session: the next read fails at once
+	default:
+		c.sock.SetDeadline(deadlineFor(d))
 	}
-	c.sock.SetDeadline(time.Now().Add(d))
 }
 
 // SetUser records the login name for the session's log line and the registry.

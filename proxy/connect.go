@@ -26,14 +26,14 @@ var ErrUnavailable = errors.New("no server available")
 type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer []byte, err error)
 
 // Connect picks a server for user, dials it and runs login, trying up to
-// retries other servers when a server fails (HAProxy's retries with
-// redispatch). On success the lease is recorded on c and the server conn is
+// the frontend's Retries other servers when a server fails (HAProxy's
+// retries with redispatch). On success the lease is recorded on c and the server conn is
 // returned for [Conn.Relay]. When no server could be reached the error wraps
 // ErrUnavailable.
-func (c *Conn) Connect(ctx context.Context, p Picker, user string, retries int, login LoginFunc) (net.Conn, []byte, error) {
+func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {
 	var tried []string
 	var lastErr error
-	for attempt := 0; attempt <= retries; attempt++ {
+	for attempt := 0; attempt <= c.Retries(); attempt++ {
 		lease, err := p.Pick(ctx, user, c.remote, tried)
 		if err != nil {
 			if lastErr == nil {

@@ -17,8 +17,11 @@ import (
 // Errors are server failures ([ErrServerFailed]): the caller may try the
 // next server. The returned conn is what [Conn.Relay] takes.
 func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.fe.Timeouts.connect())
-	defer cancel()
+	if d := c.fe.Timeouts.connect(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", t.Address)
 	if err != nil {

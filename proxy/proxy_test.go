@@ -86,7 +86,7 @@ func relayHandler(p Picker) Handler {
 			return err
 		}
 		c.SetUser(strings.TrimSpace(line))
-		srv, from, err := c.Connect(ctx, p, strings.TrimSpace(line), 1, func(ctx context.Context, s net.Conn, t Target) ([]byte, error) {
+		srv, from, err := c.Connect(ctx, p, strings.TrimSpace(line), func(ctx context.Context, s net.Conn, t Target) ([]byte, error) {
 			return []byte("ok\n"), nil
 		})
 		if err != nil {

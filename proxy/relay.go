@@ -10,7 +10,14 @@ import (
 	"time"
 )
 
-func deadlineFor(d time.Duration) time.Time { return time.Now().Add(d) }
+// deadlineFor is the deadline d from now; a negative d (a timeout set to
+// none) is no deadline.
+func deadlineFor(d time.Duration) time.Time {
+	if d < 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
 
 // Relay hands the session to the relay and returns at once; the handler
 // should then return. server is the conn from [Conn.Dial]; fromServer holds

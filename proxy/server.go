@@ -33,7 +33,7 @@ type HandlerFunc func(ctx context.Context, c *Conn) error
 func (f HandlerFunc) ServeConn(ctx context.Context, c *Conn) error { return f(ctx, c) }
 
 // Timeouts bound each phase of a session. A zero field takes the default
-// named next to it.
+// named next to it; a negative one means no deadline for that phase.
 type Timeouts struct {
 	Handshake   time.Duration // TLS handshake; default 10s
 	PreAuth     time.Duration // client idle before login; default 60s
@@ -45,11 +45,13 @@ type Timeouts struct {
 	Idle time.Duration
 }
 
+// orDefault resolves a duration option: zero is def, negative is none
+// (returned as a negative value, which SetPhase reads as no deadline).
 func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
+	if d == 0 {
+		return def
 	}
-	return def
+	return d
 }
 
 func (t Timeouts) handshake() time.Duration   { return orDefault(t.Handshake, 10*time.Second) }
@@ -75,8 +77,26 @@ type Frontend struct {
 	TrustedProxies []netip.Prefix
 	MaxConn        int // 0: only the server's limit
 	Timeouts       Timeouts
+	// Retries is how many other servers a session is tried on after a
+	// server fails before it answered (HAProxy's retries with redispatch):
+	// [Conn.Connect] and LMTP's per-recipient redelivery use it. Zero: 2;
+	// negative: none, only the first server is tried.
+	Retries int
 
 	sem chan struct{}
+}
+
+// defaultRetries is Frontend.Retries when zero, as HAProxy's default retries.
+const defaultRetries = 2
+
+func (f *Frontend) retries() int {
+	switch {
+	case f.Retries < 0:
+		return 0
+	case f.Retries == 0:
+		return defaultRetries
+	}
+	return f.Retries
 }
 
 // Options configure a Server. The zero value works.

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/maildirector/maildirector/config"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -136,5 +140,53 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	if code := runMain(nil, &stdout, &stderr); code != 2 {
 		t.Errorf("no command: got exit %d, want 2", code)
+	}
+}
+
+// TestCheckVerdictIsRunVerdict: `check` (the systemd unit's pre-start and
+// pre-reload step) accepts exactly the configurations `run` starts with,
+// so a check that passes is never followed by a start that fails.
+func TestCheckVerdictIsRunVerdict(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := ln.Addr().String()
+	ln.Close()
+	base := strings.Replace(validConfig, "127.0.0.1:1143", bind, 1)
+	withCheck := func(lines string) string {
+		return base + "[backend.dovecot.check]\n" + lines + "\n"
+	}
+	tests := []struct {
+		name   string
+		config string
+		ok     bool
+	}{
+		{name: "valid", config: base, ok: true},
+		{name: "imap probe login", config: withCheck("type = \"imap\"\nuser = \"probe\"\npassword = \"x\"\nselect_inbox = true"), ok: true},
+		{name: "pop3 check with a login", config: withCheck("type = \"pop3\"\nuser = \"probe\"\npassword = \"x\"")},
+		{name: "select_inbox without user", config: withCheck("type = \"imap\"\nselect_inbox = true")},
+		{name: "password without user", config: withCheck("type = \"imap\"\npassword = \"x\"")},
+		{name: "xclient with a PROXY header", config: strings.Replace(base, "name = \"mail1\"", "name = \"mail1\"\nxclient = true\nsend_proxy = \"v2\"", 1)},
+		{name: "missing certificate", config: base + "[frontend.imap.tls]\nmode = \"implicit\"\n[[frontend.imap.tls.cert]]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, "maildirector.toml", tt.config)
+			var stdout, stderr bytes.Buffer
+			checkOK := runMain([]string{"check", "-c", path}, &stdout, &stderr) == 0
+
+			runOK := false
+			if cfg, err := config.Load(path); err == nil {
+				rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler))
+				if err == nil {
+					runOK = true
+					rt.shutdown(0)
+				}
+			}
+			if checkOK != runOK || checkOK != tt.ok {
+				t.Errorf("check ok = %v, run ok = %v, want both %v; check said: %s%s", checkOK, runOK, tt.ok, stdout.String(), stderr.String())
+			}
+		})
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/proxy"
-	"github.com/maildirector/maildirector/tlsutil"
 )
 
 // runtime is the running service: the engine, one director and its checkers
@@ -56,48 +55,71 @@ func newRuntime(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 	return rt, nil
 }
 
+// build is everything a configuration needs, built but not running: the
+// frontends with their handlers and the backends with their directors and
+// checkers (not started). `check` builds and aborts, so it refuses exactly
+// what `run` and a reload refuse, short of binding the listeners.
+type build struct {
+	backends  map[string]*backendBuild
+	frontends []proxy.Frontend
+}
+
+// build builds cfg against the running backends (which a reload may keep).
+// On error nothing is left running. Call with rt.mu held.
+func (rt *runtime) buildLocked(cfg *config.Config) (*build, error) {
+	b := &build{backends: make(map[string]*backendBuild, len(cfg.Backends))}
+	rt.pendingLMTP = nil
+	for _, name := range cfg.BackendNames() {
+		bb, err := rt.buildBackend(cfg.Backends[name])
+		if err != nil {
+			rt.abortLocked(b)
+			return nil, fmt.Errorf("backend.%s: %w", name, err)
+		}
+		b.backends[name] = bb
+	}
+	for _, name := range cfg.FrontendNames() {
+		f := cfg.Frontends[name]
+		fe, err := rt.buildFrontend(f, b.backends[f.Backend])
+		if err != nil {
+			rt.abortLocked(b)
+			return nil, fmt.Errorf("frontend.%s: %w", name, err)
+		}
+		b.frontends = append(b.frontends, fe)
+	}
+	return b, nil
+}
+
+// abortLocked drops a build that will not run.
+func (rt *runtime) abortLocked(b *build) {
+	for _, h := range rt.pendingLMTP {
+		h.Close()
+	}
+	rt.pendingLMTP = nil
+	for _, bb := range b.backends {
+		if !bb.reused {
+			bb.b.close()
+		}
+	}
+}
+
 // apply builds everything cfg needs and swaps it in. On error nothing
 // changes: the running frontends and backends stay as they were.
 func (rt *runtime) apply(cfg *config.Config) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 
-	builds := make(map[string]*backendBuild, len(cfg.Backends))
-	rt.pendingLMTP = nil
-	abort := func() {
-		rt.pendingLMTP = nil
-		for _, bb := range builds {
-			if !bb.reused {
-				bb.b.close()
-			}
-		}
+	b, err := rt.buildLocked(cfg)
+	if err != nil {
+		return err
 	}
-	for _, name := range cfg.BackendNames() {
-		bb, err := rt.buildBackend(cfg, cfg.Backends[name])
-		if err != nil {
-			abort()
-			return fmt.Errorf("backend.%s: %w", name, err)
-		}
-		builds[name] = bb
-	}
-	frontends := make([]proxy.Frontend, 0, len(cfg.Frontends))
-	for _, name := range cfg.FrontendNames() {
-		f := cfg.Frontends[name]
-		fe, err := rt.buildFrontend(cfg, f, builds[f.Backend])
-		if err != nil {
-			abort()
-			return fmt.Errorf("frontend.%s: %w", name, err)
-		}
-		frontends = append(frontends, fe)
-	}
-	if err := rt.srv.Configure(frontends); err != nil {
-		abort()
+	if err := rt.srv.Configure(b.frontends); err != nil {
+		rt.abortLocked(b)
 		return err
 	}
 	// Past the last check that can fail: only now do running backends
 	// change, so a failed reload leaves everything as it was.
-	backends := make(map[string]*backend, len(builds))
-	for name, bb := range builds {
+	backends := make(map[string]*backend, len(b.backends))
+	for name, bb := range b.backends {
 		bb.commit()
 		backends[name] = bb.b
 	}
@@ -106,7 +128,7 @@ func (rt *runtime) apply(cfg *config.Config) error {
 			old.close()
 		}
 	}
-	for _, bb := range builds {
+	for _, bb := range b.backends {
 		if !bb.reused {
 			bb.b.startChecks(rt.log)
 		}
@@ -132,8 +154,9 @@ func (bb *backendBuild) commit() {
 		return
 	}
 	for _, s := range bb.cfg.Servers {
+		admin, _ := adminState(s.State) // parsed without error by buildBackend
 		bb.b.dir.SetWeight(s.Name, s.Weight)
-		bb.b.dir.SetAdmin(s.Name, adminState(s.State))
+		bb.b.dir.SetAdmin(s.Name, admin)
 	}
 	bb.b.mu.Lock()
 	bb.b.cfg, bb.b.clientTLS = bb.cfg, bb.clientTLS
@@ -143,71 +166,32 @@ func (bb *backendBuild) commit() {
 // buildBackend returns the backend for bc: the running one when its server
 // list is unchanged (so sticky assignments and health survive a reload;
 // weights and states are updated in place by commit), else a new one.
-func (rt *runtime) buildBackend(cfg *config.Config, bc *config.Backend) (*backendBuild, error) {
-	clientTLS := make(map[string]*tls.Config)
+func (rt *runtime) buildBackend(bc *config.Backend) (*backendBuild, error) {
+	tlsBy := make(map[string]*tls.Config)
 	for _, s := range bc.Servers {
-		if !s.TLS.Enabled {
-			continue
-		}
-		tc, err := tlsutil.NewClientConfig(tlsutil.ClientOptions{
-			Verify: s.TLS.Verify, CAFile: s.TLS.CA, ServerName: serverName(s),
-		})
+		tc, err := clientTLS(s)
 		if err != nil {
 			return nil, fmt.Errorf("server %s: tls: %w", s.Name, err)
 		}
-		clientTLS[s.Name] = tc
+		tlsBy[s.Name] = tc
 	}
-	if old := rt.backends[bc.Name]; old != nil && sameServers(old.cfg, bc) && sameDirectorOptions(old.cfg, bc) {
-		return &backendBuild{b: old, reused: true, cfg: bc, clientTLS: clientTLS}, nil
-	}
-	b := &backend{cfg: bc, clientTLS: clientTLS, checkers: make(map[string]*checks.Checker), onDown: rt.closeServerSessions}
-	balance, err := director.ParseBalance(string(bc.Balance))
+	opts, err := directorOptions(bc)
 	if err != nil {
 		return nil, err
 	}
-	opts := director.Options{
-		Name:          bc.Name,
-		Balance:       balance,
-		UserExpire:    bc.UserExpire.D(),
-		DefaultDomain: bc.DefaultDomain,
-		AllBackups:    bc.AllBackups,
-		ErrorLimit:    bc.ErrorLimit,
-		Logger:        rt.log, // the director names the backend in every line
-		OnPassiveDown: b.passiveDown,
+	if old := rt.backends[bc.Name]; old != nil && sameServers(old.cfg, bc) && sameDirectorOptions(old.cfg, bc) {
+		return &backendBuild{b: old, reused: true, cfg: bc, clientTLS: tlsBy}, nil
 	}
-	if bc.Check.Type == config.CheckTypeNone {
-		// Passive health marks a server down until its checks pass again;
-		// without checks nothing would ever bring it back ("none": servers
-		// are always up), as HAProxy's observe needs check.
-		opts.ErrorLimit = 0
-	}
-	if bc.UserExpire == 0 {
-		opts.UserExpire = -1 // 0 in the config: forget users as soon as their last session ends
-	}
-	for _, s := range bc.Servers {
-		opts.Servers = append(opts.Servers, director.ServerOptions{
-			Name: s.Name, Weight: s.Weight, Backup: s.Backup, Admin: adminState(s.State), MaxConn: s.MaxConn,
-		})
-	}
+	b := &backend{cfg: bc, clientTLS: tlsBy, checkers: make(map[string]*checks.Checker), onDown: rt.closeServerSessions}
+	opts.Logger = rt.log // the director names the backend in every line
+	opts.OnPassiveDown = b.passiveDown
 	if b.dir, err = director.New(opts); err != nil {
 		return nil, err
 	}
-	if err := b.buildChecks(cfg, rt.log); err != nil {
+	if err := b.buildChecks(rt.log); err != nil {
 		return nil, err
 	}
-	return &backendBuild{b: b, cfg: bc, clientTLS: clientTLS}, nil
-}
-
-func serverName(s *config.Server) string {
-	if s.TLS.ServerName != "" {
-		return s.TLS.ServerName
-	}
-	return s.Host()
-}
-
-func adminState(s config.ServerState) director.AdminState {
-	a, _ := director.ParseAdminState(string(s))
-	return a
+	return &backendBuild{b: b, cfg: bc, clientTLS: tlsBy}, nil
 }
 
 func sameServers(a, b *config.Backend) bool {
@@ -223,60 +207,25 @@ func sameDirectorOptions(a, b *config.Backend) bool {
 }
 
 // buildChecks creates one checker per checked server; they start with startChecks.
-func (b *backend) buildChecks(cfg *config.Config, log *slog.Logger) error {
-	c := b.cfg.Check
-	if c.Type == config.CheckTypeNone {
+func (b *backend) buildChecks(log *slog.Logger) error {
+	if b.cfg.Check.Type == config.CheckTypeNone {
 		return nil
-	}
-	typ, err := checks.ParseType(string(c.Type))
-	if err != nil {
-		return fmt.Errorf("check.type: %w", err)
 	}
 	for _, s := range b.cfg.Servers {
 		if !s.Check {
 			continue
 		}
-		ph, err := checks.ParseProxyHeader(string(b.cfg.CheckSendProxy(s)))
+		opts, err := checkOptions(b.cfg, s, b.clientTLS[s.Name])
 		if err != nil {
-			return fmt.Errorf("check.send_proxy: %w", err)
+			return err
 		}
-		var tc *tls.Config
-		if b.cfg.CheckTLS(s) {
-			tc = b.clientTLS[s.Name]
-			if tc == nil {
-				// Checks over TLS to a server reached in plaintext by the
-				// frontends: verify nothing, as HAProxy's "check-ssl verify none".
-				tc = &tls.Config{InsecureSkipVerify: true, ServerName: serverName(s)}
-			}
-		}
-		name := s.Name
-		ck, err := checks.New(checks.Options{
-			Server:       name,
-			Type:         typ,
-			Address:      b.cfg.CheckAddress(s),
-			Inter:        c.Inter.D(),
-			FastInter:    c.FastInter.D(),
-			DownInter:    c.DownInter.D(),
-			Timeout:      c.Timeout.D(),
-			Spread:       c.Inter.D(),
-			Rise:         c.Rise,
-			Fall:         c.Fall,
-			TLS:          tc,
-			Proxy:        ph,
-			User:         c.User,
-			Password:     c.Password,
-			SelectInbox:  c.SelectInbox,
-			HTTPMethod:   c.HTTPMethod,
-			HTTPPath:     c.HTTPPath,
-			HTTPHost:     c.HTTPHost,
-			ExpectStatus: c.ExpectStatus,
-			Logger:       log.With("backend", b.cfg.Name),
-			OnChange:     b.healthChanged,
-		})
+		opts.Logger = log.With("backend", b.cfg.Name)
+		opts.OnChange = b.healthChanged
+		ck, err := checks.New(opts)
 		if err != nil {
-			return fmt.Errorf("server %s: check: %w", name, err)
+			return fmt.Errorf("server %s: check: %w", s.Name, err)
 		}
-		b.checkers[name] = ck
+		b.checkers[s.Name] = ck
 	}
 	return nil
 }
@@ -353,29 +302,12 @@ func (b *backend) capabilities(typ config.CheckType) func() []string {
 
 // pickerFor builds the picker a frontend of protocol p uses, with the
 // servers' addresses and TLS as this build has them.
-func (bb *backendBuild) pickerFor(p config.Protocol) *picker {
-	targets := make(map[string]proxy.Target, len(bb.cfg.Servers))
-	for _, s := range bb.cfg.Servers {
-		mode, _ := proxy.ParseProxyMode(string(s.SendProxy))
-		targets[s.Name] = proxy.Target{
-			Server:  s.Name,
-			Address: s.DialAddress(p),
-			Proxy:   mode,
-			TLS:     bb.clientTLS[s.Name],
-			XClient: s.XClient,
-		}
+func (bb *backendBuild) pickerFor(p config.Protocol) (*picker, error) {
+	t, err := targets(bb.cfg, p, bb.clientTLS)
+	if err != nil {
+		return nil, err
 	}
-	return &picker{dir: bb.b.dir, targets: targets}
-}
-
-func timeouts(t config.Timeouts) proxy.Timeouts {
-	return proxy.Timeouts{
-		Handshake:   t.Handshake.D(),
-		PreAuth:     t.Preauth.D(),
-		Connect:     t.Connect.D(),
-		ServerLogin: t.ServerLogin.D(),
-		Idle:        t.Idle.D(),
-	}
+	return &picker{dir: bb.b.dir, targets: t}, nil
 }
 
 // shutdown stops accepting, lets sessions finish for grace, then closes them,

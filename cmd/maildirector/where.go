@@ -29,11 +29,10 @@ func cmdWhere(args []string, stdout, stderr io.Writer) int {
 		if bc.Balance != config.BalanceUser {
 			continue
 		}
-		opts := director.Options{Name: name, DefaultDomain: bc.DefaultDomain}
-		for _, s := range bc.Servers {
-			opts.Servers = append(opts.Servers, director.ServerOptions{
-				Name: s.Name, Weight: s.Weight, Backup: s.Backup, Admin: adminState(s.State),
-			})
+		opts, err := directorOptions(bc)
+		if err != nil {
+			fmt.Fprintf(stderr, "backend.%s: %v\n", name, err)
+			return 1
 		}
 		d, err := director.New(opts)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -261,7 +262,9 @@ type envConfig struct {
 	implicitTLS bool
 	servers     []*fakeServer // nil: one fakeOK server with Dovecot's caps
 	timeouts    proxy.Timeouts
-	noPicker    bool // leave opts.Picker nil
+	retries     int          // the frontend's Retries
+	logger      *slog.Logger // the engine's logger; nil: discard
+	noPicker    bool         // leave opts.Picker nil
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -278,12 +281,12 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	}
 	fe := proxy.Frontend{
 		Name: "imap", Protocol: "imap", Addrs: []string{"127.0.0.1:0"},
-		Handler: New(cfg.opts), ImplicitTLS: cfg.implicitTLS, Timeouts: cfg.timeouts,
+		Handler: New(cfg.opts), ImplicitTLS: cfg.implicitTLS, Timeouts: cfg.timeouts, Retries: cfg.retries,
 	}
 	if cfg.tls || cfg.implicitTLS {
 		fe.TLS = proxytest.ServerTLS(t)
 	}
-	srv := proxy.New(proxy.Options{})
+	srv := proxy.New(proxy.Options{Logger: cfg.logger})
 	if err := srv.Configure([]proxy.Frontend{fe}); err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func (s *session) login(tag string, req loginRequest) error {
 	if s.f.opts.Picker == nil {
 		return fmt.Errorf("no picker configured: %w", proxy.ErrUnavailable)
 	}
-	server, fromServer, err := s.c.Connect(s.ctx, s.f.opts.Picker, user, s.f.opts.retries(),
+	server, fromServer, err := s.c.Connect(s.ctx, s.f.opts.Picker, user,
 		func(ctx context.Context, conn net.Conn, t proxy.Target) ([]byte, error) {
 			return replayLogin(ctx, conn, tag, req)
 		})

@@ -2,14 +2,13 @@ package imap
 
 import (
 	"context"
-	"log/slog"
+	"math"
 
 	"github.com/maildirector/maildirector/proxy"
 )
 
 const (
 	defaultGreeting         = "maildirector ready."
-	defaultRetries          = 2
 	defaultMaxLoginAttempts = 3
 	// maxBadCommands ends a client after this many BAD replies before
 	// login, as Dovecot's imap-login does.
@@ -28,10 +27,6 @@ type Options struct {
 	// Picker chooses the server for a login. nil: every login is answered
 	// NO [UNAVAILABLE].
 	Picker proxy.Picker
-	// Retries is how many other servers a login is tried on after a server
-	// fails before answering it (HAProxy's retries with redispatch).
-	// Zero means 2; negative means none: only the first server is tried.
-	Retries int
 	// Greeting is the text of the "* OK [CAPABILITY ...]" greeting.
 	// Empty means "maildirector ready.".
 	Greeting string
@@ -42,7 +37,8 @@ type Options struct {
 	PlaintextLogin bool
 	// MaxLoginAttempts is how many logins may fail (the server said NO, no
 	// server was available, the login was refused or canceled) before the
-	// client is told BYE and disconnected. Zero or negative means 3.
+	// client is told BYE and disconnected. Zero means 3; negative means no
+	// limit.
 	MaxLoginAttempts int
 	// ServerCapabilities, if set, returns what the servers advertise before
 	// login (learned by health checks). The harmless ones are merged into
@@ -52,20 +48,6 @@ type Options struct {
 	// except that AUTH=XOAUTH2 and AUTH=OAUTHBEARER, when the servers offer
 	// them, make the proxy offer them too. nil: only the proxy's own.
 	ServerCapabilities func() []string
-	// Logger receives per-command detail at Debug level (never a password
-	// or SASL payload). nil: the connection's own logger (conn, proto,
-	// remote). The per-session line is the engine's.
-	Logger *slog.Logger
-}
-
-func (o Options) retries() int {
-	switch {
-	case o.Retries < 0:
-		return 0
-	case o.Retries == 0:
-		return defaultRetries
-	}
-	return o.Retries
 }
 
 func (o Options) greeting() string {
@@ -76,7 +58,10 @@ func (o Options) greeting() string {
 }
 
 func (o Options) maxLoginAttempts() int {
-	if o.MaxLoginAttempts <= 0 {
+	switch {
+	case o.MaxLoginAttempts < 0:
+		return math.MaxInt
+	case o.MaxLoginAttempts == 0:
 		return defaultMaxLoginAttempts
 	}
 	return o.MaxLoginAttempts
@@ -98,13 +83,10 @@ func New(opts Options) *Frontend {
 // relay. The error, if any, says why the session ended.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
-	log := f.opts.Logger
-	if log == nil {
-		log = c.Logger()
-	} else {
-		log = log.With("conn", c.ID())
-	}
-	s := &session{f: f, c: c, ctx: ctx, log: log}
+	// Per-command detail goes to the engine's connection logger (conn,
+	// frontend, proto, remote) at Debug, never a password or SASL payload;
+	// the per-session line is the engine's.
+	s := &session{f: f, c: c, ctx: ctx, log: c.Logger()}
 	return s.serve()
 }
 

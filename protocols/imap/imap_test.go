@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -385,15 +386,16 @@ func TestServerFailover(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	tests := []struct {
 		name   string
-		picker func(t *testing.T) proxy.Picker
-		opts   Options
+		picker  func(t *testing.T) proxy.Picker
+		opts    Options
+		retries int
 	}{
 		{name: "every server fails", picker: func(t *testing.T) proxy.Picker {
 			a := startFake(t, "a", fakeDropOnLogin, dovecotCaps)
 			b := startFake(t, "b", fakeByeGreeting, dovecotCaps)
 			return &proxytest.Picker{Targets: []proxy.Target{a.target(), b.target()}}
 		}},
-		{name: "retries exhausted", opts: Options{Retries: -1}, picker: func(t *testing.T) proxy.Picker {
+		{name: "retries exhausted", retries: -1, picker: func(t *testing.T) proxy.Picker {
 			a := startFake(t, "a", fakeDropOnLogin, dovecotCaps)
 			b := startFake(t, "b", fakeOK, dovecotCaps)
 			return &proxytest.Picker{Targets: []proxy.Target{a.target(), b.target()}}
@@ -411,7 +413,7 @@ func TestUnavailable(t *testing.T) {
 			opts := tt.opts
 			opts.PlaintextLogin = true
 			opts.Picker = tt.picker(t)
-			e := newEnv(t, envConfig{opts: opts, noPicker: opts.Picker == nil})
+			e := newEnv(t, envConfig{opts: opts, retries: tt.retries, noPicker: opts.Picker == nil})
 			c := e.greeted(t)
 			c.send("a LOGIN alice " + goodPassword + "\r\n")
 			if got := c.expect("a "); got != "a NO [UNAVAILABLE] Service temporarily unavailable" {
@@ -571,7 +573,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	var buf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	offer := func() []string { return []string{"AUTH=XOAUTH2"} }
-	e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true, Logger: logger, ServerCapabilities: offer}})
+	e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true, ServerCapabilities: offer}, logger: logger})
 	c := e.greeted(t)
 	ir := plain("", "alice", "wrongpass1")
 	token := base64.StdEncoding.EncodeToString([]byte("user=alice\x01auth=Bearer tokensecret\x01\x01"))
@@ -624,20 +626,17 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestOptionDefaults(t *testing.T) {
 	tests := []struct {
-		name               string
-		opts               Options
-		retries, maxLogins int
-		greeting           string
+		name      string
+		opts      Options
+		maxLogins int
+		greeting  string
 	}{
-		{name: "zero", opts: Options{}, retries: 2, maxLogins: 3, greeting: "maildirector ready."},
-		{name: "negative", opts: Options{Retries: -1, MaxLoginAttempts: -5}, retries: 0, maxLogins: 3, greeting: "maildirector ready."},
-		{name: "set", opts: Options{Retries: 5, MaxLoginAttempts: 7, Greeting: "Hello"}, retries: 5, maxLogins: 7, greeting: "Hello"},
+		{name: "zero", opts: Options{}, maxLogins: 3, greeting: "maildirector ready."},
+		{name: "negative", opts: Options{MaxLoginAttempts: -5}, maxLogins: math.MaxInt, greeting: "maildirector ready."},
+		{name: "set", opts: Options{MaxLoginAttempts: 7, Greeting: "Hello"}, maxLogins: 7, greeting: "Hello"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.opts.retries(); got != tt.retries {
-				t.Errorf("retries: got %d, want %d", got, tt.retries)
-			}
 			if got := tt.opts.maxLoginAttempts(); got != tt.maxLogins {
 				t.Errorf("maxLoginAttempts: got %d, want %d", got, tt.maxLogins)
 			}

@@ -47,7 +47,10 @@ func (s *session) deliver(ctx context.Context, sp *spool) int {
 		}
 	}
 	used := make(map[string]bool)
-	retries := s.l.opts.retries()
+	retries := 0 // with server_down tempfail, a recipient never goes elsewhere
+	if s.l.opts.ServerDown == ServerDownNext {
+		retries = s.c.Retries() // the frontend's retries, as for logins
+	}
 	for round := 0; len(pending) > 0 && round <= retries; round++ {
 		groups := groupByServer(pending)
 		results := make([]groupResult, len(groups))

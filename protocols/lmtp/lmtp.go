@@ -42,7 +42,9 @@ const (
 	defaultMaxMessageSize = 50 << 20
 	defaultSpoolMemory    = 1 << 20
 	defaultMaxServerConns = 16
-	defaultRetries        = 2
+	// noTimeout stands for a timeout set to none: go-smtp's client has no
+	// "no deadline", and a century is as good.
+	noTimeout = 100 * 365 * 24 * time.Hour
 	// defaultMaxLineLength is go-smtp's default: twice the 1000 octets
 	// of RFC 5321 section 4.5.3.1.6, for the lenient.
 	defaultMaxLineLength = 2000
@@ -137,36 +139,35 @@ type Options struct {
 	SpoolDir string
 	// ServerDown: zero is ServerDownTempfail.
 	ServerDown ServerDown
-	// Retries is, with ServerDown next, how many other servers each
-	// recipient may try; zero: 2; negative: none.
-	Retries int
 	// BareLF: zero is BareLFNormalize.
 	BareLF BareLF
 	// MaxServerConns is how many idle connections are kept per server for
 	// the next transactions; zero: 16; negative: none (dial every time).
 	MaxServerConns int
-	// ServerIdle is how long an idle server connection is kept; zero: 30s.
+	// ServerIdle is how long an idle server connection is kept; zero: 30s;
+	// negative: no limit.
 	ServerIdle time.Duration
 	// DataTimeout bounds the client's message data, sending it to a server
-	// and the server's replies after it; zero: 10 minutes.
+	// and the server's replies after it; zero: 10 minutes; negative: none.
 	DataTimeout time.Duration
 	// ClientTimeout is how long the client may be idle between commands
-	// (and how long a reply write may take); zero: 5 minutes.
+	// (and how long a reply write may take); zero: 5 minutes; negative: none.
 	ClientTimeout time.Duration
 	// ServerTimeout bounds each server reply before the message data; zero:
-	// 1 minute. Connecting to a server (TCP, PROXY header, TLS) is bounded
+	// 1 minute; negative: none. Connecting to a server (TCP, PROXY header, TLS) is bounded
 	// by the frontend's Timeouts.Connect.
 	ServerTimeout time.Duration
-	// Logger receives per-recipient and per-transaction Debug lines; nil:
-	// the connection's logger. The session's Info line is the engine's.
-	Logger *slog.Logger
 }
 
+// orDuration resolves a timeout option: zero is def, negative is none.
 func orDuration(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return noTimeout
 	}
-	return def
+	return d
 }
 
 // limit resolves a "zero: default, negative: none (0)" option.
@@ -205,13 +206,6 @@ func (o *Options) spoolDir() string {
 		return o.SpoolDir
 	}
 	return os.TempDir()
-}
-
-func (o *Options) retries() int {
-	if o.ServerDown != ServerDownNext {
-		return 0
-	}
-	return limit(o.Retries, defaultRetries)
 }
 
 func (o *Options) dataTimeout() time.Duration {
@@ -294,10 +288,7 @@ func (l *Frontend) Close() error {
 // client "421 4.3.2" (RFC 5321 section 3.8) once the current command is done.
 func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
-	log := c.Logger()
-	if l.opts.Logger != nil {
-		log = l.opts.Logger.With("conn", c.ID())
-	}
+	log := c.Logger() // per-recipient and per-transaction Debug lines; the session's Info line is the engine's
 	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{})}
 	nc.Conn.SetDeadline(time.Time{}) // go-smtp sets its own from here on
 

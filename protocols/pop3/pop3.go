@@ -2,7 +2,7 @@ package pop3
 
 import (
 	"context"
-	"log/slog"
+	"math"
 	"strings"
 
 	"github.com/maildirector/maildirector/proxy"
@@ -32,9 +32,6 @@ const (
 type Options struct {
 	// Picker chooses the server for a user.
 	Picker proxy.Picker
-	// Retries is how many other servers are tried when the chosen one
-	// fails before answering the login; 0: none, negative: as 0.
-	Retries int
 	// Greeting follows "+OK " in the greeting; empty: "POP3 server ready.".
 	// CR and LF are removed.
 	Greeting string
@@ -43,16 +40,13 @@ type Options struct {
 	// Dovecot's disable_plaintext_auth.
 	PlaintextLogin bool
 	// MaxLoginAttempts ends the session after this many failed logins;
-	// zero or negative: 3.
+	// zero: 3; negative: no limit.
 	MaxLoginAttempts int
 	// ServerCapabilities returns the servers' CAPA lines (from health
 	// checks); the harmless ones (TOP, UIDL, EXPIRE, LOGIN-DELAY, UTF8, ...)
 	// are advertised before login. nil, or an empty answer: TOP and UIDL,
 	// which every Dovecot has.
 	ServerCapabilities func() []string
-	// Logger receives per-command debug lines and warnings; nil: the
-	// engine's per-connection logger ([proxy.Conn.Logger]).
-	Logger *slog.Logger
 }
 
 // Frontend serves POP3 clients; it is a [proxy.Handler] and is safe for
@@ -72,13 +66,14 @@ func New(opts Options) *Frontend {
 	return &Frontend{opts: opts, greeting: g}
 }
 
-func (f *Frontend) retries() int { return max(f.opts.Retries, 0) }
-
 func (f *Frontend) maxLoginAttempts() int {
-	if f.opts.MaxLoginAttempts > 0 {
-		return f.opts.MaxLoginAttempts
+	switch {
+	case f.opts.MaxLoginAttempts < 0:
+		return math.MaxInt
+	case f.opts.MaxLoginAttempts == 0:
+		return defaultMaxLoginAttempts
 	}
-	return defaultMaxLoginAttempts
+	return f.opts.MaxLoginAttempts
 }
 
 // goodbye is what the engine tells a client it ends before login
@@ -89,10 +84,6 @@ const goodbye = "-ERR Server shutting down.\r\n"
 // returns, unless the session was handed to the relay after a login.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
-	log := c.Logger()
-	if f.opts.Logger != nil {
-		log = f.opts.Logger.With("conn", c.ID(), "remote", c.RemoteAddr().String())
-	}
-	s := &session{f: f, c: c, log: log}
+	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }

@@ -112,7 +112,13 @@ func cmpOr(s, def string) string {
 // and returns its address.
 func startFrontend(t *testing.T, opts Options, tlsCfg *tls.Config) string {
 	t.Helper()
-	return proxytest.Serve(t, proxy.Frontend{Name: "pop3", Protocol: "pop3", Handler: New(opts), TLS: tlsCfg})
+	return startFrontendRetries(t, opts, tlsCfg, 0)
+}
+
+// startFrontendRetries is startFrontend with the engine frontend's Retries.
+func startFrontendRetries(t *testing.T, opts Options, tlsCfg *tls.Config, retries int) string {
+	t.Helper()
+	return proxytest.Serve(t, proxy.Frontend{Name: "pop3", Protocol: "pop3", Handler: New(opts), TLS: tlsCfg, Retries: retries})
 }
 
 // client is the test's POP3 client.
@@ -311,7 +317,7 @@ func TestServerFailover(t *testing.T) {
 				{Server: "bad", Address: tt.first(t)},
 				{Server: "good", Address: good.addr},
 			}}
-			addr := startFrontend(t, Options{Picker: picker, Retries: 1, PlaintextLogin: true}, nil)
+			addr := startFrontendRetries(t, Options{Picker: picker, PlaintextLogin: true}, nil, 1)
 			c := authenticated(t, addr, "alice", "secret")
 			c.expect("STAT", "+OK 1 100")
 			if got := picker.Failures(); !slices.Equal(got, tt.wantFailed) {
@@ -333,9 +339,9 @@ func TestNoServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startFrontend(t, Options{
-				Picker: &proxytest.Picker{Targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
-			}, nil)
+			addr := startFrontendRetries(t, Options{
+				Picker: &proxytest.Picker{Targets: tt.targets(t)}, PlaintextLogin: true,
+			}, nil, 3)
 			c := greeted(t, addr)
 			c.expect("USER alice", "+OK")
 			c.expect("PASS secret", "-ERR [SYS/TEMP] Service temporarily unavailable.")

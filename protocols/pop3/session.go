@@ -322,7 +322,7 @@ func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
 	user := creds.RoutingUser() // a master-user login goes where its target user lives
 	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
-	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, s.f.retries(), serverLogin(creds))
+	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, serverLogin(creds))
 	if err != nil {
 		s.failures++
 		return err

@@ -373,7 +373,7 @@ func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
 	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
 	l := &serverLogin{creds: creds, helo: s.helo, client: s.c.RemoteAddr()}
-	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, s.f.retries(), l.run)
+	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, l.run)
 	if err != nil {
 		s.failures++
 		return err

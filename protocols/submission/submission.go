@@ -2,7 +2,7 @@ package submission
 
 import (
 	"context"
-	"log/slog"
+	"math"
 	"os"
 	"strings"
 
@@ -35,9 +35,6 @@ const (
 type Options struct {
 	// Picker chooses the server for a user.
 	Picker proxy.Picker
-	// Retries is how many other servers are tried when the chosen one
-	// fails before answering the login; 0 or negative: none.
-	Retries int
 	// Hostname is the name in the greeting and the EHLO reply; empty: the
 	// machine's host name.
 	Hostname string
@@ -45,15 +42,12 @@ type Options struct {
 	// TLS; false: AUTH needs STARTTLS (or implicit TLS) first.
 	PlaintextLogin bool
 	// MaxLoginAttempts ends the session after this many failed AUTHs;
-	// zero or negative: 3.
+	// zero: 3; negative: no limit.
 	MaxLoginAttempts int
 	// MaxMessageSize is advertised as the EHLO SIZE limit (RFC 1870); the
 	// server enforces its own. Zero: SIZE without a number (no fixed
 	// limit); negative: no SIZE keyword.
 	MaxMessageSize int64
-	// Logger receives per-command debug lines and warnings; nil: the
-	// engine's per-connection logger ([proxy.Conn.Logger]).
-	Logger *slog.Logger
 }
 
 // Frontend serves SMTP submission clients (ports 587 and 465); it is a
@@ -81,13 +75,14 @@ func New(opts Options) *Frontend {
 	return &Frontend{opts: opts, hostname: h}
 }
 
-func (f *Frontend) retries() int { return max(f.opts.Retries, 0) }
-
 func (f *Frontend) maxLoginAttempts() int {
-	if f.opts.MaxLoginAttempts > 0 {
-		return f.opts.MaxLoginAttempts
+	switch {
+	case f.opts.MaxLoginAttempts < 0:
+		return math.MaxInt
+	case f.opts.MaxLoginAttempts == 0:
+		return defaultMaxLoginAttempts
 	}
-	return defaultMaxLoginAttempts
+	return f.opts.MaxLoginAttempts
 }
 
 // goodbye is what the engine tells a client it ends before AUTH
@@ -98,10 +93,6 @@ const goodbye = "421 4.3.2 Service shutting down\r\n"
 // ServeConn returns, unless the session was handed to the relay after AUTH.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
-	log := c.Logger()
-	if f.opts.Logger != nil {
-		log = f.opts.Logger.With("conn", c.ID(), "remote", c.RemoteAddr().String())
-	}
-	s := &session{f: f, c: c, log: log}
+	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }

@@ -118,10 +118,16 @@ func (f *fakeServer) serve(c net.Conn) {
 // and returns its address.
 func startFrontend(t *testing.T, opts Options, tlsCfg *tls.Config) string {
 	t.Helper()
+	return startFrontendRetries(t, opts, tlsCfg, 0)
+}
+
+// startFrontendRetries is startFrontend with the engine frontend's Retries.
+func startFrontendRetries(t *testing.T, opts Options, tlsCfg *tls.Config, retries int) string {
+	t.Helper()
 	if opts.Hostname == "" {
 		opts.Hostname = "proxy.example.org"
 	}
-	return proxytest.Serve(t, proxy.Frontend{Name: "submission", Protocol: "submission", Handler: New(opts), TLS: tlsCfg})
+	return proxytest.Serve(t, proxy.Frontend{Name: "submission", Protocol: "submission", Handler: New(opts), TLS: tlsCfg, Retries: retries})
 }
 
 // client is the test's SMTP client.
@@ -376,7 +382,7 @@ func TestFailover(t *testing.T) {
 				{Server: "bad", Address: tt.first(t)},
 				{Server: "good", Address: good.addr},
 			}}
-			addr := startFrontend(t, Options{Picker: picker, Retries: 1, PlaintextLogin: true}, nil)
+			addr := startFrontendRetries(t, Options{Picker: picker, PlaintextLogin: true}, nil, 1)
 			c := authenticated(t, addr, "alice", "secret")
 			c.expect("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
 			if got := picker.Failures(); !slices.Equal(got, tt.wantFailed) {
@@ -398,9 +404,9 @@ func TestNoServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startFrontend(t, Options{
-				Picker: &proxytest.Picker{Targets: tt.targets(t)}, Retries: 3, PlaintextLogin: true,
-			}, nil)
+			addr := startFrontendRetries(t, Options{
+				Picker: &proxytest.Picker{Targets: tt.targets(t)}, PlaintextLogin: true,
+			}, nil, 3)
 			c, _ := ehloed(t, addr)
 			c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "421 4.3.0 Service temporarily unavailable")
 			c.expectClosed()

@@ -10,7 +10,7 @@
 //
 //	fe := proxy.Frontend{
 //		Name: "sieve", Protocol: "tcp", Addrs: []string{":4190"},
-//		Handler: tcp.New(tcp.Options{Picker: picker, Retries: 2}),
+//		Handler: tcp.New(tcp.Options{Picker: picker}),
 //	}
 package tcp
 
@@ -27,9 +27,6 @@ import (
 type Options struct {
 	// Picker chooses the server; it is asked with an empty user name.
 	Picker proxy.Picker
-	// Retries is how many other servers are tried when the chosen one
-	// cannot be connected; 0 or negative: none.
-	Retries int
 }
 
 // Frontend relays TCP connections; it is a [proxy.Handler] and is safe for
@@ -46,7 +43,7 @@ func New(opts Options) *Frontend { return &Frontend{opts: opts} }
 // client is closed without a word (there is no protocol to say it in), and
 // the error, wrapping [proxy.ErrUnavailable], goes to the session's log line.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
-	srv, fromServer, err := c.Connect(ctx, f.opts.Picker, "", max(f.opts.Retries, 0), noLogin)
+	srv, fromServer, err := c.Connect(ctx, f.opts.Picker, "", noLogin)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

@@ -57,7 +57,7 @@ func greet(c net.Conn, name string, wantProxy bool, headers chan<- *proxyproto.H
 
 func startFrontend(t *testing.T, p proxy.Picker, retries int) string {
 	t.Helper()
-	return proxytest.Serve(t, proxy.Frontend{Name: "tcp", Protocol: "tcp", Handler: New(Options{Picker: p, Retries: retries})})
+	return proxytest.Serve(t, proxy.Frontend{Name: "tcp", Protocol: "tcp", Handler: New(Options{Picker: p}), Retries: retries})
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {

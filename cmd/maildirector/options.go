@@ -1,0 +1,235 @@
+package main
+
+// This file is the one translation from the configuration to the runtime
+// packages' Options. The configuration has resolved every default already
+// (config.Load), so nothing here picks a default of its own: a value is
+// copied, or converted where a runtime package spells "none" differently.
+// Runtime packages take zero as their documented default and a negative
+// value as none; a configured 0 that means none becomes -1 with [none].
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"github.com/maildirector/maildirector/checks"
+	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/protocols/imap"
+	"github.com/maildirector/maildirector/protocols/lmtp"
+	"github.com/maildirector/maildirector/protocols/pop3"
+	"github.com/maildirector/maildirector/protocols/submission"
+	"github.com/maildirector/maildirector/protocols/tcp"
+	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/tlsutil"
+)
+
+// none turns a configured count whose 0 means "none" into the runtime
+// packages' spelling of none (negative); other values pass unchanged.
+func none(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// frontendOptions is the engine's Frontend for f, without its handler.
+func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, error) {
+	t := f.Timeouts // resolved at load: the global value where f sets none
+	fe := proxy.Frontend{
+		Name:           f.Name,
+		Protocol:       string(f.Protocol),
+		Addrs:          f.Bind,
+		ImplicitTLS:    f.TLS.Mode == config.TLSModeImplicit,
+		TrustedProxies: f.TrustedPrefixes(),
+		MaxConn:        f.MaxConn,
+		Retries:        none(b.Retries),
+		Timeouts: proxy.Timeouts{
+			Handshake:   t.Handshake.D(),
+			PreAuth:     t.Preauth.D(),
+			Connect:     t.Connect.D(),
+			ServerLogin: t.ServerLogin.D(),
+			Idle:        t.Idle.D(),
+		},
+	}
+	if f.TLS.Mode == config.TLSModeNone {
+		return fe, nil
+	}
+	opts := tlsutil.ServerOptions{MinVersion: f.TLS.MinVersion.Uint16()}
+	for _, c := range f.TLS.Certs {
+		opts.Certs = append(opts.Certs, tlsutil.CertFiles{Cert: c.Cert, Key: c.Key})
+	}
+	s, err := tlsutil.NewServer(opts)
+	if err != nil {
+		return fe, fmt.Errorf("tls: %w", err)
+	}
+	fe.TLS = s.Config()
+	return fe, nil
+}
+
+func imapOptions(f *config.Frontend, p proxy.Picker, caps func() []string) imap.Options {
+	return imap.Options{
+		Picker:             p,
+		Greeting:           f.Greeting,
+		PlaintextLogin:     f.PlaintextAllowed(),
+		MaxLoginAttempts:   f.MaxLoginAttempts,
+		ServerCapabilities: caps,
+	}
+}
+
+func pop3Options(f *config.Frontend, p proxy.Picker, caps func() []string) pop3.Options {
+	return pop3.Options{
+		Picker:             p,
+		Greeting:           f.Greeting,
+		PlaintextLogin:     f.PlaintextAllowed(),
+		MaxLoginAttempts:   f.MaxLoginAttempts,
+		ServerCapabilities: caps,
+	}
+}
+
+func submissionOptions(f *config.Frontend, p proxy.Picker) submission.Options {
+	return submission.Options{
+		Picker:           p,
+		Hostname:         f.Hostname,
+		PlaintextLogin:   f.PlaintextAllowed(),
+		MaxLoginAttempts: f.MaxLoginAttempts,
+	}
+}
+
+func tcpOptions(p proxy.Picker) tcp.Options { return tcp.Options{Picker: p} }
+
+// lmtpOptions: an LMTP session waits for the MTA's next command for the
+// frontend's idle timeout (5m unless set, config resolves it), and for a
+// server's reply before DATA for server_login.
+func lmtpOptions(f *config.Frontend, p proxy.Picker) lmtp.Options {
+	l, t := f.LMTP, f.Timeouts
+	opts := lmtp.Options{
+		Picker:         p,
+		Hostname:       f.Hostname,
+		MaxRecipients:  l.MaxRecipients,
+		MaxMessageSize: int64(l.MaxMessageSize),
+		SpoolMemory:    int64(none(int(l.SpoolMemory))),
+		SpoolDir:       l.SpoolDir,
+		MaxServerConns: l.MaxServerConns,
+		DataTimeout:    t.Data.D(),
+		ClientTimeout:  t.Idle.D(),
+		ServerTimeout:  t.ServerLogin.D(),
+	}
+	if l.ServerDown == config.ServerDownNext {
+		opts.ServerDown = lmtp.ServerDownNext
+	}
+	if l.BareLF == config.BareLFReject {
+		opts.BareLF = lmtp.BareLFReject
+	}
+	return opts
+}
+
+// directorOptions is the director of backend b, without its callbacks.
+func directorOptions(b *config.Backend) (director.Options, error) {
+	balance, err := director.ParseBalance(string(b.Balance))
+	if err != nil {
+		return director.Options{}, fmt.Errorf("balance: %w", err)
+	}
+	opts := director.Options{
+		Name:          b.Name,
+		Balance:       balance,
+		UserExpire:    b.UserExpire.D(),
+		DefaultDomain: b.DefaultDomain,
+		AllBackups:    b.AllBackups,
+		ErrorLimit:    b.ErrorLimit,
+	}
+	if b.UserExpire == 0 {
+		opts.UserExpire = -1 // none: forget users as soon as their last session ends
+	}
+	if b.Check.Type == config.CheckTypeNone {
+		// Passive health marks a server down until its checks pass again;
+		// without checks nothing would ever bring it back ("none": servers
+		// are always up), as HAProxy's observe needs check.
+		opts.ErrorLimit = 0
+	}
+	for i, s := range b.Servers {
+		admin, err := adminState(s.State)
+		if err != nil {
+			return opts, fmt.Errorf("server[%d].state: %w", i, err)
+		}
+		opts.Servers = append(opts.Servers, director.ServerOptions{
+			Name: s.Name, Weight: s.Weight, Backup: s.Backup, Admin: admin, MaxConn: s.MaxConn,
+		})
+	}
+	return opts, nil
+}
+
+func adminState(s config.ServerState) (director.AdminState, error) {
+	return director.ParseAdminState(string(s))
+}
+
+// clientTLS is the TLS to server s, or nil for plaintext.
+func clientTLS(s *config.Server) (*tls.Config, error) {
+	if !s.TLS.Enabled {
+		return nil, nil
+	}
+	return tlsutil.NewClientConfig(tlsutil.ClientOptions{
+		Verify: s.TLS.Verify, CAFile: s.TLS.CA, ServerName: s.TLS.ServerName,
+	})
+}
+
+// targets is how a frontend of protocol p dials each server of b.
+func targets(b *config.Backend, p config.Protocol, tlsBy map[string]*tls.Config) (map[string]proxy.Target, error) {
+	out := make(map[string]proxy.Target, len(b.Servers))
+	for i, s := range b.Servers {
+		mode, err := proxy.ParseProxyMode(string(s.SendProxy))
+		if err != nil {
+			return nil, fmt.Errorf("server[%d].send_proxy: %w", i, err)
+		}
+		out[s.Name] = proxy.Target{
+			Server:  s.Name,
+			Address: s.DialAddress(p),
+			Proxy:   mode,
+			TLS:     tlsBy[s.Name],
+			XClient: s.XClient,
+		}
+	}
+	return out, nil
+}
+
+// checkOptions is the checker of server s of backend b, without its
+// callbacks. tc is the TLS the sessions use to s (nil: plaintext).
+func checkOptions(b *config.Backend, s *config.Server, tc *tls.Config) (checks.Options, error) {
+	c := b.Check
+	typ, err := checks.ParseType(string(c.Type))
+	if err != nil {
+		return checks.Options{}, fmt.Errorf("check.type: %w", err)
+	}
+	ph, err := checks.ParseProxyHeader(string(b.CheckSendProxy(s)))
+	if err != nil {
+		return checks.Options{}, fmt.Errorf("check.send_proxy: %w", err)
+	}
+	opts := checks.Options{
+		Server:       s.Name,
+		Type:         typ,
+		Address:      b.CheckAddress(s),
+		Inter:        c.Inter.D(),
+		FastInter:    c.FastInter.D(),
+		DownInter:    c.DownInter.D(),
+		Timeout:      c.Timeout.D(),
+		Spread:       c.Inter.D(),
+		Rise:         c.Rise,
+		Fall:         c.Fall,
+		Proxy:        ph,
+		User:         c.User,
+		Password:     c.Password,
+		SelectInbox:  c.SelectInbox,
+		HTTPMethod:   c.HTTPMethod,
+		HTTPPath:     c.HTTPPath,
+		HTTPHost:     c.HTTPHost,
+		ExpectStatus: c.ExpectStatus,
+	}
+	if b.CheckTLS(s) {
+		opts.TLS = tc
+		if tc == nil {
+			// A TLS check of a server the sessions reach in plaintext
+			// verifies nothing, as HAProxy's "check-ssl verify none".
+			opts.TLS = &tls.Config{InsecureSkipVerify: true, ServerName: s.TLS.ServerName}
+		}
+	}
+	return opts, nil
+}
