@@ -385,7 +385,7 @@ func TestServerFailover(t *testing.T) {
 
 func TestUnavailable(t *testing.T) {
 	tests := []struct {
-		name   string
+		name    string
 		picker  func(t *testing.T) proxy.Picker
 		opts    Options
 		retries int
