@@ -20,6 +20,10 @@ type Config struct {
 	// Backends are the [backend.NAME] tables, keyed by NAME. Iterate in
 	// [Config.BackendNames] order for stable output.
 	Backends map[string]*Backend `toml:"backend"`
+
+	// noFiles, set by [LoadRouting], leaves the files the configuration
+	// names (certificates, keys, CA bundles, password files) unread.
+	noFiles bool
 }
 
 // Global is the [global] table.

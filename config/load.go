@@ -25,12 +25,21 @@ const maxFileSize = 4 << 20
 // Load reads the file at path and returns [Parse] of its content. A
 // returned error names the file; when there are several problems it says
 // how many and lists one per line.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return load(path, false) }
+
+// LoadRouting is [Load] for tools that need only the routing (frontends,
+// backends, servers, balance), like `maildirector where`: it validates
+// everything but leaves the files the configuration names (certificates,
+// keys, CA bundles, password files) unread, so it works for a user who
+// cannot read the private keys. Its Config must not be used to serve.
+func LoadRouting(path string) (*Config, error) { return load(path, true) }
+
+func load(path string, noFiles bool) (*Config, error) {
 	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := parse(data, noFiles)
 	if err != nil {
 		if n := len(Problems(err)); n > 1 {
 			return nil, fmt.Errorf("config %s: %d problems:\n%w", path, n, err)
@@ -48,14 +57,16 @@ func Load(path string) (*Config, error) {
 // every problem is returned at once, joined with errors.Join, each a
 // *[KeyError] naming its key path: unknown keys (wrapping [ErrUnknownKey])
 // first, then what [Config.Validate] finds. On error the Config is nil.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) { return parse(data, false) }
+
+func parse(data []byte, noFiles bool) (*Config, error) {
 	// First pass: a plain map, to tell "absent" from "zero" when applying
 	// defaults, and to locate unknown keys with array indexes.
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, decodeError(err)
 	}
-	c := new(Config)
+	c := &Config{noFiles: noFiles}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
 	if err != nil {
 		return nil, decodeError(err)
@@ -529,7 +540,7 @@ func (c *Config) loadSecrets(p *problems) {
 	for _, name := range c.BackendNames() {
 		ck := &c.Backends[name].Check
 		at := path("backend", keyPart(name), "check")
-		if ck.PasswordFile == "" {
+		if ck.PasswordFile == "" || c.noFiles {
 			continue
 		}
 		if ck.Password != "" {

@@ -242,6 +242,9 @@ func (c *Config) validateFrontendTLS(p *problems, at string, f *Frontend) {
 		p.addf(at+".mode", "%q needs a certificate; add a [[%s.cert]] table with cert and key", string(t.Mode), at)
 	}
 	for i, cert := range t.Certs {
+		if c.noFiles {
+			break
+		}
 		cat := at + ".cert" + idx(i)
 		certPEM, keyPEM := readPEM(p, cat+".cert", cert.Cert, "certificate chain"), readPEM(p, cat+".key", cert.Key, "private key")
 		if certPEM == nil || keyPEM == nil {
@@ -335,7 +338,7 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 		used.Protocols = protos
 		for i, s := range b.Servers {
 			sat := at + ".server" + idx(i)
-			validateServer(p, sat, s)
+			validateServer(p, sat, s, c.noFiles)
 			if s.Name != "" {
 				if first, dup := names[s.Name]; dup {
 					p.addf(sat+".name", "duplicate name %q (also server[%d]); names must be unique within a backend", s.Name, first)
@@ -417,7 +420,7 @@ func validateSeparators(p *problems, key, seps string) {
 // portProtocols are the valid keys of Server.Ports.
 var portProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolHTTP, ProtocolTCP}
 
-func validateServer(p *problems, at string, s *Server) {
+func validateServer(p *problems, at string, s *Server, noFiles bool) {
 	switch {
 	case s.Name == "":
 		p.addf(at+".name", "required, e.g. name = \"mail1\"")
@@ -446,7 +449,7 @@ func validateServer(p *problems, at string, s *Server) {
 		p.addf(at+".xclient", "xclient and send_proxy = %q both tell the server who the client is; choose one (send_proxy = \"none\" for XCLIENT)", string(s.SendProxy))
 	}
 	p.intRange(at+".maxconn", s.MaxConn, 0, maxConnLimit)
-	if s.TLS.CA != "" {
+	if s.TLS.CA != "" && !noFiles {
 		if data, err := readFile(s.TLS.CA); err != nil {
 			p.add(at+".tls.ca", fmt.Errorf("read CA bundle: %w", err))
 		} else if !x509.NewCertPool().AppendCertsFromPEM(data) {

@@ -71,12 +71,26 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 }
 
 // configFlagArgs parses "-c FILE" and returns the remaining arguments.
+// Flags may stand anywhere ("where alice -c FILE" as well as "where -c
+// FILE alice"); after "--" everything is an argument.
 func configFlagArgs(name string, args []string, stderr io.Writer) (string, []string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", defaultConfig, "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return "", nil, false
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", nil, false
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			break
+		}
+		if consumed := args[:len(args)-len(left)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			rest = append(rest, left...) // flag stopped at "--"
+			break
+		}
+		rest, args = append(rest, left[0]), left[1:]
 	}
-	return *path, fs.Args(), true
+	return *path, rest, true
 }

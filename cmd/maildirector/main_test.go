@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/director"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -111,21 +112,55 @@ address = "127.0.0.1:99999"
 	}
 }
 
-func TestWhereCommandIsDeterministic(t *testing.T) {
-	path := writeFile(t, "maildirector.toml", validConfig)
-	run := func() string {
+// TestWhereCommand: `where` prints the server the director's hash gives
+// each user (several users, so both servers show up), with the flags before
+// or after the users, without reading TLS keys, and refuses no user.
+func TestWhereCommand(t *testing.T) {
+	tlsConfig := validConfig + "[frontend.imap.tls]\nmode = \"implicit\"\n[[frontend.imap.tls.cert]]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"
+	path := writeFile(t, "maildirector.toml", tlsConfig)
+	cfg, err := config.LoadRouting(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := directorOptions(cfg.Backends["dovecot"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := director.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"alice", "bob", "Carol@Example.org", "dave", "erin", "frank", "grace", "heidi"}
+	want := map[string]string{}
+	servers := map[string]bool{}
+	for _, u := range users {
+		want[u] = d.HashOrder(u)[0]
+		servers[want[u]] = true
+	}
+	if len(servers) != 2 {
+		t.Fatalf("the test users all hash to %v; pick users that spread", servers)
+	}
+	for _, args := range [][]string{
+		append([]string{"where", "-c", path}, users...),
+		append(append([]string{"where"}, users...), "-c", path),
+	} {
 		var stdout, stderr bytes.Buffer
-		if code := runMain([]string{"where", "-c", path, "alice", "bob", "Carol@Example.org"}, &stdout, &stderr); code != 0 {
-			t.Fatalf("where: exit %d: %s", code, stderr.String())
+		if code := runMain(args, &stdout, &stderr); code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, stderr.String())
 		}
-		return stdout.String()
+		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+		if len(lines) != len(users) {
+			t.Fatalf("%q: got %d lines, want %d:\n%s", args, len(lines), len(users), stdout.String())
+		}
+		for i, u := range users {
+			if f := strings.Fields(lines[i]); len(f) != 5 || f[0] != u || f[4] != want[u] {
+				t.Errorf("%q: line %q, want user %s on server %s", args, lines[i], u, want[u])
+			}
+		}
 	}
-	first := run()
-	if got := strings.Count(first, "\n"); got != 3 {
-		t.Fatalf("where printed %d lines, want 3:\n%s", got, first)
-	}
-	if second := run(); second != first {
-		t.Errorf("where is not deterministic:\n%s\nthen\n%s", first, second)
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"where", "-c", path}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage") {
+		t.Errorf("where without a user: exit %d, stderr %q; want 2 and a usage line", code, stderr.String())
 	}
 }
 

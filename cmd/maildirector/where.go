@@ -19,7 +19,13 @@ func cmdWhere(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	cfg, err := config.Load(path)
+	if len(users) == 0 {
+		fmt.Fprintln(stderr, "usage: maildirector where [-c FILE] USER...")
+		return 2
+	}
+	// Only the routing is needed: certificates and keys stay unread, so an
+	// admin who cannot read the private keys can still ask.
+	cfg, err := config.LoadRouting(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: configuration is invalid:\n  %s\n", path, strings.Join(flatten(err), "\n  "))
 		return 1
