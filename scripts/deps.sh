@@ -1,14 +1,15 @@
 #!/bin/sh
 # deps.sh: install what maildirector's tests, demo and benchmarks need on a
 # Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP and submission, HAProxy,
-# OpenSSL), and make sure the packaged Dovecot and HAProxy services are not
+# OpenSSL, systemd's tools to verify the shipped unit), and make sure the packaged Dovecot and HAProxy services are not
 # left running: dovecotlab starts its own instances on loopback.
 # Idempotent; runs no apt when everything is present. Prints one line.
 set -eu
 
 need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/dovecot/pop3-login
-/usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl"
+/usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy
+/usr/bin/systemd-analyze /usr/bin/systemd-sysusers"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd"
 
 missing=""
 for f in $need; do
