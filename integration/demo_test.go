@@ -50,7 +50,11 @@ func runDemo(t *testing.T, backendBase, frontBase int) (*exec.Cmd, *syncBuffer) 
 // b+2000 plus 24 .. 995 (pass b+2000 as DEMO_PORT_BASE).
 func demoPortBase(t *testing.T) int {
 	t.Helper()
-	for b := 30000 + os.Getpid()%10*3000; b < 60000; b += 3000 {
+	// Below Linux's ephemeral range (32768 and up), so that no outgoing
+	// connection of another test holds one of them.
+	const first, step, n = 20000, 3000, 4
+	for k := range n {
+		b := first + (os.Getpid()+k)%n*step
 		free := true
 		for _, off := range []int{24, 25, 26, 110, 111, 143, 144, 587, 1024, 1025, 1110, 1111, 1143, 1144, 1587,
 			2024, 2110, 2143, 2465, 2587, 2993, 2995} {
