@@ -129,8 +129,6 @@ type Director struct {
 	byName  map[string]int
 	table   *simplelru.LRU[string, *sticky]
 	rr      int // tie-break rotation for leastconn
-	// assumeUp counts every server as up while homeLocked chooses.
-	assumeUp bool
 }
 
 // New validates opts and returns a Director with every server up.

@@ -38,7 +38,7 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	case entry != nil && d.stickyOKLocked(entry.server, req.Exclude):
 		idx, reason = entry.server, "sticky"
 	default:
-		idx, reason = d.chooseLocked(user, req.Client, req.Exclude, true)
+		idx, reason = d.chooseLocked(choice{user: user, client: req.Client, exclude: req.Exclude, commit: true})
 	}
 	if idx < 0 {
 		d.mu.Unlock()
@@ -75,9 +75,22 @@ func (d *Director) homeLocked(entry *sticky, user string, client netip.AddrPort)
 	if entry != nil {
 		return entry.server, "sticky"
 	}
-	d.assumeUp = true
-	defer func() { d.assumeUp = false }()
-	return d.chooseLocked(user, client, nil, false)
+	return d.chooseLocked(choice{user: user, client: client, assumeUp: true})
+}
+
+// choice is one placement question as the balance algorithms see it. It
+// lives for one call, so whatever mode a request needs travels here and
+// never on the Director.
+type choice struct {
+	user    string         // normalised user name: the BalanceUser key
+	client  netip.AddrPort // the BalanceSource key
+	exclude []string       // servers already tried
+	// commit lets the call advance the round-robin and leastconn rotation;
+	// false for predictions (Where, Request.Stay's home server).
+	commit bool
+	// assumeUp counts every server as up: Request.Stay asks for the user's
+	// own server whatever its health.
+	assumeUp bool
 }
 
 // excluded reports whether name is in exclude.
@@ -93,10 +106,11 @@ func excluded(name string, exclude []string) bool {
 // hasRoom reports whether s can take one more session (call with Director.mu held).
 func (s *server) hasRoom() bool { return s.maxConn == 0 || s.sessions < s.maxConn }
 
-// newUsersLocked reports whether server i may take a new (non-sticky) user.
-func (d *Director) newUsersLocked(i int, exclude []string) bool {
+// newUsersLocked reports whether server i may take a new (non-sticky) user;
+// with assumeUp its health does not matter.
+func (d *Director) newUsersLocked(i int, exclude []string, assumeUp bool) bool {
 	s := &d.servers[i]
-	return (s.up || d.assumeUp) && s.admin == AdminReady && s.weight > 0 && s.hasRoom() && !excluded(s.name, exclude)
+	return (s.up || assumeUp) && s.admin == AdminReady && s.weight > 0 && s.hasRoom() && !excluded(s.name, exclude)
 }
 
 // stickyOKLocked reports whether a sticky entry on server i is honoured:
@@ -115,7 +129,7 @@ func (d *Director) stickyOKLocked(i int, exclude []string) bool {
 // active) takes new users.
 func (d *Director) anyLocked(backup bool, exclude []string) bool {
 	for i := range d.servers {
-		if d.servers[i].backup == backup && d.newUsersLocked(i, exclude) {
+		if d.servers[i].backup == backup && d.newUsersLocked(i, exclude, false) {
 			return true
 		}
 	}
@@ -126,19 +140,19 @@ func (d *Director) anyLocked(backup bool, exclude []string) bool {
 // balance algorithm, else backups. It returns -1 when nothing is usable.
 // With commit false it has no side effects (round robin state stays), which
 // Where needs; the leastconn and roundrobin answers are then predictions.
-func (d *Director) chooseLocked(user string, client netip.AddrPort, exclude []string, commit bool) (int, string) {
-	if i := d.balanceLocked(false, user, client, exclude, commit); i >= 0 {
+func (d *Director) chooseLocked(c choice) (int, string) {
+	if i := d.balanceLocked(false, c); i >= 0 {
 		return i, d.reasonName()
 	}
 	if !d.allBackups {
 		for i := range d.servers {
-			if d.servers[i].backup && d.newUsersLocked(i, exclude) {
+			if d.servers[i].backup && d.newUsersLocked(i, c.exclude, c.assumeUp) {
 				return i, "backup"
 			}
 		}
 		return -1, ""
 	}
-	if i := d.balanceLocked(true, user, client, exclude, commit); i >= 0 {
+	if i := d.balanceLocked(true, c); i >= 0 {
 		return i, "backup"
 	}
 	return -1, ""
@@ -153,16 +167,16 @@ func (d *Director) reasonName() string {
 
 // balanceLocked runs the balance algorithm over the usable servers whose
 // backup flag equals backup.
-func (d *Director) balanceLocked(backup bool, user string, client netip.AddrPort, exclude []string, commit bool) int {
+func (d *Director) balanceLocked(backup bool, c choice) int {
 	switch d.balance {
 	case BalanceLeastConn:
-		return d.leastConnLocked(backup, exclude, commit)
+		return d.leastConnLocked(backup, c)
 	case BalanceRoundRobin:
-		return d.roundRobinLocked(backup, exclude, commit)
+		return d.roundRobinLocked(backup, c)
 	case BalanceSource:
-		return d.hrwLocked(backup, sourceHash(client), exclude)
+		return d.hrwLocked(backup, sourceHash(c.client), c)
 	default:
-		return d.hrwLocked(backup, keyHash(user), exclude)
+		return d.hrwLocked(backup, keyHash(c.user), c)
 	}
 }
 
@@ -175,11 +189,11 @@ func sourceHash(client netip.AddrPort) uint64 {
 
 // hrwLocked returns the usable server with the highest rendezvous score
 // for key; ties (practically impossible) go to the lower index.
-func (d *Director) hrwLocked(backup bool, key uint64, exclude []string) int {
+func (d *Director) hrwLocked(backup bool, key uint64, c choice) int {
 	best, bestScore := -1, 0.0
 	for i := range d.servers {
 		s := &d.servers[i]
-		if s.backup != backup || !d.newUsersLocked(i, exclude) {
+		if s.backup != backup || !d.newUsersLocked(i, c.exclude, c.assumeUp) {
 			continue
 		}
 		if sc := hrwScore(s.hash, key, s.weight); best < 0 || sc > bestScore {
@@ -192,17 +206,17 @@ func (d *Director) hrwLocked(backup bool, key uint64, exclude []string) int {
 // leastConnLocked returns the usable server with the lowest
 // sessions/weight. The scan starts at a rotating offset so that ties are
 // broken round robin.
-func (d *Director) leastConnLocked(backup bool, exclude []string, commit bool) int {
+func (d *Director) leastConnLocked(backup bool, c choice) int {
 	n := len(d.servers)
 	start := d.rr % n
-	if commit {
+	if c.commit {
 		d.rr = (d.rr + 1) % n
 	}
 	best := -1
 	for k := range n {
 		i := (start + k) % n
 		s := &d.servers[i]
-		if s.backup != backup || !d.newUsersLocked(i, exclude) {
+		if s.backup != backup || !d.newUsersLocked(i, c.exclude, c.assumeUp) {
 			continue
 		}
 		// s.sessions/s.weight < b.sessions/b.weight, without division.
@@ -217,16 +231,16 @@ func (d *Director) leastConnLocked(backup bool, exclude []string, commit bool) i
 // usable server gains its weight, the richest wins and pays the total. Over
 // any window of Σweight picks each server is chosen weight times, and the
 // picks are interleaved rather than bunched.
-func (d *Director) roundRobinLocked(backup bool, exclude []string, commit bool) int {
+func (d *Director) roundRobinLocked(backup bool, c choice) int {
 	best, total := -1, 0
 	bestCur := 0
 	for i := range d.servers {
 		s := &d.servers[i]
-		if s.backup != backup || !d.newUsersLocked(i, exclude) {
+		if s.backup != backup || !d.newUsersLocked(i, c.exclude, c.assumeUp) {
 			continue
 		}
 		cur := s.rrCur + s.weight
-		if commit {
+		if c.commit {
 			s.rrCur = cur
 		}
 		total += s.weight
@@ -234,7 +248,7 @@ func (d *Director) roundRobinLocked(backup bool, exclude []string, commit bool) 
 			best, bestCur = i, cur
 		}
 	}
-	if best >= 0 && commit {
+	if best >= 0 && c.commit {
 		d.servers[best].rrCur -= total
 	}
 	return best
@@ -255,7 +269,7 @@ func (d *Director) HashOrder(user string) []string {
 	d.mu.Lock()
 	list := make([]scored, 0, len(d.servers))
 	for i := range d.servers {
-		if !d.newUsersLocked(i, nil) {
+		if !d.newUsersLocked(i, nil, false) {
 			continue
 		}
 		s := &d.servers[i]

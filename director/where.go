@@ -2,7 +2,6 @@ package director
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 )
 
@@ -111,7 +110,7 @@ func (d *Director) Where(user string) Placement {
 		p.Reason = prefix + " (decided at login)"
 		return p
 	}
-	i, how := d.chooseLocked(user, netip.AddrPort{}, nil, false)
+	i, how := d.chooseLocked(choice{user: user})
 	if i < 0 {
 		p.Reason = prefix + "; no usable server"
 		return p
