@@ -82,8 +82,10 @@ func (d *Director) SetWeight(name string, w int) error {
 // Move pins user to server: new sessions go there, and the entry lives
 // like any other (it starts to expire now if the user has no live
 // session). Existing sessions are the caller's business (kick them).
+// Here, as in Forget, Where and HashOrder, user is a login name (see
+// Request.User).
 func (d *Director) Move(user, name string) error {
-	user = NormalizeUser(user, d.domain)
+	user = d.names.normalize(user, false)
 	if user == "" {
 		return fmt.Errorf("director %s: move: empty user name", d.name)
 	}
@@ -119,7 +121,7 @@ func (d *Director) Move(user, name string) error {
 // Forget drops user's sticky entry; the next session is placed afresh.
 // Live sessions are not affected.
 func (d *Director) Forget(user string) {
-	user = NormalizeUser(user, d.domain)
+	user = d.names.normalize(user, false)
 	d.mu.Lock()
 	d.table.Remove(user)
 	d.mu.Unlock()

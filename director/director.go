@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,9 +52,31 @@ type Options struct {
 	// session ends. Zero means DefaultUserExpire; negative means the entry is
 	// forgotten as soon as the last session ends.
 	UserExpire time.Duration
-	// DefaultDomain is appended (after '@') to user names without '@'.
-	// Empty means names are used as given (after NormalizeUser).
+	// DefaultDomain is appended (after '@') to user names without '@', like
+	// Dovecot's auth_default_realm; it must not contain '@'. Empty means
+	// names are used as given (lower-cased and trimmed; see Request.User).
 	DefaultDomain string
+	// RecipientDelimiter is Dovecot's recipient_delimiter: each of its
+	// characters (bytes) is a delimiter, and the detail, from the first
+	// delimiter in the local part up to the '@', is stripped before routing,
+	// as Dovecot strips it before its user lookup: "alice+lists@example.org"
+	// routes as "alice@example.org". It applies to LMTP recipients
+	// (Request.Recipient), and to login names with StripLoginDetail. Empty
+	// means nothing is stripped; the configuration resolves Dovecot's
+	// default "+", the director takes what it is given.
+	RecipientDelimiter string
+	// StripLoginDetail strips the RecipientDelimiter detail from IMAP, POP3,
+	// submission and ManageSieve login names too, for sites whose Dovecot
+	// strips it at login as well (say with auth_username_format). False
+	// means login names keep it, as Dovecot's auth does by default.
+	StripLoginDetail bool
+	// MasterSeparator is Dovecot's auth_master_user_separator, e.g. "*": a
+	// login name "alice*admin" is alice logged in by master user admin and
+	// routes as "alice". As in Dovecot, the first separator counts, and it
+	// applies to login names only (never to LMTP recipients). Empty means
+	// none; it must be a single character (byte) that DefaultDomain does
+	// not contain.
+	MasterSeparator string
 	// AllBackups spreads users over all usable backups with the balance
 	// algorithm when no active server is usable. False means only the first
 	// usable backup in configuration order is used.
@@ -79,8 +102,17 @@ type Options struct {
 
 // Request is one placement question.
 type Request struct {
-	// User is the login name as the client sent it; Pick normalises it.
+	// User is the login name as the client sent it, or with Recipient the
+	// LMTP recipient address; Pick normalises it to the user name Dovecot
+	// will look up: trimmed, ASCII lower-cased, without the master user
+	// part (login names) or the recipient detail (recipients, and login
+	// names with Options.StripLoginDetail), with Options.DefaultDomain.
 	User string
+	// Recipient says User is an LMTP recipient address (RCPT TO), whose
+	// Options.RecipientDelimiter detail is always stripped. False means a
+	// login name (IMAP, POP3, submission, ManageSieve): the master user
+	// part is cut off, the detail only with Options.StripLoginDetail.
+	Recipient bool
 	// Client is the client's address; BalanceSource hashes its IP.
 	Client netip.AddrPort
 	// Exclude names servers already tried (and failed) for this login.
@@ -118,7 +150,7 @@ type Director struct {
 	name       string
 	balance    Balance
 	userExpire time.Duration
-	domain     string
+	names      userNames
 	allBackups bool
 	errorLimit int
 	log        *slog.Logger
@@ -140,11 +172,24 @@ func New(opts Options) (*Director, error) {
 	if len(opts.Servers) == 0 {
 		errs = append(errs, errors.New("no servers"))
 	}
+	if strings.Contains(opts.DefaultDomain, "@") {
+		errs = append(errs, fmt.Errorf("default domain %q contains '@'", opts.DefaultDomain))
+	}
+	if sep := opts.MasterSeparator; len(sep) > 1 {
+		errs = append(errs, fmt.Errorf("master user separator %q: want one character", sep))
+	} else if sep != "" && strings.Contains(asciiLower(opts.DefaultDomain), asciiLower(sep)) {
+		errs = append(errs, fmt.Errorf("default domain %q contains the master user separator %q", opts.DefaultDomain, sep))
+	}
 	d := &Director{
 		name:       opts.Name,
 		balance:    opts.Balance,
 		userExpire: opts.UserExpire,
-		domain:     opts.DefaultDomain,
+		names: userNames{
+			domain:     asciiLower(strings.TrimSpace(opts.DefaultDomain)),
+			delimiters: asciiLower(opts.RecipientDelimiter),
+			masterSep:  asciiLower(opts.MasterSeparator),
+			stripLogin: opts.StripLoginDetail,
+		},
 		allBackups: opts.AllBackups,
 		errorLimit: max(opts.ErrorLimit, 0),
 		log:        opts.Logger,

@@ -17,7 +17,7 @@ import (
 // server takes users); otherwise the user is placed afresh and the entry
 // moves to the new server.
 func (d *Director) Pick(req Request) (*Lease, error) {
-	user := NormalizeUser(req.User, d.domain)
+	user := d.names.normalize(req.User, req.Recipient)
 	useTable := d.balance != BalanceSource && user != ""
 	now := time.Now()
 
@@ -258,9 +258,9 @@ func (d *Director) roundRobinLocked(backup bool, c choice) int {
 // rendezvous-hash preference order: usable actives first, then usable
 // backups (in hash order with AllBackups, else configuration order). It
 // ignores the sticky table; Pick's answer comes first, HashOrder says where
-// to go next (LMTP redelivery, retries).
+// to go next (LMTP redelivery, retries). user is a login name.
 func (d *Director) HashOrder(user string) []string {
-	key := keyHash(NormalizeUser(user, d.domain))
+	key := keyHash(d.names.normalize(user, false))
 	type scored struct {
 		i      int
 		backup bool

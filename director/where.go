@@ -64,9 +64,9 @@ type Placement struct {
 }
 
 // Where reports where user's next session would go and why, without
-// changing anything but expired-entry cleanup.
+// changing anything but expired-entry cleanup. user is a login name.
 func (d *Director) Where(user string) Placement {
-	user = NormalizeUser(user, d.domain)
+	user = d.names.normalize(user, false)
 	p := Placement{User: user}
 	now := time.Now()
 	d.mu.Lock()

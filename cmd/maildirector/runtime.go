@@ -365,7 +365,7 @@ func (bb *backendBuild) pickerFor(p config.Protocol) *picker {
 			XClient: s.XClient,
 		}
 	}
-	return &picker{dir: bb.b.dir, targets: targets}
+	return &picker{dir: bb.b.dir, targets: targets, recipients: p == config.ProtocolLMTP}
 }
 
 func timeouts(t config.Timeouts) proxy.Timeouts {
