@@ -100,7 +100,12 @@ func (d *Director) Move(user, name string) error {
 	}
 	e, ok := d.table.Get(user)
 	if !ok {
-		e = &sticky{}
+		// Logins in progress follow the move; their entry is pinned now.
+		if e, ok = d.pending[user]; ok {
+			delete(d.pending, user)
+		} else {
+			e = &sticky{}
+		}
 		d.table.Add(user, e)
 	}
 	from := "(none)"
@@ -113,6 +118,8 @@ func (d *Director) Move(user, name string) error {
 		if d.userExpire > 0 {
 			e.expires = time.Now().Add(d.userExpire)
 		}
+	} else {
+		e.refresh = true // expires once the live leases end
 	}
 	d.log.Info("user moved", "backend", d.name, "user", user, "from", from, "to", name, "reason", "admin move")
 	return nil
@@ -124,5 +131,6 @@ func (d *Director) Forget(user string) {
 	user = d.names.normalize(user, false)
 	d.mu.Lock()
 	d.table.Remove(user)
+	delete(d.pending, user)
 	d.mu.Unlock()
 }

@@ -160,6 +160,10 @@ type Director struct {
 	servers []server
 	byName  map[string]int
 	table   *simplelru.LRU[string, *sticky]
+	// pending holds the entries of users who have leases but no sticky
+	// entry yet: none of their sessions was established. Its size is
+	// bounded by the live leases; StickyLen does not count it.
+	pending map[string]*sticky
 	rr      int // tie-break rotation for leastconn
 }
 
@@ -196,6 +200,7 @@ func New(opts Options) (*Director, error) {
 		onDown:     opts.OnPassiveDown,
 		servers:    make([]server, len(opts.Servers)),
 		byName:     make(map[string]int, len(opts.Servers)),
+		pending:    make(map[string]*sticky),
 	}
 	if d.userExpire == 0 {
 		d.userExpire = DefaultUserExpire

@@ -36,6 +36,15 @@ func pick(t testing.TB, d *Director, user string) *Lease {
 	return l
 }
 
+// session picks a lease for user and reports it established, as a
+// frontend does once the server accepted the login.
+func session(t testing.TB, d *Director, user string) *Lease {
+	t.Helper()
+	l := pick(t, d, user)
+	l.Established()
+	return l
+}
+
 // hashServer is where user goes without a sticky entry, everything usable.
 func hashServer(t testing.TB, d *Director, user string) string {
 	t.Helper()

@@ -5,18 +5,29 @@ import (
 	"time"
 )
 
-// sticky is one entry of the sticky table. Leases keep a pointer to the
-// entry they counted in, so an entry that was evicted or forgotten is
-// decremented harmlessly.
+// sticky is one user's entry: in the sticky table once a session of the
+// user was established, in Director.pending while the user has only logins
+// in progress. Leases keep a pointer to the entry they counted in, so an
+// entry that was evicted or forgotten is decremented harmlessly.
 type sticky struct {
 	server  int       // index into Director.servers
-	live    int       // the user's live sessions
+	live    int       // the user's unreleased leases: sessions and logins in progress
 	expires time.Time // when live == 0; zero means no expiry while live == 0
+	// refresh says a session was established (or Move pinned the entry)
+	// since the entry was last idle: the last release starts its expiry.
+	// Without it the last release leaves the entry as it found it.
+	refresh bool
+}
+
+// expiredAt reports whether e, idle, has outlived its expiry at now.
+func (e *sticky) expiredAt(now time.Time) bool {
+	return e.live == 0 && !e.expires.IsZero() && !now.Before(e.expires)
 }
 
 // Lease is one placed session. Exactly one of Failed or Release takes
 // effect; later calls (of either) are no-ops, so `defer lease.Release()`
-// after a Failed is harmless.
+// after a Failed is harmless. Only Established pins the user to the server
+// in the sticky table: a lease released without it leaves no entry behind.
 type Lease struct {
 	// Server is the chosen server's name.
 	Server string
@@ -28,38 +39,66 @@ type Lease struct {
 	// User is the normalised user name.
 	User string
 
-	d        *Director
-	entry    *sticky // nil without a sticky entry
-	changed  bool    // this Pick created the entry or moved it
-	prev     int     // the entry's server before this Pick moved it; -1 if created
-	released bool    // guarded by d.mu
+	d           *Director
+	entry       *sticky // nil without a sticky entry (BalanceSource, empty user)
+	prev        int     // the entry's server before this Pick moved it; -1 if not moved
+	established bool    // guarded by d.mu
+	released    bool    // guarded by d.mu
 }
 
-// lookupLocked returns the user's sticky entry, dropping it if it expired.
+// lookupLocked returns the user's entry: its sticky entry, dropped if it
+// expired, else the entry of its logins in progress, else nil. It does not
+// refresh the entry: only Established does.
 func (d *Director) lookupLocked(user string, now time.Time) *sticky {
-	e, ok := d.table.Get(user)
-	if !ok {
-		return nil
-	}
-	if e.live == 0 && !e.expires.IsZero() && !now.Before(e.expires) {
+	if e, ok := d.table.Peek(user); ok {
+		if !e.expiredAt(now) {
+			return e
+		}
 		d.table.Remove(user)
-		return nil
 	}
-	return e
+	return d.pending[user]
 }
 
-// Established reports that the server answered (connected, greeted, or
-// accepted the login): its consecutive-failure counter restarts at zero.
-// It does not release the lease.
+// Established reports that the server answered: its consecutive-failure
+// counter restarts at zero. The first call on a lease also reports that
+// the session is established (the server accepted the login, or the LMTP
+// recipient), which creates or refreshes the user's sticky entry: until
+// then the user is pinned only while its leases last, so failed logins and
+// unknown recipients never grow the table. It does not release the lease,
+// and after Release or Failed it only resets the failure counter.
 func (l *Lease) Established() {
 	d := l.d
 	d.mu.Lock()
 	d.servers[l.Index].failures = 0
+	if !l.established && !l.released {
+		l.established = true
+		if l.entry != nil {
+			d.pinLocked(l.User, l.entry)
+		}
+	}
 	d.mu.Unlock()
 }
 
-// Release ends the session: the server's and the user's live counts drop,
-// and when the user's last session ends its sticky entry starts to expire.
+// pinLocked makes e, the entry of an established session of user, the
+// user's sticky entry: it moves from pending into the table, or, already
+// there, becomes the most recently used. An entry that was meanwhile
+// forgotten, evicted or replaced by Move stays out.
+func (d *Director) pinLocked(user string, e *sticky) {
+	e.refresh = true
+	e.expires = time.Time{}
+	if _, ok := d.table.Get(user); ok {
+		return // e itself, now the most recently used; or Move's entry
+	}
+	if d.pending[user] == e {
+		delete(d.pending, user)
+		d.table.Add(user, e)
+	}
+}
+
+// Release ends the session: the server's and the user's live counts drop.
+// When the user's last lease ends its sticky entry starts to expire if a
+// session was established since the entry was last idle; otherwise the
+// entry is left as Pick found it (none, or on its previous server).
 // Release is idempotent and a no-op after Failed.
 func (l *Lease) Release() {
 	d := l.d
@@ -70,9 +109,8 @@ func (l *Lease) Release() {
 
 // Failed reports that the server failed before the session could start
 // (dial, greeting or backend error; not a rejected password). It releases
-// the lease, undoes the sticky entry this Pick created or moved (unless
-// the user has other live sessions), and counts toward Options.ErrorLimit.
-// It is a no-op after Release or Failed.
+// the lease as Release does and counts toward Options.ErrorLimit. It is a
+// no-op after Release or Failed.
 func (l *Lease) Failed(err error) {
 	d := l.d
 	d.mu.Lock()
@@ -81,15 +119,6 @@ func (l *Lease) Failed(err error) {
 		return
 	}
 	d.releaseLocked(l, time.Now())
-	if e := l.entry; l.changed && e.live == 0 && e.server == l.Index {
-		if cur, ok := d.table.Peek(l.User); ok && cur == e {
-			if l.prev < 0 {
-				d.table.Remove(l.User)
-			} else {
-				e.server = l.prev
-			}
-		}
-	}
 	s := &d.servers[l.Index]
 	s.failures++
 	var reason string
@@ -123,11 +152,24 @@ func (d *Director) releaseLocked(l *Lease, now time.Time) {
 	if e.live > 0 {
 		return
 	}
-	if d.userExpire < 0 {
-		if cur, ok := d.table.Peek(l.User); ok && cur == e {
-			d.table.Remove(l.User)
+	if e.refresh {
+		e.refresh = false
+		if d.userExpire < 0 {
+			if cur, ok := d.table.Peek(l.User); ok && cur == e {
+				d.table.Remove(l.User)
+			}
+			return
 		}
+		e.expires = now.Add(d.userExpire)
 		return
 	}
-	e.expires = now.Add(d.userExpire)
+	// No session was established since the entry was last idle: leave no
+	// trace of these logins.
+	if d.pending[l.User] == e {
+		delete(d.pending, l.User)
+		return
+	}
+	if cur, ok := d.table.Peek(l.User); ok && cur == e && l.prev >= 0 && e.server == l.Index {
+		e.server = l.prev
+	}
 }

@@ -15,7 +15,11 @@ import (
 // A sticky entry is honoured while its server is up, not in maintenance,
 // under MaxConn and not excluded (a backup's entry only while no active
 // server takes users); otherwise the user is placed afresh and the entry
-// moves to the new server.
+// moves to the new server. A user without an entry gets one outside the
+// sticky table, shared by its concurrent logins so that they all land on
+// one server whatever the balance algorithm; it enters the table when a
+// session is established (Lease.Established) and vanishes when the last
+// lease ends without one, as a move does not outlive such leases either.
 func (d *Director) Pick(req Request) (*Lease, error) {
 	user := d.names.normalize(req.User, req.Recipient)
 	useTable := d.balance != BalanceSource && user != ""
@@ -49,16 +53,14 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 		switch {
 		case entry == nil:
 			entry = &sticky{server: idx}
-			d.table.Add(user, entry)
-			l.changed = true
+			d.pending[user] = entry
 		case entry.server != idx:
-			l.changed, l.prev = true, entry.server
+			l.prev = entry.server
 			d.log.Debug("user moved", "backend", d.name, "user", user,
 				"from", d.servers[entry.server].name, "to", d.servers[idx].name, "reason", reason)
 			entry.server = idx
 		}
 		entry.live++
-		entry.expires = time.Time{}
 		l.entry = entry
 	}
 	s := &d.servers[idx]

@@ -160,7 +160,7 @@ func TestServerStates(t *testing.T) {
 					users = append(users, u)
 				}
 			}
-			live := pick(t, d, users[0])
+			live := session(t, d, users[0])
 			if err := tt.set(d); err != nil {
 				t.Fatal(err)
 			}
@@ -424,7 +424,7 @@ func BenchmarkPick(b *testing.B) {
 	b.Run("sticky-hit", func(b *testing.B) {
 		d := newDirector(b, Options{Servers: servers(100, 100, 200, 100, 100)})
 		for _, u := range users {
-			pick(b, d, u).Release()
+			session(b, d, u).Release()
 		}
 		b.ReportAllocs()
 		i := 0
@@ -461,6 +461,7 @@ func TestPickStayNeverPlacesElsewhere(t *testing.T) {
 	if err != nil || l.Server != home {
 		t.Fatalf("Stay pick with all up: got %v, %v; want %s", l, err, home)
 	}
+	l.Established()
 	l.Release()
 
 	d.SetHealth(home, false, "test")

@@ -54,9 +54,12 @@ type Placement struct {
 	// server is usable or the balance algorithm decides only at login.
 	Server string
 	// Reason explains Server, e.g. "sticky: 2 live sessions",
-	// "sticky: expires in 3m0s", "hash: no assignment yet".
+	// "sticky: expires in 3m0s", "hash: no assignment yet", or for a user
+	// none of whose sessions is established yet "pending: 1 login in
+	// progress, not established yet".
 	Reason string
-	// Sessions is the user's live sessions (from the sticky entry).
+	// Sessions is the user's unreleased leases: live sessions and logins in
+	// progress.
 	Sessions int
 	// Expires is when the idle sticky entry expires; zero while the user
 	// has live sessions or has no entry.
@@ -73,19 +76,20 @@ func (d *Director) Where(user string) Placement {
 	defer d.mu.Unlock()
 	var e *sticky
 	if d.balance != BalanceSource && user != "" {
-		if v, ok := d.table.Peek(user); ok {
-			if v.live == 0 && !v.expires.IsZero() && !now.Before(v.expires) {
-				d.table.Remove(user)
-			} else {
-				e = v
-			}
-		}
+		e = d.lookupLocked(user, now)
 	}
 	if e != nil {
-		p.Sessions, p.Expires = e.live, e.expires
+		p.Sessions = e.live
+		if e.live == 0 {
+			p.Expires = e.expires
+		}
 		if d.stickyOKLocked(e.server, nil) {
 			p.Server = d.servers[e.server].name
 			switch {
+			case d.pending[user] == e && e.live == 1:
+				p.Reason = "pending: 1 login in progress, not established yet"
+			case d.pending[user] == e:
+				p.Reason = fmt.Sprintf("pending: %d logins in progress, none established yet", e.live)
 			case e.live == 1:
 				p.Reason = "sticky: 1 live session"
 			case e.live > 1:

@@ -14,7 +14,7 @@ func TestWhereMoveForget(t *testing.T) {
 		if p := d.Where(" BOB "); p.User != "bob@example.com" || p.Server != hs || p.Reason != "hash: no assignment yet" {
 			t.Errorf("no entry: got %+v, want bob@example.com on %s by hash", p, hs)
 		}
-		l1, l2 := pick(t, d, "bob"), pick(t, d, "Bob@Example.com")
+		l1, l2 := session(t, d, "bob"), session(t, d, "Bob@Example.com")
 		if p := d.Where("bob"); p.Server != hs || p.Sessions != 2 || p.Reason != "sticky: 2 live sessions" {
 			t.Errorf("two sessions: got %+v, want sticky on %s with 2 live sessions", p, hs)
 		}
@@ -61,12 +61,28 @@ func TestWhereMoveForget(t *testing.T) {
 func TestWhereStickyServerDown(t *testing.T) {
 	d := newDirector(t, Options{Servers: servers(1, 1)})
 	u := userOn(t, d, "s0")
-	pick(t, d, u)
+	session(t, d, u)
 	if err := d.SetHealth("s0", false, "test"); err != nil {
 		t.Fatal(err)
 	}
 	p := d.Where(u)
 	if want := "hash: sticky server s0 is down"; p.Server != "s1" || p.Reason != want {
 		t.Errorf("got %s %q, want s1 %q", p.Server, p.Reason, want)
+	}
+}
+
+func TestWherePending(t *testing.T) {
+	d := newDirector(t, Options{Servers: servers(1, 1)})
+	l1, l2 := pick(t, d, "u"), pick(t, d, "u")
+	if p := d.Where("u"); p.Server != l1.Server || p.Sessions != 2 || p.Reason != "pending: 2 logins in progress, none established yet" {
+		t.Errorf("two logins: got %+v, want pending on %s", p, l1.Server)
+	}
+	l1.Release()
+	if p := d.Where("u"); p.Reason != "pending: 1 login in progress, not established yet" {
+		t.Errorf("one login: got %q", p.Reason)
+	}
+	l2.Release()
+	if p := d.Where("u"); p.Reason != "hash: no assignment yet" {
+		t.Errorf("no login: got %q, want no entry", p.Reason)
 	}
 }
