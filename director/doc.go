@@ -3,8 +3,9 @@
 //
 // A Director is built once per backend from Options. Frontends call Pick at
 // login time, dial the server named in the returned Lease, and report back:
-// Established when the server answered, Failed when it did not (which may
-// count toward passive health), and Release when the session ends.
+// Established when the server accepted the session (the login, or the LMTP
+// recipient), Failed when it did not answer (which may count toward passive
+// health), and Release when the session ends.
 //
 //	d, err := director.New(director.Options{
 //		Name:          "imap",
@@ -38,7 +39,12 @@
 // them, as long as that server is up and not in maintenance: Dovecot's
 // indexes must not be written by two servers at once. When the user's last
 // session ends the entry lives on for Options.UserExpire, so a client that
-// reconnects lands where its caches are warm. Users without an entry are
+// reconnects lands where its caches are warm. Only an established session
+// (Lease.Established) creates or refreshes an entry: logins in progress
+// share an entry outside the table, so that they land together, and a
+// login that ends without one (a rejected password, an unknown recipient,
+// a dead server) leaves the table as it found it: failed logins cannot
+// grow it or keep a user's entry alive. Users without an entry are
 // placed by weighted rendezvous hashing (HRW, highest random weight):
 //
 //	score(server, user) = -weight / ln(u),  u = hash(server, user) mapped into (0, 1)

@@ -306,5 +306,5 @@ func (bb *backendBuild) pickerFor(p config.Protocol) (*picker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &picker{dir: bb.b.dir, targets: t}, nil
+	return &picker{dir: bb.b.dir, targets: t, recipients: p == config.ProtocolLMTP}, nil
 }

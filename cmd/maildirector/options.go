@@ -130,12 +130,15 @@ func directorOptions(b *config.Backend) (director.Options, error) {
 		return director.Options{}, fmt.Errorf("balance: %w", err)
 	}
 	opts := director.Options{
-		Name:          b.Name,
-		Balance:       balance,
-		UserExpire:    b.UserExpire.D(),
-		DefaultDomain: b.DefaultDomain,
-		AllBackups:    b.AllBackups,
-		ErrorLimit:    b.ErrorLimit,
+		Name:               b.Name,
+		Balance:            balance,
+		UserExpire:         b.UserExpire.D(),
+		DefaultDomain:      b.DefaultDomain,
+		RecipientDelimiter: b.RecipientDelimiter,
+		StripLoginDetail:   b.StripLoginDetail,
+		MasterSeparator:    b.MasterUserSeparator,
+		AllBackups:         b.AllBackups,
+		ErrorLimit:         b.ErrorLimit,
 	}
 	if b.UserExpire == 0 {
 		opts.UserExpire = -1 // none: forget users as soon as their last session ends

@@ -15,16 +15,19 @@ import (
 type picker struct {
 	dir     *director.Director
 	targets map[string]proxy.Target // by server name, for one protocol
+	// recipients: the frontend picks for LMTP recipient addresses, not
+	// login names (director.Request.Recipient).
+	recipients bool
 }
 
 func (p *picker) Pick(_ context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	return p.pick(director.Request{User: user, Client: client, Exclude: exclude})
+	return p.pick(director.Request{User: user, Recipient: p.recipients, Client: client, Exclude: exclude})
 }
 
 // PickHome returns a lease on the user's own server only, never another
 // (LMTP with server_down = "tempfail"): see director.Request.Stay.
 func (p *picker) PickHome(_ context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
-	return p.pick(director.Request{User: user, Client: client, Stay: true})
+	return p.pick(director.Request{User: user, Recipient: p.recipients, Client: client, Stay: true})
 }
 
 func (p *picker) pick(req director.Request) (proxy.Lease, error) {

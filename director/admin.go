@@ -1,0 +1,136 @@
+package director
+
+import (
+	"fmt"
+	"time"
+)
+
+// SetHealth records the health of a server, as reported by the health
+// checker. Up resets the passive failure counter. Users are not moved
+// actively: sticky users of a down server move on their next login.
+func (d *Director) SetHealth(name string, up bool, reason string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return err
+	}
+	s := &d.servers[i]
+	if up {
+		s.failures = 0
+	}
+	d.setHealthLocked(s, up, reason)
+	return nil
+}
+
+func healthName(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+func (d *Director) setHealthLocked(s *server, up bool, reason string) {
+	if s.up != up {
+		d.log.Info("server state change", "backend", d.name, "server", s.name,
+			"from", healthName(s.up), "to", healthName(up), "reason", reason)
+	}
+	s.up, s.reason = up, reason
+}
+
+// SetAdmin sets a server's administrative state.
+func (d *Director) SetAdmin(name string, a AdminState) error {
+	if a < AdminReady || a > AdminMaint {
+		return fmt.Errorf("director %s: set admin state of %q: %w: %d", d.name, name, ErrUnknownAdminState, int(a))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return err
+	}
+	s := &d.servers[i]
+	if s.admin != a {
+		d.log.Info("server state change", "backend", d.name, "server", s.name,
+			"from", s.admin.String(), "to", a.String(), "reason", "admin")
+	}
+	s.admin = a
+	return nil
+}
+
+// SetWeight sets a server's weight, 0..MaxWeight. Sticky users stay; only
+// users without an entry are placed by the new weights.
+func (d *Director) SetWeight(name string, w int) error {
+	if w < 0 || w > MaxWeight {
+		return fmt.Errorf("director %s: set weight of %q: %w %d: want 0..%d", d.name, name, ErrInvalidWeight, w, MaxWeight)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return err
+	}
+	s := &d.servers[i]
+	if s.weight != w {
+		d.log.Info("server weight change", "backend", d.name, "server", s.name, "from", s.weight, "to", w)
+	}
+	s.weight = w
+	s.rrCur = 0
+	return nil
+}
+
+// Move pins user to server: new sessions go there, and the entry lives
+// like any other (it starts to expire now if the user has no live
+// session). Existing sessions are the caller's business (kick them).
+// Here, as in Forget, Where and HashOrder, user is a login name (see
+// Request.User).
+func (d *Director) Move(user, name string) error {
+	user = d.names.normalize(user, false)
+	if user == "" {
+		return fmt.Errorf("director %s: move: empty user name", d.name)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return err
+	}
+	if s := &d.servers[i]; !s.up || s.admin == AdminMaint {
+		return fmt.Errorf("director %s: move %q to %s: %w", d.name, user, name, ErrServerUnavailable)
+	}
+	e, ok := d.table.Get(user)
+	if !ok {
+		// Logins in progress follow the move; their entry is pinned now.
+		if e, ok = d.pending[user]; ok {
+			delete(d.pending, user)
+		} else {
+			e = &sticky{}
+		}
+		d.table.Add(user, e)
+	}
+	from := "(none)"
+	if ok {
+		from = d.servers[e.server].name
+	}
+	e.server = i
+	if e.live == 0 {
+		e.expires = time.Time{}
+		if d.userExpire > 0 {
+			e.expires = time.Now().Add(d.userExpire)
+		}
+	} else {
+		e.refresh = true // expires once the live leases end
+	}
+	d.log.Info("user moved", "backend", d.name, "user", user, "from", from, "to", name, "reason", "admin move")
+	return nil
+}
+
+// Forget drops user's sticky entry; the next session is placed afresh.
+// Live sessions are not affected.
+func (d *Director) Forget(user string) {
+	user = d.names.normalize(user, false)
+	d.mu.Lock()
+	d.table.Remove(user)
+	delete(d.pending, user)
+	d.mu.Unlock()
+}

@@ -1,0 +1,145 @@
+package director
+
+import (
+	"fmt"
+	"time"
+)
+
+// ServerStatus is a snapshot of one server.
+type ServerStatus struct {
+	Name    string
+	Index   int
+	Weight  int
+	Backup  bool
+	Admin   AdminState
+	MaxConn int
+	// Up is the health; Reason says why it is what it is.
+	Up     bool
+	Reason string
+	// Sessions is the number of live leases, Picks the number handed out
+	// ever, Failures the current run of consecutive Failed leases.
+	Sessions int
+	Picks    uint64
+	Failures int
+}
+
+// Servers returns a snapshot of every server, in configuration order.
+func (d *Director) Servers() []ServerStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]ServerStatus, len(d.servers))
+	for i := range d.servers {
+		s := &d.servers[i]
+		out[i] = ServerStatus{
+			Name: s.name, Index: i, Weight: s.weight, Backup: s.backup, Admin: s.admin, MaxConn: s.maxConn,
+			Up: s.up, Reason: s.reason, Sessions: s.sessions, Picks: s.picks, Failures: s.failures,
+		}
+	}
+	return out
+}
+
+// StickyLen returns the number of entries in the sticky table, expired
+// ones not yet looked up included.
+func (d *Director) StickyLen() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.table.Len()
+}
+
+// Placement answers "where is user X and why".
+type Placement struct {
+	// User is the normalised user name.
+	User string
+	// Server is where the user's next session would go; empty when no
+	// server is usable or the balance algorithm decides only at login.
+	Server string
+	// Reason explains Server, e.g. "sticky: 2 live sessions",
+	// "sticky: expires in 3m0s", "hash: no assignment yet", or for a user
+	// none of whose sessions is established yet "pending: 1 login in
+	// progress, not established yet".
+	Reason string
+	// Sessions is the user's unreleased leases: live sessions and logins in
+	// progress.
+	Sessions int
+	// Expires is when the idle sticky entry expires; zero while the user
+	// has live sessions or has no entry.
+	Expires time.Time
+}
+
+// Where reports where user's next session would go and why, without
+// changing anything but expired-entry cleanup. user is a login name.
+func (d *Director) Where(user string) Placement {
+	user = d.names.normalize(user, false)
+	p := Placement{User: user}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var e *sticky
+	if d.balance != BalanceSource && user != "" {
+		e = d.lookupLocked(user, now)
+	}
+	if e != nil {
+		p.Sessions = e.live
+		if e.live == 0 {
+			p.Expires = e.expires
+		}
+		if d.stickyOKLocked(e.server, nil) {
+			p.Server = d.servers[e.server].name
+			switch {
+			case d.pending[user] == e && e.live == 1:
+				p.Reason = "pending: 1 login in progress, not established yet"
+			case d.pending[user] == e:
+				p.Reason = fmt.Sprintf("pending: %d logins in progress, none established yet", e.live)
+			case e.live == 1:
+				p.Reason = "sticky: 1 live session"
+			case e.live > 1:
+				p.Reason = fmt.Sprintf("sticky: %d live sessions", e.live)
+			case e.expires.IsZero():
+				p.Reason = "sticky: pinned until the next session ends"
+			default:
+				p.Reason = "sticky: expires in " + e.expires.Sub(now).Round(time.Second).String()
+			}
+			return p
+		}
+	}
+	prefix := d.reasonName() + ": no assignment yet"
+	if e != nil {
+		prefix = fmt.Sprintf("%s: sticky server %s is %s", d.reasonName(), d.servers[e.server].name, d.unusableWhyLocked(e.server))
+	}
+	switch d.balance {
+	case BalanceSource:
+		p.Reason = "source: decided by the client address at login"
+		return p
+	case BalanceLeastConn, BalanceRoundRobin:
+		p.Reason = prefix + " (decided at login)"
+		return p
+	}
+	i, how := d.chooseLocked(choice{user: user})
+	if i < 0 {
+		p.Reason = prefix + "; no usable server"
+		return p
+	}
+	p.Server = d.servers[i].name
+	if how == "backup" {
+		prefix += "; backup: no active server usable"
+	}
+	p.Reason = prefix
+	return p
+}
+
+// unusableWhyLocked says in a word why a sticky entry on server i is not
+// honoured.
+func (d *Director) unusableWhyLocked(i int) string {
+	s := &d.servers[i]
+	switch {
+	case !s.up:
+		return "down"
+	case s.admin == AdminMaint:
+		return "in maintenance"
+	case !s.hasRoom():
+		return "full"
+	case s.backup:
+		return "a backup and an active server is usable"
+	}
+	return "unusable"
+}
