@@ -308,7 +308,15 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 			}
 		}
 		validateSeparators(p, at+".recipient_delimiter", b.RecipientDelimiter)
-		validateSeparators(p, at+".master_user_separator", b.MasterUserSeparator)
+		if len(b.MasterUserSeparator) > 1 {
+			// Dovecot splits at the first occurrence of one character.
+			p.addf(at+".master_user_separator", "%q: one character, as Dovecot's auth_master_user_separator, e.g. \"*\"", b.MasterUserSeparator)
+		} else {
+			validateSeparators(p, at+".master_user_separator", b.MasterUserSeparator)
+		}
+		if b.MasterUserSeparator != "" && strings.Contains(b.DefaultDomain, b.MasterUserSeparator) {
+			p.addf(at+".default_domain", "%q contains master_user_separator %q", b.DefaultDomain, b.MasterUserSeparator)
+		}
 		p.enum(at+".login_server_down", oneOf(b.LoginServerDown, ServerDownNext, ServerDownTempfail))
 		p.intRange(at+".retries", b.Retries, 0, 10)
 		p.intRange(at+".error_limit", b.ErrorLimit, 0, 1000)
