@@ -29,6 +29,10 @@ var (
 	errNoTLS = errors.New("starttls not available")
 	// errEmptyLine: a line with no command at all.
 	errEmptyLine = errors.New("empty command line")
+	// errServerRefused: the server answered the replayed login with an
+	// untagged BAD or a BYE, as Dovecot does with input it cannot take.
+	// It is the client's input, not the server's failure: tagged BAD.
+	errServerRefused = errors.New("server refused the login command")
 
 	// The errors below end the session after an untagged BYE.
 
@@ -100,6 +104,8 @@ func render(tag string, err error) (reply string, oc outcome, unexpected error) 
 		return tag + " BAD Authentication canceled.\r\n", outcomeFailedLogin, nil
 	case errors.As(err, &syn):
 		return tag + " BAD Error in IMAP command: " + syn.msg + "\r\n", outcomeBadCommand, nil
+	case errors.Is(err, errServerRefused):
+		return tag + " BAD Error in IMAP command received by server.\r\n", outcomeBadCommand, nil
 	case errors.Is(err, errNotPermitted):
 		return tag + " BAD Command not permitted before login\r\n", outcomeBadCommand, nil
 	case errors.Is(err, errTLSActive):
