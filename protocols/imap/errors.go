@@ -44,6 +44,10 @@ var (
 	// errLiteralTooBig: a literal over maxLiteralLen (RFC 7888 section 4:
 	// a server that rejects a non-synchronising literal must close).
 	errLiteralTooBig = errors.New("literal too big")
+	// errLiteralInvalid: a non-synchronising literal whose length cannot
+	// be parsed. Its data follows unasked (RFC 7888 section 4), so the
+	// stream is out of sync: tagged BAD, then BYE.
+	errLiteralInvalid = errors.New("invalid non-synchronising literal")
 	// errInactive: the pre-login deadline passed while reading.
 	errInactive = errors.New("client inactive before login")
 	// errTooManyBad and errTooManyLogins end a client that keeps failing.
@@ -120,6 +124,8 @@ func render(tag string, err error) (reply string, oc outcome, unexpected error) 
 		return "* BYE Line too long\r\n", outcomeClose, nil
 	case errors.Is(err, errLiteralTooBig):
 		return "* BYE [TOOBIG] Literal too big\r\n", outcomeClose, nil
+	case errors.Is(err, errLiteralInvalid):
+		return tag + " BAD Invalid literal length\r\n* BYE Literal out of sync\r\n", outcomeClose, nil
 	case errors.Is(err, errInactive):
 		return "* BYE Disconnected for inactivity.\r\n", outcomeClose, nil
 	}

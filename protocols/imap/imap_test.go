@@ -551,6 +551,8 @@ func TestHostileClients(t *testing.T) {
 		{name: "overlong line without end", send: "a LOGIN " + strings.Repeat("x", 20000), want: "* BYE Line too long"},
 		{name: "literal too big", send: "a LOGIN {5000}\r\n", want: "* BYE [TOOBIG] Literal too big"},
 		{name: "literal+ too big", send: "a LOGIN {99999+}\r\n", want: "* BYE [TOOBIG] Literal too big"},
+		{name: "literal+ with a bad length", send: "a LOGIN {1x+}\r\nab c\r\n", want: "* BYE Literal out of sync"},
+		{name: "literal+ with too many digits", send: "a LOGIN {123456789012+}\r\n", want: "* BYE Literal out of sync"},
 		{name: "literals over the line cap", send: "a ID (" + strings.Repeat("{4000+}\r\n"+strings.Repeat("y", 4000)+" ", 3), want: "* BYE [TOOBIG] Literal too big"},
 		{name: "unterminated literal", send: "a LOGIN {10+}\r\nabc", timeouts: proxy.Timeouts{PreAuth: 300 * time.Millisecond},
 			want: "* BYE Disconnected for inactivity."},
