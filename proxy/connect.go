@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync/atomic"
+	"time"
 )
 
 // ErrUnavailable means no server could take the session: none is usable,
@@ -21,15 +24,20 @@ var ErrUnavailable = errors.New("no server available")
 //   - an error wrapping ErrServerBusy (see [ServerBusy]) when the server
 //     refused the login for now: the next server is tried, and the server
 //     is not counted as failing;
-//   - any other error (a rejected password, say): the server is fine, the
-//     connection to it is closed and the error returned to the frontend.
+//   - any other error (a rejected password, a command the server refused
+//     as malformed: whatever the client's input caused): the server is
+//     fine, the connection to it is closed and the error returned to the
+//     frontend. No other server is tried and no failure is counted.
 type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer []byte, err error)
 
 // Connect picks a server for user, dials it and runs login, trying up to
 // the frontend's Retries other servers when a server fails (HAProxy's
-// retries with redispatch). On success the lease is recorded on c and the server conn is
-// returned for [Conn.Relay]. When no server could be reached the error wraps
-// ErrUnavailable.
+// retries with redispatch). On success the lease is recorded on c and the
+// server conn is returned for [Conn.Relay]. When no server could be
+// reached the error wraps
+// ErrUnavailable; so does a dial that failed for want of local resources
+// ([ErrLocalResource]), which is tried on no other server and counted
+// against none.
 func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {
 	var tried []string
 	var lastErr error
@@ -54,6 +62,13 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFu
 			lease.Established()
 			c.SetLease(lease)
 			return srv, fromServer, nil
+		case errors.Is(err, ErrLocalResource):
+			if srv != nil {
+				srv.Close()
+			}
+			lease.Release()
+			logLocalResource(c.Logger(), time.Now(), err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		case errors.Is(err, ErrServerFailed), errors.Is(err, ErrServerBusy):
 			if srv != nil {
 				srv.Close()
@@ -80,4 +95,25 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFu
 		}
 	}
 	return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, lastErr)
+}
+
+// lastLocalResourceLog is when logLocalResource last logged, in Unix
+// nanoseconds. It is process-wide: descriptor limits are too.
+var lastLocalResourceLog atomic.Int64
+
+// localResourceLogEvery spaces the warnings about local resource limits: a
+// process out of descriptors fails every dial, and one line per dial would
+// flood the log when it can least afford it.
+const localResourceLogEvery = time.Second
+
+// logLocalResource logs err at now unless a warning was logged less than
+// localResourceLogEvery before; it reports whether it logged.
+func logLocalResource(log *slog.Logger, now time.Time, err error) bool {
+	last := lastLocalResourceLog.Load()
+	if now.UnixNano()-last < int64(localResourceLogEvery) ||
+		!lastLocalResourceLog.CompareAndSwap(last, now.UnixNano()) {
+		return false
+	}
+	log.Warn("cannot dial servers: local resources exhausted (not the servers' fault)", "err", err)
+	return true
 }

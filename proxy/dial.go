@@ -3,8 +3,10 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"syscall"
 
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
@@ -12,20 +14,46 @@ import (
 	"github.com/maildirector/maildirector/tlsutil"
 )
 
+// ErrLocalResource marks a dial that failed for want of this host's
+// resources, not the server's: out of descriptors (EMFILE, ENFILE) or
+// kernel memory (ENOBUFS, ENOMEM) when opening the socket. It never counts
+// against a server's health, and every other server would fail the same
+// way, so [Conn.Connect] answers [ErrUnavailable] at once.
+var ErrLocalResource = errors.New("local resources exhausted")
+
+// isLocalResource reports whether err is one of this host's resource
+// limits (socket(2) and connect(2) errors, wrapped by net as
+// *net.OpError and *os.SyscallError).
+func isLocalResource(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// dialTCP opens the TCP connection of [Conn.Dial]; tests replace it to
+// inject errors the kernel will not produce on demand.
+var dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", address)
+}
+
 // Dial connects to t for this session: TCP connect, the PROXY header t asks
 // for, then TLS when t.TLS is set, all within the frontend's connect timeout.
 // Errors are server failures ([ErrServerFailed]): the caller may try the
-// next server. The returned conn is what [Conn.Relay] takes.
+// next server; except a local resource limit ([ErrLocalResource]), which is
+// no fault of the server's. The returned conn is what [Conn.Relay] takes.
 func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
 	if d := c.fe.Timeouts.connect(); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", t.Address)
+	nc, err := dialTCP(ctx, t.Address)
 	if err != nil {
-		return nil, ServerFailure(fmt.Errorf("dial %s (%s): %w", t.Server, t.Address, err))
+		err = fmt.Errorf("dial %s (%s): %w", t.Server, t.Address, err)
+		if isLocalResource(err) {
+			return nil, fmt.Errorf("%w: %w", ErrLocalResource, err)
+		}
+		return nil, ServerFailure(err)
 	}
 	sock, err := newSockConn(nc.(*net.TCPConn))
 	if err != nil {

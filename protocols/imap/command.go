@@ -296,6 +296,31 @@ func literalAtEnd(seg []byte) (size int, nonSync, ok bool) {
 	return parseLiteralLen(seg[open+1 : len(seg)-1])
 }
 
+// brokenNonSyncLiteralAtEnd reports whether a line segment, like one
+// literalAtEnd takes, ends with a non-synchronising literal header ("{",
+// outside a quoted string, up to a final "+}") whose length literalAtEnd
+// could not parse. The client sends the data without waiting (RFC 7888),
+// so it cannot be told apart from the next command: the stream is out of
+// sync.
+func brokenNonSyncLiteralAtEnd(seg []byte) bool {
+	inQuote, open := false, -1
+	for i := 0; i < len(seg); i++ {
+		switch seg[i] {
+		case '"':
+			inQuote = !inQuote
+		case '\\':
+			if inQuote {
+				i++
+			}
+		case '{':
+			if !inQuote {
+				open = i
+			}
+		}
+	}
+	return !inQuote && open >= 0 && len(seg)-open >= 2 && string(seg[len(seg)-2:]) == "+}"
+}
+
 // looksLikeGarbage reports whether the start of a command line, as far as it
 // has arrived, can no longer become "tag SP command-name": a TLS
 // ClientHello, a binary protocol, noise. It lets the session hang up at once

@@ -136,6 +136,32 @@ func TestLiteralAtEnd(t *testing.T) {
 	}
 }
 
+func TestBrokenNonSyncLiteralAtEnd(t *testing.T) {
+	tests := []struct {
+		seg  string
+		want bool
+	}{
+		{seg: "a LOGIN {1x+}", want: true},
+		{seg: "a LOGIN {+}", want: true},
+		{seg: "a LOGIN {-1+}", want: true},
+		{seg: "a LOGIN {123456789012+}", want: true}, // too many digits
+		{seg: "a LOGIN x {5 y+}", want: true},        // "{" starts nothing else
+		{seg: "a LOGIN {5x}", want: false},           // synchronising: no data follows unasked
+		{seg: "a LOGIN x+}", want: false},            // an atom
+		{seg: `a LOGIN "{1x+}`, want: false},         // inside a quote
+		{seg: `a LOGIN "{" x+}`, want: false},        // the brace was quoted
+		{seg: "+}", want: false},
+		{seg: "", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.seg, func(t *testing.T) {
+			if got := brokenNonSyncLiteralAtEnd([]byte(tt.seg)); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestLooksLikeGarbage(t *testing.T) {
 	tests := []struct {
 		in   string

@@ -29,6 +29,10 @@ var (
 	errNoTLS = errors.New("starttls not available")
 	// errEmptyLine: a line with no command at all.
 	errEmptyLine = errors.New("empty command line")
+	// errServerRefused: the server answered the replayed login with an
+	// untagged BAD or a BYE, as Dovecot does with input it cannot take.
+	// It is the client's input, not the server's failure: tagged BAD.
+	errServerRefused = errors.New("server refused the login command")
 
 	// The errors below end the session after an untagged BYE.
 
@@ -40,6 +44,10 @@ var (
 	// errLiteralTooBig: a literal over maxLiteralLen (RFC 7888 section 4:
 	// a server that rejects a non-synchronising literal must close).
 	errLiteralTooBig = errors.New("literal too big")
+	// errLiteralInvalid: a non-synchronising literal whose length cannot
+	// be parsed. Its data follows unasked (RFC 7888 section 4), so the
+	// stream is out of sync: tagged BAD, then BYE.
+	errLiteralInvalid = errors.New("invalid non-synchronising literal")
 	// errInactive: the pre-login deadline passed while reading.
 	errInactive = errors.New("client inactive before login")
 	// errTooManyBad and errTooManyLogins end a client that keeps failing.
@@ -100,6 +108,8 @@ func render(tag string, err error) (reply string, oc outcome, unexpected error) 
 		return tag + " BAD Authentication canceled.\r\n", outcomeFailedLogin, nil
 	case errors.As(err, &syn):
 		return tag + " BAD Error in IMAP command: " + syn.msg + "\r\n", outcomeBadCommand, nil
+	case errors.Is(err, errServerRefused):
+		return tag + " BAD Error in IMAP command received by server.\r\n", outcomeBadCommand, nil
 	case errors.Is(err, errNotPermitted):
 		return tag + " BAD Command not permitted before login\r\n", outcomeBadCommand, nil
 	case errors.Is(err, errTLSActive):
@@ -114,6 +124,8 @@ func render(tag string, err error) (reply string, oc outcome, unexpected error) 
 		return "* BYE Line too long\r\n", outcomeClose, nil
 	case errors.Is(err, errLiteralTooBig):
 		return "* BYE [TOOBIG] Literal too big\r\n", outcomeClose, nil
+	case errors.Is(err, errLiteralInvalid):
+		return tag + " BAD Invalid literal length\r\n* BYE Literal out of sync\r\n", outcomeClose, nil
 	case errors.Is(err, errInactive):
 		return "* BYE Disconnected for inactivity.\r\n", outcomeClose, nil
 	}

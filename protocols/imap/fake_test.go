@@ -29,6 +29,7 @@ const (
 	fakeByeGreeting                 // greets with BYE
 	fakeGarbage                     // greets with noise
 	fakeSilent                      // accepts and says nothing
+	fakeRefuseLogin                 // greets, answers logins with an untagged BAD (Dovecot on a tag it cannot take)
 )
 
 // dovecotCaps is what Dovecot 2.3 puts in its greeting.
@@ -118,6 +119,11 @@ func (f *fakeServer) serve(c net.Conn) {
 		verb = strings.ToUpper(verb)
 		if f.mode == fakeDropOnLogin {
 			return
+		}
+		if f.mode == fakeRefuseLogin {
+			f.record(&f.logins, verb)
+			io.WriteString(c, "* BAD Error in IMAP command received by server.\r\n")
+			continue
 		}
 		if loggedIn {
 			f.record(&f.cmds, verb)

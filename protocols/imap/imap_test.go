@@ -383,6 +383,35 @@ func TestServerFailover(t *testing.T) {
 	}
 }
 
+// TestServerRefusesLogin: a server that answers the login with an untagged
+// BAD (as Dovecot does with input it cannot take) is answering for the
+// client: the client gets BAD, no other server is tried, none is counted
+// as failed.
+func TestServerRefusesLogin(t *testing.T) {
+	first := startFake(t, "first", fakeRefuseLogin, dovecotCaps)
+	second := startFake(t, "second", fakeOK, dovecotCaps)
+	e := newEnv(t, envConfig{opts: Options{PlaintextLogin: true}, servers: []*fakeServer{first, second}})
+	c := e.greeted(t)
+	for i := range 3 {
+		tag := fmt.Sprintf("a%d]", i)
+		c.send(tag + " LOGIN alice " + goodPassword + "\r\n")
+		if got, want := c.expect(tag+" "), tag+" BAD Error in IMAP command received by server."; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	c.send("b NOOP\r\n")
+	c.expect("b OK")
+	if f := e.picker.Failures(); len(f) != 0 {
+		t.Errorf("got failures %v, want none", f)
+	}
+	if logins, _ := first.seen(); len(logins) != 3 {
+		t.Errorf("first server saw %q, want three logins", logins)
+	}
+	if logins, _ := second.seen(); len(logins) != 0 {
+		t.Errorf("second server saw %q, want nothing", logins)
+	}
+}
+
 func TestUnavailable(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -524,6 +553,8 @@ func TestHostileClients(t *testing.T) {
 		{name: "overlong line without end", send: "a LOGIN " + strings.Repeat("x", 20000), want: "* BYE Line too long"},
 		{name: "literal too big", send: "a LOGIN {5000}\r\n", want: "* BYE [TOOBIG] Literal too big"},
 		{name: "literal+ too big", send: "a LOGIN {99999+}\r\n", want: "* BYE [TOOBIG] Literal too big"},
+		{name: "literal+ with a bad length", send: "a LOGIN {1x+}\r\nab c\r\n", want: "* BYE Literal out of sync"},
+		{name: "literal+ with too many digits", send: "a LOGIN {123456789012+}\r\n", want: "* BYE Literal out of sync"},
 		{name: "literals over the line cap", send: "a ID (" + strings.Repeat("{4000+}\r\n"+strings.Repeat("y", 4000)+" ", 3), want: "* BYE [TOOBIG] Literal too big"},
 		{name: "unterminated literal", send: "a LOGIN {10+}\r\nabc", timeouts: proxy.Timeouts{PreAuth: 300 * time.Millisecond},
 			want: "* BYE Disconnected for inactivity."},

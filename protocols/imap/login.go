@@ -16,14 +16,24 @@ import (
 )
 
 // The server leg: read the server's greeting, replay the client's login
-// under the client's tag, read up to the tagged answer.
+// under a tag of our own, read up to the tagged answer and give it the
+// client's tag.
+
+// serverTag tags the replayed login. It is never the client's tag: RFC 9051
+// allows tags that Dovecot's imap-login refuses (with "]", over 126 bytes,
+// over its input buffer), and it answers them untagged, or with BYE, so
+// that the client's input would look like the server's failure. Dovecot's
+// own proxy replays under a tag of its own too.
+const serverTag = "L1"
 
 const (
-	// maxServerLine caps one line from the server before login; a
-	// CAPABILITY line is a few hundred bytes.
-	maxServerLine = 64 << 10
-	// maxServerLines bounds the untagged lines before the tagged answer.
-	maxServerLines = 1000
+	// maxLoginReplyBytes caps everything a server sends from its greeting
+	// to the tagged answer to the login: a greeting and a CAPABILITY line
+	// are a few hundred bytes. Past it the server has failed.
+	maxLoginReplyBytes = 64 << 10
+	// maxServerLines bounds the lines after the greeting up to the tagged
+	// answer.
+	maxServerLines = 100
 	// maxServerContinuations bounds "+" requests during the login: one per
 	// literal or SASL step, and one for a SASL error challenge.
 	maxServerContinuations = 4
@@ -37,27 +47,36 @@ type loginRequest struct {
 	response string
 }
 
-// replayLogin is the session's proxy.LoginFunc. On the server's tagged OK
-// it returns everything the server sent from the first line after its
-// greeting on (untagged lines, the OK with its CAPABILITY code, anything
-// pipelined behind it): the client sees the server's own answer. A tagged NO
-// or BAD is a *rejectedError holding the same lines. A greeting that is not
-// "* OK", a BYE, garbage, EOF or a deadline before the answer is a server
-// failure: the engine tries the next server.
+// replayLogin is the session's proxy.LoginFunc; tag is the client's. On the
+// server's tagged OK it returns everything the server sent from the first
+// line after its greeting on (untagged lines, the OK with its CAPABILITY
+// code under the client's tag, anything pipelined behind it): the client
+// sees the server's own answer. A tagged NO or BAD is a *rejectedError
+// holding the same lines.
+//
+// What the server does with the login is the client's business, not the
+// server's health: an untagged BAD or a BYE in answer to it is
+// errServerRefused (the client gets BAD; no other server is tried and no
+// failure is counted). A greeting that is not "* OK", garbage, EOF or a
+// deadline before the answer, or more than maxLoginReplyBytes or
+// maxServerLines before it, is a server failure: the engine tries the next
+// server.
 func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginRequest) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 
 	br := bufio.NewReaderSize(conn, 4096)
-	greeting, err := readLineLimit(br, maxServerLine, nil)
+	budget := maxLoginReplyBytes
+	greeting, err := readLineLimit(br, budget, nil)
 	if err != nil {
 		return nil, proxy.ServerFailure(fmt.Errorf("read greeting: %w", err))
 	}
+	budget -= len(greeting)
 	caps, err := parseGreeting(greeting)
 	if err != nil {
 		return nil, proxy.ServerFailure(err)
 	}
-	parts, isAuth := loginCommand(tag, req, caps)
+	parts, isAuth := loginCommand(serverTag, req, caps)
 	if _, err := conn.Write(parts[0]); err != nil {
 		return nil, proxy.ServerFailure(fmt.Errorf("send login: %w", err))
 	}
@@ -65,12 +84,16 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 
 	var out []byte
 	conts := 0
-	tagged := []byte(tag + " ")
+	tagged := []byte(serverTag + " ")
 	for range maxServerLines {
-		line, err := readLineLimit(br, maxServerLine, nil)
+		line, err := readLineLimit(br, budget, nil)
+		if errors.Is(err, errLineTooLong) {
+			return nil, proxy.ServerFailure(fmt.Errorf("more than %d bytes before the login reply", maxLoginReplyBytes))
+		}
 		if err != nil {
 			return nil, proxy.ServerFailure(fmt.Errorf("read login reply: %w", err))
 		}
+		budget -= len(line)
 		switch {
 		case line[0] == '+':
 			// RFC 9051 section 7.5: the server wants the next literal or
@@ -91,12 +114,18 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 				return nil, proxy.ServerFailure(fmt.Errorf("send login: %w", err))
 			}
 		case bytes.HasPrefix(line, []byte("* ")):
-			if word(line[2:]) == "BYE" {
-				return nil, proxy.ServerFailure(errors.New("server said BYE before answering the login"))
+			// RFC 9051 section 7.1.3 and 7.1.5: an untagged BAD is a
+			// command the server could not parse (it sends no tagged
+			// answer then), a BYE its refusal to go on; either way it
+			// greeted and answered, and it was the client's input.
+			switch w := word(line[2:]); w {
+			case "BAD", "BYE":
+				return nil, fmt.Errorf("%w: untagged %s", errServerRefused, w)
 			}
 			out = append(out, line...)
 		case bytes.HasPrefix(line, tagged):
-			out = append(out, line...)
+			// The client sees its own tag on the server's answer.
+			out = append(append(out, tag...), line[len(serverTag):]...)
 			switch word(line[len(tagged):]) {
 			case "OK":
 				if n := br.Buffered(); n > 0 {
@@ -112,7 +141,7 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 			return nil, proxy.ServerFailure(errors.New("malformed reply to login"))
 		}
 	}
-	return nil, proxy.ServerFailure(errors.New("too many lines before the login reply"))
+	return nil, proxy.ServerFailure(fmt.Errorf("more than %d lines before the login reply", maxServerLines))
 }
 
 // parseGreeting checks a server greeting (RFC 9051 section 7.1.1: "* OK";

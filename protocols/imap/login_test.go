@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,28 +17,39 @@ import (
 func TestReplayLogin(t *testing.T) {
 	const greeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"
 	tests := []struct {
-		name     string
-		greeting string
-		reply    string // written after the login command was read
-		wantOut  string // for success
-		wantRej  string // for a rejection: the reply relayed
-		wantFail bool   // a server failure
+		name        string
+		greeting    string
+		reply       string // written after the login command was read
+		wantOut     string // for success
+		wantRej     string // for a rejection: the reply relayed
+		wantRefused bool   // errServerRefused: the client's input, not a failure
+		wantFail    bool   // a server failure
 	}{
 		{name: "ok with pipelined data", greeting: greeting,
-			reply:   "* CAPABILITY IMAP4rev1\r\na OK Logged in\r\n* 3 EXISTS\r\n",
+			reply:   "* CAPABILITY IMAP4rev1\r\nL1 OK Logged in\r\n* 3 EXISTS\r\n",
 			wantOut: "* CAPABILITY IMAP4rev1\r\na OK Logged in\r\n* 3 EXISTS\r\n"},
-		{name: "no", greeting: greeting, reply: "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+		{name: "no", greeting: greeting, reply: "L1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
 			wantRej: "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"},
-		{name: "bad with untagged", greeting: greeting, reply: "* OK hm\r\na BAD what\r\n", wantRej: "* OK hm\r\na BAD what\r\n"},
+		{name: "bad with untagged", greeting: greeting, reply: "* OK hm\r\nL1 BAD what\r\n", wantRej: "* OK hm\r\na BAD what\r\n"},
+		{name: "untagged bad", greeting: greeting, reply: "* BAD Error in IMAP command received by server.\r\n", wantRefused: true},
+		{name: "bye after the login", greeting: greeting, reply: "* BYE Input buffer full, aborting\r\n", wantRefused: true},
+		{name: "client tag is garbage", greeting: greeting, reply: "a OK\r\n", wantFail: true},
 		{name: "other tag is garbage", greeting: greeting, reply: "b OK\r\n", wantFail: true},
-		{name: "unknown status", greeting: greeting, reply: "a MAYBE\r\n", wantFail: true},
-		{name: "bye before answer", greeting: greeting, reply: "* BYE shutting down\r\n", wantFail: true},
+		{name: "unknown status", greeting: greeting, reply: "L1 MAYBE\r\n", wantFail: true},
 		{name: "eof before answer", greeting: greeting, reply: "", wantFail: true},
 		{name: "unexpected continuation", greeting: "* OK [CAPABILITY IMAP4rev1] x\r\n", reply: "+ go on\r\n", wantFail: true},
 		{name: "bye greeting", greeting: "* BYE busy\r\n", wantFail: true},
 		{name: "preauth greeting", greeting: "* PREAUTH hi\r\n", wantFail: true},
 		{name: "garbage greeting", greeting: "220 smtp.example.org ESMTP\r\n", wantFail: true},
-		{name: "greeting without capabilities", greeting: "* OK hi\r\n", reply: "a OK\r\n", wantOut: "a OK\r\n"},
+		{name: "greeting without capabilities", greeting: "* OK hi\r\n", reply: "L1 OK\r\n", wantOut: "a OK\r\n"},
+		{name: "too many untagged lines", greeting: greeting,
+			reply: strings.Repeat("* OK x\r\n", maxServerLines) + "L1 OK\r\n", wantFail: true},
+		{name: "just enough untagged lines", greeting: greeting,
+			reply:   strings.Repeat("* OK x\r\n", maxServerLines-1) + "L1 OK\r\n",
+			wantOut: strings.Repeat("* OK x\r\n", maxServerLines-1) + "a OK\r\n"},
+		{name: "too many untagged bytes", greeting: greeting,
+			reply: strings.Repeat("* OK "+strings.Repeat("x", 8000)+"\r\n", 9) + "L1 OK\r\n", wantFail: true},
+		{name: "huge greeting", greeting: "* OK " + strings.Repeat("x", maxLoginReplyBytes) + "\r\n", wantFail: true},
 	}
 	req := loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: "alice", Password: "pw"}}
 	for _, tt := range tests {
@@ -45,13 +57,18 @@ func TestReplayLogin(t *testing.T) {
 			proxySide, serverSide := net.Pipe()
 			t.Cleanup(func() { proxySide.Close(); serverSide.Close() })
 			proxySide.SetDeadline(time.Now().Add(10 * time.Second))
-			go playServer(serverSide, tt.greeting, tt.reply)
+			got := make(chan string, 1)
+			go playServer(serverSide, tt.greeting, tt.reply, got)
 			out, err := replayLogin(context.Background(), proxySide, "a", req)
 			var rej *rejectedError
 			switch {
 			case tt.wantFail:
 				if !errors.Is(err, proxy.ErrServerFailed) {
 					t.Errorf("got %q, %v; want a server failure", out, err)
+				}
+			case tt.wantRefused:
+				if !errors.Is(err, errServerRefused) || errors.Is(err, proxy.ErrServerFailed) {
+					t.Errorf("got %q, %v; want errServerRefused and no server failure", out, err)
 				}
 			case tt.wantRej != "":
 				if !errors.As(err, &rej) || string(rej.reply) != tt.wantRej {
@@ -62,18 +79,52 @@ func TestReplayLogin(t *testing.T) {
 					t.Errorf("got %q, %v; want %q", out, err, tt.wantOut)
 				}
 			}
+			proxySide.Close()
+			if cmd := <-got; cmd != "" && !strings.HasPrefix(cmd, serverTag+" ") {
+				t.Errorf("server got %q, want it tagged %q", cmd, serverTag)
+			}
 		})
 	}
 }
 
-// playServer greets, reads one command line, replies and hangs up. It
-// exits when its conn is closed.
-func playServer(c net.Conn, greeting, reply string) {
+// TestReplayLoginUsesOwnTag: whatever tag the client chose (RFC 9051
+// allows "]" and any length; Dovecot does not), the server sees ours and
+// the client gets its own back.
+func TestReplayLoginUsesOwnTag(t *testing.T) {
+	req := loginRequest{creds: sasl.Credentials{Mechanism: sasl.MechLogin, User: "alice", Password: "pw"}}
+	for _, tag := range []string{"a]b", strings.Repeat("t", 200), strings.Repeat("u", 5000)} {
+		t.Run(tag[:3], func(t *testing.T) {
+			proxySide, serverSide := net.Pipe()
+			t.Cleanup(func() { proxySide.Close(); serverSide.Close() })
+			proxySide.SetDeadline(time.Now().Add(10 * time.Second))
+			got := make(chan string, 1)
+			go playServer(serverSide, "* OK [CAPABILITY IMAP4rev1] hi\r\n", serverTag+" NO [AUTHENTICATIONFAILED] no\r\n", got)
+			_, err := replayLogin(context.Background(), proxySide, tag, req)
+			var rej *rejectedError
+			if !errors.As(err, &rej) || string(rej.reply) != tag+" NO [AUTHENTICATIONFAILED] no\r\n" {
+				t.Errorf("got %v, want the server's NO under the client's tag", err)
+			}
+			if cmd := <-got; cmd != serverTag+` LOGIN "alice" "pw"`+"\r\n" {
+				t.Errorf("server got %q, want the login under %q", cmd, serverTag)
+			}
+		})
+	}
+}
+
+// playServer greets, reads one command line (sent on got, "" if none),
+// replies and hangs up. It exits when its conn is closed.
+func playServer(c net.Conn, greeting, reply string, got chan<- string) {
 	defer c.Close()
-	io.WriteString(c, greeting)
-	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+	cmd := ""
+	defer func() { got <- cmd }()
+	if _, err := io.WriteString(c, greeting); err != nil {
 		return
 	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	cmd = line
 	io.WriteString(c, reply)
 }
 

@@ -172,6 +172,9 @@ func (s *session) readCommand() (command, error) {
 	for range maxCommandLen { // each turn consumes at least one byte of the cap
 		size, nonSync, ok := literalAtEnd(line)
 		if !ok {
+			if brokenNonSyncLiteralAtEnd(line) {
+				return cmd, errLiteralInvalid
+			}
 			break
 		}
 		if size > maxLiteralLen || len(s.buf)+size > maxCommandLen {
