@@ -79,6 +79,17 @@ func (l *Lease) Established() {
 	d.mu.Unlock()
 }
 
+// Answered reports that the server answered but did not accept the
+// session (a rejected password, a temporary refusal, an unknown LMTP
+// recipient): its consecutive-failure counter restarts at zero, and
+// nothing is pinned. It does not release the lease.
+func (l *Lease) Answered() {
+	d := l.d
+	d.mu.Lock()
+	d.servers[l.Index].failures = 0
+	d.mu.Unlock()
+}
+
 // pinLocked makes e, the entry of an established session of user, the
 // user's sticky entry: it moves from pending into the table, or, already
 // there, becomes the most recently used. An entry that was meanwhile

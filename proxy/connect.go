@@ -80,7 +80,7 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFu
 				return nil, nil, ctx.Err()
 			}
 			if errors.Is(err, ErrServerBusy) {
-				lease.Established() // it answered: alive, only busy
+				lease.Answered() // alive, only busy
 				lease.Release()
 			} else {
 				lease.Failed(err)
@@ -89,7 +89,7 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFu
 			c.Logger().Warn("server failed, trying the next one", "server", t.Server, "err", err)
 		default:
 			srv.Close()
-			lease.Established()
+			lease.Answered() // it answered: the refusal is the client's
 			lease.Release()
 			return nil, nil, err
 		}

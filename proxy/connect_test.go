@@ -48,9 +48,10 @@ func TestIsLocalResource(t *testing.T) {
 type countingPicker struct {
 	targets []Target
 
-	mu     sync.Mutex
-	picks  int
-	failed []string
+	mu                    sync.Mutex
+	picks                 int
+	failed                []string
+	established, answered int
 }
 
 type countingLease struct {
@@ -59,7 +60,17 @@ type countingLease struct {
 }
 
 func (l countingLease) Target() Target { return l.t }
-func (countingLease) Established()     {}
+func (l countingLease) Established() {
+	l.p.mu.Lock()
+	l.p.established++
+	l.p.mu.Unlock()
+}
+
+func (l countingLease) Answered() {
+	l.p.mu.Lock()
+	l.p.answered++
+	l.p.mu.Unlock()
+}
 func (countingLease) Release()         {}
 func (l countingLease) Failed(error) {
 	l.p.mu.Lock()
@@ -152,5 +163,78 @@ func TestLogLocalResourceIsRateLimited(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "\n"); n != 3 {
 		t.Errorf("got %d log lines, want 3:\n%s", n, buf.String())
+	}
+}
+
+// TestConnectEstablishesOnlyAcceptedLogins: only a login the server
+// accepted establishes the session (which pins the user to the server); a
+// refused one (a wrong password: the client's doing) or a busy server
+// only tells the director that the server answered.
+func TestConnectEstablishesOnlyAcceptedLogins(t *testing.T) {
+	up := listenEcho(t)
+	tests := []struct {
+		name                  string
+		loginErr              error
+		established, answered int
+	}{
+		{name: "accepted", loginErr: nil, established: 1},
+		{name: "wrong password", loginErr: errors.New("NO [AUTHENTICATIONFAILED]"), answered: 1},
+		{name: "busy", loginErr: ServerBusy(errors.New("-ERR [SYS/TEMP]")), answered: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &countingPicker{targets: []Target{{Server: "s1", Address: up}}}
+			errc := make(chan error, 1)
+			_, addr := startServer(t, Frontend{Retries: -1, Handler: HandlerFunc(func(ctx context.Context, c *Conn) error {
+				srv, _, err := c.Connect(ctx, p, "alice", func(context.Context, net.Conn, Target) ([]byte, error) {
+					return nil, tt.loginErr
+				})
+				if srv != nil {
+					srv.Close()
+				}
+				errc <- err
+				return err
+			})})
+			dialLine(t, addr)
+			select {
+			case <-errc:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Connect did not return")
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.established != tt.established || p.answered != tt.answered {
+				t.Errorf("got %d established, %d answered; want %d, %d", p.established, p.answered, tt.established, tt.answered)
+			}
+		})
+	}
+}
+
+// listenEcho is a server that accepts connections and keeps them open
+// until the test ends.
+func listenEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go acceptAndHold(ln)
+	return ln.Addr().String()
+}
+
+func acceptAndHold(ln net.Listener) {
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		conns = append(conns, c)
 	}
 }

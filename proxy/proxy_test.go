@@ -69,6 +69,7 @@ type fixedLease struct{ t Target }
 
 func (l fixedLease) Target() Target { return l.t }
 func (fixedLease) Established()     {}
+func (fixedLease) Answered()        {}
 func (fixedLease) Failed(error)     {}
 func (fixedLease) Release()         {}
 

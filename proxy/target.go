@@ -69,9 +69,15 @@ type Picker interface {
 // Lease is one session's claim on a server.
 type Lease interface {
 	Target() Target
-	// Established reports that the server answered (passive health: resets
-	// its failure counter).
+	// Established reports that the session is established: the server
+	// accepted the login (or the LMTP recipient). The server answered, so
+	// its failure counter restarts (passive health), and the user is
+	// pinned to it (a sticky assignment).
 	Established()
+	// Answered reports that the server answered but did not accept (a
+	// rejected password, a temporary refusal, an unknown recipient): it
+	// resets the failure counter only, so refused users pin nothing.
+	Answered()
 	// Failed reports that the server failed before the session could start
 	// and releases the lease.
 	Failed(err error)

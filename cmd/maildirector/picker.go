@@ -50,5 +50,6 @@ type lease struct {
 
 func (l lease) Target() proxy.Target { return l.t }
 func (l lease) Established()         { l.l.Established() }
+func (l lease) Answered()            { l.l.Answered() }
 func (l lease) Failed(err error)     { l.l.Failed(err) }
 func (l lease) Release()             { l.l.Release() }

@@ -121,12 +121,18 @@ func groupByServer(rcpts []*rcpt) []group {
 }
 
 // settleLeases tells the director how the server did: one failure per
-// failed server leg (not one per recipient), Established otherwise. The
+// failed server leg (not one per recipient); otherwise Established for
+// each recipient the server accepted (250: the user is pinned to it) and
+// Answered for the others, so unknown recipients grow no sticky table. The
 // leases stay held until the transaction ends (Reset releases them).
 func (s *session) settleLeases(g group, res groupResult) {
 	if res.failed == nil {
 		for _, rc := range g.rcpts {
-			rc.lease.Established()
+			if r := res.replies[rc.addr]; r != nil && r.Code == 250 {
+				rc.lease.Established()
+			} else {
+				rc.lease.Answered()
+			}
 		}
 		return
 	}

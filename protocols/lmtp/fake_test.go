@@ -200,6 +200,7 @@ type fakePicker struct {
 	outstanding int
 	failed      int
 	established int
+	answered    int
 }
 
 func (p *fakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
@@ -232,6 +233,12 @@ func (l *fakeLease) Target() proxy.Target { return l.t }
 func (l *fakeLease) Established() {
 	l.p.mu.Lock()
 	l.p.established++
+	l.p.mu.Unlock()
+}
+
+func (l *fakeLease) Answered() {
+	l.p.mu.Lock()
+	l.p.answered++
 	l.p.mu.Unlock()
 }
 

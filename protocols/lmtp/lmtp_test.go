@@ -89,6 +89,14 @@ func TestRepliesInRCPTOrder(t *testing.T) {
 	if got := dataReplies[8].msg; !strings.HasPrefix(got, "5.2.2 ") {
 		t.Errorf("relayed 552: got %q, want 5.2.2", got)
 	}
+	// Only the recipients their server accepted are established (pinned
+	// to it); the refused ones only say the server answered.
+	picker.mu.Lock()
+	established, answered := picker.established, picker.answered
+	picker.mu.Unlock()
+	if established != 7 || answered != 2 {
+		t.Errorf("leases: got %d established and %d answered, want 7 (the users, the duplicate delivered once) and 2 (550, 552)", established, answered)
+	}
 
 	wantRcpts := map[string][]string{
 		"s1": {"u0@example.org", "u3@example.org", "u6@example.org"},

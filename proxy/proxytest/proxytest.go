@@ -70,6 +70,7 @@ type lease struct {
 
 func (l *lease) Target() proxy.Target { return l.t }
 func (l *lease) Established()         {}
+func (l *lease) Answered()            {}
 func (l *lease) Release()             {}
 func (l *lease) Failed(error) {
 	l.p.mu.Lock()
