@@ -71,7 +71,7 @@ func (l countingLease) Answered() {
 	l.p.answered++
 	l.p.mu.Unlock()
 }
-func (countingLease) Release()         {}
+func (countingLease) Release() {}
 func (l countingLease) Failed(error) {
 	l.p.mu.Lock()
 	l.p.failed = append(l.p.failed, l.t.Server)
