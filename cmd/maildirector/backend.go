@@ -306,5 +306,10 @@ func (bb *backendBuild) pickerFor(p config.Protocol) (*picker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &picker{dir: bb.b.dir, targets: t, recipients: p == config.ProtocolLMTP}, nil
+	login := p == config.ProtocolIMAP || p == config.ProtocolPOP3 || p == config.ProtocolSubmission
+	return &picker{
+		dir: bb.b.dir, targets: t,
+		recipients: p == config.ProtocolLMTP,
+		stay:       login && bb.cfg.LoginServerDown == config.ServerDownTempfail,
+	}, nil
 }

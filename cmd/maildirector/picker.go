@@ -18,10 +18,18 @@ type picker struct {
 	// recipients: the frontend picks for LMTP recipient addresses, not
 	// login names (director.Request.Recipient).
 	recipients bool
+	// stay: logins go to the user's own server or nowhere
+	// (login_server_down = "tempfail"; director.Request.Stay).
+	stay bool
 }
 
 func (p *picker) Pick(_ context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
-	return p.pick(director.Request{User: user, Recipient: p.recipients, Client: client, Exclude: exclude})
+	if p.stay && len(exclude) > 0 {
+		// The user's own server failed this login: no other server may
+		// have the user, so the client is told to come back later.
+		return nil, fmt.Errorf("%w: backend %s: %s failed and login_server_down is tempfail", proxy.ErrUnavailable, p.dir.Name(), exclude[0])
+	}
+	return p.pick(director.Request{User: user, Recipient: p.recipients, Client: client, Exclude: exclude, Stay: p.stay})
 }
 
 // PickHome returns a lease on the user's own server only, never another

@@ -213,8 +213,12 @@ func (c *client) capabilities() []string {
 func (c *client) expectClosed() {
 	c.t.Helper()
 	line, err := c.br.ReadString('\n')
-	if err == nil {
+	var ne net.Error
+	switch {
+	case err == nil:
 		c.t.Fatalf("got %q, want the connection closed", line)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.t.Fatalf("the connection is still open (read timed out), want it closed")
 	}
 }
 

@@ -70,9 +70,10 @@ var (
 	// certificates: the extension is not offered at all (RFC 5321 section
 	// 4.2.4: 502 for a command not implemented).
 	errTLSUnavailable = &replyError{502, "5.5.1", "STARTTLS not available", false}
-	// errUnavailable says no server could take the session; the
-	// session ends (RFC 5321 section 3.8).
-	errUnavailable = &replyError{421, "4.3.0", "Service temporarily unavailable", true}
+	// errUnavailable says no server could take the login: RFC 4954
+	// section 6's answer to AUTH for a temporary server failure. The
+	// session goes on, so the client may retry or QUIT.
+	errUnavailable = &replyError{454, "4.7.0", "Temporary authentication failure: service temporarily unavailable", false}
 	// errTempAuth answers a failure of the proxy itself during AUTH.
 	errTempAuth = &replyError{454, "4.7.0", "Temporary authentication failure", false}
 )

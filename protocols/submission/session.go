@@ -119,7 +119,7 @@ func (s *session) fail(err error) error {
 		reply = rej.reply.Raw()
 	case errors.Is(err, proxy.ErrUnavailable):
 		s.log.Warn("no server for login", "err", err)
-		reply, closeConn = errUnavailable.Line(), true
+		reply = errUnavailable.Line()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	default:

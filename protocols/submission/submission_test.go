@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -227,8 +228,12 @@ func (c *client) ehlo() []string {
 func (c *client) expectClosed() {
 	c.t.Helper()
 	line, err := c.br.ReadString('\n')
-	if err == nil {
+	var ne net.Error
+	switch {
+	case err == nil:
 		c.t.Fatalf("got %q, want the connection closed", line)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.t.Fatalf("the connection is still open (read timed out), want it closed")
 	}
 }
 
@@ -408,8 +413,9 @@ func TestNoServer(t *testing.T) {
 				Picker: &proxytest.Picker{Targets: tt.targets(t)}, PlaintextLogin: true,
 			}, nil, 3)
 			c, _ := ehloed(t, addr)
-			c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "421 4.3.0 Service temporarily unavailable")
-			c.expectClosed()
+			// RFC 4954 section 6: a temporary failure; the session goes on.
+			c.expect("AUTH PLAIN "+sasl.EncodePlain("", "alice", "secret"), "454 4.7.0 Temporary authentication failure: service temporarily unavailable")
+			c.expect("QUIT", "221 2.0.0 Bye")
 		})
 	}
 }
