@@ -190,6 +190,9 @@ func (c *Conn) SetLease(l Lease) {
 	c.server = ""
 	if l != nil {
 		c.server = l.Target().Server
+		if u := l.User(); u != "" {
+			c.user = u // the name the session was routed by, for its log line
+		}
 	}
 	c.mu.Unlock()
 	if old != nil && old != l {

@@ -60,6 +60,7 @@ type countingLease struct {
 }
 
 func (l countingLease) Target() Target { return l.t }
+func (countingLease) User() string     { return "" }
 func (l countingLease) Established() {
 	l.p.mu.Lock()
 	l.p.established++

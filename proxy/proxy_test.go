@@ -68,6 +68,7 @@ func (e *echoServer) serve(c net.Conn, wantProxy bool) {
 type fixedLease struct{ t Target }
 
 func (l fixedLease) Target() Target { return l.t }
+func (fixedLease) User() string     { return "" }
 func (fixedLease) Established()     {}
 func (fixedLease) Answered()        {}
 func (fixedLease) Failed(error)     {}

@@ -69,6 +69,9 @@ type Picker interface {
 // Lease is one session's claim on a server.
 type Lease interface {
 	Target() Target
+	// User is the routing key the picker used: the user name as it
+	// normalised it (Dovecot's lookup name); "" when it used none.
+	User() string
 	// Established reports that the session is established: the server
 	// accepted the login (or the LMTP recipient). The server answered, so
 	// its failure counter restarts (passive health), and the user is

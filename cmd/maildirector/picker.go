@@ -57,6 +57,7 @@ type lease struct {
 }
 
 func (l lease) Target() proxy.Target { return l.t }
+func (l lease) User() string         { return l.l.User }
 func (l lease) Established()         { l.l.Established() }
 func (l lease) Answered()            { l.l.Answered() }
 func (l lease) Failed(err error)     { l.l.Failed(err) }

@@ -229,6 +229,7 @@ type fakeLease struct {
 }
 
 func (l *fakeLease) Target() proxy.Target { return l.t }
+func (l *fakeLease) User() string         { return "" }
 
 func (l *fakeLease) Established() {
 	l.p.mu.Lock()

@@ -69,6 +69,7 @@ type lease struct {
 }
 
 func (l *lease) Target() proxy.Target { return l.t }
+func (l *lease) User() string         { return "" }
 func (l *lease) Established()         {}
 func (l *lease) Answered()            {}
 func (l *lease) Release()             {}
