@@ -16,7 +16,7 @@ const module = "github.com/maildirector/maildirector/"
 var forbidden = map[string][]string{
 	"config":                      {""},
 	"director":                    {""},
-	"checks":                      {""},
+	"checks":                      {"director", "proxy", "protocols/", "config", "cmd/", "internal/dovecotlab", "internal/smtpsink"}, // internal/mailwire only
 	"tlsutil":                     {""},
 	"protocols/internal/sasl":     {""},
 	"protocols/internal/textline": {""},
