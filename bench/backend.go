@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 // The fake backend: a TCP server that speaks just enough IMAP to be proxied
@@ -23,8 +25,8 @@ import (
 const greeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"
 
 const (
-	// maxLine caps one command line; the longest we take is an
-	// AUTHENTICATE PLAIN with a short initial response.
+	// maxLine caps one command line, line end included; the longest we
+	// take is an AUTHENTICATE PLAIN with a short initial response.
 	maxLine = 1024
 	// maxCommands bounds the commands served on one connection.
 	maxCommands = 1000
@@ -124,11 +126,11 @@ func (b *backend) serveConn(c net.Conn) {
 	br := bufio.NewReaderSize(c, maxLine)
 	for range maxCommands {
 		c.SetReadDeadline(time.Now().Add(backendIdle))
-		line, err := readLine(br)
+		line, err := mailwire.ReadLine(br, maxLine)
 		if err != nil {
 			return
 		}
-		cmd, err := parseCommand(line)
+		cmd, err := parseCommand(mailwire.TrimEOL(line))
 		if err != nil {
 			fmt.Fprintf(c, "* BAD %v\r\n", err)
 			continue
@@ -173,11 +175,11 @@ func (b *backend) handle(c net.Conn, br *bufio.Reader, cmd command) bool {
 			if _, err := c.Write([]byte("+ \r\n")); err != nil {
 				return false
 			}
-			line, err := readLine(br)
+			line, err := mailwire.ReadLine(br, maxLine)
 			if err != nil {
 				return false
 			}
-			resp = string(line)
+			resp = mailwire.TrimEOL(line)
 		}
 		user, err := decodePlain(resp)
 		if err != nil {
@@ -250,9 +252,8 @@ type command struct {
 // parseCommand splits "tag VERB arg..." (RFC 9051 section 2.2.1). Arguments
 // are atoms or quoted strings with \" and \\ escapes; literals are not
 // supported (the benchmark clients never send them).
-func parseCommand(line []byte) (command, error) {
-	s := string(line)
-	tag, rest, ok := strings.Cut(s, " ")
+func parseCommand(line string) (command, error) {
+	tag, rest, ok := strings.Cut(line, " ")
 	if !ok || tag == "" {
 		return command{}, errors.New("missing tag or command")
 	}
@@ -316,19 +317,4 @@ func decodePlain(b64 string) (string, error) {
 		return "", errors.New("malformed PLAIN response")
 	}
 	return parts[1], nil
-}
-
-// errLineTooLong ends a connection that sends an overlong line.
-var errLineTooLong = errors.New("line too long")
-
-// readLine reads one CRLF (or LF) terminated line without its terminator.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, errLineTooLong
-	}
-	if err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(line, "\r\n"), nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 func startTestBackend(t *testing.T) *backend {
@@ -42,11 +43,11 @@ func converse(t *testing.T, b *backend, lines ...string) []string {
 	var got []string
 	cl.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	for range 20 {
-		line, err := readLine(cl.r)
+		line, err := cl.readLine()
 		if err != nil {
 			break
 		}
-		got = append(got, string(line))
+		got = append(got, line)
 	}
 	return got
 }
@@ -59,7 +60,7 @@ func dialRaw(addr string) (*client, error) {
 	}
 	r := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if line, err := readLine(r); err != nil || string(line)+"\r\n" != greeting {
+	if line, err := mailwire.ReadLine(r, maxReplyLine); err != nil || line != greeting {
 		c.Close()
 		return nil, fmt.Errorf("greeting: got %q, %v; want %q", line, err, greeting)
 	}
@@ -156,7 +157,7 @@ func TestParseCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
-			got, err := parseCommand([]byte(tt.line))
+			got, err := parseCommand(tt.line)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
 			}
@@ -169,9 +170,9 @@ func TestParseCommand(t *testing.T) {
 
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"a LOGIN u p", `a LOGIN "u\"" "p"`, "a AUTHENTICATE PLAIN AGEAYg==", "a {3}", `a "`} {
-		f.Add([]byte(s))
+		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, line []byte) {
+	f.Fuzz(func(t *testing.T, line string) {
 		cmd, err := parseCommand(line)
 		if err != nil {
 			return

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 // The benchmark client: the same few IMAP steps on every path, so any
@@ -16,8 +18,12 @@ import (
 // clientTimeout bounds each step of a client before it is logged in.
 const clientTimeout = 30 * time.Second
 
-// maxReplyLines bounds the untagged lines a client reads before its tagged reply.
-const maxReplyLines = 100
+const (
+	// maxReplyLines bounds the untagged lines a client reads before its tagged reply.
+	maxReplyLines = 100
+	// maxReplyLine caps one reply line, line end included.
+	maxReplyLine = 4096
+)
 
 // errNotOK is a tagged reply other than OK.
 type errNotOK struct{ line string }
@@ -48,11 +54,11 @@ func dialLogin(addr, user string) (*client, error) {
 
 func (cl *client) login(user string) error {
 	cl.c.SetDeadline(time.Now().Add(clientTimeout))
-	line, err := readLine(cl.r)
+	line, err := cl.readLine()
 	if err != nil {
 		return fmt.Errorf("read greeting: %w", err)
 	}
-	if !bytes.HasPrefix(line, []byte("* OK")) {
+	if !strings.HasPrefix(line, "* OK") {
 		return fmt.Errorf("greeting is not OK: %q", line)
 	}
 	if _, err := fmt.Fprintf(cl.c, "a1 LOGIN %s secret\r\n", user); err != nil {
@@ -63,20 +69,27 @@ func (cl *client) login(user string) error {
 
 // tagged reads up to the reply tagged tag and wants it to be OK.
 func (cl *client) tagged(tag string) error {
-	prefix := []byte(tag + " ")
+	prefix := tag + " "
 	for range maxReplyLines {
-		line, err := readLine(cl.r)
+		line, err := cl.readLine()
 		if err != nil {
 			return fmt.Errorf("read reply to %s: %w", tag, err)
 		}
-		if rest, ok := bytes.CutPrefix(line, prefix); ok {
-			if !bytes.HasPrefix(rest, []byte("OK")) {
-				return &errNotOK{line: string(line)}
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			if !strings.HasPrefix(rest, "OK") {
+				return &errNotOK{line: line}
 			}
 			return nil
 		}
 	}
 	return fmt.Errorf("no reply to %s after %d lines", tag, maxReplyLines)
+}
+
+// readLine reads one reply line of at most maxReplyLine octets, line end
+// stripped.
+func (cl *client) readLine() (string, error) {
+	line, err := mailwire.ReadLine(cl.r, maxReplyLine)
+	return mailwire.TrimEOL(line), err
 }
 
 // logout says LOGOUT, waits for the tagged OK and closes.

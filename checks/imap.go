@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 // imapLogin is the optional authenticated part of an IMAP check.
@@ -235,8 +237,8 @@ func isIMAPAtom(s string) bool {
 }
 
 // imapSendLogin sends "b LOGIN user password" with each argument as a
-// quoted string when it can be one (RFC 3501 section 4.3: no CR, LF or 8-bit
-// octets; backslash and DQUOTE escaped) and as a literal otherwise. Literals
+// quoted string when it can be one (mailwire.IMAPQuote) and as a literal
+// otherwise. Literals
 // are non-synchronizing when the server advertises LITERAL+ (RFC 7888), or
 // LITERAL- for short ones; otherwise the probe waits for the continuation.
 func (s *session) imapSendLogin(user, password string, caps []string) error {
@@ -248,7 +250,7 @@ func (s *session) imapSendLogin(user, password string, caps []string) error {
 	line.WriteString("b LOGIN")
 	for _, arg := range []string{user, password} {
 		line.WriteByte(' ')
-		if q, ok := imapQuote(arg); ok {
+		if q, ok := mailwire.IMAPQuote(arg); ok {
 			line.WriteString(q)
 			continue
 		}
@@ -272,25 +274,4 @@ func (s *session) imapSendLogin(user, password string, caps []string) error {
 		line.WriteString(arg)
 	}
 	return s.send(sendStep("LOGIN"), line.String())
-}
-
-// imapQuote returns s as an IMAP quoted string, or ok false if s needs a
-// literal (RFC 3501 section 4.3: QUOTED-CHAR is 7-bit TEXT-CHAR, with "\"
-// and DQUOTE escaped by "\").
-func imapQuote(s string) (string, bool) {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == 0 || c == '\r' || c == '\n' || c >= 0x80:
-			return "", false
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteByte(c)
-	}
-	b.WriteByte('"')
-	return b.String(), true
 }

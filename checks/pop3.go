@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"strings"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 // pop3 runs the POP3 conversation: +OK greeting, CAPA, QUIT. It returns the
@@ -14,7 +16,7 @@ func (s *session) pop3() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !pop3OK(line) {
+	if !mailwire.POP3OK(line) {
 		return nil, s.unexpected("greeting", line, `"+OK"`)
 	}
 
@@ -27,12 +29,12 @@ func (s *session) pop3() ([]string, error) {
 	}
 	var caps []string
 	switch {
-	case pop3OK(line):
+	case mailwire.POP3OK(line):
 		caps, err = readPOP3MultiLine(s.r)
 		if err != nil {
 			return nil, s.fail(replyStep("CAPA"), err)
 		}
-	case hasPrefixFold(line, "-ERR"):
+	case mailwire.POP3Err(line):
 		// RFC 2449 section 5: a server without CAPA answers -ERR. It still
 		// talks POP3, so the check passes, with no capabilities.
 	default:
@@ -54,16 +56,10 @@ func (s *session) pop3Quit(cause error) error {
 	switch {
 	case err != nil:
 		return firstErr(cause, err)
-	case !pop3OK(line):
+	case !mailwire.POP3OK(line):
 		return firstErr(cause, s.unexpected("QUIT", line, `"+OK"`))
 	}
 	return cause
-}
-
-// pop3OK reports whether line is a positive status indicator (RFC 1939
-// section 3: "+OK", then a space and text, or nothing).
-func pop3OK(line string) bool {
-	return hasPrefixFold(line, "+OK") && (len(line) == 3 || line[3] == ' ')
 }
 
 // readPOP3MultiLine reads the body of a multi-line response after its status

@@ -10,18 +10,19 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 // Caps on what a probe reads, so a broken or hostile server cannot make a
 // check allocate without bound.
 const (
-	// maxLine caps one reply line. RFC 5321 section 4.5.3.1.5 allows 512
-	// octets per SMTP reply line, RFC 2449 section 4 512 per POP3 line; IMAP
-	// CAPABILITY lines are longer but well under this.
+	// maxLine caps one reply line, line end included. RFC 5321 section
+	// 4.5.3.1.5 allows 512 octets per SMTP reply line, RFC 2449 section 4 512
+	// per POP3 line; IMAP CAPABILITY lines are longer but well under this.
 	maxLine = 8 << 10
 	// maxLines caps the lines of one reply (multi-line SMTP, CAPA, untagged
 	// IMAP responses before the tagged one).
@@ -36,10 +37,11 @@ const (
 var (
 	// ErrUnexpectedReply means the server answered, but not what the probe wanted.
 	ErrUnexpectedReply = errors.New("unexpected reply")
-	// ErrLineTooLong means a reply line exceeded the probe's cap.
-	ErrLineTooLong = errors.New("reply line too long")
+	// ErrLineTooLong means a reply line exceeded the probe's cap. It is
+	// the mail wire's own error, so errors.Is matches either name.
+	ErrLineTooLong = mailwire.ErrLineTooLong
 	// ErrTooManyLines means a reply had more lines than the probe accepts.
-	ErrTooManyLines = errors.New("too many reply lines")
+	ErrTooManyLines = mailwire.ErrTooManyLines
 )
 
 // CheckError says which step of a probe failed and why. Its Error text is the
@@ -231,8 +233,8 @@ func (s *session) send(step, line string) error {
 	return nil
 }
 
-// readLine reads one line, CRLF (or bare LF) stripped, of at most maxLine
-// octets. step names it in errors.
+// readLine reads one line of at most maxLine octets, line end stripped.
+// step names it in errors.
 func (s *session) readLine(step string) (string, error) {
 	line, err := readLine(s.r)
 	if err != nil {
@@ -241,34 +243,11 @@ func (s *session) readLine(step string) (string, error) {
 	return line, nil
 }
 
-// readLine reads one line of at most maxLine octets and strips its line end.
-// A final line without a line end before EOF is io.ErrUnexpectedEOF.
+// readLine reads one line of at most maxLine octets (mailwire.ReadLine)
+// and strips its line end. A last line cut off by EOF is io.EOF.
 func readLine(r *bufio.Reader) (string, error) {
-	var b []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		if len(b)+len(frag) > maxLine+2 {
-			return "", ErrLineTooLong
-		}
-		b = append(b, frag...)
-		switch {
-		case err == nil:
-			b = b[:len(b)-1]
-			if n := len(b); n > 0 && b[n-1] == '\r' {
-				b = b[:n-1]
-			}
-			if len(b) > maxLine {
-				return "", ErrLineTooLong
-			}
-			return string(b), nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF) && len(b) > 0:
-			return "", io.ErrUnexpectedEOF
-		default:
-			return "", err
-		}
-	}
+	line, err := mailwire.ReadLine(r, maxLine)
+	return mailwire.TrimEOL(line), err
 }
 
 // replyStep names the reading of cmd's reply as a step.
@@ -289,9 +268,4 @@ func atoiStrict(s string) (int, bool) {
 	}
 	n, err := strconv.Atoi(s)
 	return n, err == nil
-}
-
-// hasPrefixFold reports whether s begins with prefix, ASCII case-insensitively.
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -1,14 +1,10 @@
 package checks
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
-	"strconv"
-)
 
-// errMalformedReply marks a line that is not an SMTP reply line.
-var errMalformedReply = errors.New("malformed reply line")
+	"github.com/maildirector/maildirector/internal/mailwire"
+)
 
 // smtp runs the SMTP or LMTP conversation: greeting 220, hello (EHLO or
 // LHLO) answered 250, QUIT answered 221. It returns the hello keywords (the
@@ -66,72 +62,24 @@ func (s *session) smtpQuit(cause error) error {
 	return cause
 }
 
-// readSMTPReply reads one reply to cmd ("greeting" for the greeting).
-// A malformed line is an unexpected reply quoting it.
+// readSMTPReply reads one reply to cmd ("greeting" for the greeting)
+// and returns its code and lines (mailwire.ReadSMTPReply). A malformed line
+// is an unexpected reply quoting it.
 func (s *session) readSMTPReply(cmd string) (int, []string, error) {
 	step := replyStep(cmd)
 	if cmd == "greeting" {
 		step = "reading greeting"
 	}
-	code, lines, err := readSMTPReply(s.r)
+	r, err := mailwire.ReadSMTPReply(s.r, maxLines, maxLine)
 	switch {
-	case errors.Is(err, errMalformedReply):
-		bad := ""
-		if len(lines) > 0 {
-			bad = lines[len(lines)-1]
-		}
+	case errors.Is(err, mailwire.ErrMalformedReply):
 		want := "a reply line"
 		if cmd == "greeting" {
 			want = "220"
 		}
-		return 0, nil, s.unexpected(cmd, bad, want)
+		return 0, nil, s.unexpected(cmd, r.Lines[len(r.Lines)-1], want)
 	case err != nil:
 		return 0, nil, s.fail(step, err)
 	}
-	return code, lines, nil
-}
-
-// readSMTPReply reads one possibly multi-line reply (RFC 5321 section 4.2):
-// lines "code-text" continue it, "code text" or "code" alone ends it, and
-// every line carries the same code. It returns the code and the raw lines.
-// On errMalformedReply the last line returned is the offending one.
-func readSMTPReply(r *bufio.Reader) (int, []string, error) {
-	var lines []string
-	code := 0
-	for range maxLines {
-		line, err := readLine(r)
-		if err != nil {
-			return 0, lines, err
-		}
-		lines = append(lines, line)
-		c, more, ok := parseSMTPLine(line)
-		if !ok || (code != 0 && c != code) {
-			return 0, lines, fmt.Errorf("%w %q", errMalformedReply, line)
-		}
-		code = c
-		if !more {
-			return code, lines, nil
-		}
-	}
-	return 0, lines, ErrTooManyLines
-}
-
-// parseSMTPLine parses one reply line: a three-digit code (first digit 2-5,
-// RFC 5321 section 4.2.1), then "-" (more lines follow), " " or the end.
-func parseSMTPLine(line string) (code int, more, ok bool) {
-	if len(line) < 3 || line[0] < '2' || line[0] > '5' ||
-		line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' {
-		return 0, false, false
-	}
-	code, _ = strconv.Atoi(line[:3])
-	if len(line) == 3 {
-		return code, false, true
-	}
-	switch line[3] {
-	case '-':
-		return code, true, true
-	case ' ':
-		return code, false, true
-	}
-	return 0, false, false
+	return r.Code, r.Lines, nil
 }

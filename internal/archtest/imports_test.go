@@ -14,18 +14,18 @@ const module = "github.com/maildirector/maildirector/"
 // the module it must not import, directly or not. A trailing "/" matches a
 // whole subtree.
 var forbidden = map[string][]string{
-	"config":                      {""},
-	"director":                    {""},
-	"checks":                      {""},
-	"tlsutil":                     {""},
-	"protocols/internal/sasl":     {""},
-	"protocols/internal/textline": {""},
-	"proxy":                       {"protocols/", "director", "checks", "config", "stats"},
-	"protocols/imap":              {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
-	"protocols/lmtp":              {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp"},
-	"protocols/pop3":              {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/submission", "protocols/tcp"},
-	"protocols/submission":        {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp"},
-	"protocols/tcp":               {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission"},
+	"config":                  {""},
+	"director":                {""},
+	"checks":                  {"director", "proxy", "protocols/", "config", "cmd/", "internal/dovecotlab", "internal/smtpsink"}, // internal/mailwire only
+	"tlsutil":                 {""},
+	"protocols/internal/sasl": {""},
+	"internal/mailwire":       {""},
+	"proxy":                   {"protocols/", "director", "checks", "config", "stats"},
+	"protocols/imap":          {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
+	"protocols/lmtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp"},
+	"protocols/pop3":          {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/submission", "protocols/tcp"},
+	"protocols/submission":    {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp"},
+	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission"},
 }
 
 type pkg struct {

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -28,8 +28,9 @@ const serverTag = "L1"
 
 const (
 	// maxLoginReplyBytes caps everything a server sends from its greeting
-	// to the tagged answer to the login: a greeting and a CAPABILITY line
-	// are a few hundred bytes. Past it the server has failed.
+	// to the tagged answer to the login, line ends included: a greeting and
+	// a CAPABILITY line are a few hundred bytes. Past it the server has
+	// failed.
 	maxLoginReplyBytes = 64 << 10
 	// maxServerLines bounds the lines after the greeting up to the tagged
 	// answer.
@@ -67,7 +68,7 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 
 	br := bufio.NewReaderSize(conn, 4096)
 	budget := maxLoginReplyBytes
-	greeting, err := readLineLimit(br, budget, nil)
+	greeting, err := mailwire.ReadLine(br, budget)
 	if err != nil {
 		return nil, proxy.ServerFailure(fmt.Errorf("read greeting: %w", err))
 	}
@@ -84,10 +85,10 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 
 	var out []byte
 	conts := 0
-	tagged := []byte(serverTag + " ")
+	tagged := serverTag + " "
 	for range maxServerLines {
-		line, err := readLineLimit(br, budget, nil)
-		if errors.Is(err, errLineTooLong) {
+		line, err := mailwire.ReadLine(br, budget)
+		if errors.Is(err, mailwire.ErrLineTooLong) {
 			return nil, proxy.ServerFailure(fmt.Errorf("more than %d bytes before the login reply", maxLoginReplyBytes))
 		}
 		if err != nil {
@@ -113,7 +114,7 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 			if _, err := conn.Write(next); err != nil {
 				return nil, proxy.ServerFailure(fmt.Errorf("send login: %w", err))
 			}
-		case bytes.HasPrefix(line, []byte("* ")):
+		case strings.HasPrefix(line, "* "):
 			// RFC 9051 section 7.1.3 and 7.1.5: an untagged BAD is a
 			// command the server could not parse (it sends no tagged
 			// answer then), a BYE its refusal to go on; either way it
@@ -123,7 +124,7 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 				return nil, fmt.Errorf("%w: untagged %s", errServerRefused, w)
 			}
 			out = append(out, line...)
-		case bytes.HasPrefix(line, tagged):
+		case strings.HasPrefix(line, tagged):
 			// The client sees its own tag on the server's answer.
 			out = append(append(out, tag...), line[len(serverTag):]...)
 			switch word(line[len(tagged):]) {
@@ -147,11 +148,11 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 // parseGreeting checks a server greeting (RFC 9051 section 7.1.1: "* OK";
 // BYE and PREAUTH are no use to a proxy) and returns the capabilities of
 // its CAPABILITY response code, upper-cased, if it has one.
-func parseGreeting(line []byte) (map[string]bool, error) {
-	s := strings.TrimRight(string(line), "\r\n")
+func parseGreeting(line string) (map[string]bool, error) {
+	s := strings.TrimRight(line, "\r\n")
 	rest, ok := strings.CutPrefix(s, "* ")
-	if !ok || word([]byte(rest)) != "OK" {
-		if word([]byte(rest)) == "BYE" {
+	if !ok || word(rest) != "OK" {
+		if word(rest) == "BYE" {
 			return nil, errors.New("server greeted with BYE")
 		}
 		return nil, errors.New("malformed server greeting")
@@ -202,8 +203,8 @@ func loginCommand(tag string, req loginRequest, caps map[string]bool) (parts [][
 }
 
 // loginParts builds "tag LOGIN user password" (RFC 9051 section 6.2.3),
-// each argument a quoted string when it can be one and a literal
-// otherwise: non-synchronising when the server has LITERAL+ or LITERAL-
+// each argument a quoted string when it can be one (mailwire.IMAPQuote)
+// and a literal otherwise: non-synchronising when the server has LITERAL+ or LITERAL-
 // (RFC 7888; our fields are at most 255 octets, under LITERAL-'s 4096),
 // else synchronising, which splits the command where the server must say
 // "+" first.
@@ -214,8 +215,8 @@ func loginParts(tag, user, password string, nonSync bool) [][]byte {
 		if i > 0 {
 			cur = append(cur, ' ')
 		}
-		if quotable(arg) {
-			cur = appendQuoted(cur, arg)
+		if q, ok := mailwire.IMAPQuote(arg); ok {
+			cur = append(cur, q...)
 			continue
 		}
 		cur = append(cur, '{')
@@ -230,28 +231,6 @@ func loginParts(tag, user, password string, nonSync bool) [][]byte {
 		cur = append(cur, arg...)
 	}
 	return append(parts, append(cur, "\r\n"...))
-}
-
-// quotable reports whether s can be a quoted string for any IMAP4rev1
-// server: 7-bit, no NUL, CR or LF.
-func quotable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == 0 || c == '\r' || c == '\n' || c >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func appendQuoted(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			b = append(b, '\\')
-		}
-		b = append(b, s[i])
-	}
-	return append(b, '"')
 }
 
 // saslAbort is the answer to a SASL challenge the replay does not expect:
@@ -269,14 +248,14 @@ func saslAbort(mech string) []byte {
 	return []byte("*\r\n")
 }
 
-// word returns the first space-delimited word of b, upper-cased.
-func word(b []byte) string {
-	end := bytes.IndexAny(b, " \r\n")
+// word returns the first space-delimited word of s, upper-cased.
+func word(s string) string {
+	end := strings.IndexAny(s, " \r\n")
 	if end < 0 {
-		end = len(b)
+		end = len(s)
 	}
 	if end > 16 {
 		return "" // no status word is that long
 	}
-	return strings.ToUpper(string(b[:end]))
+	return strings.ToUpper(s[:end])
 }

@@ -169,7 +169,7 @@ func TestLoginCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			caps, err := parseGreeting([]byte("* OK [CAPABILITY IMAP4rev1 " + tt.caps + "] hi\r\n"))
+			caps, err := parseGreeting("* OK [CAPABILITY IMAP4rev1 " + tt.caps + "] hi\r\n")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/proxy"
 )
 
@@ -228,38 +228,14 @@ func (s *session) sniff() error {
 func (s *session) readLine(limit int) ([]byte, error) {
 	r := s.c.Reader()
 	s.c.SetPhase(proxy.PhasePreAuth)
-	line, err := readLineLimit(r, limit, nil)
+	line, err := mailwire.ReadLine(r, limit+len("\r\n"))
 	if err != nil {
-		if errors.Is(err, errLineTooLong) {
-			return nil, err
+		if errors.Is(err, mailwire.ErrLineTooLong) {
+			return nil, errLineTooLong
 		}
 		return nil, s.readError(err)
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
-}
-
-// readLineLimit reads up to and including the next LF from r and appends it
-// to dst, failing with errLineTooLong past limit bytes (the terminator not
-// counted). It holds at most limit plus one buffer of r in memory.
-func readLineLimit(r *bufio.Reader, limit int, dst []byte) ([]byte, error) {
-	start := len(dst)
-	for {
-		frag, err := r.ReadSlice('\n')
-		if len(dst)-start+len(frag) > limit+2 {
-			return nil, errLineTooLong
-		}
-		dst = append(dst, frag...)
-		switch {
-		case err == nil:
-			return dst, nil
-		case !errors.Is(err, bufio.ErrBufferFull):
-			return nil, err
-		}
-	}
+	return []byte(mailwire.TrimEOL(line)), nil
 }
 
 // readError classifies a failed client read: the pre-login deadline is

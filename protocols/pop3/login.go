@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -32,47 +33,40 @@ func serverLogin(creds sasl.Credentials) proxy.LoginFunc {
 		failed := func(step string, err error) error {
 			return proxy.ServerFailure(fmt.Errorf("%s from %s: %w", step, t.Server, err))
 		}
-		line, err := readLine(br, maxServerLine)
+		line, err := mailwire.ReadLine(br, maxServerLine)
 		if err != nil {
 			return nil, failed("read greeting", err)
 		}
-		if !isStatus(line, "+OK") {
-			return nil, failed("greeting", fmt.Errorf("unexpected %q", trimEOL(line)))
+		if !mailwire.POP3OK(line) {
+			return nil, failed("greeting", fmt.Errorf("unexpected %q", mailwire.TrimEOL(line)))
 		}
 		if _, err := io.WriteString(server, "AUTH PLAIN "+ir+"\r\n"); err != nil {
 			return nil, failed("send AUTH", err)
 		}
-		line, err = readLine(br, maxServerLine)
-		if err == nil && (strings.HasPrefix(line, "+ ") || trimEOL(line) == "+") {
+		line, err = mailwire.ReadLine(br, maxServerLine)
+		if err == nil && (strings.HasPrefix(line, "+ ") || mailwire.TrimEOL(line) == "+") {
 			// A server that ignores the initial response asks for it.
 			if _, err := io.WriteString(server, ir+"\r\n"); err != nil {
 				return nil, failed("send AUTH response", err)
 			}
-			line, err = readLine(br, maxServerLine)
+			line, err = mailwire.ReadLine(br, maxServerLine)
 		}
 		if err != nil {
 			return nil, failed("read AUTH reply", err)
 		}
 		switch {
-		case isStatus(line, "+OK"):
-			reply := []byte(trimEOL(line) + "\r\n")
+		case mailwire.POP3OK(line):
+			reply := []byte(mailwire.TrimEOL(line) + "\r\n")
 			if n := br.Buffered(); n > 0 {
 				rest, _ := br.Peek(n)
 				reply = append(reply, rest...)
 			}
 			return reply, nil
-		case isStatus(line, "-ERR") && strings.HasPrefix(line[4:], " [SYS/TEMP]"):
-			return nil, proxy.ServerBusy(fmt.Errorf("server %s: AUTH: temporary failure %q", t.Server, trimEOL(line)))
-		case isStatus(line, "-ERR"):
-			return nil, &rejectedError{server: t.Server, reply: trimEOL(line) + "\r\n"}
+		case mailwire.POP3Err(line) && strings.HasPrefix(line[4:], " [SYS/TEMP]"):
+			return nil, proxy.ServerBusy(fmt.Errorf("server %s: AUTH: temporary failure %q", t.Server, mailwire.TrimEOL(line)))
+		case mailwire.POP3Err(line):
+			return nil, &rejectedError{server: t.Server, reply: mailwire.TrimEOL(line) + "\r\n"}
 		}
-		return nil, failed("AUTH", fmt.Errorf("unexpected reply %q", trimEOL(line)))
+		return nil, failed("AUTH", fmt.Errorf("unexpected reply %q", mailwire.TrimEOL(line)))
 	}
-}
-
-// isStatus reports whether line starts with the status indicator st
-// ("+OK", "-ERR") as a whole word (RFC 1939 section 3).
-func isStatus(line, st string) bool {
-	rest, ok := strings.CutPrefix(line, st)
-	return ok && (rest == "" || rest[0] == ' ' || rest[0] == '\r' || rest[0] == '\n')
 }

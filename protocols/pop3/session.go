@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -43,7 +44,7 @@ func (s *session) serve(ctx context.Context) error {
 	}
 	for n := 0; n < maxCommands; n++ {
 		s.c.SetPhase(proxy.PhasePreAuth)
-		line, err := readLine(s.c.Reader(), maxLine)
+		line, err := mailwire.ReadLine(s.c.Reader(), maxLine)
 		if errors.Is(err, errLineTooLong) {
 			return s.fail(ErrLineTooLong)
 		}
@@ -290,14 +291,14 @@ func (s *session) handleAuth(ctx context.Context, cmd command) error {
 			return err
 		}
 		s.c.SetPhase(proxy.PhasePreAuth)
-		line, err := readLine(s.c.Reader(), maxLine)
+		line, err := mailwire.ReadLine(s.c.Reader(), maxLine)
 		if errors.Is(err, errLineTooLong) {
 			return ErrLineTooLong
 		}
 		if err != nil {
 			return end(fmt.Errorf("read auth response: %w", err))
 		}
-		ir = trimEOL(line)
+		ir = mailwire.TrimEOL(line)
 	}
 	msg, err := sasl.DecodeResponse(ir)
 	switch {

@@ -1,11 +1,10 @@
 package submission
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 // replyError is a reply the submission frontend sends in place of a
@@ -82,7 +81,7 @@ var (
 // relayed to the client as it is.
 type rejectedError struct {
 	server string
-	reply  serverReply
+	reply  mailwire.Reply
 }
 
 func (e *rejectedError) Error() string {
@@ -95,77 +94,3 @@ type endSession struct{ err error }
 
 func (e *endSession) Error() string { return e.err.Error() }
 func (e *endSession) Unwrap() error { return e.err }
-
-// serverReply is one SMTP reply read from a server (RFC 5321
-// section 4.2): its code and all its lines as received (CRLF each).
-type serverReply struct {
-	Code  int
-	Lines []string // without the line ending
-}
-
-// Raw is the reply as sent to the client, CRLF after each line.
-func (r serverReply) Raw() string {
-	var b strings.Builder
-	for _, l := range r.Lines {
-		b.WriteString(l)
-		b.WriteString("\r\n")
-	}
-	return b.String()
-}
-
-// Text is the reply's lines without code, for error messages.
-func (r serverReply) Text() string {
-	var parts []string
-	for _, l := range r.Lines {
-		if len(l) > 4 {
-			parts = append(parts, l[4:])
-		}
-	}
-	return strings.Join(parts, " / ")
-}
-
-var errBadReply = errors.New("malformed reply")
-
-// readReply reads one reply, multi-line or not (RFC 5321
-// section 4.2.1): "250-first", ..., "250 last". All lines must carry the
-// same three-digit code.
-func readReply(br *bufio.Reader) (serverReply, error) {
-	var r serverReply
-	for range maxReplyLines {
-		line, err := readLine(br, maxServerLine)
-		if err != nil {
-			return r, err
-		}
-		line = trimEOL(line)
-		code, last, err := parseReplyLine(line)
-		if err != nil {
-			return r, err
-		}
-		if r.Code != 0 && code != r.Code {
-			return r, fmt.Errorf("%w: code %d after %d", errBadReply, code, r.Code)
-		}
-		r.Code = code
-		r.Lines = append(r.Lines, line)
-		if last {
-			return r, nil
-		}
-	}
-	return r, fmt.Errorf("%w: more than %d lines", errBadReply, maxReplyLines)
-}
-
-// parseReplyLine parses "ddd", "ddd text" or "ddd-text".
-func parseReplyLine(line string) (code int, last bool, err error) {
-	if len(line) < 3 || line[0] < '2' || line[0] > '5' || !isDigit(line[1]) || !isDigit(line[2]) {
-		return 0, false, errBadReply
-	}
-	code, _ = strconv.Atoi(line[:3])
-	switch {
-	case len(line) == 3, line[3] == ' ':
-		return code, true, nil
-	case line[3] == '-':
-		return code, false, nil
-	}
-	return 0, false, errBadReply
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }

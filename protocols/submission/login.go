@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -42,13 +43,13 @@ func (l *serverLogin) run(ctx context.Context, server net.Conn, t proxy.Target) 
 		return proxy.ServerFailure(fmt.Errorf("%s with %s: %w", step, t.Server, err))
 	}
 	// exchange sends line (if any) and reads the reply, which must have code want.
-	exchange := func(step, line string, want int) (serverReply, error) {
+	exchange := func(step, line string, want int) (mailwire.Reply, error) {
 		if line != "" {
 			if _, err := io.WriteString(server, line+"\r\n"); err != nil {
-				return serverReply{}, failed(step, err)
+				return mailwire.Reply{}, failed(step, err)
 			}
 		}
-		r, err := readReply(br)
+		r, err := mailwire.ReadSMTPReply(br, maxReplyLines, maxServerLine)
 		if err != nil {
 			return r, failed(step, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/protocols/internal/sasl"
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -45,7 +46,7 @@ func (s *session) serve(ctx context.Context) error {
 	}
 	for range maxCommands {
 		s.c.SetPhase(proxy.PhasePreAuth)
-		line, err := readLine(s.c.Reader(), maxLine)
+		line, err := mailwire.ReadLine(s.c.Reader(), maxLine)
 		if errors.Is(err, errLineTooLong) {
 			return s.fail(errLineTooLongReply)
 		}
@@ -342,14 +343,14 @@ func (s *session) challenge(prompt string) ([]byte, error) {
 		return nil, err
 	}
 	s.c.SetPhase(proxy.PhasePreAuth)
-	line, err := readLine(s.c.Reader(), maxLine)
+	line, err := mailwire.ReadLine(s.c.Reader(), maxLine)
 	if errors.Is(err, errLineTooLong) {
 		return nil, errLineTooLongReply
 	}
 	if err != nil {
 		return nil, &endSession{fmt.Errorf("read auth response: %w", err)}
 	}
-	return s.decode(trimEOL(line))
+	return s.decode(mailwire.TrimEOL(line))
 }
 
 // decode decodes one base64 response; "*" cancels (RFC 4954 section 4).

@@ -639,32 +639,3 @@ func TestParseCommand(t *testing.T) {
 		})
 	}
 }
-
-func TestReadReply(t *testing.T) {
-	tests := []struct {
-		name  string
-		in    string
-		code  int
-		lines int
-		err   bool
-	}{
-		{"single", "220 hi\r\n", 220, 1, false},
-		{"bare code", "250\r\n", 250, 1, false},
-		{"multi", "250-a\r\n250-b\r\n250 c\r\n", 250, 3, false},
-		{"mixed codes", "250-a\r\n251 b\r\n", 0, 0, true},
-		{"bad separator", "250xa\r\n", 0, 0, true},
-		{"not a code", "hello\r\n", 0, 0, true},
-		{"truncated", "250-a\r\n", 0, 0, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, err := readReply(bufio.NewReader(strings.NewReader(tt.in)))
-			if (err != nil) != tt.err {
-				t.Fatalf("err: got %v, want error %v", err, tt.err)
-			}
-			if !tt.err && (r.Code != tt.code || len(r.Lines) != tt.lines) {
-				t.Errorf("got code %d with %d lines, want %d with %d", r.Code, len(r.Lines), tt.code, tt.lines)
-			}
-		})
-	}
-}
