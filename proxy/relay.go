@@ -49,14 +49,9 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
 		}
 		c.bytesIn.Add(int64(len(toServer)))
 	}
-	c.mu.Lock()
-	if c.ended != "" {
-		ended := c.ended
-		c.mu.Unlock()
-		return fmt.Errorf("relay: session is ending (%s)", ended)
+	if err := c.handOff(); err != nil {
+		return err
 	}
-	c.handedOff.Store(true)
-	c.mu.Unlock()
 	putReader(c.r) // the pre-login buffer is not needed any more
 	c.r = nil
 	c.srv.relay.add(c, cl, sl)
