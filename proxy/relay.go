@@ -18,12 +18,19 @@ func deadlineFor(d time.Duration) time.Time { return time.Now().Add(d) }
 // pipelined reply read with the login answer). Bytes the client sent ahead,
 // still in [Conn.Reader], go to the server first.
 //
-// From then on the relay owns both connections: it copies bytes both ways,
+// Relay takes server whatever happens: on error it has closed server, and
+// the client stays with the handler, which returns the error.
+//
+// On success the relay owns both connections: it copies bytes both ways,
 // passes half-closes on, ends the session after the frontend's idle timeout
 // without a byte either way, and closes both legs and writes the session's
-// log line when it ends. On error nothing was handed over and the caller
-// still owns server.
-func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
+// log line when it ends.
+func (c *Conn) Relay(server net.Conn, fromServer []byte) (err error) {
+	defer func() {
+		if err != nil {
+			server.Close()
+		}
+	}()
 	sl, err := newLeg(server)
 	if err != nil {
 		return err
