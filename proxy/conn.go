@@ -34,31 +34,37 @@ const readerSize = 4096
 // A Handler reads the client through [Conn.Reader] and writes with
 // [Conn.Write]. Methods are not safe for concurrent use unless noted; the
 // engine itself only touches the connection concurrently to end it.
+//
+// Its life (new → serving → relaying → closed, the engine's end reason, the
+// goodbye) is in lifecycle.go, the only file that changes it.
+//
+// Lock order, where locks nest: Server.mu, then relay.mu, then session.mu
+// (one relayed session), then Conn.mu; pipePool.mu is a leaf. Take them in
+// that order and never the reverse. Today the only nesting is session.mu →
+// Conn.mu (a detached session reads the goodbye while its sockets are
+// shut); Server.mu and relay.mu are held alone, and no lock is held while
+// a lease is released or a blocking write is made.
 type Conn struct {
-	id        uint64
-	srv       *Server
-	fe        *Frontend
-	start     time.Time
-	remote    netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
-	local     netip.AddrPort // the address the client connected to
-	sock      *sockConn      // the client socket
-	sem       chan struct{}  // the frontend maxconn slot this session holds
-	tlsConn   *tls.Conn      // non-nil once the client is on TLS
-	r         *bufio.Reader
-	proxied   bool // remote came from an inbound PROXY header
-	handedOff atomic.Bool
+	id      uint64
+	srv     *Server
+	fe      *Frontend
+	start   time.Time
+	remote  netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
+	local   netip.AddrPort // the address the client connected to
+	sock    *sockConn      // the client socket
+	sem     chan struct{}  // the frontend maxconn slot this session holds
+	tlsConn *tls.Conn      // non-nil once the client is on TLS
+	r       *bufio.Reader
+	proxied bool // remote came from an inbound PROXY header
 
 	bytesIn  atomic.Int64 // client → maildirector
 	bytesOut atomic.Int64 // maildirector → client
 
-	mu      sync.Mutex         // guards the fields below, read by the registry and the log line
-	cancel  context.CancelFunc // ends the handler's context; nil once it returned
-	user    string
-	lease   Lease
-	server  string
-	goodbye []byte
-	ended   string // why the session ended, if the engine ended it
-	closed  bool
+	mu     sync.Mutex // guards the fields below, read by the registry and the log line
+	life   connLife   // see lifecycle.go
+	user   string
+	lease  Lease
+	server string
 }
 
 // ID is the connection's number, unique in this process.
@@ -163,15 +169,11 @@ func (c *Conn) SetPhase(p Phase) {
 	case PhaseRelay:
 		d = t.idle()
 	}
-	c.mu.Lock()
-	stopping := c.ended != ""
-	c.mu.Unlock()
-	switch {
-	case stopping:
+	if c.endingReason() != "" {
 		c.sock.SetDeadline(time.Now()) // the engine is ending the session: the next read fails at once
-	default:
-		c.sock.SetDeadline(deadlineFor(d))
+		return
 	}
+	c.sock.SetDeadline(deadlineFor(d))
 }
 
 // SetUser records the login name for the session's log line and the registry.
@@ -200,14 +202,6 @@ func (c *Conn) SetLease(l Lease) {
 	}
 }
 
-// SetGoodbye sets what the client is told when the engine ends the session
-// (shutdown, kick): IMAP "* BYE ...\r\n", SMTP "421 ...\r\n".
-func (c *Conn) SetGoodbye(msg string) {
-	c.mu.Lock()
-	c.goodbye = []byte(msg)
-	c.mu.Unlock()
-}
-
 // Info is a snapshot of a live session, for the registry and the log line.
 type Info struct {
 	ID       uint64
@@ -229,7 +223,7 @@ func (c *Conn) Info() Info {
 	defer c.mu.Unlock()
 	return Info{
 		ID: c.id, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
-		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.handedOff.Load(),
+		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
 		Start: c.start, BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 	}
 }

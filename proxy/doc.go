@@ -27,4 +27,10 @@
 // where io.Copy in two goroutines would hold two stacks and, through
 // net.TCPConn.ReadFrom, a splice pipe (2 fds) per direction for the whole
 // life of the session.
+//
+// # Platform
+//
+// The relay is Linux only (epoll and splice). Building for another system
+// fails on purpose with "undefined: maildirector_requires_linux"
+// (relay_other.go) rather than with a missing relay.
 package proxy

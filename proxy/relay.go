@@ -25,12 +25,19 @@ func deadlineFor(d time.Duration) time.Time {
 // pipelined reply read with the login answer). Bytes the client sent ahead,
 // still in [Conn.Reader], go to the server first.
 //
-// From then on the relay owns both connections: it copies bytes both ways,
+// Relay takes server whatever happens: on error it has closed server, and
+// the client stays with the handler, which returns the error.
+//
+// On success the relay owns both connections: it copies bytes both ways,
 // passes half-closes on, ends the session after the frontend's idle timeout
 // without a byte either way, and closes both legs and writes the session's
-// log line when it ends. On error nothing was handed over and the caller
-// still owns server.
-func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
+// log line when it ends.
+func (c *Conn) Relay(server net.Conn, fromServer []byte) (err error) {
+	defer func() {
+		if err != nil {
+			server.Close()
+		}
+	}()
 	sl, err := newLeg(server)
 	if err != nil {
 		return err
@@ -56,14 +63,9 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) error {
 		}
 		c.bytesIn.Add(int64(len(toServer)))
 	}
-	c.mu.Lock()
-	if c.ended != "" {
-		ended := c.ended
-		c.mu.Unlock()
-		return fmt.Errorf("relay: session is ending (%s)", ended)
+	if err := c.handOff(); err != nil {
+		return err
 	}
-	c.handedOff.Store(true)
-	c.mu.Unlock()
 	putReader(c.r) // the pre-login buffer is not needed any more
 	c.r = nil
 	c.srv.relay.add(c, cl, sl)

@@ -169,10 +169,7 @@ func (r *relay) add(c *Conn, client, server leg) {
 		s.end("", err)
 		return
 	}
-	c.mu.Lock()
-	ended := c.ended // a stop that came while the session was being added
-	c.mu.Unlock()
-	if ended != "" {
+	if ended := c.endingReason(); ended != "" { // a stop that came while the session was being added
 		s.end(ended, nil)
 		return
 	}
@@ -249,8 +246,8 @@ func (r *relay) sweep(wg *sync.WaitGroup) {
 			r.mu.Lock()
 			var idle []*session
 			for _, s := range r.sessions {
-				limit := s.c.fe.Timeouts.idle()
-				if now.UnixNano()-s.active.Load() > int64(limit) {
+				limit := s.c.fe.Timeouts.idle() // negative: no idle timeout
+				if limit >= 0 && now.UnixNano()-s.active.Load() > int64(limit) {
 					idle = append(idle, s)
 				}
 			}
@@ -346,21 +343,16 @@ func (s *session) end(reason string, err error) {
 	r.mu.Unlock()
 
 	c := s.c
-	c.mu.Lock()
-	if reason != "" && c.ended == "" {
-		c.ended = reason
-	}
-	goodbye := c.goodbye
-	c.mu.Unlock()
+	c.markEnding(reason)
 	if !s.raw {
-		if reason != "" && goodbye != nil && s.dirs[1].running.CompareAndSwap(false, true) {
-			s.legs[0].sock.SetWriteDeadline(time.Now().Add(time.Second))
-			s.legs[0].conn.Write(goodbye)
+		// Holding running keeps a server→client pump from starting under the goodbye.
+		if reason != "" && s.dirs[1].running.CompareAndSwap(false, true) {
+			c.sayGoodbye(reason, s.legs[0].conn)
 		}
 		s.legs[1].conn.Close()
 		s.legs[0].conn.Close()
 	}
-	c.srv.endConn(c, err)
+	c.finish(err)
 }
 
 // endRawLocked ends a detached session: the client is told goodbye when the
@@ -370,13 +362,8 @@ func (s *session) endRawLocked(reason string) {
 	if s.fdsClosed {
 		return
 	}
-	if reason != "" && s.dirs[1].state != dirRunning && s.dirs[1].pending == nil {
-		s.c.mu.Lock()
-		goodbye := s.c.goodbye
-		s.c.mu.Unlock()
-		if goodbye != nil {
-			unix.Write(s.fds[0], goodbye) // best effort, non-blocking
-		}
+	if s.dirs[1].state != dirRunning && s.dirs[1].pending == nil {
+		s.c.sayGoodbye(reason, rawFD(s.fds[0]))
 	}
 	unix.Shutdown(s.fds[0], unix.SHUT_RDWR)
 	unix.Shutdown(s.fds[1], unix.SHUT_RDWR)

@@ -208,6 +208,12 @@ func spliceNoEINTR(from, to, n int) (int, error) {
 	}
 }
 
+// rawFD writes to a detached, non-blocking socket: what the kernel takes
+// now, never waiting (the goodbye is best effort).
+type rawFD int
+
+func (fd rawFD) Write(p []byte) (int, error) { return unix.Write(int(fd), p) }
+
 // errSessionClosed stops a pump of a session that is ending.
 var errSessionClosed = errors.New("session closed")
 

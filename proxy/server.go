@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -343,19 +342,13 @@ func (s *Server) startConn(fe *Frontend, sem chan struct{}, tc *net.TCPConn) {
 		sock:   sock,
 		sem:    sem,
 	}
-	s.mu.Lock()
-	if s.stopping {
-		s.mu.Unlock()
+	ctx, ok := c.register()
+	if !ok {
 		tc.Close()
 		release(sem)
 		release(s.sem)
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel // before c is visible to stopConn
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
 	go s.serveConn(ctx, c)
 }
 
@@ -376,15 +369,35 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	if err == nil {
 		err = s.runHandler(ctx, c)
 	}
-	c.mu.Lock()
-	cancel := c.cancel
-	c.cancel = nil // a relayed session keeps no context
-	c.mu.Unlock()
-	cancel()
-	if c.handedOff.Load() {
+	if c.handlerReturned() {
 		return // the relay owns c now and ends it
 	}
-	s.endConn(c, err)
+	c.finish(err)
+}
+
+// addConn registers c as live, with its goroutine counted in wg, unless the
+// server is stopping.
+func (s *Server) addConn(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// removeConn forgets a finished c and tells a waiting Shutdown when the
+// last session is gone.
+func (s *Server) removeConn(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.drained != nil && len(s.conns) == 0 {
+		close(s.drained)
+		s.drained = nil
+	}
+	s.mu.Unlock()
 }
 
 // runHandler runs the frontend's handler; a panic in it ends this session
@@ -438,81 +451,6 @@ func trusted(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// endConn closes the client, releases the lease and the slots, and writes
-// the session's log line. It runs once per connection.
-func (s *Server) endConn(c *Conn, err error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	lease, ended, goodbye := c.lease, c.ended, c.goodbye
-	c.mu.Unlock()
-
-	if ended != "" && goodbye != nil && !c.handedOff.Load() {
-		c.sock.SetWriteDeadline(time.Now().Add(time.Second))
-		c.netConn().Write(goodbye)
-	}
-	c.netConn().Close()
-	if c.r != nil && !c.handedOff.Load() {
-		putReader(c.r)
-		c.r = nil
-	}
-	if lease != nil {
-		lease.Release()
-	}
-	s.mu.Lock()
-	delete(s.conns, c)
-	if s.drained != nil && len(s.conns) == 0 {
-		close(s.drained)
-		s.drained = nil
-	}
-	s.mu.Unlock()
-	release(c.sem)
-	release(s.sem)
-	s.logSession(c, err, ended)
-}
-
-func (s *Server) logSession(c *Conn, err error, ended string) {
-	info := c.Info()
-	attrs := []any{
-		"user", info.User, "server", info.Server, "tls", info.TLS,
-		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
-		"duration", time.Since(info.Start).Round(time.Millisecond),
-	}
-	if c.proxied {
-		attrs = append(attrs, "via_proxy", true)
-	}
-	reason := endReason(err, ended)
-	attrs = append(attrs, "end", reason)
-	if err != nil && reason == "error" {
-		attrs = append(attrs, "err", err.Error())
-	}
-	c.Logger().Info("session", attrs...)
-}
-
-// endReason classifies how a session ended, with a bounded set of values
-// (they become a metrics label).
-func endReason(err error, ended string) string {
-	switch {
-	case ended != "":
-		return ended
-	case err == nil, errors.Is(err, io.EOF):
-		return "done"
-	case errors.Is(err, net.ErrClosed):
-		return "closed"
-	case isTimeout(err):
-		return "timeout"
-	}
-	return "error"
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // Sessions returns a snapshot of the live sessions.
 func (s *Server) Sessions() []Info {
 	s.mu.Lock()
@@ -534,7 +472,7 @@ func (s *Server) Kick(match func(Info) bool, reason string) int {
 	n := 0
 	for _, c := range s.liveConns() {
 		if match(c.Info()) {
-			s.stopConn(c, reason)
+			c.stop(reason)
 			n++
 		}
 	}
@@ -551,29 +489,6 @@ func (s *Server) liveConns() []*Conn {
 	return conns
 }
 
-// stopConn asks one session to end now: a handler's read fails and its
-// context is cancelled; a relayed session is closed by the relay.
-func (s *Server) stopConn(c *Conn, reason string) {
-	// ended and handedOff change under c.mu: either Relay sees ended and
-	// refuses the handoff, or this sees handedOff and the relay ends the
-	// session (relay.add looks at ended once the session is registered).
-	c.mu.Lock()
-	if c.ended == "" {
-		c.ended = reason
-	}
-	handed := c.handedOff.Load()
-	cancel := c.cancel
-	c.mu.Unlock()
-	if handed {
-		s.relay.stop(c, reason)
-		return
-	}
-	if cancel != nil {
-		cancel()
-	}
-	c.sock.SetReadDeadline(time.Now())
-}
-
 // Close closes every listener and ends every session now. It returns once
 // their handlers have returned; a handler may finish work it must not
 // abandon first (an LMTP delivery already under way, which cut short could
@@ -581,7 +496,7 @@ func (s *Server) stopConn(c *Conn, reason string) {
 func (s *Server) Close() error {
 	s.closeListeners()
 	for _, c := range s.liveConns() {
-		s.stopConn(c, "shutdown")
+		c.stop("shutdown")
 	}
 	s.wg.Wait()
 	s.relay.close()
@@ -604,8 +519,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
-		if !c.handedOff.Load() {
-			s.stopConn(c, "shutdown")
+		if !c.relaying() {
+			c.stop("shutdown")
 		}
 	}
 	var err error
@@ -614,7 +529,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		for _, c := range s.liveConns() {
-			s.stopConn(c, "shutdown")
+			c.stop("shutdown")
 		}
 	}
 	s.wg.Wait()

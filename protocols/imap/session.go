@@ -56,11 +56,7 @@ func (s *session) serve() error {
 		}
 		switch s.state {
 		case stateAuthenticated:
-			if err := s.c.Relay(s.server, s.fromServer); err != nil {
-				s.server.Close() // not handed over: still ours
-				return err
-			}
-			return nil
+			return s.c.Relay(s.server, s.fromServer) // takes the server leg, whatever happens
 		case stateLogout:
 			return nil
 		}

@@ -328,8 +328,7 @@ func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
 		s.failures++
 		return err
 	}
-	if err := s.c.Relay(srv, fromServer); err != nil {
-		srv.Close()
+	if err := s.c.Relay(srv, fromServer); err != nil { // Relay closes srv on error
 		return end(fmt.Errorf("hand off to relay: %w", err))
 	}
 	s.state = stateRelayed

@@ -47,8 +47,7 @@ func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	if err := c.Relay(srv, fromServer); err != nil {
-		srv.Close()
+	if err := c.Relay(srv, fromServer); err != nil { // Relay closes srv on error
 		return fmt.Errorf("hand off to relay: %w", err)
 	}
 	return nil

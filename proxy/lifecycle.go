@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// The life of a Conn, written here and nowhere else. Other files move a
+// Conn through it with the methods below and never touch c.life.
+//
+//	connNew ──register──▶ connServing ──handOff──▶ connRelaying
+//	                           │                        │
+//	                           └──────── finish ────────┴──▶ connClosed
+//
+//   - new: accepted, not yet known to the Server. If the Server is
+//     stopping, register refuses it and the accept path closes the socket.
+//   - serving: registered (Sessions, Kick and shutdown see it) and the
+//     frontend's handler runs in serveConn, with a context stop cancels.
+//   - relaying: the handler gave the session to the relay with
+//     [Conn.Relay]; serveConn returns without ending it, and the relay
+//     calls finish when both sides are done, on an error, or on stop.
+//   - closed: finish ran, once: goodbye if due, client closed, lease and
+//     slots released, the session's log line written.
+//
+// Apart from the state, ended records that the engine (shutdown, kick,
+// idle timeout) asked the session to end and why; the first reason wins and
+// is the one logged. A session that is ending is never handed off: stop and
+// handOff both decide under c.mu, so either handOff sees ended and refuses,
+// or stop sees connRelaying and asks the relay, which also looks at ended
+// once it has registered the session (relay.add).
+
+// connState is where a Conn is in its life; it only moves forward.
+type connState int
+
+const (
+	connNew      connState = iota // accepted, not registered
+	connServing                   // registered; the handler runs
+	connRelaying                  // handed to the relay, which ends it
+	connClosed                    // finished and logged
+)
+
+// connLife is the part of a Conn that its life changes; guarded by Conn.mu.
+type connLife struct {
+	state   connState
+	cancel  context.CancelFunc // ends the handler's context; nil once the handler returned
+	ended   string             // why the engine ended the session; "" if it did not
+	goodbye []byte             // what the client is told when the engine ends the session
+}
+
+// goodbyeTimeout bounds writing the goodbye: a client that does not read
+// must not hold up the end of its session.
+const goodbyeTimeout = time.Second
+
+// register makes c a live session of its Server and returns the handler's
+// context. It reports false when the Server is stopping; c then stays new
+// and the caller closes the socket.
+func (c *Conn) register() (context.Context, bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.life.cancel = cancel // c is not visible to stop yet: no lock needed
+	c.life.state = connServing
+	if !c.srv.addConn(c) {
+		cancel()
+		return nil, false
+	}
+	return ctx, true
+}
+
+// handlerReturned is serveConn's step once the handler has returned: it
+// cancels the handler's context (a relayed session keeps none) and reports
+// whether the relay owns c now, in which case the relay finishes it.
+func (c *Conn) handlerReturned() (relayed bool) {
+	c.mu.Lock()
+	cancel := c.life.cancel
+	c.life.cancel = nil
+	relayed = c.life.state == connRelaying
+	c.mu.Unlock()
+	cancel()
+	return relayed
+}
+
+// handOff moves a serving session to the relay, unless the engine is ending
+// it: then the error says why and the session stays with its handler.
+func (c *Conn) handOff() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.life.ended != "" {
+		return fmt.Errorf("relay: session is ending (%s)", c.life.ended)
+	}
+	c.life.state = connRelaying
+	return nil
+}
+
+// stop asks the session to end now for reason (shutdown, kick): a serving
+// session's pending client read fails and its context is cancelled; a
+// relayed session is ended by the relay. A finished session is left alone.
+func (c *Conn) stop(reason string) {
+	c.mu.Lock()
+	if c.life.state == connClosed {
+		c.mu.Unlock()
+		return
+	}
+	if c.life.ended == "" {
+		c.life.ended = reason
+	}
+	state, cancel := c.life.state, c.life.cancel
+	c.mu.Unlock()
+	if state == connRelaying {
+		c.srv.relay.stop(c, reason)
+		return
+	}
+	if cancel != nil {
+		cancel()
+	}
+	c.sock.SetReadDeadline(time.Now())
+}
+
+// markEnding records that the engine ends the session for reason; "" (a
+// peer or an error ended it) records nothing. The first reason wins.
+func (c *Conn) markEnding(reason string) {
+	c.mu.Lock()
+	if reason != "" && c.life.ended == "" {
+		c.life.ended = reason
+	}
+	c.mu.Unlock()
+}
+
+// endingReason is why the engine is ending the session, or "" if it is not.
+func (c *Conn) endingReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.life.ended
+}
+
+// relayingLocked reports whether the relay owns the session; c.mu is held.
+func (c *Conn) relayingLocked() bool { return c.life.state == connRelaying }
+
+// relaying reports whether the relay owns the session.
+func (c *Conn) relaying() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.relayingLocked()
+}
+
+// SetGoodbye sets what the client is told when the engine ends the session
+// (shutdown, kick): IMAP "* BYE ...\r\n", SMTP "421 ...\r\n".
+func (c *Conn) SetGoodbye(msg string) {
+	c.mu.Lock()
+	c.life.goodbye = []byte(msg)
+	c.mu.Unlock()
+}
+
+// sayGoodbye writes the goodbye to the client through w when reason says
+// the engine ended the session and the frontend set one; best effort, within
+// goodbyeTimeout where w has a deadline. This is the only place a goodbye
+// is written; the caller picks w for the stage the session is in (the
+// client conn, the relay's client leg, or its raw socket) and makes sure
+// nothing else is writing to the client.
+func (c *Conn) sayGoodbye(reason string, w io.Writer) {
+	if reason == "" {
+		return
+	}
+	c.mu.Lock()
+	msg := c.life.goodbye
+	c.mu.Unlock()
+	if msg == nil {
+		return
+	}
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		d.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+	}
+	w.Write(msg)
+}
+
+// finish ends the session once: the goodbye (for a serving session the
+// engine ended; the relay says its own), the client closed, the lease and
+// the maxconn slots released, and the session's log line written. serveConn
+// calls it for a serving session, the relay for a relayed one.
+func (c *Conn) finish(err error) {
+	c.mu.Lock()
+	if c.life.state == connClosed {
+		c.mu.Unlock()
+		return
+	}
+	relayed := c.life.state == connRelaying
+	c.life.state = connClosed
+	lease, ended := c.lease, c.life.ended
+	c.mu.Unlock()
+
+	if !relayed {
+		c.sayGoodbye(ended, c.netConn())
+	}
+	c.netConn().Close()
+	if c.r != nil && !relayed {
+		putReader(c.r)
+		c.r = nil
+	}
+	if lease != nil {
+		lease.Release()
+	}
+	c.srv.removeConn(c)
+	release(c.sem)
+	release(c.srv.sem)
+	c.logSession(err, ended)
+}
+
+// logSession writes the session's one Info line.
+func (c *Conn) logSession(err error, ended string) {
+	info := c.Info()
+	attrs := []any{
+		"user", info.User, "server", info.Server, "tls", info.TLS,
+		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
+		"duration", time.Since(info.Start).Round(time.Millisecond),
+	}
+	if c.proxied {
+		attrs = append(attrs, "via_proxy", true)
+	}
+	reason := endReason(err, ended)
+	attrs = append(attrs, "end", reason)
+	if err != nil && reason == "error" {
+		attrs = append(attrs, "err", err.Error())
+	}
+	c.Logger().Info("session", attrs...)
+}
+
+// endReason classifies how a session ended, with a bounded set of values
+// (they become a metrics label).
+func endReason(err error, ended string) string {
+	switch {
+	case ended != "":
+		return ended
+	case err == nil, errors.Is(err, io.EOF):
+		return "done"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	case isTimeout(err):
+		return "timeout"
+	}
+	return "error"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
