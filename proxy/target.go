@@ -54,7 +54,6 @@ type Target struct {
 	Address string      // host:port
 	Proxy   ProxyMode   // header sent before anything else
 	TLS     *tls.Config // nil: plaintext to the server
-	XClient bool        // SMTP submission: the server wants XCLIENT rather than a PROXY header
 }
 
 // Picker chooses servers. It is implemented outside this package (cmd wires

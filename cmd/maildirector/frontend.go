@@ -30,7 +30,7 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 	case config.ProtocolPOP3:
 		fe.Handler = pop3.New(pop3Options(f, p, bb.b.capabilities(config.CheckTypePOP3)))
 	case config.ProtocolSubmission:
-		fe.Handler = submission.New(submissionOptions(f, p))
+		fe.Handler = submission.New(submissionOptions(f, bb.cfg, p))
 	case config.ProtocolLMTP:
 		h := lmtp.New(lmtpOptions(f, p))
 		rt.pendingLMTP = append(rt.pendingLMTP, h)

@@ -86,13 +86,22 @@ func pop3Options(f *config.Frontend, p proxy.Picker, caps func() []string) pop3.
 	}
 }
 
-func submissionOptions(f *config.Frontend, p proxy.Picker) submission.Options {
-	return submission.Options{
+func submissionOptions(f *config.Frontend, b *config.Backend, p proxy.Picker) submission.Options {
+	opts := submission.Options{
 		Picker:           p,
 		Hostname:         f.Hostname,
 		PlaintextLogin:   f.PlaintextAllowed(),
 		MaxLoginAttempts: f.MaxLoginAttempts,
 	}
+	for _, s := range b.Servers {
+		if s.XClient {
+			if opts.XClient == nil {
+				opts.XClient = make(map[string]bool)
+			}
+			opts.XClient[s.Name] = true
+		}
+	}
+	return opts
 }
 
 func tcpOptions(p proxy.Picker) tcp.Options { return tcp.Options{Picker: p} }
@@ -188,7 +197,6 @@ func targets(b *config.Backend, p config.Protocol, tlsBy map[string]*tls.Config)
 			Address: s.DialAddress(p),
 			Proxy:   mode,
 			TLS:     tlsBy[s.Name],
-			XClient: s.XClient,
 		}
 	}
 	return out, nil

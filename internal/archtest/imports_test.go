@@ -3,6 +3,7 @@ package archtest
 import (
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -69,5 +70,26 @@ func TestImportRules(t *testing.T) {
 	}
 	if seen != len(forbidden) {
 		t.Errorf("checked %d packages, want %d: a package was renamed?", seen, len(forbidden))
+	}
+}
+
+// TestOtherPlatformsFailWithStatedConstraint: maildirector's relay is
+// Linux-only (epoll, splice). On another system the build must fail with
+// the named constraint, never with a stray undefined identifier.
+func TestOtherPlatformsFailWithStatedConstraint(t *testing.T) {
+	for _, goos := range []string{"darwin", "freebsd"} {
+		cmd := exec.Command("go", "vet", "./...")
+		cmd.Dir = "../.."
+		cmd.Env = append(os.Environ(), "GOOS="+goos, "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			continue // it builds there: fine too
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if strings.HasPrefix(line, "#") || strings.Contains(line, "maildirector_requires_linux") {
+				continue
+			}
+			t.Errorf("GOOS=%s go vet: %s (want only the stated constraint maildirector_requires_linux)", goos, line)
+		}
 	}
 }

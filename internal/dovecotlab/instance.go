@@ -196,11 +196,7 @@ func (i *Instance) Start() error {
 	cmd.Dir = i.Dir
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true, // the master leads a group holding all its children
-		// If the harness dies, the master dies and its children follow it.
-		Pdeathsig: syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = masterProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", i.Name, err)
 	}

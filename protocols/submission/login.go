@@ -19,9 +19,10 @@ import (
 // serverLogin is the server leg of one AUTH: what the client said that
 // the server must hear again.
 type serverLogin struct {
-	creds  sasl.Credentials
-	helo   string         // the client's EHLO name
-	client netip.AddrPort // the real client, for XCLIENT
+	creds      sasl.Credentials
+	helo       string          // the client's EHLO name
+	client     netip.AddrPort  // the real client, for XCLIENT
+	viaXClient map[string]bool // Options.XClient: servers told the client by XCLIENT
 }
 
 // run is the [proxy.LoginFunc]: read the server's 220 greeting, EHLO with
@@ -65,7 +66,7 @@ func (l *serverLogin) run(ctx context.Context, server net.Conn, t proxy.Target) 
 	if _, err := exchange("EHLO", "EHLO "+l.helo, 250); err != nil {
 		return nil, err
 	}
-	if t.XClient {
+	if l.viaXClient[t.Server] {
 		if _, err := exchange("XCLIENT", l.xclient(), 220); err != nil {
 			return nil, err
 		}

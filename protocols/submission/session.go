@@ -373,7 +373,7 @@ func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
 	user := creds.RoutingUser() // a master-user login goes where its target user lives
 	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
-	l := &serverLogin{creds: creds, helo: s.helo, client: s.c.RemoteAddr()}
+	l := &serverLogin{creds: creds, helo: s.helo, client: s.c.RemoteAddr(), viaXClient: s.f.opts.XClient}
 	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, l.run)
 	if err != nil {
 		s.failures++

@@ -44,6 +44,10 @@ type Options struct {
 	// MaxLoginAttempts ends the session after this many failed AUTHs;
 	// zero: 3; negative: no limit.
 	MaxLoginAttempts int
+	// XClient names the servers (by Target.Server) that learn the client
+	// from Postfix XCLIENT after EHLO rather than from a PROXY header;
+	// nil: none.
+	XClient map[string]bool
 	// MaxMessageSize is advertised as the EHLO SIZE limit (RFC 1870); the
 	// server enforces its own. Zero: SIZE without a number (no fixed
 	// limit); negative: no SIZE keyword.

@@ -294,7 +294,7 @@ func TestLogin(t *testing.T) {
 func TestXClient(t *testing.T) {
 	fake := startFake(t, &fakeServer{})
 	addr := startFrontend(t, Options{
-		Picker:         &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr, XClient: true}}},
+		Picker: &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: fake.addr}}}, XClient: map[string]bool{"s1": true},
 		PlaintextLogin: true,
 	}, nil)
 	c := authenticated(t, addr, "alice", "secret")
