@@ -67,6 +67,17 @@ type Conn struct {
 	server string
 }
 
+// clientReader reads the client (through TLS once it is on), counting
+// what it reads as bytes in: the pre-login commands count as much as the
+// relayed bytes do. It is the source of Conn.Reader.
+type clientReader struct{ c *Conn }
+
+func (r clientReader) Read(p []byte) (int, error) {
+	n, err := r.c.netConn().Read(p)
+	r.c.bytesIn.Add(int64(n))
+	return n, err
+}
+
 // ID is the connection's number, unique in this process.
 func (c *Conn) ID() uint64 { return c.id }
 
@@ -137,7 +148,7 @@ func (c *Conn) StartTLS(ctx context.Context) error {
 	if !c.CanStartTLS() {
 		return errors.New("starttls: not available")
 	}
-	c.r.Reset(c.sock) // discard buffered plaintext
+	c.r.Reset(clientReader{c}) // discard buffered plaintext
 	c.sock.prefix = nil
 	return c.handshake(ctx)
 }
@@ -151,7 +162,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 	c.mu.Lock() // Info reads it from other goroutines
 	c.tlsConn = tc
 	c.mu.Unlock()
-	c.r.Reset(tc)
+	c.r.Reset(clientReader{c})
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -97,21 +96,14 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFu
 	return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, lastErr)
 }
 
-// lastLocalResourceLog is when logLocalResource last logged, in Unix
-// nanoseconds. It is process-wide: descriptor limits are too.
-var lastLocalResourceLog atomic.Int64
-
-// localResourceLogEvery spaces the warnings about local resource limits: a
-// process out of descriptors fails every dial, and one line per dial would
-// flood the log when it can least afford it.
-const localResourceLogEvery = time.Second
+// localResourceLog spaces the warnings about local resource limits. It is
+// process-wide: descriptor limits are too.
+var localResourceLog rateLimit
 
 // logLocalResource logs err at now unless a warning was logged less than
-// localResourceLogEvery before; it reports whether it logged.
+// logEvery before; it reports whether it logged.
 func logLocalResource(log *slog.Logger, now time.Time, err error) bool {
-	last := lastLocalResourceLog.Load()
-	if now.UnixNano()-last < int64(localResourceLogEvery) ||
-		!lastLocalResourceLog.CompareAndSwap(last, now.UnixNano()) {
+	if !localResourceLog.allow(now) {
 		return false
 	}
 	log.Warn("cannot dial servers: local resources exhausted (not the servers' fault)", "err", err)

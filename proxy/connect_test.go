@@ -147,9 +147,9 @@ func TestConnectLocalResource(t *testing.T) {
 }
 
 func TestLogLocalResourceIsRateLimited(t *testing.T) {
-	saved := lastLocalResourceLog.Load()
-	t.Cleanup(func() { lastLocalResourceLog.Store(saved) })
-	lastLocalResourceLog.Store(0)
+	saved := localResourceLog.last.Load()
+	t.Cleanup(func() { localResourceLog.last.Store(saved) })
+	localResourceLog.last.Store(0)
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	t0 := time.Unix(1_700_000_000, 0)

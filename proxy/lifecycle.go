@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -223,7 +224,13 @@ func (c *Conn) logSession(err error, ended string) {
 	if err != nil && reason == "error" {
 		attrs = append(attrs, "err", err.Error())
 	}
-	c.Logger().Info("session", attrs...)
+	level := slog.LevelInfo
+	if info.BytesIn == 0 && info.User == "" {
+		// The client sent nothing: a port scan, or an upstream balancer's
+		// TCP check. Logged at debug, as HAProxy's "option dontlognull".
+		level = slog.LevelDebug
+	}
+	c.Logger().Log(context.Background(), level, "session", attrs...)
 }
 
 // endReason classifies how a session ended, with a bounded set of values

@@ -17,11 +17,7 @@ func (c *Conn) NetConn() net.Conn { return clientNetConn{c} }
 
 type clientNetConn struct{ c *Conn }
 
-func (n clientNetConn) Read(p []byte) (int, error) {
-	k, err := n.c.r.Read(p)
-	n.c.bytesIn.Add(int64(k))
-	return k, err
-}
+func (n clientNetConn) Read(p []byte) (int, error) { return n.c.r.Read(p) } // counted by clientReader
 
 func (n clientNetConn) Write(p []byte) (int, error)        { return n.c.Write(p) }
 func (n clientNetConn) Close() error                       { return n.c.netConn().Close() }

@@ -61,7 +61,6 @@ func (c *Conn) Relay(server net.Conn, fromServer []byte) (err error) {
 		if _, err := server.Write(toServer); err != nil {
 			return ServerFailure(fmt.Errorf("relay: write to server: %w", err))
 		}
-		c.bytesIn.Add(int64(len(toServer)))
 	}
 	if err := c.handOff(); err != nil {
 		return err

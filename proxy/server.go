@@ -112,6 +112,9 @@ type Server struct {
 
 	nextID atomic.Uint64
 
+	// Warnings about conditions that hit every connection, one a second.
+	maxConnLog, proxyHeaderLog rateLimit
+
 	mu        sync.Mutex
 	listeners map[string]*listener     // by normalised address
 	sems      map[string]chan struct{} // per-frontend maxconn slots, kept across reloads
@@ -280,10 +283,10 @@ func (s *Server) acceptLoop(l *listener) {
 	defer s.wg.Done()
 	for {
 		fe := l.fe.Load()
-		if !acquire(s.sem, l.done) {
+		if !s.acquireSlot(s.sem, l, "global.maxconn") {
 			return
 		}
-		if !acquire(fe.sem, l.done) {
+		if !s.acquireSlot(fe.sem, l, "frontend."+fe.Name+".maxconn") {
 			release(s.sem)
 			return
 		}
@@ -303,6 +306,26 @@ func (s *Server) acceptLoop(l *listener) {
 		// into the semaphore it came from.
 		s.startConn(l.fe.Load(), fe.sem, nc.(*net.TCPConn))
 	}
+}
+
+// acquireSlot takes a slot of sem for the next connection on l, waiting
+// (the connection waits in the kernel's backlog, as behind HAProxy's
+// maxconn) when none is free; a full limit is logged, once a second, since
+// the clients waiting in the backlog see nothing but a slow connect. It
+// returns false when l is closed.
+func (s *Server) acquireSlot(sem chan struct{}, l *listener, key string) bool {
+	if sem == nil {
+		return true
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+	}
+	if s.maxConnLog.allow(time.Now()) {
+		s.log.Warn("maxconn reached: new connections wait in the listen backlog", "limit", key, "max", cap(sem), "addr", l.addr)
+	}
+	return acquire(sem, l.done)
 }
 
 func acquire(sem chan struct{}, done <-chan struct{}) bool {
@@ -364,7 +387,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 // session handed to the relay lives on there without this goroutine.
 func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	defer s.wg.Done()
-	c.r = getReader(c.sock)
+	c.r = getReader(clientReader{c})
 	err := s.prepare(ctx, c)
 	if err == nil {
 		err = s.runHandler(ctx, c)
@@ -419,7 +442,15 @@ func (s *Server) prepare(ctx context.Context, c *Conn) error {
 		c.SetPhase(PhaseHandshake)
 		h, err := proxyproto.Read(c.r)
 		if err != nil {
-			return fmt.Errorf("read PROXY header from trusted %s: %w", c.remote, err)
+			// A balancer in trusted_proxies must send a header; without
+			// one the client is dropped before the greeting, so say why
+			// (once a second: a balancer misconfigured hits every
+			// connection).
+			err = fmt.Errorf("no valid PROXY header from trusted proxy %s: %w", c.remote, err)
+			if s.proxyHeaderLog.allow(time.Now()) {
+				c.Logger().Warn("connection dropped: a source in trusted_proxies must send a PROXY v1 or v2 header", "err", err)
+			}
+			return err
 		}
 		if src, dst, ok := h.TCPAddrs(); ok && h.Command.IsProxy() {
 			c.mu.Lock() // Info reads them from other goroutines
