@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "maildirector")
-	build := exec.Command("go", "build", "-o", binPath, "../cmd/maildirector")
+	// Built with the race detector: the end-to-end tests (the soak above
+	// all) drive the real concurrency, and a race report fails the test
+	// whose process printed it (see startProcess).
+	build := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/maildirector")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build maildirector:", err)
@@ -262,6 +266,9 @@ func startProcess(t testing.TB, cfg string, addrs map[string]string) *process {
 	go p.wait()
 	t.Cleanup(func() {
 		p.stop()
+		if strings.Contains(p.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in maildirector")
+		}
 		if t.Failed() {
 			t.Logf("maildirector log:\n%s", p.log.String())
 		}
