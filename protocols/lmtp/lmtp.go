@@ -1,6 +1,7 @@
 package lmtp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,8 @@ const (
 	// here are on the same network, and a recipient waiting on a dead one
 	// holds the whole transaction.
 	defaultServerTimeout = time.Minute
+	// defaultHandshakeTimeout is the engine's default for a TLS handshake.
+	defaultHandshakeTimeout = 10 * time.Second
 	// defaultServerIdle is how long an unused pooled server connection
 	// is kept; Dovecot's LMTP server drops idle clients after a few minutes.
 	defaultServerIdle = 30 * time.Second
@@ -153,6 +156,9 @@ type Options struct {
 	// ClientTimeout is how long the client may be idle between commands
 	// (and how long a reply write may take); zero: 5 minutes; negative: none.
 	ClientTimeout time.Duration
+	// HandshakeTimeout bounds a STARTTLS handshake, from the 220 reply on;
+	// zero: 10 seconds; negative: none.
+	HandshakeTimeout time.Duration
 	// ServerTimeout bounds each server reply before the message data; zero:
 	// 1 minute; negative: none. Connecting to a server (TCP, PROXY header, TLS) is bounded
 	// by the frontend's Timeouts.Connect.
@@ -214,6 +220,10 @@ func (o *Options) dataTimeout() time.Duration {
 
 func (o *Options) clientTimeout() time.Duration {
 	return orDuration(o.ClientTimeout, defaultClientTimeout)
+}
+
+func (o *Options) handshakeTimeout() time.Duration {
+	return orDuration(o.HandshakeTimeout, defaultHandshakeTimeout)
 }
 
 func (o *Options) serverTimeout() time.Duration {
@@ -289,7 +299,7 @@ func (l *Frontend) Close() error {
 func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
 	log := c.Logger() // per-recipient and per-transaction Debug lines; the session's Info line is the engine's
-	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{})}
+	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{}), handshake: l.opts.handshakeTimeout()}
 	nc.Conn.SetDeadline(time.Time{}) // go-smtp sets its own from here on
 
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(sc *gosmtp.Conn) (gosmtp.Session, error) {
@@ -339,6 +349,7 @@ type clientConn struct {
 	ctx       context.Context
 	done      chan struct{}
 	closeOnce sync.Once
+	handshake time.Duration // Options.HandshakeTimeout, resolved
 
 	mu      sync.Mutex
 	readErr error // first read failure other than EOF, for the session's log line
@@ -368,13 +379,30 @@ func (c *clientConn) Read(p []byte) (int, error) {
 }
 
 // Write writes one reply line (go-smtp flushes each line on its own),
-// with go-smtp's out-of-sequence 502 replies made 503.
+// with go-smtp's out-of-sequence 502 replies made 503. After the 220 to
+// STARTTLS the TLS handshake follows at once, bounded by the handshake
+// timeout rather than by the idle timeout of a command read.
 func (c *clientConn) Write(p []byte) (int, error) {
 	if _, err := c.Conn.Write(fixSequenceReply(p)); err != nil {
 		return 0, err
 	}
+	switch {
+	case bytes.HasPrefix(p, startTLSReady):
+		c.Conn.SetDeadline(time.Now().Add(c.handshake))
+	case bytes.HasPrefix(p, handshakeFailed):
+		// go-smtp would read the next command in plaintext from a stream
+		// that is half a TLS handshake: end the session instead.
+		c.Close()
+	}
 	return len(p), nil
 }
+
+// go-smtp's reply to STARTTLS (RFC 3207 section 4), and its reply when
+// the handshake that follows fails.
+var (
+	startTLSReady   = []byte("220 2.0.0 Ready to start TLS")
+	handshakeFailed = []byte("550 5.0.0 Handshake error")
+)
 
 func (c *clientConn) Close() error {
 	c.closeOnce.Do(func() { close(c.done) })
