@@ -508,9 +508,16 @@ func TestProxyHeaders(t *testing.T) {
 			if res := c.CheckNow(t.Context()); !res.OK {
 				t.Fatalf("got %q, want OK", res.Reason)
 			}
-			f.ln.Close()
-			f.wg.Wait()
-			h := f.header(0)
+			// The check may end before the fake accepted the connection:
+			// wait (bounded) for the fake to read the header rather than
+			// closing the listener under a connection still in its backlog.
+			var h *proxyproto.Header
+			for range 500 {
+				if h = f.header(0); h != nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			if h == nil {
 				t.Fatal("fake saw no PROXY header")
 			}
