@@ -121,7 +121,7 @@ type Options struct {
 	// Pick is called again with the failed servers in exclude.
 	Picker proxy.Picker
 	// Hostname is announced in the greeting and LHLO to servers; empty:
-	// os.Hostname, else "localhost".
+	// "localhost". (The configuration resolves the machine's name.)
 	Hostname string
 	// MaxRecipients per transaction; zero: 1000; negative: no limit. One
 	// more is answered 452 4.5.3 (RFC 5321 section 4.5.3.1.10).
@@ -190,9 +190,6 @@ func limit[T int | int64](v, def T) T {
 func (o *Options) hostname() string {
 	if o.Hostname != "" {
 		return o.Hostname
-	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
 	}
 	return "localhost"
 }

@@ -3,7 +3,6 @@ package submission
 import (
 	"context"
 	"math"
-	"os"
 	"strings"
 
 	"github.com/maildirector/maildirector/proxy"
@@ -35,8 +34,8 @@ const (
 type Options struct {
 	// Picker chooses the server for a user.
 	Picker proxy.Picker
-	// Hostname is the name in the greeting and the EHLO reply; empty: the
-	// machine's host name.
+	// Hostname is the name in the greeting and the EHLO reply; empty:
+	// "localhost". (The configuration resolves the machine's name.)
 	Hostname string
 	// PlaintextLogin offers and allows AUTH on connections that are not on
 	// TLS; false: AUTH needs STARTTLS (or implicit TLS) first.
@@ -63,16 +62,12 @@ type Frontend struct {
 
 // New returns a submission frontend.
 func New(opts Options) *Frontend {
-	h := opts.Hostname
-	if h == "" {
-		h, _ = os.Hostname()
-	}
-	h = strings.Map(func(r rune) rune {
+	h := strings.Map(func(r rune) rune {
 		if r <= ' ' || r > '~' {
 			return -1
 		}
 		return r
-	}, h)
+	}, opts.Hostname)
 	if h == "" {
 		h = "localhost"
 	}
