@@ -27,6 +27,24 @@ func TestIMAPShutdownSaysBye(t *testing.T) {
 	if err != nil || len(lines) == 0 || !strings.HasPrefix(lines[0], "* BYE") {
 		t.Errorf("pre-login client at shutdown: got %q, %v; want * BYE and a close", lines, err)
 	}
+	// The pre-login client was told at once; the logged-in one is still
+	// served within shutdown_grace (2s in the harness): a command works.
+	in.send("n NOOP\r\n")
+	var noop []string
+	for range 100 {
+		l, err := in.readLine()
+		if err != nil {
+			t.Fatalf("NOOP after SIGTERM, within the grace period: got %q, %v; want n OK", noop, err)
+		}
+		noop = append(noop, l)
+		if strings.HasPrefix(l, "n ") {
+			break
+		}
+	}
+	if last := noop[len(noop)-1]; !strings.HasPrefix(last, "n OK") {
+		t.Errorf("NOOP after SIGTERM, within the grace period: got %q, want n OK", noop)
+	}
+	// Then the grace period ends: * BYE and a close.
 	lines, err = in.drain()
 	if err != nil || len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "* BYE") {
 		t.Errorf("logged-in client at the end of the grace period: got %q, %v; want * BYE and a close", lines, err)

@@ -1,6 +1,7 @@
 package dovecotlab
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,12 +88,28 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+// FuzzParseStat: a line parseStat accepts has, after the last ")", a state
+// that is one ASCII letter (proc(5)) and two decimal fields, and those are
+// what it returns.
 func FuzzParseStat(f *testing.F) {
 	f.Add("16747 (dovecot) S 1 16747 5598 0 -1")
 	f.Add("1 ()) Z 0 0")
+	f.Add("1 (x) 5 1 1")
+	f.Add("1 (x) ! 1 1")
+	f.Add("1 (x) \xff 1 1")
 	f.Fuzz(func(t *testing.T, s string) {
-		if st, ok := parseStat(s); ok && st.state == 0 {
-			t.Errorf("ok with no state for %q", s)
+		st, ok := parseStat(s)
+		if !ok {
+			return
+		}
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 3 || len(f[0]) != 1 || !('a' <= f[0][0] && f[0][0] <= 'z' || 'A' <= f[0][0] && f[0][0] <= 'Z') {
+			t.Fatalf("accepted %q: the state after the last ) is not one letter", s)
+		}
+		ppid, err1 := strconv.Atoi(f[1])
+		pgrp, err2 := strconv.Atoi(f[2])
+		if want := (statFields{state: f[0][0], ppid: ppid, pgrp: pgrp}); err1 != nil || err2 != nil || st != want {
+			t.Errorf("parseStat(%q): got %+v, want %+v", s, st, want)
 		}
 	})
 }

@@ -1,8 +1,10 @@
 package imap
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -196,12 +198,16 @@ func TestLooksLikeGarbage(t *testing.T) {
 }
 
 // FuzzParseCommand checks that the tokenizer never panics, that every
-// token lies within the input and that the framing helpers agree.
+// token lies within the input and that the framing helpers agree with the
+// parser: a command the parser accepts is framed (line by line, literal by
+// literal, as readCommand does) into exactly the same bytes, a line the sniff
+// calls garbage is never the start of a command.
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{
 		"a1 CAPABILITY", `a LOGIN "al\"ice" {3+}` + "\r\npw!", "a LOGIN {5}\r\nalice {3}\r\npwd",
 		`a ID ("name" "x" ("y"))`, "a AUTHENTICATE PLAIN =", "GET / HTTP/1.1", "\x16\x03\x01",
 		"a LOGIN {99999999999}\r\n", "a ID (((", "a LOGIN \"\\", "{0}\r\n",
+		`a.1 LOGIN "x\"{3}" {2}` + "\r\npw", "x-1 ID ({1}\r\n\n {0}\r\n)", "a LOGIN {2+}\r\n{}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -220,10 +226,57 @@ func FuzzParseCommand(f *testing.F) {
 					t.Fatalf("token of %d bytes from %d bytes of input", len(tok.val), len(raw))
 				}
 			}
+			if got, ok := frameCommand(append(slices.Clip(raw), "\r\n"...)); !ok || !bytes.Equal(got, raw) {
+				t.Fatalf("the parser accepts %q, the framing reads %q (ok %v)", raw, got, ok)
+			}
 		}
-		if size, _, ok := literalAtEnd(raw); ok && (size < 0 || size > 9999999999) {
+		size, _, ok := literalAtEnd(raw)
+		if ok && (size < 0 || size > 9999999999) {
 			t.Fatalf("literal size %d out of range", size)
 		}
-		looksLikeGarbage(raw)
+		if _, _, _, ok := parseTagVerb(raw); ok {
+			for k := range len(raw) + 1 {
+				if looksLikeGarbage(raw[:k]) {
+					t.Fatalf("%q starts a command, yet its first %d bytes look like garbage", raw, k)
+				}
+			}
+		}
 	})
+}
+
+// frameCommand splits one command off stream as readCommand does: a line
+// (its CRLF or LF dropped), and while the line ends with a literal header,
+// CRLF, that many bytes and the next line. It returns the command as
+// parseCommand takes it; ok is false if the stream ends first.
+func frameCommand(stream []byte) (cmd []byte, ok bool) {
+	line := func() ([]byte, bool) {
+		i := bytes.IndexByte(stream, '\n')
+		if i < 0 {
+			return nil, false
+		}
+		l := bytes.TrimSuffix(stream[:i], []byte("\r"))
+		stream = stream[i+1:]
+		return l, true
+	}
+	l, ok := line()
+	if !ok {
+		return nil, false
+	}
+	cmd = append(cmd, l...)
+	for range len(stream) + 1 {
+		size, _, lit := literalAtEnd(l)
+		if !lit {
+			return cmd, true
+		}
+		if size > len(stream) {
+			return nil, false
+		}
+		cmd = append(append(cmd, "\r\n"...), stream[:size]...)
+		stream = stream[size:]
+		if l, ok = line(); !ok {
+			return nil, false
+		}
+		cmd = append(cmd, l...)
+	}
+	return nil, false
 }
