@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -31,6 +32,7 @@ const (
 	DefaultInstances       = 2
 	DefaultUsers           = 200
 	DefaultTrustedNetworks = "127.0.0.0/8 ::1"
+	DefaultListenAddress   = "127.0.0.1"
 )
 
 // Errors callers can test with errors.Is.
@@ -81,6 +83,16 @@ type Options struct {
 	// submission service relays to (see package smtpsink). "" points the
 	// relay at 127.0.0.1:1, where nothing listens.
 	SubmissionRelay string
+	// TLS sets ssl = yes with implicit TLS on the haproxy = yes IMAP, POP3
+	// and submission listeners: TLS starts right after the PROXY header, as
+	// a proxy with TLS to its servers speaks it. Each instance gets its own
+	// self-signed certificate for "localhost", 127.0.0.1 and ::1, which is
+	// also its CA (Instance.CertFile). LMTP and the Direct listeners stay
+	// plaintext. False means ssl = no.
+	TLS bool
+	// ListenAddress is the loopback IP every listener binds, e.g. "::1" for
+	// an IPv6 lab; "" means DefaultListenAddress.
+	ListenAddress string
 	// Logger receives one line per instance start and stop; nil discards.
 	Logger *slog.Logger
 }
@@ -95,13 +107,13 @@ type InstancePorts struct {
 // list returns the ports in a fixed order, with their listener names.
 func (p InstancePorts) list() []namedPort {
 	return []namedPort{
-		{"imap", p.IMAP, probeIMAP, true},
-		{"imap-direct", p.IMAPDirect, probeIMAP, false},
-		{"pop3", p.POP3, probePOP3, true},
-		{"pop3-direct", p.POP3Direct, probePOP3, false},
-		{"lmtp", p.LMTP, probeSMTP, true},
-		{"lmtp-direct", p.LMTPDirect, probeSMTP, false},
-		{"submission", p.Submission, probeSMTP, true},
+		{"imap", p.IMAP, probeIMAP, true, false},
+		{"imap-direct", p.IMAPDirect, probeIMAP, false, false},
+		{"pop3", p.POP3, probePOP3, true, false},
+		{"pop3-direct", p.POP3Direct, probePOP3, false, false},
+		{"lmtp", p.LMTP, probeSMTP, true, false},
+		{"lmtp-direct", p.LMTPDirect, probeSMTP, false, false},
+		{"submission", p.Submission, probeSMTP, true, false},
 	}
 }
 
@@ -162,6 +174,14 @@ func Start(opts Options) (*Lab, error) {
 	if trusted == "" {
 		trusted = DefaultTrustedNetworks
 	}
+	listen := opts.ListenAddress
+	if listen == "" {
+		listen = DefaultListenAddress
+	}
+	if ip := net.ParseIP(listen); ip == nil {
+		l.Close()
+		return nil, fmt.Errorf("listen address %q: not an IP address", listen)
+	}
 	n := opts.Instances
 	if n <= 0 {
 		n = DefaultInstances
@@ -178,6 +198,8 @@ func Start(opts Options) (*Lab, error) {
 			RelayPort:            relayPort,
 			UID:                  uid,
 			GID:                  gid,
+			ListenAddress:        listen,
+			SSL:                  opts.TLS,
 		})
 		if err != nil {
 			l.Close()
