@@ -15,10 +15,12 @@ import (
 
 // Helpers of the e2e_*_test.go files (issue 18: gaps in the end-to-end proof).
 
-// startEnvEdited is startEnv with the generated configuration passed
-// through edit before maildirector starts; edit may also change e.addrs
-// (the addresses waited on and dialed).
-func startEnvEdited(t *testing.T, spec setupSpec, edit func(e *env, cfg string) string) *env {
+// startEnvEdited is startEnv with two hooks that see the running lab:
+// serverExtra (if not nil) gives more TOML lines for server i, like
+// spec.ServerExtra; edit (if not nil) rewrites the generated configuration
+// before maildirector starts and may change e.addrs (the addresses waited
+// on and dialed).
+func startEnvEdited(t *testing.T, spec setupSpec, serverExtra func(e *env, i int) string, edit func(e *env, cfg string) string) *env {
 	t.Helper()
 	if spec.Instances == 0 {
 		spec.Instances = 2
@@ -28,6 +30,9 @@ func startEnvEdited(t *testing.T, spec setupSpec, edit func(e *env, cfg string) 
 	lab := dovecotlab.StartT(t, labOpts)
 	e := &env{t: t, lab: lab, spec: spec, dir: t.TempDir(), addrs: make(map[string]string)}
 	e.cfg = filepath.Join(e.dir, "maildirector.toml")
+	if serverExtra != nil {
+		e.spec.ServerExtra = func(i int) string { return serverExtra(e, i) }
+	}
 	cfg := e.config()
 	if edit != nil {
 		cfg = edit(e, cfg)
