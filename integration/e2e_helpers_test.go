@@ -175,3 +175,13 @@ func waitSession(t *testing.T, e *env, what string, match func(kv map[string]str
 func serverTLSLines(ca string) string {
 	return fmt.Sprintf("tls = { enabled = true, ca = %q, server_name = \"localhost\" }", ca)
 }
+
+// readFile returns a file's content, failing the test if it is unreadable.
+func readFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
