@@ -31,6 +31,8 @@ type configParams struct {
 	// submission listeners, with CertFile and KeyFile.
 	SSL               bool
 	CertFile, KeyFile string
+	// LoginProcessPerConnection sets service_count = 1 on the login services.
+	LoginProcessPerConnection bool
 }
 
 // configTemplate is the whole dovecot.conf of one instance: no include of
@@ -97,7 +99,7 @@ userdb {
 # Login services run in high-performance mode: one process serves many
 # pre-login connections, so the process count stays small.
 service imap-login {
-  service_count = 0
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
   process_min_avail = 1
   process_limit = 4
   inet_listener imap {
@@ -115,7 +117,7 @@ service imap-login {
   }
 }
 service pop3-login {
-  service_count = 0
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
   process_min_avail = 1
   process_limit = 4
   inet_listener pop3 {
@@ -133,7 +135,7 @@ service pop3-login {
   }
 }
 service submission-login {
-  service_count = 0
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
   process_min_avail = 1
   process_limit = 4
   inet_listener submission {

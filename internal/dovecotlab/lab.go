@@ -93,6 +93,12 @@ type Options struct {
 	// ListenAddress is the loopback IP every listener binds, e.g. "::1" for
 	// an IPv6 lab; "" means DefaultListenAddress.
 	ListenAddress string
+	// LoginProcessPerConnection runs one login process per connection
+	// (service_count = 1) instead of the high-performance mode. Measured on
+	// 2.3.19: a login process in high-performance mode logs the local_name
+	// of a PROXY v2 AUTHORITY TLV only for its first two connections, then
+	// none; tests that look at local_name need this.
+	LoginProcessPerConnection bool
 	// Logger receives one line per instance start and stop; nil discards.
 	Logger *slog.Logger
 }
@@ -192,14 +198,15 @@ func Start(opts Options) (*Lab, error) {
 			fixed = opts.Ports[k]
 		}
 		inst, err := newInstance(l, k+1, fixed, configParams{
-			TrustedNetworks:      trusted,
-			DisablePlaintextAuth: opts.DisablePlaintextAuth,
-			RelayHost:            relayHost,
-			RelayPort:            relayPort,
-			UID:                  uid,
-			GID:                  gid,
-			ListenAddress:        listen,
-			SSL:                  opts.TLS,
+			TrustedNetworks:           trusted,
+			DisablePlaintextAuth:      opts.DisablePlaintextAuth,
+			RelayHost:                 relayHost,
+			RelayPort:                 relayPort,
+			UID:                       uid,
+			GID:                       gid,
+			ListenAddress:             listen,
+			SSL:                       opts.TLS,
+			LoginProcessPerConnection: opts.LoginProcessPerConnection,
 		})
 		if err != nil {
 			l.Close()
