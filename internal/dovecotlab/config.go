@@ -25,6 +25,14 @@ type configParams struct {
 	RelayPort            int
 	UID, GID             int
 	Ports                InstancePorts
+	// ListenAddress is the IP of every listener (127.0.0.1 or ::1).
+	ListenAddress string
+	// SSL turns on implicit TLS on the haproxy = yes IMAP, POP3 and
+	// submission listeners, with CertFile and KeyFile.
+	SSL               bool
+	CertFile, KeyFile string
+	// LoginProcessPerConnection sets service_count = 1 on the login services.
+	LoginProcessPerConnection bool
 }
 
 // configTemplate is the whole dovecot.conf of one instance: no include of
@@ -34,8 +42,14 @@ instance_name = {{.InstanceName}}
 base_dir = {{.BaseDir}}
 state_dir = {{.StateDir}}
 protocols = imap pop3 lmtp submission
-listen = 127.0.0.1
+listen = {{.ListenAddress}}
+{{- if .SSL}}
+ssl = yes
+ssl_cert = <{{.CertFile}}
+ssl_key = <{{.KeyFile}}
+{{- else}}
 ssl = no
+{{- end}}
 disable_plaintext_auth = {{if .DisablePlaintextAuth}}yes{{else}}no{{end}}
 haproxy_trusted_networks = {{.TrustedNetworks}}
 verbose_proctitle = yes
@@ -43,8 +57,10 @@ verbose_proctitle = yes
 log_path = {{.LogPath}}
 auth_verbose = yes
 # The default elements plus the client's port (rport), so the log shows the
-# real client's address and port as the PROXY header carried them.
-login_log_format_elements = user=<%u> method=%m rip=%r rport=%{rport} lip=%l mpid=%e %c session=<%{session}>
+# real client's address and port as the PROXY header carried them, and the
+# TLS SNI name (local_name; a PROXY v2 AUTHORITY TLV sets it), which Dovecot
+# leaves out when it is empty.
+login_log_format_elements = user=<%u> method=%m rip=%r rport=%{rport} lip=%l mpid=%e %c session=<%{session}> local_name=%{local_name}
 auth_mechanisms = plain login
 # "user000@lab.test" and "user000" are the same user, for LMTP RCPT and logins.
 auth_username_format = %Ln
@@ -83,16 +99,17 @@ userdb {
 # Login services run in high-performance mode: one process serves many
 # pre-login connections, so the process count stays small.
 service imap-login {
-  service_count = 0
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
   process_min_avail = 1
   process_limit = 4
   inet_listener imap {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.IMAP}}
-    haproxy = yes
+    haproxy = yes{{if .SSL}}
+    ssl = yes{{end}}
   }
   inet_listener imap-direct {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.IMAPDirect}}
   }
   inet_listener imaps {
@@ -100,16 +117,17 @@ service imap-login {
   }
 }
 service pop3-login {
-  service_count = 0
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
   process_min_avail = 1
   process_limit = 4
   inet_listener pop3 {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.POP3}}
-    haproxy = yes
+    haproxy = yes{{if .SSL}}
+    ssl = yes{{end}}
   }
   inet_listener pop3-direct {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.POP3Direct}}
   }
   inet_listener pop3s {
@@ -117,13 +135,14 @@ service pop3-login {
   }
 }
 service submission-login {
-  service_count = 0
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
   process_min_avail = 1
   process_limit = 4
   inet_listener submission {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.Submission}}
-    haproxy = yes
+    haproxy = yes{{if .SSL}}
+    ssl = yes{{end}}
   }
 }
 service lmtp {
@@ -132,12 +151,12 @@ service lmtp {
     mode = 0600
   }
   inet_listener lmtp {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.LMTP}}
     haproxy = yes
   }
   inet_listener lmtp-direct {
-    address = 127.0.0.1
+    address = {{$.ListenAddress}}
     port = {{.Ports.LMTPDirect}}
   }
 }

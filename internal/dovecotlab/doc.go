@@ -5,15 +5,17 @@
 //
 // Each instance has its own dovecot.conf (no include of /etc/dovecot),
 // base_dir, state_dir, log file, users file and maildirs, and listens on
-// 127.0.0.1 only:
+// 127.0.0.1 only (or ::1 only, with Options.ListenAddress):
 //
 //	IMAP, POP3, LMTP, Submission   haproxy = yes: a PROXY v1/v2 header is mandatory
 //	IMAPDirect, POP3Direct, LMTPDirect   plain, for direct-connection comparisons
 //
-// Settings: ssl = no, auth_mechanisms = plain login, passwd-file passdb and
+// Settings: ssl = no (Options.TLS: implicit TLS on the haproxy IMAP, POP3
+// and submission listeners, after the PROXY header), auth_mechanisms = plain login, passwd-file passdb and
 // userdb, auth_username_format = %Ln (so "user000" and "user000@lab.test"
 // are one user, for logins and LMTP RCPT), maildir:~/Maildir owned by the
-// "dovecot" user, auth_verbose = yes, the default login_log_format_elements,
+// "dovecot" user, auth_verbose = yes, the default login_log_format_elements
+// plus rport and local_name (the TLS SNI, or a PROXY v2 AUTHORITY TLV),
 // no authentication penalty (every test connects from 127.0.0.1), and
 // mail_max_userip_connections high enough for benchmarks.
 //

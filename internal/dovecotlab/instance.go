@@ -2,6 +2,7 @@ package dovecotlab
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/maildirector/maildirector/tlsutil"
 )
 
 const (
@@ -46,6 +49,11 @@ type Instance struct {
 	Dir string
 	// Ports are the instance's listeners; they stay the same across restarts.
 	Ports InstancePorts
+	// Address is the IP every listener binds (Options.ListenAddress).
+	Address string
+	// CertFile and KeyFile are the instance's self-signed certificate (its
+	// own CA) and key when Options.TLS is set; "" otherwise.
+	CertFile, KeyFile string
 	// LogPath is Dovecot's log_path.
 	LogPath string
 	// ConfigPath is the generated dovecot.conf.
@@ -113,6 +121,14 @@ func newInstance(l *Lab, k int, fixed InstancePorts, p configParams) (_ *Instanc
 	if err := writeUsers(i.usersFile, i.mailRoot, l.Users, i.uid, i.gid); err != nil {
 		return nil, err
 	}
+	i.Address = p.ListenAddress
+	if p.SSL {
+		// Read by Dovecot's config process, which runs as root: 0600 is fine.
+		if i.CertFile, i.KeyFile, err = tlsutil.WriteSelfSigned(dir, "localhost", "127.0.0.1", "::1"); err != nil {
+			return nil, fmt.Errorf("make certificate of %s: %w", name, err)
+		}
+		p.CertFile, p.KeyFile = i.CertFile, i.KeyFile
+	}
 	p.InstanceName = "lab-" + filepath.Base(i.BaseDir) + "-" + name
 	p.BaseDir = i.BaseDir
 	p.StateDir = filepath.Join(dir, "state")
@@ -129,7 +145,7 @@ func (i *Instance) startFirst() error {
 	fixed := i.Ports
 	var err error
 	for range portAttempts {
-		if i.Ports, err = fillPorts(fixed); err != nil {
+		if i.Ports, err = fillPorts(i.Address, fixed); err != nil {
 			return err
 		}
 		i.params.Ports = i.Ports
@@ -158,8 +174,9 @@ func (i *Instance) writeConfig() error {
 }
 
 // listenFailed matches the master's bind error, e.g.
-// "service(imap-login): listen(127.0.0.1, 10143) failed: Address already in use".
-var listenFailed = regexp.MustCompile(`listen\(127\.0\.0\.1, (\d+)\) failed: Address already in use`)
+// "service(imap-login): listen(127.0.0.1, 10143) failed: Address already in use"
+// (or listen(::1, …) for an IPv6 lab).
+var listenFailed = regexp.MustCompile(`listen\((?:127\.0\.0\.1|::1), (\d+)\) failed: Address already in use`)
 
 // takenFixed reports whether a bind error names a port the caller fixed,
 // which picking other free ports cannot cure.
@@ -221,7 +238,7 @@ func waitMaster(cmd *exec.Cmd, done chan struct{}) {
 // waitReadyLocked polls every port until it answers or the master exits.
 func (i *Instance) waitReadyLocked(done chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
-	pending := i.Ports.list()
+	pending := i.probes()
 	var lastErr error
 	for len(pending) > 0 {
 		select {
@@ -233,7 +250,7 @@ func (i *Instance) waitReadyLocked(done chan struct{}) error {
 			return i.startError(fmt.Sprintf("timed out after %v: %v", startTimeout, lastErr))
 		}
 		p := pending[0]
-		if lastErr = p.probe(p.port, p.proxied); lastErr != nil {
+		if lastErr = p.probe(i.dialer(p)); lastErr != nil {
 			time.Sleep(pollInterval)
 			continue
 		}
@@ -307,7 +324,7 @@ func (i *Instance) Stop() error {
 	// The listeners close within a second; a master that lingers after
 	// that (2.3 can wait seconds for its log process) is killed.
 	deadline := time.Now().Add(stopTimeout)
-	if err := waitPortsClosed(i.Ports, deadline); err != nil {
+	if err := waitPortsClosed(i.Address, i.Ports, deadline); err != nil {
 		i.killLocked()
 		return fmt.Errorf("stop %s: %w", i.Name, err)
 	}
@@ -428,10 +445,11 @@ func waitGone(done chan struct{}, pgid int, deadline time.Time) error {
 }
 
 // waitPortsClosed waits until no port is in LISTEN state. It reads
-// /proc/net/tcp rather than dialing, so Dovecot logs no aborted connection.
-func waitPortsClosed(ports InstancePorts, deadline time.Time) error {
+// /proc/net/tcp (tcp6 for an IPv6 address) rather than dialing, so Dovecot
+// logs no aborted connection.
+func waitPortsClosed(addr string, ports InstancePorts, deadline time.Time) error {
 	for {
-		open := listeningPorts(ports)
+		open := listeningPorts(addr, ports)
 		if len(open) == 0 {
 			return nil
 		}
@@ -442,9 +460,14 @@ func waitPortsClosed(ports InstancePorts, deadline time.Time) error {
 	}
 }
 
-// listeningPorts returns the ports of p that a socket listens on at 127.0.0.1.
-func listeningPorts(p InstancePorts) []int {
-	b, err := os.ReadFile("/proc/net/tcp")
+// listeningPorts returns the ports of p that a socket listens on at addr
+// (127.0.0.1 or ::1) or the matching any-address.
+func listeningPorts(addr string, p InstancePorts) []int {
+	table, parse := "/proc/net/tcp", parseListenLine
+	if ip := net.ParseIP(addr); ip != nil && ip.To4() == nil {
+		table, parse = "/proc/net/tcp6", parseListenLine6
+	}
+	b, err := os.ReadFile(table)
 	if err != nil {
 		return nil
 	}
@@ -454,7 +477,7 @@ func listeningPorts(p InstancePorts) []int {
 	}
 	var open []int
 	for line := range strings.Lines(string(b)) {
-		port, ok := parseListenLine(line)
+		port, ok := parse(line)
 		if ok && want[port] {
 			open = append(open, port)
 			delete(want, port)
@@ -466,12 +489,29 @@ func listeningPorts(p InstancePorts) []int {
 // parseListenLine reads one /proc/net/tcp row (proc(5)): it reports the
 // local port of a socket in LISTEN state (st 0A) bound to 127.0.0.1 or 0.0.0.0.
 func parseListenLine(line string) (int, bool) {
+	return parseListenRow(line, "0100007F", "00000000")
+}
+
+// parseListenLine6 is parseListenLine for /proc/net/tcp6 rows: ::1 (four
+// host-order 32-bit words) or ::.
+func parseListenLine6(line string) (int, bool) {
+	return parseListenRow(line, "00000000000000000000000001000000", "00000000000000000000000000000000")
+}
+
+func parseListenRow(line string, ips ...string) (int, bool) {
 	f := strings.Fields(line)
 	if len(f) < 4 || f[3] != "0A" {
 		return 0, false
 	}
 	ip, portHex, ok := strings.Cut(f[1], ":")
-	if !ok || (ip != "0100007F" && ip != "00000000") {
+	if !ok {
+		return 0, false
+	}
+	known := false
+	for _, want := range ips {
+		known = known || ip == want
+	}
+	if !known {
 		return 0, false
 	}
 	port, err := strconv.ParseUint(portHex, 16, 16)
@@ -546,21 +586,45 @@ func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 type namedPort struct {
 	name    string
 	port    int
-	probe   func(port int, proxied bool) error
+	probe   func(probeDialer) error
 	proxied bool
+	tls     bool // implicit TLS after the PROXY header (Options.TLS)
 }
 
-func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+// hostPort is a port on 127.0.0.1, the default listen address.
+func hostPort(port int) string { return net.JoinHostPort(DefaultListenAddress, strconv.Itoa(port)) }
+
+// probes returns the instance's listeners with their TLS flags.
+func (i *Instance) probes() []namedPort {
+	ports := i.Ports.list()
+	if i.params.SSL {
+		for k := range ports {
+			ports[k].tls = ports[k].proxied && ports[k].name != "lmtp"
+		}
+	}
+	return ports
+}
+
+// probeDialer opens a probe connection to one listener.
+type probeDialer func() (net.Conn, *bufio.Reader, error)
+
+// dialer returns the probe connection of p.
+func (i *Instance) dialer(p namedPort) probeDialer {
+	return func() (net.Conn, *bufio.Reader, error) {
+		return dialProbe(net.JoinHostPort(i.Address, strconv.Itoa(p.port)), p.proxied, p.tls)
+	}
+}
 
 // proxyLocal is a PROXY v2 header with the LOCAL command and no addresses
 // (PROXY protocol spec section 2.2): Dovecot then uses the real connection
 // addresses, which is how health checks talk to haproxy = yes listeners.
 var proxyLocal = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
 
-// dialProbe connects, sends the LOCAL header when proxied, and returns a
-// reader for the greeting.
-func dialProbe(port int, proxied bool) (net.Conn, *bufio.Reader, error) {
-	c, err := net.DialTimeout("tcp", hostPort(port), probeTimeout)
+// dialProbe connects, sends the LOCAL header when proxied, starts TLS when
+// asked (the lab's own self-signed certificate: not verified), and returns
+// a reader for the greeting.
+func dialProbe(addr string, proxied, useTLS bool) (net.Conn, *bufio.Reader, error) {
+	c, err := net.DialTimeout("tcp", addr, probeTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -571,14 +635,22 @@ func dialProbe(port int, proxied bool) (net.Conn, *bufio.Reader, error) {
 			return nil, nil, err
 		}
 	}
+	if useTLS {
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("tls: %w", err)
+		}
+		c = tc
+	}
 	return c, bufio.NewReader(c), nil
 }
 
 // probeIMAP waits for the untagged OK greeting (RFC 9051 section 7.1.1);
 // Dovecot may first send "* OK Waiting for authentication process to
 // respond.." while its auth process starts, so that line does not count.
-func probeIMAP(port int, proxied bool) error {
-	c, r, err := dialProbe(port, proxied)
+func probeIMAP(dial probeDialer) error {
+	c, r, err := dial()
 	if err != nil {
 		return err
 	}
@@ -599,8 +671,8 @@ func probeIMAP(port int, proxied bool) error {
 }
 
 // probePOP3 waits for the +OK greeting (RFC 1939 section 4).
-func probePOP3(port int, proxied bool) error {
-	c, r, err := dialProbe(port, proxied)
+func probePOP3(dial probeDialer) error {
+	c, r, err := dial()
 	if err != nil {
 		return err
 	}
@@ -617,8 +689,8 @@ func probePOP3(port int, proxied bool) error {
 
 // probeSMTP waits for the 220 greeting of LMTP or submission (RFC 5321
 // section 4.2, RFC 2033 section 4.1).
-func probeSMTP(port int, proxied bool) error {
-	c, r, err := dialProbe(port, proxied)
+func probeSMTP(dial probeDialer) error {
+	c, r, err := dial()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -31,6 +32,7 @@ const (
 	DefaultInstances       = 2
 	DefaultUsers           = 200
 	DefaultTrustedNetworks = "127.0.0.0/8 ::1"
+	DefaultListenAddress   = "127.0.0.1"
 )
 
 // Errors callers can test with errors.Is.
@@ -81,6 +83,22 @@ type Options struct {
 	// submission service relays to (see package smtpsink). "" points the
 	// relay at 127.0.0.1:1, where nothing listens.
 	SubmissionRelay string
+	// TLS sets ssl = yes with implicit TLS on the haproxy = yes IMAP, POP3
+	// and submission listeners: TLS starts right after the PROXY header, as
+	// a proxy with TLS to its servers speaks it. Each instance gets its own
+	// self-signed certificate for "localhost", 127.0.0.1 and ::1, which is
+	// also its CA (Instance.CertFile). LMTP and the Direct listeners stay
+	// plaintext. False means ssl = no.
+	TLS bool
+	// ListenAddress is the loopback IP every listener binds, e.g. "::1" for
+	// an IPv6 lab; "" means DefaultListenAddress.
+	ListenAddress string
+	// LoginProcessPerConnection runs one login process per connection
+	// (service_count = 1) instead of the high-performance mode. Measured on
+	// 2.3.19: a login process in high-performance mode logs the local_name
+	// of a PROXY v2 AUTHORITY TLV only for its first two connections, then
+	// none; tests that look at local_name need this.
+	LoginProcessPerConnection bool
 	// Logger receives one line per instance start and stop; nil discards.
 	Logger *slog.Logger
 }
@@ -95,13 +113,13 @@ type InstancePorts struct {
 // list returns the ports in a fixed order, with their listener names.
 func (p InstancePorts) list() []namedPort {
 	return []namedPort{
-		{"imap", p.IMAP, probeIMAP, true},
-		{"imap-direct", p.IMAPDirect, probeIMAP, false},
-		{"pop3", p.POP3, probePOP3, true},
-		{"pop3-direct", p.POP3Direct, probePOP3, false},
-		{"lmtp", p.LMTP, probeSMTP, true},
-		{"lmtp-direct", p.LMTPDirect, probeSMTP, false},
-		{"submission", p.Submission, probeSMTP, true},
+		{"imap", p.IMAP, probeIMAP, true, false},
+		{"imap-direct", p.IMAPDirect, probeIMAP, false, false},
+		{"pop3", p.POP3, probePOP3, true, false},
+		{"pop3-direct", p.POP3Direct, probePOP3, false, false},
+		{"lmtp", p.LMTP, probeSMTP, true, false},
+		{"lmtp-direct", p.LMTPDirect, probeSMTP, false, false},
+		{"submission", p.Submission, probeSMTP, true, false},
 	}
 }
 
@@ -162,6 +180,14 @@ func Start(opts Options) (*Lab, error) {
 	if trusted == "" {
 		trusted = DefaultTrustedNetworks
 	}
+	listen := opts.ListenAddress
+	if listen == "" {
+		listen = DefaultListenAddress
+	}
+	if ip := net.ParseIP(listen); ip == nil {
+		l.Close()
+		return nil, fmt.Errorf("listen address %q: not an IP address", listen)
+	}
 	n := opts.Instances
 	if n <= 0 {
 		n = DefaultInstances
@@ -172,12 +198,15 @@ func Start(opts Options) (*Lab, error) {
 			fixed = opts.Ports[k]
 		}
 		inst, err := newInstance(l, k+1, fixed, configParams{
-			TrustedNetworks:      trusted,
-			DisablePlaintextAuth: opts.DisablePlaintextAuth,
-			RelayHost:            relayHost,
-			RelayPort:            relayPort,
-			UID:                  uid,
-			GID:                  gid,
+			TrustedNetworks:           trusted,
+			DisablePlaintextAuth:      opts.DisablePlaintextAuth,
+			RelayHost:                 relayHost,
+			RelayPort:                 relayPort,
+			UID:                       uid,
+			GID:                       gid,
+			ListenAddress:             listen,
+			SSL:                       opts.TLS,
+			LoginProcessPerConnection: opts.LoginProcessPerConnection,
 		})
 		if err != nil {
 			l.Close()

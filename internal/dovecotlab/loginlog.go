@@ -28,10 +28,13 @@ type Login struct {
 	// direct connection whose remote and local IPs are equal (loopback).
 	Secured bool
 	// TLS is true when the line carries "TLS": only for TLS that Dovecot
-	// terminated itself, which the lab (ssl = no) never does.
+	// terminated itself, which happens only with Options.TLS.
 	TLS bool
 	// Session is Dovecot's session id.
 	Session string
+	// LocalName is local_name: the TLS SNI name, which a PROXY v2
+	// AUTHORITY TLV carries; "" when there was none (Dovecot then omits it).
+	LocalName string
 }
 
 // ParseLogin parses one log line; ok is false for lines that are not a
@@ -71,6 +74,8 @@ func ParseLogin(line string) (l Login, ok bool) {
 			l.LocalIP = val
 		case "mpid":
 			l.MailPID, _ = strconv.Atoi(val)
+		case "local_name":
+			l.LocalName = val
 		case "session":
 			l.Session = strings.TrimSuffix(strings.TrimPrefix(val, "<"), ">")
 		}

@@ -34,6 +34,13 @@ func TestParseLogin(t *testing.T) {
 				MailPID: 1, TLS: true, Session: "x"},
 			wantOK: true,
 		},
+		{
+			name: "SNI as local_name",
+			line: "Dec 01 01:49:09 imap-login: Info: Login: user=<user000>, method=PLAIN, rip=203.0.113.9, rport=4000, lip=198.51.100.1, mpid=15685, secured, session=<6Kx9>, local_name=mail.sni.test",
+			want: Login{Service: "imap-login", User: "user000", Method: "PLAIN", RemoteIP: "203.0.113.9", RemotePort: 4000, LocalIP: "198.51.100.1",
+				MailPID: 15685, Secured: true, Session: "6Kx9", LocalName: "mail.sni.test"},
+			wantOK: true,
+		},
 		{name: "aborted login", line: "Nov 21 06:34:22 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 4 secs): user=<mallory>, method=PLAIN, rip=127.0.0.1"},
 		{name: "mail process line", line: "Nov 21 06:34:22 imap(user001)<23067><N/gd>: Info: Disconnected: Logged out in=8 out=468"},
 		{name: "empty user", line: "imap-login: Info: Login: method=PLAIN"},
@@ -138,6 +145,28 @@ func TestParseListenLine(t *testing.T) {
 	}
 }
 
+func TestParseListenLine6(t *testing.T) {
+	tests := []struct {
+		name     string
+		line     string
+		wantPort int
+		wantOK   bool
+	}{
+		{"::1 listener", "   0: 00000000000000000000000001000000:277F 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 10111, true},
+		{":: listener", "   1: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 80, true},
+		{"IPv4 row", "   2: 0100007F:277F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 0, false},
+		{"other address", "   3: B80D0120000000000000000001000000:277F 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port, ok := parseListenLine6(tt.line)
+			if port != tt.wantPort || ok != tt.wantOK {
+				t.Errorf("got %d, %v; want %d, %v", port, ok, tt.wantPort, tt.wantOK)
+			}
+		})
+	}
+}
+
 func FuzzParseListenLine(f *testing.F) {
 	f.Add("   0: 0100007F:277F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1")
 	f.Fuzz(func(t *testing.T, line string) {
@@ -153,7 +182,7 @@ func FuzzParseListenLine(f *testing.F) {
 
 func TestRenderConfig(t *testing.T) {
 	p := configParams{InstanceName: "lab-x-dovecot1", BaseDir: "/tmp/dclx", TrustedNetworks: DefaultTrustedNetworks,
-		RelayHost: "127.0.0.1", RelayPort: 2525, UID: 102, GID: 105,
+		RelayHost: "127.0.0.1", RelayPort: 2525, UID: 102, GID: 105, ListenAddress: "127.0.0.1",
 		Ports: InstancePorts{IMAP: 10143, IMAPDirect: 10144, POP3: 10110, POP3Direct: 10111, LMTP: 10024, LMTPDirect: 10025, Submission: 10587}}
 	b, err := renderConfig(p)
 	if err != nil {
@@ -171,6 +200,21 @@ func TestRenderConfig(t *testing.T) {
 	}
 	if strings.Contains(conf, "!include") {
 		t.Error("config must not include the packaged configuration")
+	}
+
+	p.SSL, p.CertFile, p.KeyFile, p.ListenAddress = true, "/lab/c.crt", "/lab/c.key", "::1"
+	if b, err = renderConfig(p); err != nil {
+		t.Fatal(err)
+	}
+	conf = string(b)
+	for _, want := range []string{
+		"ssl = yes\nssl_cert = </lab/c.crt\nssl_key = </lab/c.key\n", "listen = ::1\n", "address = ::1\n",
+		"port = 10143\n    haproxy = yes\n    ssl = yes\n", "port = 10587\n    haproxy = yes\n    ssl = yes\n",
+		"port = 10024\n    haproxy = yes\n  }", "port = 10144\n  }",
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("TLS/IPv6 config lacks %q", want)
+		}
 	}
 }
 

@@ -5,11 +5,11 @@ import (
 	"net"
 )
 
-// fillPorts returns fixed with every zero port replaced by a free loopback
-// port. The ports are found by listening on 127.0.0.1:0 (all at once, so
+// fillPorts returns fixed with every zero port replaced by a free port of
+// addr. The ports are found by listening on addr:0 (all at once, so
 // they differ) and closing; another process may take one before Dovecot
 // binds it, which Start handles by picking again.
-func fillPorts(fixed InstancePorts) (InstancePorts, error) {
+func fillPorts(addr string, fixed InstancePorts) (InstancePorts, error) {
 	p := fixed
 	fields := []*int{&p.IMAP, &p.IMAPDirect, &p.POP3, &p.POP3Direct, &p.LMTP, &p.LMTPDirect, &p.Submission}
 	var lns []net.Listener
@@ -22,7 +22,7 @@ func fillPorts(fixed InstancePorts) (InstancePorts, error) {
 		if *f != 0 {
 			continue
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 		if err != nil {
 			return p, fmt.Errorf("pick free port: %w", err)
 		}
