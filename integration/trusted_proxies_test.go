@@ -14,19 +14,6 @@ import (
 // It only travels inside the header over loopback: nothing is sent to it.
 const claimedClient = "192.0.2.7"
 
-// dialFrom connects to addr from the loopback address ip.
-func dialFrom(t *testing.T, ip, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, ip, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	return c
-}
-
 // writeProxyV2 sends a PROXY v2 header that claims the client is
 // claimedClient, connecting to c's remote address.
 func writeProxyV2(t *testing.T, c net.Conn) {
@@ -63,7 +50,7 @@ func TestTrustedProxies(t *testing.T) {
 
 	t.Run("trusted", func(t *testing.T) {
 		const user = "user090"
-		c := dialFrom(t, "127.0.0.3", e.addrs["imap"])
+		c := dialDeadline(t, net.ParseIP("127.0.0.3"), e.addrs["imap"])
 		writeProxyV2(t, c)
 		r := newRawIMAP(t, c)
 		if l := r.line(); !strings.HasPrefix(l, "* OK") {
@@ -76,7 +63,7 @@ func TestTrustedProxies(t *testing.T) {
 
 	t.Run("untrusted", func(t *testing.T) {
 		const user = "user091"
-		c := dialFrom(t, clientIP.String(), e.addrs["imap"])
+		c := dialDeadline(t, clientIP, e.addrs["imap"])
 		writeProxyV2(t, c)
 		r := newRawIMAP(t, c)
 		r.send("a LOGIN " + user + " pass\r\n")
@@ -107,4 +94,12 @@ func TestTrustedProxies(t *testing.T) {
 			t.Errorf("untrusted PROXY header: Dovecot logged %d logins of %s from %s, want none", n, user, claimedClient)
 		}
 	})
+}
+
+// dialDeadline is dialFrom with a deadline on the whole conversation.
+func dialDeadline(t *testing.T, from net.IP, addr string) net.Conn {
+	t.Helper()
+	c := dialFrom(t, from, addr)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c
 }
