@@ -112,17 +112,16 @@ func tcpOptions(p proxy.Picker) tcp.Options { return tcp.Options{Picker: p} }
 func lmtpOptions(f *config.Frontend, p proxy.Picker) lmtp.Options {
 	l, t := f.LMTP, f.Timeouts
 	opts := lmtp.Options{
-		Picker:           p,
-		Hostname:         f.Hostname,
-		MaxRecipients:    l.MaxRecipients,
-		MaxMessageSize:   int64(l.MaxMessageSize),
-		SpoolMemory:      int64(none(int(l.SpoolMemory))),
-		SpoolDir:         l.SpoolDir,
-		MaxServerConns:   l.MaxServerConns,
-		DataTimeout:      t.Data.D(),
-		ClientTimeout:    t.Idle.D(),
-		HandshakeTimeout: t.Handshake.D(),
-		ServerTimeout:    t.ServerLogin.D(),
+		Picker:         p,
+		Hostname:       f.Hostname,
+		MaxRecipients:  l.MaxRecipients,
+		MaxMessageSize: int64(l.MaxMessageSize),
+		SpoolMemory:    int64(none(int(l.SpoolMemory))),
+		SpoolDir:       l.SpoolDir,
+		MaxServerConns: l.MaxServerConns,
+		DataTimeout:    t.Data.D(),
+		ClientTimeout:  t.Idle.D(),
+		ServerTimeout:  t.ServerLogin.D(),
 	}
 	if l.ServerDown == config.ServerDownNext {
 		opts.ServerDown = lmtp.ServerDownNext

@@ -35,8 +35,6 @@ const (
 	// here are on the same network, and a recipient waiting on a dead one
 	// holds the whole transaction.
 	defaultServerTimeout = time.Minute
-	// defaultHandshakeTimeout is the engine's default for a TLS handshake.
-	defaultHandshakeTimeout = 10 * time.Second
 	// defaultServerIdle is how long an unused pooled server connection
 	// is kept; Dovecot's LMTP server drops idle clients after a few minutes.
 	defaultServerIdle = 30 * time.Second
@@ -156,9 +154,6 @@ type Options struct {
 	// ClientTimeout is how long the client may be idle between commands
 	// (and how long a reply write may take); zero: 5 minutes; negative: none.
 	ClientTimeout time.Duration
-	// HandshakeTimeout bounds a STARTTLS handshake, from the 220 reply on;
-	// zero: 10 seconds; negative: none.
-	HandshakeTimeout time.Duration
 	// ServerTimeout bounds each server reply before the message data; zero:
 	// 1 minute; negative: none. Connecting to a server (TCP, PROXY header, TLS) is bounded
 	// by the frontend's Timeouts.Connect.
@@ -217,10 +212,6 @@ func (o *Options) dataTimeout() time.Duration {
 
 func (o *Options) clientTimeout() time.Duration {
 	return orDuration(o.ClientTimeout, defaultClientTimeout)
-}
-
-func (o *Options) handshakeTimeout() time.Duration {
-	return orDuration(o.HandshakeTimeout, defaultHandshakeTimeout)
 }
 
 func (o *Options) serverTimeout() time.Duration {
@@ -296,7 +287,14 @@ func (l *Frontend) Close() error {
 func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
 	log := c.Logger() // per-recipient and per-transaction Debug lines; the session's Info line is the engine's
-	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{}), handshake: l.opts.handshakeTimeout()}
+	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{}), pc: c, idle: l.opts.clientTimeout()}
+	if fe := c.Frontend(); fe.TLS != nil && !fe.ImplicitTLS && !c.IsTLS() {
+		// STARTTLS (RFC 3207, which RFC 2033 section 4.1 inherits) is the
+		// engine's, as for the other frontends: go-smtp then only ever
+		// sees plaintext commands and writes plaintext replies, which
+		// clientConn can still correct after the upgrade.
+		nc.offerTLS = true
+	}
 	nc.Conn.SetDeadline(time.Time{}) // go-smtp sets its own from here on
 
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(sc *gosmtp.Conn) (gosmtp.Session, error) {
@@ -311,12 +309,6 @@ func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	srv.WriteTimeout = l.opts.clientTimeout()
 	srv.EnableSMTPUTF8 = true // RFC 6531; passed on where the server has it
 	srv.ErrorLog = errorLog{log}
-	if fe := c.Frontend(); fe.TLS != nil && !fe.ImplicitTLS && !c.IsTLS() {
-		// STARTTLS (RFC 3207, which RFC 2033 section 4.1 inherits): go-smtp
-		// upgrades the connection and starts its reader afresh, so commands
-		// pipelined behind STARTTLS are never executed.
-		srv.TLSConfig = fe.TLS
-	}
 
 	ln := &listener{conn: nc, closed: make(chan struct{})}
 	srv.Serve(ln) // returns once the one connection is closed
@@ -346,7 +338,18 @@ type clientConn struct {
 	ctx       context.Context
 	done      chan struct{}
 	closeOnce sync.Once
-	handshake time.Duration // Options.HandshakeTimeout, resolved
+	pc        *proxy.Conn
+	idle      time.Duration // go-smtp's ReadTimeout
+
+	// STARTTLS, done here rather than by go-smtp: until the first MAIL
+	// (no DATA can come before it, so every line is a command) the client
+	// is read one line at a time, STARTTLS is answered and handed to the
+	// engine, and LHLO's reply gets a STARTTLS line. Used by go-smtp's
+	// goroutine only.
+	offerTLS  bool   // the frontend has certificates and the client is not on TLS
+	mailSeen  bool   // a MAIL went by: from here on lines pass through
+	advertise bool   // the next 250 line answers LHLO
+	pending   []byte // the rest of a line longer than go-smtp's buffer
 
 	mu      sync.Mutex
 	readErr error // first read failure other than EOF, for the session's log line
@@ -361,7 +364,13 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if c.ctx.Err() != nil {
 		return 0, net.ErrClosed
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.intercepting() {
+		n, err = c.readCommand(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return n, net.ErrClosed
@@ -376,30 +385,73 @@ func (c *clientConn) Read(p []byte) (int, error) {
 }
 
 // Write writes one reply line (go-smtp flushes each line on its own),
-// with go-smtp's out-of-sequence 502 replies made 503. After the 220 to
-// STARTTLS the TLS handshake follows at once, bounded by the handshake
-// timeout rather than by the idle timeout of a command read.
+// with go-smtp's out-of-sequence 502 replies made 503, and STARTTLS added
+// to the LHLO reply while it is on offer (RFC 3207 section 4).
 func (c *clientConn) Write(p []byte) (int, error) {
-	if _, err := c.Conn.Write(fixSequenceReply(p)); err != nil {
+	line := fixSequenceReply(p)
+	var after []byte
+	if c.advertise && bytes.HasPrefix(line, []byte("250")) && len(line) > 4 {
+		c.advertise = false
+		if c.intercepting() {
+			if line[3] == ' ' { // a one-line reply becomes two
+				line = append([]byte("250-"), line[4:]...)
+				after = []byte("250 STARTTLS\r\n")
+			} else {
+				after = []byte("250-STARTTLS\r\n")
+			}
+		}
+	}
+	if _, err := c.Conn.Write(line); err != nil {
 		return 0, err
 	}
-	switch {
-	case bytes.HasPrefix(p, startTLSReady):
-		c.Conn.SetDeadline(time.Now().Add(c.handshake))
-	case bytes.HasPrefix(p, handshakeFailed):
-		// go-smtp would read the next command in plaintext from a stream
-		// that is half a TLS handshake: end the session instead.
-		c.Close()
+	if after != nil {
+		if _, err := c.Conn.Write(after); err != nil {
+			return 0, err
+		}
 	}
 	return len(p), nil
 }
 
-// go-smtp's reply to STARTTLS (RFC 3207 section 4), and its reply when
-// the handshake that follows fails.
-var (
-	startTLSReady   = []byte("220 2.0.0 Ready to start TLS")
-	handshakeFailed = []byte("550 5.0.0 Handshake error")
-)
+func (c *clientConn) intercepting() bool { return c.offerTLS && !c.mailSeen && !c.pc.IsTLS() }
+
+// readCommand gives go-smtp the client's next command line, or the part of
+// it that fits p, handling STARTTLS itself: it answers 220, and the engine
+// discards whatever the client sent behind the command (RFC 3207 section
+// 4.2: it was not protected) and does the handshake under the frontend's
+// handshake timeout. A failed handshake ends the session.
+func (c *clientConn) readCommand(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		line, err := c.pc.Reader().ReadSlice('\n')
+		if len(line) == 0 {
+			return 0, err
+		}
+		verb := strings.ToUpper(strings.TrimSpace(string(line)))
+		if v, _, ok := strings.Cut(verb, " "); ok {
+			verb = v
+		}
+		switch {
+		case strings.EqualFold(strings.TrimRight(string(line), "\r\n"), "STARTTLS"):
+			if _, err := c.Conn.Write([]byte("220 2.0.0 Ready to start TLS\r\n")); err != nil {
+				return 0, err
+			}
+			if err := c.pc.StartTLS(c.ctx); err != nil {
+				return 0, err
+			}
+			// The handshake's deadline ends; the client's next command
+			// gets the usual wait.
+			c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+			continue // the next command comes over TLS
+		case verb == "MAIL":
+			c.mailSeen = true
+		case verb == "LHLO" || verb == "EHLO" || verb == "HELO":
+			c.advertise = true
+		}
+		c.pending = append(c.pending[:0], line...)
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
 
 func (c *clientConn) Close() error {
 	c.closeOnce.Do(func() { close(c.done) })
