@@ -56,9 +56,10 @@ type loginRequest struct {
 // holding the same lines.
 //
 // What the server does with the login is the client's business, not the
-// server's health: an untagged BAD or a BYE in answer to it is
-// errServerRefused (the client gets BAD; no other server is tried and no
-// failure is counted). A greeting that is not "* OK", garbage, EOF or a
+// server's health: an untagged BAD in answer to it is errServerRefused (the
+// client gets BAD; no other server is tried and no failure is counted), a
+// BYE is proxy.ErrServerBusy (the next server is tried; no failure is
+// counted). A greeting that is not "* OK", garbage, EOF or a
 // deadline before the answer, or more than maxLoginReplyBytes or
 // maxServerLines before it, is a server failure: the engine tries the next
 // server.
@@ -115,13 +116,18 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 				return nil, proxy.ServerFailure(fmt.Errorf("send login: %w", err))
 			}
 		case strings.HasPrefix(line, "* "):
-			// RFC 9051 section 7.1.3 and 7.1.5: an untagged BAD is a
-			// command the server could not parse (it sends no tagged
-			// answer then), a BYE its refusal to go on; either way it
-			// greeted and answered, and it was the client's input.
 			switch w := word(line[2:]); w {
-			case "BAD", "BYE":
-				return nil, fmt.Errorf("%w: untagged %s", errServerRefused, w)
+			case "BAD":
+				// RFC 9051 section 7.1.3: a command the server could not
+				// parse (it sends no tagged answer then): the client's
+				// input, which another server would refuse as well.
+				return nil, fmt.Errorf("%w: untagged BAD", errServerRefused)
+			case "BYE":
+				// RFC 9051 section 7.1.5: the server will not go on (it is
+				// shutting down, or the input overran its buffer). It
+				// greeted and answered, so it is alive: the next server
+				// is tried, and none is counted as failing.
+				return nil, proxy.ServerBusy(fmt.Errorf("server said BYE before answering the login: %s", strings.TrimSpace(line)))
 			}
 			out = append(out, line...)
 		case strings.HasPrefix(line, tagged):

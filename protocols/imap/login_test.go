@@ -24,6 +24,7 @@ func TestReplayLogin(t *testing.T) {
 		wantRej     string // for a rejection: the reply relayed
 		wantRefused bool   // errServerRefused: the client's input, not a failure
 		wantFail    bool   // a server failure
+		wantBusy    bool   // proxy.ErrServerBusy: next server, no failure counted
 	}{
 		{name: "ok with pipelined data", greeting: greeting,
 			reply:   "* CAPABILITY IMAP4rev1\r\nL1 OK Logged in\r\n* 3 EXISTS\r\n",
@@ -32,7 +33,8 @@ func TestReplayLogin(t *testing.T) {
 			wantRej: "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"},
 		{name: "bad with untagged", greeting: greeting, reply: "* OK hm\r\nL1 BAD what\r\n", wantRej: "* OK hm\r\na BAD what\r\n"},
 		{name: "untagged bad", greeting: greeting, reply: "* BAD Error in IMAP command received by server.\r\n", wantRefused: true},
-		{name: "bye after the login", greeting: greeting, reply: "* BYE Input buffer full, aborting\r\n", wantRefused: true},
+		{name: "bye after the login", greeting: greeting, reply: "* BYE Input buffer full, aborting\r\n", wantBusy: true},
+		{name: "shutting down", greeting: greeting, reply: "* BYE Server shutting down.\r\n", wantBusy: true},
 		{name: "client tag is garbage", greeting: greeting, reply: "a OK\r\n", wantFail: true},
 		{name: "other tag is garbage", greeting: greeting, reply: "b OK\r\n", wantFail: true},
 		{name: "unknown status", greeting: greeting, reply: "L1 MAYBE\r\n", wantFail: true},
@@ -65,6 +67,10 @@ func TestReplayLogin(t *testing.T) {
 			case tt.wantFail:
 				if !errors.Is(err, proxy.ErrServerFailed) {
 					t.Errorf("got %q, %v; want a server failure", out, err)
+				}
+			case tt.wantBusy:
+				if !errors.Is(err, proxy.ErrServerBusy) || errors.Is(err, proxy.ErrServerFailed) {
+					t.Errorf("got %q, %v; want ErrServerBusy and no server failure", out, err)
 				}
 			case tt.wantRefused:
 				if !errors.Is(err, errServerRefused) || errors.Is(err, proxy.ErrServerFailed) {
