@@ -118,10 +118,9 @@ func checkSessionLine(t *testing.T, kv map[string]string, user, server string, t
 }
 
 // TestE2ESessionLogLMTP: the session line of a plaintext LMTP delivery:
-// tls=false, positive byte counters, end=done. Its user and
-// server stay empty: an LMTP session has one server per recipient, and
-// protocols/lmtp records neither (see the report of issue 18), so they are
-// not asserted here; where the mail went is checked in Dovecot's maildir.
+// tls=false, positive byte counters, end=done, the user the recipient was
+// routed as and the server it went to (an LMTP session names every user
+// and server its last transaction delivered to).
 func TestE2ESessionLogLMTP(t *testing.T) {
 	e := startEnv(t, setupSpec{Frontends: lmtpFrontends(""), Backend: lmtpBackend})
 	for _, tt := range []struct {
@@ -147,6 +146,13 @@ func TestE2ESessionLogLMTP(t *testing.T) {
 			}
 			if kv["end"] != "done" {
 				t.Errorf("end: got %q, want done", kv["end"])
+			}
+			// The user the recipient was routed as, and its server.
+			if want := lmtpAddr(tt.user); kv["user"] != want {
+				t.Errorf("user: got %q, want %q", kv["user"], want)
+			}
+			if want := e.lmtpServer(tt.user); kv["server"] != want {
+				t.Errorf("server: got %q, want %q", kv["server"], want)
 			}
 			in := e.instanceOf(e.lmtpServer(tt.user))
 			if n, err := in.MessageCount(tt.user); err != nil || n != 1 {

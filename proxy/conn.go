@@ -194,6 +194,15 @@ func (c *Conn) SetUser(user string) {
 	c.mu.Unlock()
 }
 
+// SetServers names the servers of a session that uses several at once
+// (LMTP: one per recipient), for its log line and the registry; SetLease
+// names the one server of a relayed session.
+func (c *Conn) SetServers(names string) {
+	c.mu.Lock()
+	c.server = names
+	c.mu.Unlock()
+}
+
 // SetLease records the server the session was sent to; the engine releases
 // the lease when the session ends. A previous lease is released.
 func (c *Conn) SetLease(l Lease) {

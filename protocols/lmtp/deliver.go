@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,7 +93,43 @@ func (s *session) deliver(ctx context.Context, sp *spool) int {
 			}
 		}
 	}
+	s.nameSession()
 	return len(used)
+}
+
+// maxNamedUsers bounds the users the session's log line names.
+const maxNamedUsers = 5
+
+// nameSession gives the engine's session line the users the transaction
+// delivered to (the routing keys, as the director used them) and their
+// servers, each once, in RCPT order.
+func (s *session) nameSession() {
+	var users, servers []string
+	more := 0
+	for _, rc := range s.rcpts {
+		if rc.reply == nil || rc.reply.Code != 250 || rc.lease == nil {
+			continue
+		}
+		if u := rc.lease.User(); u != "" && !slices.Contains(users, u) {
+			if len(users) < maxNamedUsers {
+				users = append(users, u)
+			} else {
+				more++
+			}
+		}
+		if srv := rc.lease.Target().Server; !slices.Contains(servers, srv) {
+			servers = append(servers, srv)
+		}
+	}
+	if len(users) == 0 {
+		return
+	}
+	u := strings.Join(users, ",")
+	if more > 0 {
+		u += fmt.Sprintf(",+%d more", more)
+	}
+	s.c.SetUser(u)
+	s.c.SetServers(strings.Join(servers, ","))
 }
 
 func contains(list []*rcpt, rc *rcpt) bool {
