@@ -200,6 +200,9 @@ func FuzzPOP3Status(f *testing.F) {
 			t.Fatalf("%q: got both +OK and -ERR", line)
 		}
 		trimmed := TrimEOL(line)
+		if strings.ContainsAny(trimmed, "\r\n") {
+			return // not one line: ReadLine never returns such a thing
+		}
 		head, _, _ := strings.Cut(trimmed, " ")
 		for _, c := range []struct {
 			indicator string

@@ -15,7 +15,9 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/maildirector/maildirector/proxy"
@@ -94,16 +96,25 @@ func Serve(t testing.TB, fe proxy.Frontend) string {
 	return srv.ListenerAddr(fe.Name).String()
 }
 
-// DeadAddr returns a loopback address nobody listens on.
+// DeadAddr returns a loopback address nobody listens on, for the test's
+// whole life: the port is held by a TCP socket that is bound but never
+// listens, so a connection to it is refused and no other test (or
+// process) can take the port meanwhile, as it could a port merely closed.
 func DeadAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
 
 // ServerTLS returns a server config with a self-signed certificate for localhost.
