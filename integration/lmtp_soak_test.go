@@ -127,9 +127,16 @@ func TestLMTPSoakServerRestarts(t *testing.T) {
 		victim   = "dovecot2"
 	)
 	spool := t.TempDir()
+	// maildirector gives up on a server before the MTA gives up on
+	// maildirector (the MTA waits 30s here), as a proxy must: a Dovecot
+	// that stalls after the kill (a delivery waiting for the mailbox lock
+	// the killed process left) then costs its recipients a 451, never
+	// silence.
+	fes := lmtpFrontends(lmtpSpoolOptions(spool))
+	fes[0].Extra += "\n[frontend.lmtp.timeouts]\ndata = \"10s\"\nserver_login = \"10s\"\n"
 	e := startEnv(t, setupSpec{
 		Instances: 3,
-		Frontends: lmtpFrontends(lmtpSpoolOptions(spool)),
+		Frontends: fes,
 		Backend:   lmtpBackend,
 		// Users return to their server soon after it is back, so that the
 		// kill finds deliveries to it again.
