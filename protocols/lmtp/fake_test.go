@@ -33,6 +33,7 @@ type fakeServer struct {
 	dataReply  map[string]*gosmtp.SMTPError // refused after the data
 	dropInData bool                         // close the connection in the middle of the data
 	hold       chan struct{}                // non-nil: wait on it before answering the data
+	rcptDelay  time.Duration                // wait this long before answering each RCPT
 	msgs       []fakeMsg
 	conns      int
 	mails      int
@@ -48,6 +49,12 @@ type fakeMsg struct {
 
 func startFakeServer(t *testing.T, name string, wantProxy bool) *fakeServer {
 	t.Helper()
+	return startFakeServerDSN(t, name, wantProxy, false)
+}
+
+// startFakeServerDSN is startFakeServer, advertising DSN (RFC 3461) if dsn.
+func startFakeServerDSN(t *testing.T, name string, wantProxy, dsn bool) *fakeServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +69,7 @@ func startFakeServer(t *testing.T, name string, wantProxy bool) *fakeServer {
 	srv.LMTP = true
 	srv.Domain = name
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = dsn
 	srv.Debug = fakeTranscript{f}
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	go srv.Serve(l)
@@ -87,6 +95,13 @@ func (f *fakeServer) mailCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.mails
+}
+
+// transcriptText is everything the server read and wrote.
+func (f *fakeServer) transcriptText() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.transcript.String()
 }
 
 // commands counts the lines of the transcript that start with verb.
@@ -151,6 +166,10 @@ func (s *fakeSession) Mail(from string, _ *gosmtp.MailOptions) error {
 }
 
 func (s *fakeSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	s.f.mu.Lock()
+	delay := s.f.rcptDelay
+	s.f.mu.Unlock()
+	time.Sleep(delay)
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	if r := s.f.rcptReply[to]; r != nil {

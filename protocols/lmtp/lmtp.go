@@ -1,21 +1,13 @@
 package lmtp
 
 import (
-	"bytes"
+	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/netip"
 	"os"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -43,12 +35,21 @@ const (
 	defaultMaxMessageSize = 50 << 20
 	defaultSpoolMemory    = 1 << 20
 	defaultMaxServerConns = 16
-	// noTimeout stands for a timeout set to none: go-smtp's client has no
-	// "no deadline", and a century is as good.
+	// defaultSpoolBudget bounds all the spools of a frontend together.
+	defaultSpoolBudget = 1 << 30
+	// noTimeout stands for a timeout set to none: a century is as good.
 	noTimeout = 100 * 365 * 24 * time.Hour
-	// defaultMaxLineLength is go-smtp's default: twice the 1000 octets
-	// of RFC 5321 section 4.5.3.1.6, for the lenient.
+	// defaultMaxLineLength is twice the 1000 octets of RFC 5321 section
+	// 4.5.3.1.6, for the lenient (go-smtp's default, which this frontend
+	// was built on before).
 	defaultMaxLineLength = 2000
+	// maxErrors ends a session after this many commands refused with 5xx
+	// for their syntax or sequence (Postfix's smtpd_hard_error_limit does
+	// the same); an MTA never gets there.
+	maxErrors = 20
+	// maxBatch bounds the command lines taken together from the client's
+	// buffer (RFC 2920 pipelining): their RCPTs go to the servers together.
+	maxBatch = 1000
 )
 
 // ServerDown says what happens to the recipients of a server that cannot
@@ -121,8 +122,10 @@ type Options struct {
 	// Hostname is announced in the greeting and LHLO to servers; empty:
 	// "localhost". (The configuration resolves the machine's name.)
 	Hostname string
-	// MaxRecipients per transaction; zero: 1000; negative: no limit. One
-	// more is answered 452 4.5.3 (RFC 5321 section 4.5.3.1.10).
+	// MaxRecipients per transaction, counted as recipients a server
+	// accepted (a refused RCPT does not use one up); zero: 1000; negative:
+	// no limit. One more is answered 452 4.5.3 (RFC 5321 section
+	// 4.5.3.1.10) without asking a server.
 	MaxRecipients int
 	// MaxMessageSize in bytes, as received; zero: 50 MiB; negative: no
 	// limit. Larger messages are answered 552 5.3.4 (RFC 1870 section 6.2
@@ -138,6 +141,11 @@ type Options struct {
 	SpoolMemory int64
 	// SpoolDir holds spooled bodies; empty: os.TempDir().
 	SpoolDir string
+	// SpoolBudget bounds the octets held by all the frontend's spools at
+	// once, in memory and on disk; zero: 1 GiB; negative: no limit. A
+	// message that would pass it is answered 452 4.3.1 (RFC 3463
+	// section 3.4, "Mail system full") and the MTA retries.
+	SpoolBudget int64
 	// ServerDown: zero is ServerDownTempfail.
 	ServerDown ServerDown
 	// BareLF: zero is BareLFNormalize.
@@ -154,7 +162,8 @@ type Options struct {
 	// ClientTimeout is how long the client may be idle between commands
 	// (and how long a reply write may take); zero: 5 minutes; negative: none.
 	ClientTimeout time.Duration
-	// ServerTimeout bounds each server reply before the message data; zero:
+	// ServerTimeout bounds each server reply before the message data
+	// (greeting, LHLO, RSET, MAIL, RCPT, DATA's 354); zero:
 	// 1 minute; negative: none. Connecting to a server (TCP, PROXY header, TLS) is bounded
 	// by the frontend's Timeouts.Connect.
 	ServerTimeout time.Duration
@@ -218,15 +227,15 @@ func (o *Options) serverTimeout() time.Duration {
 	return orDuration(o.ServerTimeout, defaultServerTimeout)
 }
 
-// Frontend is the LMTP frontend (RFC 2033), a [proxy.Handler]. It is
-// store-and-forward, not a relay: it takes a whole transaction from the
-// MTA, spools the body once, delivers it to each recipient's server over
-// pooled LMTP client connections, in parallel, and answers one reply per
-// recipient. Safe for concurrent use by many sessions.
+// Frontend is the LMTP frontend (RFC 2033), a [proxy.Handler]. It asks
+// each recipient's server at RCPT, spools the body once, delivers it to
+// every server that accepted recipients over pooled LMTP client
+// connections, in parallel, and answers one reply per accepted recipient. Safe for concurrent use by many sessions.
 type Frontend struct {
 	opts     Options
 	hostname string
 	pool     *pool
+	budget   budget
 
 	transactions  atomic.Uint64
 	recipients    atomic.Uint64
@@ -237,6 +246,7 @@ type Frontend struct {
 	spooledToDisk atomic.Uint64
 	dialed        atomic.Uint64
 	reused        atomic.Uint64
+	spoolRefused  atomic.Uint64
 }
 
 // New returns the LMTP frontend.
@@ -248,13 +258,14 @@ func New(opts Options) *Frontend {
 			max:  limit(opts.MaxServerConns, defaultMaxServerConns),
 			idle: orDuration(opts.ServerIdle, defaultServerIdle),
 		},
+		budget: budget{max: limit(opts.SpoolBudget, defaultSpoolBudget)},
 	}
 }
 
 // Stats is a snapshot of the frontend's counters since New.
 type Stats struct {
 	Transactions  uint64 // DATA (or BDAT LAST) with a spooled body
-	Recipients    uint64 // replies after the data, one per RCPT
+	Recipients    uint64 // final replies: a RCPT refused at RCPT time, or one reply after the data
 	Delivered     uint64 // of them 250
 	Deferred      uint64 // of them 4xx
 	Rejected      uint64 // of them 5xx
@@ -262,6 +273,8 @@ type Stats struct {
 	SpooledToDisk uint64 // bodies larger than SpoolMemory
 	ServerDials   uint64 // server connections opened
 	ServerReuses  uint64 // transactions on a pooled server connection
+	SpoolInUse    int64  // octets held by spools now, memory and disk
+	SpoolRefused  uint64 // messages refused 452 4.3.1 for the spool budget
 }
 
 // Stats returns the counters. Safe for concurrent use.
@@ -271,6 +284,7 @@ func (l *Frontend) Stats() Stats {
 		Delivered: l.delivered.Load(), Deferred: l.deferred.Load(), Rejected: l.rejected.Load(),
 		ServerFails: l.serverFails.Load(), SpooledToDisk: l.spooledToDisk.Load(),
 		ServerDials: l.dialed.Load(), ServerReuses: l.reused.Load(),
+		SpoolInUse: l.budget.used.Load(), SpoolRefused: l.spoolRefused.Load(),
 	}
 }
 
@@ -281,231 +295,22 @@ func (l *Frontend) Close() error {
 	return nil
 }
 
-// ServeConn runs one LMTP session on c with go-smtp's server in LMTP mode.
-// The engine closes c after ServeConn returns; on shutdown it tells the
-// client "421 4.3.2" (RFC 5321 section 3.8) once the current command is done.
+// ServeConn runs one LMTP session. The engine closes c after ServeConn
+// returns; on shutdown it tells the client "421 4.3.2" (RFC 5321 section
+// 3.8) once the current command is done.
 func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
-	log := c.Logger() // per-recipient and per-transaction Debug lines; the session's Info line is the engine's
-	nc := &clientConn{Conn: c.NetConn(), ctx: ctx, done: make(chan struct{}), pc: c, idle: l.opts.clientTimeout()}
-	if fe := c.Frontend(); fe.TLS != nil && !fe.ImplicitTLS && !c.IsTLS() {
-		// STARTTLS (RFC 3207, which RFC 2033 section 4.1 inherits) is the
-		// engine's, as for the other frontends: go-smtp then only ever
-		// sees plaintext commands and writes plaintext replies, which
-		// clientConn can still correct after the upgrade.
-		nc.offerTLS = true
-	}
-	nc.Conn.SetDeadline(time.Time{}) // go-smtp sets its own from here on
-
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(sc *gosmtp.Conn) (gosmtp.Session, error) {
-		return &session{l: l, c: c, ctx: ctx, sc: sc, log: log}, nil
-	}))
-	srv.LMTP = true
-	srv.Domain = l.hostname
-	srv.MaxRecipients = limit(l.opts.MaxRecipients, defaultMaxRecipients)
-	srv.MaxMessageBytes = limit(l.opts.MaxMessageSize, defaultMaxMessageSize)
-	srv.MaxLineLength = limit(l.opts.MaxLineLength, defaultMaxLineLength)
-	srv.ReadTimeout = l.opts.clientTimeout()
-	srv.WriteTimeout = l.opts.clientTimeout()
-	srv.EnableSMTPUTF8 = true // RFC 6531; passed on where the server has it
-	srv.ErrorLog = errorLog{log}
-
-	ln := &listener{conn: nc, closed: make(chan struct{})}
-	srv.Serve(ln) // returns once the one connection is closed
-	srv.Shutdown(context.Background())
+	nc := c.NetConn()
+	s := &session{l: l, c: c, ctx: ctx, log: c.Logger(), nc: nc, w: bufio.NewWriter(nc)}
+	err := s.serve()
 	if ctx.Err() != nil {
 		return nil // the engine ended the session and says why
 	}
-	return nc.err()
+	return err
 }
 
-// readError classifies an error reading the client's message data:
-// go-smtp's own replies (552 too large, line too long) stay as they are.
-func readError(err error) error {
-	var se *gosmtp.SMTPError
-	if errors.As(err, &se) || errors.Is(err, gosmtp.ErrTooLongLine) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", errClientRead, err)
-}
-
-// clientConn is the client connection as go-smtp sees it. Once the
-// engine cancels ctx (shutdown, kick), reads fail with net.ErrClosed, so
-// go-smtp stops quietly and the engine sends its goodbye. Close only stops
-// go-smtp's use of it; the engine closes the connection itself.
-type clientConn struct {
-	net.Conn
-	ctx       context.Context
-	done      chan struct{}
-	closeOnce sync.Once
-	pc        *proxy.Conn
-	idle      time.Duration // go-smtp's ReadTimeout
-
-	// STARTTLS, done here rather than by go-smtp: until the first MAIL
-	// (no DATA can come before it, so every line is a command) the client
-	// is read one line at a time, STARTTLS is answered and handed to the
-	// engine, and LHLO's reply gets a STARTTLS line. Used by go-smtp's
-	// goroutine only.
-	offerTLS  bool   // the frontend has certificates and the client is not on TLS
-	mailSeen  bool   // a MAIL went by: from here on lines pass through
-	advertise bool   // the next 250 line answers LHLO
-	pending   []byte // the rest of a line longer than go-smtp's buffer
-
-	mu      sync.Mutex
-	readErr error // first read failure other than EOF, for the session's log line
-}
-
-func (c *clientConn) Read(p []byte) (int, error) {
-	select {
-	case <-c.done:
-		return 0, net.ErrClosed
-	default:
-	}
-	if c.ctx.Err() != nil {
-		return 0, net.ErrClosed
-	}
-	var n int
-	var err error
-	if c.intercepting() {
-		n, err = c.readCommand(p)
-	} else {
-		n, err = c.Conn.Read(p)
-	}
-	if err != nil {
-		if c.ctx.Err() != nil {
-			return n, net.ErrClosed
-		}
-		c.mu.Lock()
-		if c.readErr == nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
-			c.readErr = err
-		}
-		c.mu.Unlock()
-	}
-	return n, err
-}
-
-// Write writes one reply line (go-smtp flushes each line on its own),
-// with go-smtp's out-of-sequence 502 replies made 503, and STARTTLS added
-// to the LHLO reply while it is on offer (RFC 3207 section 4).
-func (c *clientConn) Write(p []byte) (int, error) {
-	line := fixSequenceReply(p)
-	var after []byte
-	if c.advertise && bytes.HasPrefix(line, []byte("250")) && len(line) > 4 {
-		c.advertise = false
-		if c.intercepting() {
-			if line[3] == ' ' { // a one-line reply becomes two
-				line = append([]byte("250-"), line[4:]...)
-				after = []byte("250 STARTTLS\r\n")
-			} else {
-				after = []byte("250-STARTTLS\r\n")
-			}
-		}
-	}
-	if _, err := c.Conn.Write(line); err != nil {
-		return 0, err
-	}
-	if after != nil {
-		if _, err := c.Conn.Write(after); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
-}
-
-func (c *clientConn) intercepting() bool { return c.offerTLS && !c.mailSeen && !c.pc.IsTLS() }
-
-// readCommand gives go-smtp the client's next command line, or the part of
-// it that fits p, handling STARTTLS itself: it answers 220, and the engine
-// discards whatever the client sent behind the command (RFC 3207 section
-// 4.2: it was not protected) and does the handshake under the frontend's
-// handshake timeout. A failed handshake ends the session.
-func (c *clientConn) readCommand(p []byte) (int, error) {
-	for len(c.pending) == 0 {
-		line, err := c.pc.Reader().ReadSlice('\n')
-		if len(line) == 0 {
-			return 0, err
-		}
-		verb := strings.ToUpper(strings.TrimSpace(string(line)))
-		if v, _, ok := strings.Cut(verb, " "); ok {
-			verb = v
-		}
-		switch {
-		case strings.EqualFold(strings.TrimRight(string(line), "\r\n"), "STARTTLS"):
-			if _, err := c.Conn.Write([]byte("220 2.0.0 Ready to start TLS\r\n")); err != nil {
-				return 0, err
-			}
-			if err := c.pc.StartTLS(c.ctx); err != nil {
-				return 0, err
-			}
-			// The handshake's deadline ends; the client's next command
-			// gets the usual wait.
-			c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-			continue // the next command comes over TLS
-		case verb == "MAIL":
-			c.mailSeen = true
-		case verb == "LHLO" || verb == "EHLO" || verb == "HELO":
-			c.advertise = true
-		}
-		c.pending = append(c.pending[:0], line...)
-	}
-	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
-	return n, nil
-}
-
-func (c *clientConn) Close() error {
-	c.closeOnce.Do(func() { close(c.done) })
-	return nil
-}
-
-func (c *clientConn) err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.readErr
-}
-
-// listener hands go-smtp's Serve exactly one connection. The second
-// Accept waits until that connection is closed, then fails, so Serve
-// returns when the session is over.
-type listener struct {
-	conn      *clientConn
-	accepted  atomic.Bool
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (l *listener) Accept() (net.Conn, error) {
-	if l.accepted.CompareAndSwap(false, true) {
-		return l.conn, nil
-	}
-	select {
-	case <-l.conn.done:
-	case <-l.closed:
-	}
-	return nil, net.ErrClosed
-}
-
-func (l *listener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *listener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// errorLog takes go-smtp's internal error reports: panics at Error,
-// connection errors at Debug.
-type errorLog struct{ log *slog.Logger }
-
-func (e errorLog) Printf(format string, v ...any) { e.report(fmt.Sprintf(format, v...)) }
-func (e errorLog) Println(v ...any)               { e.report(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
-
-func (e errorLog) report(msg string) {
-	if strings.HasPrefix(msg, "panic") {
-		e.log.Error("lmtp: go-smtp panic", "err", msg)
-		return
-	}
-	e.log.Debug("lmtp: go-smtp", "err", msg)
-}
+// deadline is the time d from now; see noTimeout.
+func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
 
 // HomePicker is implemented by pickers that can name a user's own
 // server without ever placing the user elsewhere (cmd's picker, over

@@ -1,144 +1,463 @@
 package lmtp
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
-
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/proxy"
 )
 
-// session is one client's LMTP session as go-smtp drives it: one
-// transaction at a time (MAIL, RCPT × n, DATA or BDAT). go-smtp calls its
-// methods from one goroutine; LMTPData runs on another while that one waits.
+// state is where an LMTP session is (RFC 2033 section 4, RFC 5321 section 3.3).
+type state int
+
+const (
+	stateGreeted state = iota // no LHLO yet, or forgotten after STARTTLS (RFC 3207 section 4.2)
+	stateReady                // LHLO done, no transaction
+	stateMail                 // MAIL accepted: RCPT, DATA or BDAT may follow
+	stateQuit                 // QUIT answered
+)
+
+// session is one client's LMTP session: one loop reads the client's
+// commands, a batch of pipelined lines at a time (RFC 2920), and answers
+// them in order. The server legs of a transaction run on goroutines of
+// their own while the loop waits for them.
 type session struct {
 	l   *Frontend
 	c   *proxy.Conn
-	ctx context.Context
-	sc  *gosmtp.Conn
+	ctx context.Context // cancelled when the engine ends the session
 	log *slog.Logger
+	nc  net.Conn      // the client, for deadlines
+	w   *bufio.Writer // replies queued until the batch is answered
 
-	from   string
-	mail   gosmtp.MailOptions
-	rcpts  []*rcpt // in RCPT order; a duplicate address shares its first entry
-	byAddr map[string]*rcpt
+	state   state
+	errors  int  // commands refused for their syntax or sequence
+	discard bool // STARTTLS: the rest of the batch was sent in plaintext, drop it
+	tx      *txn // the transaction from MAIL on; nil outside one
 }
 
-// rcpt is one distinct recipient address of the transaction.
-type rcpt struct {
-	addr  string
-	lease proxy.Lease // the server chosen for it; released when the transaction ends
-	tried []string    // servers tried, for ServerDown next
-	reply *gosmtp.SMTPError
-}
-
-// Mail starts a transaction (RFC 5321 section 4.1.1.2). go-smtp has
-// checked SIZE against MaxMessageSize and the BODY and SMTPUTF8 parameters.
-func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
-	s.Reset()
-	s.from = from
-	if opts != nil {
-		s.mail = *opts
-	}
-	return nil
-}
-
-// Rcpt picks the recipient's server now, so that a recipient with no usable
-// server is answered 451 4.4.1 at once (a proxy-side failure: 4xx, the MTA
-// retries). The server itself hears of the recipient only after the data;
-// its answer then is the recipient's reply (RFC 2033 section 4.2). go-smtp
-// has already enforced MaxRecipients (452 4.5.3) and MAIL before RCPT.
-func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
-	if rc, ok := s.byAddr[to]; ok {
-		s.rcpts = append(s.rcpts, rc) // delivered once, answered once per RCPT
-		return nil
-	}
-	lease, err := s.l.pickHome(s.ctx, to, s.c.RemoteAddr())
-	if err != nil {
-		s.log.Debug("lmtp recipient", "rcpt", to, "server", "", "code", 451, "err", err)
-		reply, _ := replyFor(fmt.Errorf("%w: %w", ErrServerUnavailable, err))
-		return reply
-	}
-	rc := &rcpt{addr: to, lease: lease, tried: []string{lease.Target().Server}}
-	if s.byAddr == nil {
-		s.byAddr = make(map[string]*rcpt)
-	}
-	s.byAddr[to] = rc
-	s.rcpts = append(s.rcpts, rc)
-	return nil
-}
-
-// Data is go-smtp's non-LMTP entry point (in LMTP mode it calls
-// LMTPData): it answers with the first recipient's failure, if any.
-func (s *session) Data(r io.Reader) error {
-	var first firstFailure
-	if err := s.LMTPData(r, &first); err != nil {
+// serve writes the greeting and answers commands until QUIT, an error,
+// or the engine ends the session.
+func (s *session) serve() error {
+	defer s.endTransaction()
+	// RFC 5321 section 4.3.1: the greeting is 220 <domain>.
+	s.reply(reply{code: 220, text: s.l.hostname + " LMTP maildirector ready"})
+	if err := s.flush(); err != nil {
 		return err
 	}
-	return first.err
-}
-
-type firstFailure struct{ err error }
-
-func (f *firstFailure) SetStatus(_ string, err error) {
-	if se, ok := err.(*gosmtp.SMTPError); ok && se.Code == 250 {
-		return
-	}
-	if f.err == nil {
-		f.err = err
-	}
-}
-
-// LMTPData spools the body once, delivers it and sets one status per RCPT
-// in RCPT order (go-smtp writes them, RFC 2033 section 4.2). The error it
-// returns becomes the status of every recipient: it is always a reply.
-func (s *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
-	start := time.Now()
-	// With BDAT this runs while go-smtp still reads chunks, and an RSET then
-	// resets the session under it; only this snapshot is used until the
-	// body has been read in full.
-	rcpts := s.rcpts
-	// The client's data has its own, longer deadline; go-smtp sets the
-	// command deadline again before the next command.
-	s.sc.Conn().SetReadDeadline(start.Add(s.l.opts.dataTimeout()))
-
-	sp := &spool{dir: s.l.opts.spoolDir(), limit: s.l.opts.spoolMemory(), onDisk: func() { s.l.spooledToDisk.Add(1) }}
-	defer sp.Close()
-	if err := spoolBody(sp, r, s.l.opts.BareLF == BareLFReject); err != nil {
-		reply, expected := replyFor(err)
-		if !expected {
-			s.log.Warn("lmtp: spool message", "err", err)
+	for s.state != stateQuit {
+		batch, rerr := s.readBatch()
+		if err := s.run(batch); err != nil {
+			s.flush()
+			return err
 		}
-		s.log.Debug("lmtp data refused", "recipients", len(rcpts), "code", reply.Code, "err", err)
-		s.count(reply, len(rcpts))
-		return reply
-	}
-	s.l.transactions.Add(1)
-
-	dctx := context.WithoutCancel(s.ctx) // a delivery under way finishes even at shutdown
-	servers := s.deliver(dctx, sp)
-
-	for _, rc := range s.rcpts {
-		reply := rc.reply
-		if reply == nil { // not reached: every distinct recipient gets a reply
-			reply, _ = replyFor(ErrServerUnavailable)
+		if rerr != nil {
+			if errors.Is(rerr, mailwire.ErrLineTooLong) {
+				s.fail(errLineTooLong)
+				s.flush()
+				return errLineTooLong
+			}
+			s.flush()
+			return s.readFailed(rerr)
 		}
-		s.count(reply, 1)
-		s.log.Debug("lmtp recipient", "rcpt", rc.addr, "server", rc.lease.Target().Server, "code", reply.Code)
-		status.SetStatus(rc.addr, reply)
+		if err := s.flush(); err != nil {
+			return err
+		}
 	}
-	s.log.Debug("lmtp transaction", "recipients", len(s.rcpts), "servers", servers,
-		"size", sp.size, "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-func (s *session) count(reply *gosmtp.SMTPError, n int) {
+// readFailed says how a failed client read ends the session: quietly when
+// the client closed or the engine ends the session.
+func (s *session) readFailed(err error) error {
+	if s.ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("read command: %w", err)
+}
+
+// waitClient sets the client's read deadline d from now. Once the engine
+// has cancelled the session it fails: the engine sets its own deadline
+// after cancelling, so a deadline set before the check cannot undo it.
+func (s *session) waitClient(d time.Duration) error {
+	s.nc.SetReadDeadline(deadline(d))
+	if s.ctx.Err() != nil {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+func (s *session) maxLine() int {
+	if n := limit(s.l.opts.MaxLineLength, defaultMaxLineLength); n > 0 {
+		return n
+	}
+	return math.MaxInt
+}
+
+// readBatch waits (ClientTimeout) for the next command line, then takes
+// the complete lines the client has already sent behind it, up to
+// maxBatch, stopping after a command whose data or TLS follows (RFC 2920
+// section 3.1: DATA, BDAT, STARTTLS and QUIT end a group).
+func (s *session) readBatch() ([]string, error) {
+	if err := s.waitClient(s.l.opts.clientTimeout()); err != nil {
+		return nil, err
+	}
+	r := s.c.Reader()
+	var batch []string
+	for len(batch) < maxBatch {
+		if len(batch) > 0 {
+			buf, _ := r.Peek(r.Buffered())
+			if bytes.IndexByte(buf, '\n') < 0 {
+				break
+			}
+		}
+		line, err := mailwire.ReadLine(r, s.maxLine())
+		if err != nil {
+			return batch, err
+		}
+		batch = append(batch, line)
+		if endsBatch(line) {
+			break
+		}
+	}
+	return batch, nil
+}
+
+func endsBatch(line string) bool {
+	verb, _, _ := strings.Cut(mailwire.TrimEOL(line), " ")
+	switch strings.ToUpper(verb) {
+	case "DATA", "BDAT", "STARTTLS", "QUIT":
+		return true
+	}
+	return false
+}
+
+// run answers a batch of command lines in order. Consecutive RCPTs go to
+// their servers together (handleRcpts); every other command is handled on
+// its own.
+func (s *session) run(batch []string) error {
+	s.discard = false
+	for i := 0; i < len(batch) && !s.discard && s.state != stateQuit; {
+		cmd, err := parseCommand(batch[i])
+		i++
+		if err != nil {
+			if err := s.fail(errUnknownCommand); err != nil {
+				return err
+			}
+			continue
+		}
+		if cmd.Verb == "RCPT" {
+			cmds := []command{cmd}
+			for ; i < len(batch); i++ {
+				next, err := parseCommand(batch[i])
+				if err != nil || next.Verb != "RCPT" {
+					break
+				}
+				cmds = append(cmds, next)
+			}
+			if err := s.handleRcpts(cmds); err != nil {
+				return err
+			}
+			continue
+		}
+		s.log.Debug("command", "verb", cmd.Verb)
+		if err := s.handle(cmd); err != nil {
+			if err := s.fail(err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handle runs one command other than RCPT.
+func (s *session) handle(cmd command) error {
+	switch cmd.Verb {
+	case "LHLO":
+		return s.handleLhlo(cmd)
+	case "HELO", "EHLO":
+		return errUseLHLO
+	case "MAIL":
+		return s.handleMail(cmd)
+	case "DATA":
+		return s.handleData(cmd)
+	case "BDAT":
+		return s.handleBdat(cmd)
+	case "RSET":
+		return s.handleRset(cmd)
+	case "NOOP":
+		s.reply(replyOK) // RFC 5321 section 4.1.1.9
+		return nil
+	case "QUIT":
+		return s.handleQuit()
+	case "VRFY":
+		// RFC 5321 section 3.5.3: 252 when the address is not checked.
+		s.reply(reply{code: 252, enh: "2.5.0", text: "Cannot VRFY user, but will accept message"})
+		return nil
+	case "STARTTLS":
+		return s.handleStartTLS(cmd)
+	case "EXPN", "HELP", "ETRN", "TURN", "SEND", "SOML", "SAML":
+		return errNotImplemented
+	}
+	return errUnknownCommand
+}
+
+// handleLhlo answers LHLO (RFC 2033 section 4.1, like EHLO in RFC 5321
+// section 4.1.1.1) with the extensions the frontend serves, and ends any
+// transaction.
+func (s *session) handleLhlo(cmd command) error {
+	name := strings.TrimSpace(cmd.Args)
+	if name == "" || strings.ContainsAny(name, " \t") {
+		return errSyntax
+	}
+	s.endTransaction()
+	s.state = stateReady
+	size := "SIZE" // RFC 1870 section 4: no fixed limit
+	if max := limit(s.l.opts.MaxMessageSize, defaultMaxMessageSize); max > 0 {
+		size += " " + strconv.FormatInt(max, 10)
+	}
+	lines := []string{s.l.hostname, "PIPELINING", "ENHANCEDSTATUSCODES", size, "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"}
+	if s.c.CanStartTLS() {
+		lines = append(lines, "STARTTLS") // RFC 3207 section 4, which RFC 2033 inherits
+	}
+	s.replyLines(250, lines)
+	return nil
+}
+
+// handleMail starts a transaction (RFC 5321 section 4.1.1.2). Servers
+// hear of it with the first RCPT for them.
+func (s *session) handleMail(cmd command) error {
+	switch s.state {
+	case stateGreeted:
+		return errLhloFirst
+	case stateMail:
+		return errNestedMail
+	}
+	from, params, err := parseMail(cmd.Args)
+	if err != nil {
+		return err
+	}
+	if max := limit(s.l.opts.MaxMessageSize, defaultMaxMessageSize); max > 0 && params.size > max {
+		return errTooLarge // RFC 1870 section 6.2
+	}
+	if s.l.budget.full(params.size) {
+		s.l.spoolRefused.Add(1)
+		return replyStorage // RFC 1870 section 6.1: 452 at MAIL
+	}
+	s.tx = &txn{from: from, params: params, start: time.Now()}
+	s.state = stateMail
+	s.reply(reply{code: 250, enh: "2.1.0", text: "OK"})
+	return nil
+}
+
+// handleRset ends the transaction (RFC 5321 section 4.1.1.5).
+func (s *session) handleRset(cmd command) error {
+	if cmd.Args != "" {
+		return errSyntax
+	}
+	s.endTransaction()
+	s.reply(replyOK)
+	return nil
+}
+
+// handleQuit ends the session (RFC 5321 section 4.1.1.10).
+func (s *session) handleQuit() error {
+	s.reply(reply{code: 221, enh: "2.0.0", text: "Bye"})
+	s.state = stateQuit
+	return nil
+}
+
+// handleStartTLS upgrades to TLS (RFC 3207 section 4) through the engine,
+// which discards what the client sent behind the command; the rest of the
+// batch is dropped for the same reason, and LHLO is forgotten (section 4.2).
+func (s *session) handleStartTLS(cmd command) error {
+	switch {
+	case cmd.Args != "":
+		return errSyntax
+	case s.c.IsTLS():
+		return errTLSActive
+	case !s.c.CanStartTLS():
+		return errTLSUnavailable
+	case s.state == stateMail:
+		return errTLSInTransaction
+	}
+	s.reply(reply{code: 220, enh: "2.0.0", text: "Ready to start TLS"})
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.discard = true
+	if err := s.c.StartTLS(s.ctx); err != nil {
+		return &endSession{err}
+	}
+	s.state = stateGreeted
+	return nil
+}
+
+// inTransaction checks that a transaction command may come now.
+func (s *session) inTransaction() error {
+	switch s.state {
+	case stateGreeted:
+		return errLhloFirst
+	case stateReady, stateQuit:
+		return errMailFirst
+	}
+	return nil
+}
+
+// handleData receives the message (RFC 5321 section 4.1.1.4) and answers
+// once per accepted RCPT (RFC 2033 section 4.2).
+func (s *session) handleData(cmd command) error {
+	if err := s.inTransaction(); err != nil {
+		return err
+	}
+	tx := s.tx
+	switch {
+	case cmd.Args != "":
+		return errSyntax
+	case tx.body != nil:
+		return errBDATSequence
+	case len(tx.accepted) == 0:
+		return errNoRecipients
+	case s.l.budget.full(tx.params.size):
+		s.l.spoolRefused.Add(1)
+		return replyStorage
+	}
+	s.reply(reply{code: 354, text: "Start mail input; end with <CRLF>.<CRLF>"})
+	if err := s.flush(); err != nil {
+		return err
+	}
+	// The client's data has its own, longer deadline.
+	if err := s.waitClient(s.l.opts.dataTimeout()); err != nil {
+		return &endSession{err}
+	}
+	dr := &dataReader{r: s.c.Reader(), max: limit(s.l.opts.MaxMessageSize, defaultMaxMessageSize), maxLine: s.maxLine()}
+	tx.body = s.newBody()
+	err := copyBody(tx.body, dr)
+	if err != nil && !errors.Is(err, errClientRead) {
+		if derr := dr.drain(); derr != nil {
+			err = derr
+		}
+	}
+	return s.finishData(err)
+}
+
+// handleBdat takes one chunk (RFC 3030 section 2); the last one ends the
+// data, answered once per accepted RCPT like DATA.
+func (s *session) handleBdat(cmd command) error {
+	sizeArg, rest, _ := strings.Cut(cmd.Args, " ")
+	n, err := strconv.ParseInt(sizeArg, 10, 64)
+	last := strings.EqualFold(rest, "LAST")
+	if err != nil || n < 0 || (rest != "" && !last) {
+		// The chunk's end is unknown: the session cannot stay in step.
+		return reply{code: 501, enh: "5.5.4", text: "Syntax error in BDAT", close: true}
+	}
+	if err := s.waitClient(s.l.opts.dataTimeout()); err != nil {
+		return &endSession{err}
+	}
+	chunk := &io.LimitedReader{R: s.c.Reader(), N: n}
+	drainChunk := func() error {
+		if _, err := io.Copy(io.Discard, chunk); err != nil || chunk.N > 0 {
+			return &endSession{fmt.Errorf("%w: chunk cut short: %v", errClientRead, err)}
+		}
+		return nil
+	}
+	if err := s.inTransaction(); err != nil {
+		if derr := drainChunk(); derr != nil {
+			return derr
+		}
+		return err
+	}
+	tx := s.tx
+	if len(tx.accepted) == 0 {
+		if derr := drainChunk(); derr != nil {
+			return derr
+		}
+		return errNoRecipients
+	}
+	if tx.body == nil {
+		tx.body = s.newBody()
+	}
+	tx.bdatSize += n
+	if max := limit(s.l.opts.MaxMessageSize, defaultMaxMessageSize); max > 0 && tx.bdatSize > max && tx.bodyErr == nil {
+		tx.bodyErr = errDataTooLarge
+	}
+	if tx.bodyErr == nil {
+		if _, err := io.Copy(tx.body, chunk); err != nil {
+			var werr *bodyWriteError
+			if !errors.As(err, &werr) {
+				return &endSession{fmt.Errorf("%w: %w", errClientRead, err)}
+			}
+			tx.bodyErr = werr.err
+		}
+	}
+	if err := drainChunk(); err != nil {
+		return err
+	}
+	if !last {
+		s.reply(reply{code: 250, enh: "2.0.0", text: strconv.FormatInt(n, 10) + " octets received"})
+		return nil
+	}
+	err = tx.bodyErr
+	if err == nil {
+		err = tx.body.end()
+	}
+	return s.finishData(err)
+}
+
+// newBody starts the transaction's spool.
+func (s *session) newBody() *bodyWriter {
+	sp := &spool{dir: s.l.opts.spoolDir(), limit: s.l.opts.spoolMemory(),
+		onDisk: func() { s.l.spooledToDisk.Add(1) }, budget: &s.l.budget}
+	return &bodyWriter{sp: sp, reject: s.l.opts.BareLF == BareLFReject}
+}
+
+// finishData delivers the spooled body, or refuses it for err, answers
+// one reply per accepted RCPT in RCPT order, and ends the transaction.
+func (s *session) finishData(err error) error {
+	tx := s.tx
+	defer s.endTransaction()
+	if err != nil {
+		r, ok := replyFor(err)
+		if !ok {
+			s.log.Warn("lmtp: spool message", "err", err)
+		}
+		if errors.Is(err, errSpoolBudget) {
+			s.l.spoolRefused.Add(1)
+		}
+		s.log.Debug("lmtp data refused", "recipients", len(tx.accepted), "code", r.code, "err", err)
+		if errors.Is(err, errClientRead) {
+			return &endSession{err} // nobody to answer
+		}
+		for _, rc := range tx.accepted {
+			rc.dataReply = &r
+		}
+	} else {
+		s.l.transactions.Add(1)
+		tx.size = tx.body.sp.size
+		s.deliver(tx)
+	}
+	for _, rc := range tx.accepted {
+		r := *rc.dataReply
+		s.count(r, 1)
+		s.reply(r.naming(rc.addr))
+	}
+	return nil
+}
+
+// count adds n final replies r to the frontend's counters.
+func (s *session) count(r reply, n int) {
 	s.l.recipients.Add(uint64(n))
-	switch reply.Code / 100 {
+	switch r.code / 100 {
 	case 2:
 		s.l.delivered.Add(uint64(n))
 	case 4:
@@ -148,17 +467,53 @@ func (s *session) count(reply *gosmtp.SMTPError, n int) {
 	}
 }
 
-// Reset ends the transaction (RSET, after DATA, a new LHLO) and releases
-// the recipients' leases.
-func (s *session) Reset() {
-	for _, rc := range s.byAddr {
-		rc.lease.Release()
-	}
-	s.from, s.mail, s.rcpts, s.byAddr = "", gosmtp.MailOptions{}, nil, nil
+// bodyWriter spools message data with every line end made CRLF; with
+// reject it refuses a bare CR or LF instead ([ErrBareNewline]).
+type bodyWriter struct {
+	sp     *spool
+	reject bool
+	cr     bool // a CR ended the last write
+	out    []byte
 }
 
-// Logout ends the session.
-func (s *session) Logout() error {
-	s.Reset()
-	return nil
+// bodyWriteError is a failure to spool, told apart from the client's
+// read errors in io.Copy.
+type bodyWriteError struct{ err error }
+
+func (e *bodyWriteError) Error() string { return e.err.Error() }
+func (e *bodyWriteError) Unwrap() error { return e.err }
+
+func (b *bodyWriter) Write(p []byte) (int, error) {
+	var bare bool
+	b.out, b.cr, bare = normalizeCRLF(b.out[:0], p, b.cr)
+	if bare && b.reject {
+		return 0, &bodyWriteError{ErrBareNewline}
+	}
+	if _, err := b.sp.Write(b.out); err != nil {
+		return 0, &bodyWriteError{err}
+	}
+	return len(p), nil
+}
+
+// end settles a CR left at the end of the data.
+func (b *bodyWriter) end() error {
+	out, bare := normalizeEnd(nil, b.cr)
+	if bare && b.reject {
+		return ErrBareNewline
+	}
+	_, err := b.sp.Write(out)
+	return err
+}
+
+// copyBody spools all of r into b. The error is the client's (wrapping
+// errClientRead), its limits', or the spool's.
+func copyBody(b *bodyWriter, r io.Reader) error {
+	if _, err := io.Copy(b, r); err != nil {
+		var werr *bodyWriteError
+		if errors.As(err, &werr) {
+			return werr.err
+		}
+		return err
+	}
+	return b.end()
 }

@@ -5,7 +5,37 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 )
+
+// budget bounds the octets held by all the spools of a frontend, in
+// memory and on disk together (Options.SpoolBudget).
+type budget struct {
+	max  int64 // 0: no limit
+	used atomic.Int64
+}
+
+// take reserves n octets; false when that would pass the budget.
+func (b *budget) take(n int64) bool {
+	if b.max <= 0 {
+		b.used.Add(n)
+		return true
+	}
+	for {
+		cur := b.used.Load()
+		if cur+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// full reports whether n more octets would pass the budget.
+func (b *budget) full(n int64) bool { return b.max > 0 && b.used.Load()+n > b.max }
+
+func (b *budget) give(n int64) { b.used.Add(-n) }
 
 // normalizeCRLF appends src to dst with every line ending made CRLF: a
 // bare LF becomes CRLF, a bare CR becomes CRLF, CRLF stays. cr says that the
@@ -14,8 +44,8 @@ import (
 // reports whether a bare CR or LF was seen (a pending CR is not counted
 // until the next byte or [normalizeEnd] settles it).
 //
-// This is the SMTP smuggling defence (CVE-2023-51764 and friends): go-smtp
-// ends DATA only at CRLF.CRLF, but Dovecot 2.3's LMTP server also ends it at
+// This is the SMTP smuggling defence (CVE-2023-51764 and friends): the frontend
+// ends DATA only at CRLF.CRLF ([dataReader]), but Dovecot 2.3's LMTP server also ends it at
 // LF.LF, so a bare line ending must never reach a server.
 func normalizeCRLF(dst, src []byte, cr bool) (out []byte, crOut, bare bool) {
 	for len(src) > 0 {
@@ -65,9 +95,17 @@ type spool struct {
 	name   string // set only while the file could not be unlinked yet
 	size   int64
 	onDisk func() // called once when the body moves to disk
+	budget *budget
+	taken  int64 // octets reserved in budget
 }
 
 func (s *spool) Write(p []byte) (int, error) {
+	if s.budget != nil {
+		if !s.budget.take(int64(len(p))) {
+			return 0, errSpoolBudget
+		}
+		s.taken += int64(len(p))
+	}
 	if s.file == nil && s.size+int64(len(p)) <= s.limit {
 		s.mem = append(s.mem, p...)
 		s.size += int64(len(p))
@@ -109,6 +147,10 @@ func (s *spool) reader() io.Reader {
 // Close drops the body; the temporary file, if any, is gone afterwards.
 func (s *spool) Close() error {
 	s.mem = nil
+	if s.budget != nil {
+		s.budget.give(s.taken)
+		s.taken = 0
+	}
 	if s.file == nil {
 		return nil
 	}
@@ -122,36 +164,8 @@ func (s *spool) Close() error {
 
 // spoolBody copies the message data r into sp with line endings made
 // CRLF. With reject set it stops at the first bare CR or LF and returns
-// [ErrBareNewline]; the caller leaves the rest of r to go-smtp, which
-// drains it. Read errors wrap errClientRead, except go-smtp's own
-// replies (552 too large, line too long), which come back as they are.
+// [ErrBareNewline]; the caller drains the rest of r. Errors from r (the
+// client's, or its limits) come back as they are.
 func spoolBody(sp *spool, r io.Reader, reject bool) error {
-	buf := make([]byte, 32*1024)
-	var out []byte
-	cr := false
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			var bare bool
-			out, cr, bare = normalizeCRLF(out[:0], buf[:n], cr)
-			if bare && reject {
-				return ErrBareNewline
-			}
-			if _, err := sp.Write(out); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return readError(rerr)
-		}
-	}
-	out, bare := normalizeEnd(out[:0], cr)
-	if bare && reject {
-		return ErrBareNewline
-	}
-	_, err := sp.Write(out)
-	return err
+	return copyBody(&bodyWriter{sp: sp, reject: reject}, r)
 }

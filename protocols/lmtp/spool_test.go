@@ -1,10 +1,15 @@
 package lmtp
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
+
+	"github.com/maildirector/maildirector/internal/mailwire"
 )
 
 func TestNormalizeCRLF(t *testing.T) {
@@ -115,38 +120,45 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 	return 1, nil
 }
 
-func TestServerOK(t *testing.T) {
+func TestServerReply(t *testing.T) {
 	tests := []struct {
-		text, rcpt, wantMsg string
-		wantEnh             [3]int
+		name     string
+		lines    []string
+		wantLine string
 	}{
-		{"2.0.0 <u@x> abc Saved", "u@x", "abc Saved", [3]int{2, 0, 0}},
-		{"2.1.5 Saved", "u@x", "Saved", [3]int{2, 1, 5}},
-		{"Saved", "u@x", "Saved", [3]int{2, 0, 0}},
-		{"5.1.1 odd", "u@x", "5.1.1 odd", [3]int{2, 0, 0}},
-		{"", "u@x", "OK", [3]int{2, 0, 0}},
+		{"enhanced", []string{"250 2.0.0 <u@x> abc Saved"}, "250 2.0.0 <u@x> abc Saved\r\n"},
+		{"no enhanced code", []string{"250 Saved"}, "250 2.0.0 Saved\r\n"},
+		{"enhanced of another class", []string{"250 5.1.1 odd"}, "250 2.0.0 5.1.1 odd\r\n"},
+		{"code only", []string{"550"}, "550 5.0.0 Failed\r\n"},
+		{"multi-line", []string{"452-4.2.2 Mailbox full", "452 4.2.2 try later"}, "452 4.2.2 Mailbox full try later\r\n"},
 	}
 	for _, tt := range tests {
-		r := serverOK(tt.text, tt.rcpt)
-		if r.Code != 250 || r.Message != tt.wantMsg || r.EnhancedCode != tt.wantEnh {
-			t.Errorf("serverOK(%q): got %d %v %q, want 250 %v %q", tt.text, r.Code, r.EnhancedCode, r.Message, tt.wantEnh, tt.wantMsg)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			rep := mailwire.Reply{Code: 0, Lines: tt.lines}
+			fmt.Sscanf(tt.lines[0][:3], "%d", &rep.Code)
+			if got := serverReply(rep).line(); got != tt.wantLine {
+				t.Errorf("got %q, want %q", got, tt.wantLine)
+			}
+		})
 	}
 }
 
-func FuzzServerOK(f *testing.F) {
-	for _, s := range []string{"2.0.0 <u@x> Saved", "2.1.5", "9.9.9 x", "2..0 x", "2.0.0000 x", ""} {
+func FuzzServerReply(f *testing.F) {
+	for _, s := range []string{"250 2.0.0 <u@x> Saved", "250 2.1.5", "550 9.9.9 x", "250 2..0 x", "451 4.0.0000 x", "250"} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, text string) {
-		r := serverOK(text, "u@x")
-		if r.Code != 250 || r.EnhancedCode[0] != 2 || r.Message == "" {
-			t.Fatalf("serverOK(%q): got %d %v %q", text, r.Code, r.EnhancedCode, r.Message)
+	f.Fuzz(func(t *testing.T, line string) {
+		rep, err := mailwire.ReadSMTPReply(bufio.NewReader(strings.NewReader(line+"\r\n")), 10, 1000)
+		if err != nil {
+			return
 		}
-		for _, n := range r.EnhancedCode {
-			if n < 0 || n > 999 {
-				t.Fatalf("serverOK(%q): enhanced code %v out of range", text, r.EnhancedCode)
-			}
+		r := serverReply(rep)
+		ec, ok := parseEnhanced(r.enh)
+		if r.code != rep.Code || !ok || ec[0] != rep.Code/100 || r.text == "" {
+			t.Fatalf("serverReply(%q): got %+v", line, r)
+		}
+		if strings.ContainsAny(r.line()[:len(r.line())-2], "\r\n") {
+			t.Fatalf("serverReply(%q): line %q holds a line end", line, r.line())
 		}
 	})
 }

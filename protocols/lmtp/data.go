@@ -1,0 +1,146 @@
+package lmtp
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+)
+
+// dataReader reads the client's message data after DATA's 354 (RFC 5321
+// section 4.1.1.4): it removes the dot-stuffing (section 4.5.2) and ends at
+// the line "." after CRLF. The end is recognised only as CRLF.CRLF, never
+// after a bare LF (the SMTP smuggling defence of [normalizeCRLF]). Past max
+// octets it fails with errDataTooLarge, on a line longer than maxLine
+// (line end included) with errDataLineTooLong; [dataReader.drain] then
+// reads on to the end of the data, so the session stays in step.
+type dataReader struct {
+	r       *bufio.Reader
+	state   int
+	max     int64 // 0: no limit
+	n       int64 // octets returned so far
+	maxLine int   // 0: no limit
+	line    int   // octets of the current line so far
+}
+
+// States of the end-of-data recogniser, as go-smtp's data reader has them.
+const (
+	dataBeginLine = iota // at the beginning of a line (after CRLF); initial state
+	dataDot              // read "." at the beginning of a line
+	dataDotCR            // read ".\r" at the beginning of a line
+	dataCR               // read "\r"
+	dataText             // in the middle of a line
+	dataEOF              // read the ".\r\n" end line
+)
+
+func (d *dataReader) Read(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		if d.state == dataEOF {
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, nil
+		}
+		c, err := d.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, fmt.Errorf("%w: %w", errClientRead, err)
+		}
+		d.line++
+		if d.maxLine > 0 && d.line > d.maxLine {
+			return n, errDataLineTooLong
+		}
+		if c == '\n' {
+			d.line = 0
+		}
+		switch d.state {
+		case dataBeginLine:
+			switch c {
+			case '.':
+				d.state = dataDot
+				continue
+			case '\r':
+				d.state = dataCR
+			default:
+				d.state = dataText
+			}
+		case dataDot:
+			if c == '\r' {
+				d.state = dataDotCR
+				continue
+			}
+			d.state = dataText
+		case dataDotCR:
+			if c == '\n' {
+				d.state = dataEOF
+				continue
+			}
+			d.state = dataText
+		case dataCR:
+			if c == '\n' {
+				d.state = dataBeginLine
+			} else if c != '\r' {
+				d.state = dataText
+			}
+		case dataText:
+			if c == '\r' {
+				d.state = dataCR
+			}
+		}
+		if d.max > 0 && d.n >= d.max {
+			return n, errDataTooLarge
+		}
+		b[n] = c
+		n++
+		d.n++
+	}
+	return n, nil
+}
+
+// drain reads the rest of the data, without limits, to its end line. An
+// error is the client's (its connection failed).
+func (d *dataReader) drain() error {
+	d.max, d.maxLine = 0, 0
+	_, err := io.Copy(io.Discard, d)
+	return err
+}
+
+// writeData sends a spooled body (every line end CRLF) as LMTP DATA
+// content: dot-stuffed (RFC 5321 section 4.5.2), a CRLF added if the body
+// does not end with one, then the end line ".".
+func writeData(w *bufio.Writer, body io.Reader) error {
+	buf := make([]byte, 32*1024)
+	lineStart := true
+	for {
+		n, rerr := body.Read(buf)
+		p := buf[:n]
+		for len(p) > 0 {
+			if lineStart && p[0] == '.' {
+				w.WriteByte('.')
+			}
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				w.Write(p)
+				lineStart = false
+				break
+			}
+			w.Write(p[:i+1])
+			p = p[i+1:]
+			lineStart = true
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("%w: %w", errSpool, rerr)
+		}
+	}
+	if !lineStart {
+		w.WriteString("\r\n")
+	}
+	w.WriteString(".\r\n")
+	return w.Flush()
+}
