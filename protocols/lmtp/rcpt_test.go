@@ -22,7 +22,7 @@ type rawServer struct {
 	addr string
 
 	mu        sync.Mutex
-	mode      string // "", "data250" (250 instead of 354), "extra" (one reply too many after the data)
+	mode      string // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data)
 	conns     int
 	msgs      int
 	rcptReads int // network reads that brought RCPT lines
@@ -111,10 +111,12 @@ func (f *rawServer) serve(c net.Conn) {
 			w.WriteString("250 2.0.0 OK\r\n")
 		case "DATA":
 			if mode == "data250" {
+				// Out of step: 250 where 354 is due, then the body taken
+				// anyway and a 250 for each recipient after it.
 				w.WriteString("250 2.0.0 OK\r\n")
-				break
+			} else {
+				w.WriteString("354 go ahead\r\n")
 			}
-			w.WriteString("354 go ahead\r\n")
 			w.Flush()
 			for {
 				l, err := br.ReadString('\n')
