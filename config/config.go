@@ -153,6 +153,12 @@ type LMTP struct {
 	// SpoolDir holds the temporary files. Default (resolved at load)
 	// os.TempDir(). Must be an existing directory.
 	SpoolDir string `toml:"spool_dir"`
+	// SpoolBudget bounds the bytes all of the frontend's messages hold at
+	// once while they are delivered, in memory and on disk (the spool files
+	// are unlinked, so du does not see them); a message that would pass it
+	// gets 452 4.3.1 and the MTA retries. Default 1GiB; range
+	// max_message_size..1TiB.
+	SpoolBudget Size `toml:"spool_budget"`
 	// ServerDown is what a recipient whose server is unusable gets.
 	// Default "tempfail".
 	ServerDown ServerDown `toml:"server_down"`

@@ -122,6 +122,7 @@ max_recipients = 500
 max_message_size = "100MiB"
 spool_memory = "2MiB"
 spool_dir = "SPOOL"
+spool_budget = "2GiB"
 server_down = "next"
 bare_lf = "reject"
 max_server_conns = 32
@@ -367,6 +368,7 @@ func TestParseInvalid(t *testing.T) {
 		{name: "recipient_delimiter with @", old: `retries = 2`, new: "retries = 2\nrecipient_delimiter = \"+@\"", key: "backend.dovecot.recipient_delimiter", msg: "other than '@'"},
 		{name: "master separator with space", old: `retries = 2`, new: "retries = 2\nmaster_user_separator = \" \"", key: "backend.dovecot.master_user_separator", msg: "other than '@'"},
 		{name: "login_server_down", old: `retries = 2`, new: "retries = 2\nlogin_server_down = \"retry\"", key: "backend.dovecot.login_server_down", msg: "unknown value"},
+		{name: "spool_budget below a message", extra: "[frontend.lm]\nprotocol = \"lmtp\"\nbind = [\"127.0.0.1:1024\"]\nbackend = \"dovecot\"\n[frontend.lm.lmtp]\nmax_message_size = \"10MiB\"\nspool_budget = \"1MiB\"\n", key: "frontend.lm.lmtp.spool_budget", msg: "out of range"},
 		{name: "password and file", old: `type = "imap"`, new: "type = \"imap\"\nuser = \"probe\"\npassword = \"x\"\npassword_file = \"/nonexistent\"", key: "backend.dovecot.check.password_file", msg: "not both"},
 		{name: "password file unreadable", old: `type = "imap"`, new: "type = \"imap\"\nuser = \"probe\"\npassword_file = \"/nonexistent/pass\"", key: "backend.dovecot.check.password_file", msg: "read password"},
 		{name: "user_expire", old: `retries = 2`, new: `user_expire = "200h"`, key: "backend.dovecot.user_expire", msg: "out of range 0s..168h"},
@@ -584,7 +586,7 @@ tls = { enabled = true }
 	if host, _ := os.Hostname(); f.Hostname != host {
 		t.Errorf("hostname: got %q, want %q", f.Hostname, host)
 	}
-	want := LMTP{MaxRecipients: 1000, MaxMessageSize: 50 * MiB, SpoolMemory: MiB, SpoolDir: os.TempDir(), ServerDown: ServerDownTempfail, BareLF: BareLFNormalize, MaxServerConns: 16}
+	want := LMTP{MaxRecipients: 1000, MaxMessageSize: 50 * MiB, SpoolMemory: MiB, SpoolDir: os.TempDir(), SpoolBudget: GiB, ServerDown: ServerDownTempfail, BareLF: BareLFNormalize, MaxServerConns: 16}
 	if got := c.Frontends["lmtp"].LMTP; got == nil || *got != want {
 		t.Errorf("lmtp: got %+v, want %+v", got, want)
 	}

@@ -338,6 +338,7 @@ const (
 	defaultMaxMessageSize   = 50 * MiB
 	defaultSpoolMemory      = 1 * MiB
 	defaultMaxServerConns   = 16
+	defaultSpoolBudget      = 1 * GiB
 	defaultUserExpire       = 15 * time.Minute
 	defaultRetries          = 2
 	defaultErrorLimit       = 3
@@ -466,6 +467,9 @@ func (c *Config) applyDefaults(raw table) {
 				l.SpoolMemory = min(defaultSpoolMemory, l.MaxMessageSize)
 			}
 			setStr(&l.SpoolDir, os.TempDir())
+			if !lraw.has("spool_budget") {
+				l.SpoolBudget = max(defaultSpoolBudget, l.MaxMessageSize)
+			}
 			setStr(&l.ServerDown, ServerDownTempfail)
 			setStr(&l.BareLF, BareLFNormalize)
 			setInt(&l.MaxServerConns, lraw, "max_server_conns", defaultMaxServerConns)

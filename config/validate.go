@@ -279,6 +279,9 @@ func validateLMTP(p *problems, at string, l *LMTP) {
 	if l.SpoolMemory < 0 || l.SpoolMemory > l.MaxMessageSize {
 		p.addf(at+".spool_memory", "%s out of range 0..max_message_size (%s)", l.SpoolMemory, l.MaxMessageSize)
 	}
+	if l.SpoolBudget < l.MaxMessageSize || l.SpoolBudget > 1024*GiB {
+		p.addf(at+".spool_budget", "%s out of range max_message_size (%s)..1TiB", l.SpoolBudget, l.MaxMessageSize)
+	}
 	if l.SpoolDir != "" {
 		if st, err := os.Stat(l.SpoolDir); err != nil {
 			p.add(at+".spool_dir", err)

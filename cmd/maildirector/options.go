@@ -118,6 +118,7 @@ func lmtpOptions(f *config.Frontend, p proxy.Picker) lmtp.Options {
 		MaxMessageSize: int64(l.MaxMessageSize),
 		SpoolMemory:    int64(none(int(l.SpoolMemory))),
 		SpoolDir:       l.SpoolDir,
+		SpoolBudget:    int64(l.SpoolBudget),
 		MaxServerConns: l.MaxServerConns,
 		DataTimeout:    t.Data.D(),
 		ClientTimeout:  t.Idle.D(),
