@@ -38,7 +38,9 @@ type ServerOptions struct {
 	// Admin is the initial administrative state; zero is AdminReady.
 	Admin AdminState
 	// MaxConn caps the server's live sessions; a full server takes no new
-	// sessions, not even sticky ones. Zero (or negative) means unlimited.
+	// sessions, not even sticky ones. LMTP recipients are not sessions
+	// (Request.Recipient): they neither fill a server nor are refused by
+	// a full one. Zero (or negative) means unlimited.
 	MaxConn int
 }
 
@@ -112,6 +114,18 @@ type Request struct {
 	// Options.RecipientDelimiter detail is always stripped. False means a
 	// login name (IMAP, POP3, submission, ManageSieve): the master user
 	// part is cut off, the detail only with Options.StripLoginDetail.
+	//
+	// A recipient's lease does not count as a session on its server: not
+	// against the server's MaxConn, not for BalanceLeastConn. It is one
+	// delivery, held for an LMTP transaction, and the frontend caps its
+	// connections to a server with its own pool; counted as sessions, an
+	// MTA's burst of RCPTs made a server "full" and moved its IMAP users
+	// elsewhere. Nor does a server that its sessions fill refuse a
+	// recipient: mail goes to the user's server whatever its IMAP load.
+	// The lease pins the user as any other does (sticky entry, Established,
+	// Failed and passive health); ServerStatus counts it in Recipients.
+	// One flag, not a second "do not count" one: every recipient is a
+	// delivery and no delivery is a login, so the two could only disagree.
 	Recipient bool
 	// Client is the client's address; BalanceSource hashes its IP.
 	Client netip.AddrPort
@@ -138,10 +152,11 @@ type server struct {
 	up     bool
 	reason string
 
-	sessions int    // live leases
-	picks    uint64 // leases handed out, ever
-	failures int    // consecutive Failed leases
-	rrCur    int    // smooth weighted round robin "current weight"
+	sessions   int    // live leases of logins (not Request.Recipient)
+	recipients int    // live leases of LMTP recipients (Request.Recipient)
+	picks      uint64 // leases handed out, ever
+	failures   int    // consecutive Failed leases
+	rrCur      int    // smooth weighted round robin "current weight"
 }
 
 // Director places users on the servers of one backend. All methods are

@@ -65,14 +65,15 @@
 // restart, places every user on the same server.
 //
 // BalanceLeastConn picks the server with the fewest live sessions relative to
-// its weight, BalanceRoundRobin runs smooth weighted round robin; both still
+// its weight (LMTP recipients' leases are not sessions, see Request.Recipient), BalanceRoundRobin runs smooth weighted round robin; both still
 // record sticky entries so a user's later sessions follow the first one.
 // BalanceSource hashes the client IP address (HRW again) and keeps no table.
 //
 // # Server states
 //
 // A server takes new users when it is up, AdminReady, has weight > 0 and is
-// under MaxConn. AdminDrain and weight 0 mean "no new users": sticky users
+// under MaxConn, which counts sessions only: LMTP recipients neither fill a
+// server nor are refused by a full one (Request.Recipient). AdminDrain and weight 0 mean "no new users": sticky users
 // and their sessions stay. AdminMaint and health down move sticky users
 // elsewhere on their next login. Backup servers are used only when no active
 // server is usable: the first usable one in configuration order, or all of

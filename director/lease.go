@@ -41,6 +41,7 @@ type Lease struct {
 
 	d           *Director
 	entry       *sticky // nil without a sticky entry (BalanceSource, empty user)
+	recipient   bool    // Request.Recipient: counted in server.recipients, not sessions
 	prev        int     // the entry's server before this Pick moved it; -1 if not moved
 	established bool    // guarded by d.mu
 	released    bool    // guarded by d.mu
@@ -152,7 +153,11 @@ func (d *Director) releaseLocked(l *Lease, now time.Time) {
 		return
 	}
 	l.released = true
-	if s := &d.servers[l.Index]; s.sessions > 0 {
+	s := &d.servers[l.Index]
+	switch {
+	case l.recipient && s.recipients > 0:
+		s.recipients--
+	case !l.recipient && s.sessions > 0:
 		s.sessions--
 	}
 	e := l.entry

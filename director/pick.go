@@ -9,8 +9,9 @@ import (
 )
 
 // Pick places one new session of req.User and counts it as live on the
-// chosen server until the Lease is released. It returns an error wrapping
-// ErrNoServer when no server can take the session.
+// chosen server until the Lease is released (an LMTP recipient's lease as
+// a recipient, not as a session: see Request.Recipient). It returns an
+// error wrapping ErrNoServer when no server can take the session.
 //
 // A sticky entry is honoured while its server is up, not in maintenance,
 // under MaxConn and not excluded (a backup's entry only while no active
@@ -33,22 +34,22 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	idx, reason := -1, ""
 	switch {
 	case req.Stay:
-		idx, reason = d.homeLocked(entry, user, req.Client)
-		if idx >= 0 && !d.stickyOKLocked(idx, nil) {
+		idx, reason = d.homeLocked(entry, user, req)
+		if idx >= 0 && !d.stickyOKLocked(idx, choice{recipient: req.Recipient}) {
 			name := d.servers[idx].name
 			d.mu.Unlock()
 			return nil, fmt.Errorf("director %s: %q belongs to server %s: %w", d.name, user, name, ErrServerUnavailable)
 		}
-	case entry != nil && d.stickyOKLocked(entry.server, req.Exclude):
+	case entry != nil && d.stickyOKLocked(entry.server, choice{exclude: req.Exclude, recipient: req.Recipient}):
 		idx, reason = entry.server, "sticky"
 	default:
-		idx, reason = d.chooseLocked(choice{user: user, client: req.Client, exclude: req.Exclude, commit: true})
+		idx, reason = d.chooseLocked(choice{user: user, client: req.Client, exclude: req.Exclude, commit: true, recipient: req.Recipient})
 	}
 	if idx < 0 {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("director %s: pick server for %q: %w", d.name, user, ErrNoServer)
 	}
-	l := &Lease{Server: d.servers[idx].name, Index: idx, Reason: reason, User: user, d: d, prev: -1}
+	l := &Lease{Server: d.servers[idx].name, Index: idx, Reason: reason, User: user, d: d, prev: -1, recipient: req.Recipient}
 	if useTable {
 		switch {
 		case entry == nil:
@@ -64,7 +65,11 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 		l.entry = entry
 	}
 	s := &d.servers[idx]
-	s.sessions++
+	if req.Recipient {
+		s.recipients++
+	} else {
+		s.sessions++
+	}
 	s.picks++
 	d.mu.Unlock()
 	d.log.Debug("pick", "backend", d.name, "user", user, "server", l.Server, "reason", reason)
@@ -73,11 +78,11 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 
 // homeLocked is the user's own server for Request.Stay: its sticky server,
 // else the choice of the balance algorithm with every server counted as up.
-func (d *Director) homeLocked(entry *sticky, user string, client netip.AddrPort) (int, string) {
+func (d *Director) homeLocked(entry *sticky, user string, req Request) (int, string) {
 	if entry != nil {
 		return entry.server, "sticky"
 	}
-	return d.chooseLocked(choice{user: user, client: client, assumeUp: true})
+	return d.chooseLocked(choice{user: user, client: req.Client, assumeUp: true, recipient: req.Recipient})
 }
 
 // choice is one placement question as the balance algorithms see it. It
@@ -93,6 +98,9 @@ type choice struct {
 	// assumeUp counts every server as up: Request.Stay asks for the user's
 	// own server whatever its health.
 	assumeUp bool
+	// recipient places an LMTP recipient (Request.Recipient), which a
+	// server's MaxConn does not refuse.
+	recipient bool
 }
 
 // excluded reports whether name is in exclude.
@@ -105,33 +113,40 @@ func excluded(name string, exclude []string) bool {
 	return false
 }
 
-// hasRoom reports whether s can take one more session (call with Director.mu held).
+// hasRoom reports whether s can take one more session (call with
+// Director.mu held). Only sessions fill a server: LMTP recipients' leases
+// are not counted (Request.Recipient).
 func (s *server) hasRoom() bool { return s.maxConn == 0 || s.sessions < s.maxConn }
 
-// newUsersLocked reports whether server i may take a new (non-sticky) user;
-// with assumeUp its health does not matter.
-func (d *Director) newUsersLocked(i int, exclude []string, assumeUp bool) bool {
+// roomFor reports whether s can take what c places: a recipient always,
+// a session while s has room.
+func (s *server) roomFor(c choice) bool { return c.recipient || s.hasRoom() }
+
+// newUsersLocked reports whether server i may take a new (non-sticky) user
+// for c: up (or c.assumeUp), ready, weighted, with room, not excluded.
+func (d *Director) newUsersLocked(i int, c choice) bool {
 	s := &d.servers[i]
-	return (s.up || assumeUp) && s.admin == AdminReady && s.weight > 0 && s.hasRoom() && !excluded(s.name, exclude)
+	return (s.up || c.assumeUp) && s.admin == AdminReady && s.weight > 0 && s.roomFor(c) && !excluded(s.name, c.exclude)
 }
 
-// stickyOKLocked reports whether a sticky entry on server i is honoured:
-// the server is up, not in maintenance (drain and weight 0 keep their
-// users), has room and is not excluded. A backup keeps its users only while
-// no active server takes new users.
-func (d *Director) stickyOKLocked(i int, exclude []string) bool {
+// stickyOKLocked reports whether a sticky entry on server i is honoured
+// for c (its exclude and recipient fields): the server is up, not in
+// maintenance (drain and weight 0 keep their users), has room and is not
+// excluded. A backup keeps its users only while no active server takes
+// new users.
+func (d *Director) stickyOKLocked(i int, c choice) bool {
 	s := &d.servers[i]
-	if !s.up || s.admin == AdminMaint || !s.hasRoom() || excluded(s.name, exclude) {
+	if !s.up || s.admin == AdminMaint || !s.roomFor(c) || excluded(s.name, c.exclude) {
 		return false
 	}
-	return !s.backup || !d.anyLocked(false, exclude)
+	return !s.backup || !d.anyLocked(false, choice{exclude: c.exclude, recipient: c.recipient})
 }
 
 // anyLocked reports whether any server of the given kind (backup or
-// active) takes new users.
-func (d *Director) anyLocked(backup bool, exclude []string) bool {
+// active) takes new users for c (its exclude and recipient fields).
+func (d *Director) anyLocked(backup bool, c choice) bool {
 	for i := range d.servers {
-		if d.servers[i].backup == backup && d.newUsersLocked(i, exclude, false) {
+		if d.servers[i].backup == backup && d.newUsersLocked(i, c) {
 			return true
 		}
 	}
@@ -148,7 +163,7 @@ func (d *Director) chooseLocked(c choice) (int, string) {
 	}
 	if !d.allBackups {
 		for i := range d.servers {
-			if d.servers[i].backup && d.newUsersLocked(i, c.exclude, c.assumeUp) {
+			if d.servers[i].backup && d.newUsersLocked(i, c) {
 				return i, "backup"
 			}
 		}
@@ -195,7 +210,7 @@ func (d *Director) hrwLocked(backup bool, key uint64, c choice) int {
 	best, bestScore := -1, 0.0
 	for i := range d.servers {
 		s := &d.servers[i]
-		if s.backup != backup || !d.newUsersLocked(i, c.exclude, c.assumeUp) {
+		if s.backup != backup || !d.newUsersLocked(i, c) {
 			continue
 		}
 		if sc := hrwScore(s.hash, key, s.weight); best < 0 || sc > bestScore {
@@ -218,7 +233,7 @@ func (d *Director) leastConnLocked(backup bool, c choice) int {
 	for k := range n {
 		i := (start + k) % n
 		s := &d.servers[i]
-		if s.backup != backup || !d.newUsersLocked(i, c.exclude, c.assumeUp) {
+		if s.backup != backup || !d.newUsersLocked(i, c) {
 			continue
 		}
 		// s.sessions/s.weight < b.sessions/b.weight, without division.
@@ -238,7 +253,7 @@ func (d *Director) roundRobinLocked(backup bool, c choice) int {
 	bestCur := 0
 	for i := range d.servers {
 		s := &d.servers[i]
-		if s.backup != backup || !d.newUsersLocked(i, c.exclude, c.assumeUp) {
+		if s.backup != backup || !d.newUsersLocked(i, c) {
 			continue
 		}
 		cur := s.rrCur + s.weight
@@ -271,7 +286,7 @@ func (d *Director) HashOrder(user string) []string {
 	d.mu.Lock()
 	list := make([]scored, 0, len(d.servers))
 	for i := range d.servers {
-		if !d.newUsersLocked(i, nil, false) {
+		if !d.newUsersLocked(i, choice{}) {
 			continue
 		}
 		s := &d.servers[i]

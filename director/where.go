@@ -16,11 +16,14 @@ type ServerStatus struct {
 	// Up is the health; Reason says why it is what it is.
 	Up     bool
 	Reason string
-	// Sessions is the number of live leases, Picks the number handed out
-	// ever, Failures the current run of consecutive Failed leases.
-	Sessions int
-	Picks    uint64
-	Failures int
+	// Sessions is the number of live leases of logins, Recipients of LMTP
+	// recipients (not sessions: see Request.Recipient), Picks the number of
+	// leases handed out ever, Failures the current run of consecutive
+	// Failed leases.
+	Sessions   int
+	Recipients int
+	Picks      uint64
+	Failures   int
 }
 
 // Servers returns a snapshot of every server, in configuration order.
@@ -32,7 +35,7 @@ func (d *Director) Servers() []ServerStatus {
 		s := &d.servers[i]
 		out[i] = ServerStatus{
 			Name: s.name, Index: i, Weight: s.weight, Backup: s.backup, Admin: s.admin, MaxConn: s.maxConn,
-			Up: s.up, Reason: s.reason, Sessions: s.sessions, Picks: s.picks, Failures: s.failures,
+			Up: s.up, Reason: s.reason, Sessions: s.sessions, Recipients: s.recipients, Picks: s.picks, Failures: s.failures,
 		}
 	}
 	return out
@@ -83,7 +86,7 @@ func (d *Director) Where(user string) Placement {
 		if e.live == 0 {
 			p.Expires = e.expires
 		}
-		if d.stickyOKLocked(e.server, nil) {
+		if d.stickyOKLocked(e.server, choice{}) {
 			p.Server = d.servers[e.server].name
 			switch {
 			case d.pending[user] == e && e.live == 1:

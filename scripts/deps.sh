@@ -1,15 +1,18 @@
 #!/bin/sh
 # deps.sh: install what maildirector's tests, demo and benchmarks need on a
 # Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP and submission, HAProxy,
-# OpenSSL, systemd's tools to verify the shipped unit), and make sure the packaged Dovecot and HAProxy services are not
-# left running: dovecotlab starts its own instances on loopback.
+# OpenSSL, systemd's tools to verify the shipped unit, Postfix as the MTA of
+# the end-to-end LMTP test), and make sure the packaged Dovecot, HAProxy and
+# Postfix services are not left running: the tests start their own instances
+# on loopback.
 # Idempotent; runs no apt when everything is present. Prints one line.
 set -eu
 
 need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/dovecot/pop3-login
 /usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy
-/usr/bin/systemd-analyze /usr/bin/systemd-sysusers"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd"
+/usr/bin/systemd-analyze /usr/bin/systemd-sysusers
+/usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd postfix"
 
 missing=""
 for f in $need; do
@@ -33,6 +36,10 @@ if [ -n "$missing" ]; then
 		chmod 755 "$policy"
 		own_policy=1
 	fi
+	# Postfix asks what kind of mail system this is; the answer "No
+	# configuration" leaves /etc/postfix/main.cf unwritten and the system
+	# instance unconfigured (the test runs its own with postfix -c DIR).
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 	status=0
 	{
 		apt-get update -qq &&
@@ -57,21 +64,21 @@ fi
 # by their own pid files (our labs use other base_dirs and are left alone).
 stopped=""
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	for s in dovecot haproxy; do
+	for s in dovecot haproxy postfix; do
 		if systemctl is-active --quiet "$s" 2>/dev/null || systemctl is-enabled --quiet "$s" 2>/dev/null; then
 			systemctl disable --now "$s" >/dev/null 2>&1 && stopped="$stopped $s"
 		fi
 	done
 fi
-for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid; do
+for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/var/spool/postfix/pid/master.pid; do
 	name=${entry%%:*}
 	pf=${entry#*:}
 	if [ -s "$pf" ]; then
-		pid=$(head -n 1 "$pf")
+		pid=$(head -n 1 "$pf" | tr -d " \t")
 		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 			kill -TERM "$pid" 2>/dev/null && stopped="$stopped $name($pid)"
 		fi
 	fi
 done
 
-echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3): $did${stopped:+; stopped packaged service:$stopped}"
+echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null): $did${stopped:+; stopped packaged service:$stopped}"

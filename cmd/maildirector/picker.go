@@ -16,7 +16,9 @@ type picker struct {
 	dir     *director.Director
 	targets map[string]proxy.Target // by server name, for one protocol
 	// recipients: the frontend picks for LMTP recipient addresses, not
-	// login names (director.Request.Recipient).
+	// login names, and its leases are deliveries, not sessions: they do
+	// not count against a server's maxconn nor for leastconn
+	// (director.Request.Recipient).
 	recipients bool
 	// stay: logins go to the user's own server or nowhere
 	// (login_server_down = "tempfail"; director.Request.Stay).
