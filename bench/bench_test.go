@@ -287,7 +287,7 @@ func TestHAProxyConfigValid(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(haproxyConfig("127.0.0.1:1", "127.0.0.1:2", haproxyMaxconn)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(haproxyConfig("127.0.0.1:1", "127.0.0.1:2", "", haproxyMaxconn)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {

@@ -272,11 +272,11 @@ func runPath(o options, dir, path string, progress io.Writer) (pr PathResult) {
 		}
 		switch path {
 		case pathHAProxy:
-			proc, err = startHAProxy(o.haproxy, dir, listen, addr, haproxyMaxconn)
+			proc, err = startHAProxy(o.haproxy, dir, "haproxy", listen, haproxyConfig(listen, addr, "", haproxyMaxconn))
 		case pathMDIMAP:
-			proc, err = startMaildirector(o.maildirector, dir, "imap", listen, addr, o.logLevel)
+			proc, err = startMaildirector(o.maildirector, dir, "maildirector-imap", listen, maildirectorConfig("imap", listen, addr, o.logLevel))
 		case pathMDTCP:
-			proc, err = startMaildirector(o.maildirector, dir, "tcp", listen, addr, o.logLevel)
+			proc, err = startMaildirector(o.maildirector, dir, "maildirector-tcp", listen, maildirectorConfig("tcp", listen, addr, o.logLevel))
 		}
 		if err != nil {
 			pr.Error = err.Error()
