@@ -151,6 +151,36 @@ send_proxy = "none"
 `, protocol, listen, host, port, logLevel, extra, balance)
 }
 
+// maildirectorLMTPConfig is one lmtp frontend in front of one server,
+// which gets a PROXY header as sendProxy says ("v2-ssl", "none"); checks
+// are off so probes stay out of the measurement. Recipients are routed by
+// user with Dovecot's lab domain, as the integration tests set it up.
+func maildirectorLMTPConfig(listen, server, sendProxy, logLevel string) string {
+	host, port, _ := net.SplitHostPort(server)
+	return fmt.Sprintf(`[global]
+log_level = %[5]q
+maxconn = 0
+shutdown_grace = "1s"
+
+[frontend.bench]
+protocol = "lmtp"
+bind = [%[1]q]
+backend = "lmtp"
+
+[backend.lmtp]
+balance = "user"
+default_domain = %[6]q
+[backend.lmtp.check]
+type = "none"
+
+[[backend.lmtp.server]]
+name = "lmtp1"
+address = %[2]q
+ports = { lmtp = %[3]s }
+send_proxy = %[4]q
+`, listen, host, port, sendProxy, logLevel, lmtpDomain)
+}
+
 // startMaildirector writes cfg to dir/name.toml and runs bin run -c that,
 // which listens on listen.
 func startMaildirector(bin, dir, name, listen, cfg string) (*proxyProc, error) {
