@@ -353,7 +353,7 @@ func TestParseFlagsLMTP(t *testing.T) {
 		wantBytes  int
 		wantTime   time.Duration
 	}{
-		{name: "defaults", wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 5 * time.Second},
+		{name: "defaults", wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
 		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
 		{name: "lmtp only", args: []string{"-suites", "lmtp", "-lmtp-rcpts", "3", "-lmtp-kib", "1", "-lmtp-time", "2s"},
 			wantSuites: []string{"lmtp"}, wantRcpts: []int{3}, wantBytes: 1024, wantTime: 2 * time.Second},
@@ -458,5 +458,40 @@ func TestLMTPRatiosAndReport(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestParseMachineCPU(t *testing.T) {
+	before, err := parseMachineCPU([]byte("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 more ticks, 75 of them idle or iowait: 75% busy.
+	after, err := parseMachineCPU([]byte("cpu  250 0 125 850 75 0 0 0 0 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.busySince(before); got != 0.75 {
+		t.Errorf("got busy %v, want 0.75", got)
+	}
+	if got := before.busySince(before); got != 0 {
+		t.Errorf("got busy %v over no ticks, want 0", got)
+	}
+	if _, err := parseMachineCPU([]byte("intr 1 2 3\n")); err == nil {
+		t.Error("got nil error for a stat without a cpu line, want one")
+	}
+}
+
+func TestLMTPPaired(t *testing.T) {
+	runs := []LMTPRun{
+		{Target: targetSink, Rcpts: 2, Path: pathDirect, AllMsgPerS: []float64{100, 200}},
+		{Target: targetSink, Rcpts: 2, Path: pathMDLMTP, AllMsgPerS: []float64{90, 100}},
+	}
+	got := lmtpPaired(runs)
+	if want := []float64{0.9, 0.5}; !slices.Equal(got["sink 2rcpt md-lmtp/direct"], want) {
+		t.Errorf("got %v, want %v", got["sink 2rcpt md-lmtp/direct"], want)
+	}
+	if _, ok := got["sink 2rcpt haproxy/direct"]; ok {
+		t.Error("got paired ratios for a path that was not run")
 	}
 }

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -54,10 +57,11 @@ const (
 	// lmtpUsers is how many lab users the recipients rotate over, so that
 	// concurrent deliveries rarely meet in one maildir.
 	lmtpUsers = 200
-	// lmtpWarmup is the messages each client sends on each path before the
-	// first measured run: Dovecot forks its lmtp processes, maildirector
-	// fills its pool, the first maildirs are created.
-	lmtpWarmup = 5
+	// lmtpWarmupLimit bounds the warm-up on each path: before the first
+	// measured run every path delivers to every lab user once, so Dovecot
+	// forks its lmtp processes, maildirector fills its pool, and every
+	// maildir exists (creating one is not part of a delivery's cost).
+	lmtpWarmupLimit = 30 * time.Second
 )
 
 // LMTPRun is one measurement: clients sessions delivering messages of
@@ -78,7 +82,11 @@ type LMTPRun struct {
 	ProxyCPU    float64 `json:"proxy_cpu_seconds,omitempty"`
 	CPUmsPerMsg float64 `json:"proxy_cpu_ms_per_message,omitempty"`
 	FirstError  string  `json:"first_error,omitempty"`
-	// AllMsgPerS holds every repetition; the fields above are the median one.
+	// Busy is the share of this machine's CPU time in use during the run
+	// (/proc/stat): near 1, the paths are CPU-bound, and a proxy's CPU per
+	// message comes straight off the rate.
+	Busy float64 `json:"machine_cpu_busy"`
+	// AllMsgPerS holds every repetition in run order; the fields above are the median one.
 	AllMsgPerS []float64 `json:"all_messages_per_s,omitempty"`
 }
 
@@ -88,11 +96,15 @@ type LMTPReport struct {
 	Clients  int       `json:"clients"`
 	Messages int       `json:"messages_per_client_limit"`
 	Limit    string    `json:"time_limit"`
+	Repeat   int       `json:"repeat"`
 	Runs     []LMTPRun `json:"runs"` // the median run of each target, rcpts and path
 	// Ratios maps "TARGET NRCPT A/B" (lmtpRatioPairs) to metric to ratio.
 	Ratios map[string]Ratios `json:"ratios"`
-	Errors map[string]string `json:"errors,omitempty"` // per target: why it did not run
-	Notes  []string          `json:"notes"`
+	// Paired maps "TARGET NRCPT A/B" to the messages/s ratio of each
+	// repetition, whose paths ran one after the other: how stable the ratio is.
+	Paired map[string][]float64 `json:"paired_messages_per_s_ratios"`
+	Errors map[string]string    `json:"errors,omitempty"` // per target: why it did not run
+	Notes  []string             `json:"notes"`
 }
 
 // lmtpTarget is a running server and how each path reaches it.
@@ -104,12 +116,19 @@ type lmtpTarget struct {
 	close     func()
 }
 
-// startLMTPTarget starts Dovecot (one instance) or the sink.
-func startLMTPTarget(name string) (*lmtpTarget, error) {
+// startLMTPTarget starts Dovecot (one instance, its maildirs in a new
+// directory under mailDir; "" means the system's temporary directory) or
+// the sink.
+func startLMTPTarget(name, mailDir string) (*lmtpTarget, error) {
 	switch name {
 	case targetDovecot:
-		lab, err := dovecotlab.Start(dovecotlab.Options{Instances: 1, Users: lmtpUsers})
+		dir, err := os.MkdirTemp(mailDir, "maildirector-bench-lab-")
 		if err != nil {
+			return nil, err
+		}
+		lab, err := dovecotlab.Start(dovecotlab.Options{Dir: dir, Instances: 1, Users: lmtpUsers})
+		if err != nil {
+			os.RemoveAll(dir)
 			return nil, err
 		}
 		p := lab.Instances[0].Ports
@@ -119,7 +138,10 @@ func startLMTPTarget(name string) (*lmtpTarget, error) {
 			direct:    net.JoinHostPort(host, strconv.Itoa(p.LMTPDirect)),
 			proxied:   net.JoinHostPort(host, strconv.Itoa(p.LMTP)),
 			sendProxy: true,
-			close:     func() { lab.Close() },
+			close: func() {
+				lab.Close()
+				os.RemoveAll(dir)
+			},
 		}, nil
 	case targetSink:
 		s, err := startLMTPSink("127.0.0.1:0")
@@ -134,7 +156,7 @@ func startLMTPTarget(name string) (*lmtpTarget, error) {
 // runLMTP measures every LMTP target.
 func runLMTP(o options, dir string, progress io.Writer) *LMTPReport {
 	rep := &LMTPReport{
-		Bytes: o.lmtpBytes, Clients: o.lmtpClients, Messages: o.lmtpMessages, Limit: o.lmtpTime.String(),
+		Bytes: o.lmtpBytes, Clients: o.lmtpClients, Messages: o.lmtpMessages, Limit: o.lmtpTime.String(), Repeat: o.lmtpRepeat,
 		Errors: make(map[string]string),
 	}
 	for _, t := range o.lmtpTargets {
@@ -147,11 +169,13 @@ func runLMTP(o options, dir string, progress io.Writer) *LMTPReport {
 		rep.Runs = append(rep.Runs, runs...)
 	}
 	rep.Ratios = lmtpRatios(rep.Runs)
+	rep.Paired = lmtpPaired(rep.Runs)
 	rep.Notes = []string{
 		"LMTP paths: direct = the MTA to the server's plain listener; haproxy = mode tcp, send-proxy-v2 to Dovecot's haproxy = yes port; md-lmtp = maildirector's lmtp frontend, which takes each message whole, then delivers it over its pooled connections (send_proxy v2-ssl to Dovecot)",
 		"dovecot = one real Dovecot instance writing maildirs on this machine (the headline); sink = an in-process LMTP server that discards (the proxy's own cost); no PROXY header to the sink",
 		"each client keeps one LMTP session for the whole run (an MTA's connection cache); recipients rotate over 200 lab users; latency is MAIL to the last reply after the data",
-		"rows are the median of -repeat runs by messages/s; the path order is rotated per repetition; everything shares this machine's CPUs with Dovecot and the clients",
+		"rows are the median of -lmtp-repeat runs by messages/s; the paths take turns, in an order rotated per repetition, each run after a sync(2); the per-repetition ratios show how stable a ratio is",
+		"everything shares this machine's CPUs (Dovecot, the clients, the sink, the proxy): where machine CPU busy is near 100%, the rate is CPU-bound and a proxy's CPU per message comes straight off it, which a proxy on its own host would not cost Dovecot",
 	}
 	return rep
 }
@@ -161,7 +185,7 @@ func runLMTP(o options, dir string, progress io.Writer) *LMTPReport {
 // count, each path, with the path order rotated per repetition so that a
 // drift (page cache, maildir growth) does not favour one path.
 func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun, error) {
-	tgt, err := startLMTPTarget(target)
+	tgt, err := startLMTPTarget(target, o.lmtpMailDir)
 	if err != nil {
 		return nil, err
 	}
@@ -199,18 +223,22 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 
 	msg := lmtpMessage(o.lmtpBytes)
 	for _, path := range lmtpPaths {
-		w := measureLMTP(addrs[path], 0, o.lmtpClients, 1, lmtpWarmup, o.lmtpTime, msg)
+		per := (lmtpUsers + o.lmtpClients - 1) / o.lmtpClients
+		w := measureLMTP(addrs[path], 0, o.lmtpClients, 1, per, lmtpWarmupLimit, msg)
 		if w.Failed > 0 || w.Messages == 0 {
 			return nil, fmt.Errorf("warm-up on %s: %d delivered, %d failed, first error: %s", path, w.Messages, w.Failed, w.FirstError)
 		}
 	}
 
 	runs := make(map[string][]LMTPRun) // by rcpts and path
-	for rep := range o.repeat {
+	for rep := range o.lmtpRepeat {
 		for _, rcpts := range o.lmtpRcpts {
 			for k := range lmtpPaths {
 				path := lmtpPaths[(k+rep)%len(lmtpPaths)]
 				fmt.Fprintf(progress, "bench: lmtp %s: %d recipient(s), %s\n", target, rcpts, path)
+				// Each run starts with no dirty maildir pages of the runs
+				// before it, whose writeback would slow whichever path came next.
+				syscall.Sync()
 				r := measureLMTP(addrs[path], pids[path], o.lmtpClients, rcpts, o.lmtpMessages, o.lmtpTime, msg)
 				r.Target, r.Path = target, path
 				key := fmt.Sprint(rcpts, path)
@@ -281,6 +309,7 @@ func measureLMTP(addr string, pid, clients, rcpts, perClient int, limit time.Dur
 	if pid > 0 {
 		before, _ = readProcStats(pid)
 	}
+	busyBefore, _ := readMachineCPU()
 	var next atomic.Int64 // rotates recipients over the lab users
 	lat := make([][]time.Duration, clients)
 	failed := make([]int, clients)
@@ -296,6 +325,9 @@ func measureLMTP(addr string, pid, clients, rcpts, perClient int, limit time.Dur
 	}
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
+	if busyAfter, err := readMachineCPU(); err == nil {
+		res.Busy = busyAfter.busySince(busyBefore)
+	}
 	if pid > 0 {
 		if after, err := readProcStats(pid); err == nil {
 			res.ProxyCPU = (after.CPU - before.CPU).Seconds()
@@ -409,4 +441,48 @@ func closeLMTP(sessions []*smtp.Client) {
 		c.Quit()
 		c.Close()
 	}
+}
+
+// machineCPU is the first line of /proc/stat: ticks since boot.
+type machineCPU struct{ idle, total int64 }
+
+// readMachineCPU reads the "cpu" line of /proc/stat (proc(5)): idle and
+// iowait count as idle, every other field as busy.
+func readMachineCPU() (machineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	return parseMachineCPU(b)
+}
+
+func parseMachineCPU(b []byte) (machineCPU, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return machineCPU{}, errors.New("no cpu line in /proc/stat")
+	}
+	var m machineCPU
+	// user nice system idle iowait irq softirq steal guest guest_nice; guest
+	// time is already counted in user and nice.
+	for i, f := range fields[1:min(len(fields), 9)] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return machineCPU{}, fmt.Errorf("parse /proc/stat: %w", err)
+		}
+		m.total += n
+		if i == 3 || i == 4 {
+			m.idle += n
+		}
+	}
+	return m, nil
+}
+
+// busySince is the busy share of the ticks between before and m; 0 when none passed.
+func (m machineCPU) busySince(before machineCPU) float64 {
+	total := m.total - before.total
+	if total <= 0 {
+		return 0
+	}
+	return 1 - float64(m.idle-before.idle)/float64(total)
 }

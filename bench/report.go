@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -275,16 +276,18 @@ func abs(v float64) float64 {
 
 // lmtpMetric is one row of the LMTP table, per target and recipient count.
 type lmtpMetric struct {
-	name string
-	get  func(LMTPRun) (float64, bool)
+	name    string
+	get     func(LMTPRun) (float64, bool)
+	noRatio bool // a fact about the run, not a path's figure
 }
 
 var lmtpMetrics = []lmtpMetric{
-	{"messages/s", func(r LMTPRun) (float64, bool) { return measured(r.MsgPerS, r.Messages > 0) }},
-	{"recipients/s", func(r LMTPRun) (float64, bool) { return measured(r.RcptPerS, r.Messages > 0) }},
-	{"p50 ms", func(r LMTPRun) (float64, bool) { return measured(r.P50ms, r.Messages > 0) }},
-	{"p99 ms", func(r LMTPRun) (float64, bool) { return measured(r.P99ms, r.Messages > 0) }},
-	{"proxy CPU ms/message", func(r LMTPRun) (float64, bool) { return measured(r.CPUmsPerMsg, r.Messages > 0) }},
+	{name: "messages/s", get: func(r LMTPRun) (float64, bool) { return measured(r.MsgPerS, r.Messages > 0) }},
+	{name: "recipients/s", get: func(r LMTPRun) (float64, bool) { return measured(r.RcptPerS, r.Messages > 0) }},
+	{name: "p50 ms", get: func(r LMTPRun) (float64, bool) { return measured(r.P50ms, r.Messages > 0) }},
+	{name: "p99 ms", get: func(r LMTPRun) (float64, bool) { return measured(r.P99ms, r.Messages > 0) }},
+	{name: "proxy CPU ms/message", get: func(r LMTPRun) (float64, bool) { return measured(r.CPUmsPerMsg, r.Messages > 0) }},
+	{name: "machine CPU busy %", get: func(r LMTPRun) (float64, bool) { return measured(100*r.Busy, r.Messages > 0) }, noRatio: true},
 }
 
 // lmtpRatioPairs are the LMTP comparisons reported, numerator first.
@@ -325,6 +328,9 @@ func lmtpRatios(runs []LMTPRun) map[string]Ratios {
 			}
 			r := make(Ratios)
 			for _, m := range lmtpMetrics {
+				if m.noRatio {
+					continue
+				}
 				va, ok1 := m.get(a)
 				vb, ok2 := m.get(b)
 				if ok1 && ok2 && vb != 0 {
@@ -337,11 +343,35 @@ func lmtpRatios(runs []LMTPRun) map[string]Ratios {
 	return out
 }
 
+// lmtpPaired maps "TARGET NRCPT A/B" to the messages/s ratio of each
+// repetition (AllMsgPerS is in run order on every path).
+func lmtpPaired(runs []LMTPRun) map[string][]float64 {
+	keys, by := lmtpRows(runs)
+	out := make(map[string][]float64)
+	for _, k := range keys {
+		for _, pair := range lmtpRatioPairs {
+			a, okA := by[k][pair[0]]
+			b, okB := by[k][pair[1]]
+			if !okA || !okB {
+				continue
+			}
+			var r []float64
+			for i := range min(len(a.AllMsgPerS), len(b.AllMsgPerS)) {
+				if b.AllMsgPerS[i] > 0 {
+					r = append(r, a.AllMsgPerS[i]/b.AllMsgPerS[i])
+				}
+			}
+			out[k+" "+pair[0]+"/"+pair[1]] = r
+		}
+	}
+	return out
+}
+
 // printLMTP is the table of the LMTP suite: a row per target, recipient
 // count and metric; a column per path, then the ratios.
 func printLMTP(w io.Writer, rep *LMTPReport) {
-	fmt.Fprintf(w, "LMTP: %d-byte messages, %d clients, each run %s or %d messages per client\n\n",
-		rep.Bytes, rep.Clients, rep.Limit, rep.Messages)
+	fmt.Fprintf(w, "LMTP: %d-byte messages, %d clients, each run %s or %d messages per client, median of %d runs\n\n",
+		rep.Bytes, rep.Clients, rep.Limit, rep.Messages, rep.Repeat)
 	keys, by := lmtpRows(rep.Runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "target\trcpts\tmetric\t")
@@ -390,6 +420,20 @@ func printLMTP(w io.Writer, rep *LMTPReport) {
 				fmt.Fprintf(w, "; median run: %d failed, first error: %s", r.Failed, r.FirstError)
 			}
 			fmt.Fprintln(w)
+		}
+		for _, pair := range lmtpRatioPairs[:2] {
+			pk := k + " " + pair[0] + "/" + pair[1]
+			r := rep.Paired[pk]
+			if len(r) == 0 {
+				continue
+			}
+			all := make([]string, len(r))
+			for i, v := range r {
+				all[i] = fmt.Sprintf("%.2f", v)
+			}
+			sorted := slices.Clone(r)
+			slices.Sort(sorted)
+			fmt.Fprintf(w, "lmtp %s: messages/s of each repetition %s (median %.2f)\n", pk, strings.Join(all, " "), sorted[len(sorted)/2])
 		}
 	}
 	for _, t := range allLMTPTargets {
