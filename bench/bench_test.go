@@ -249,6 +249,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown path", args: []string{"-paths", "nginx"}, wantErr: true},
 		{name: "too many sessions", args: []string{"-n", "50000"}, wantErr: true},
 		{name: "stray argument", args: []string{"x"}, wantErr: true},
+		{name: "unknown suite", args: []string{"-suites", "pop3"}, wantErr: true},
+		{name: "unknown lmtp target", args: []string{"-lmtp-targets", "postfix"}, wantErr: true},
+		{name: "zero recipients", args: []string{"-lmtp-rcpts", "1,0"}, wantErr: true},
+		{name: "no lmtp clients", args: []string{"-lmtp-clients", "0"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,14 +270,22 @@ func TestParseFlags(t *testing.T) {
 // TestMaildirectorConfigLoads keeps the generated configuration in step
 // with the real schema.
 func TestMaildirectorConfigLoads(t *testing.T) {
-	for _, proto := range []string{"imap", "tcp"} {
-		t.Run(proto, func(t *testing.T) {
+	tests := []struct {
+		name, cfg string
+	}{
+		{"imap", maildirectorConfig("imap", "127.0.0.1:1", "127.0.0.1:2", "warn")},
+		{"tcp", maildirectorConfig("tcp", "127.0.0.1:1", "127.0.0.1:2", "warn")},
+		{"lmtp to dovecot", maildirectorLMTPConfig("127.0.0.1:1", "127.0.0.1:2", "v2-ssl", "warn")},
+		{"lmtp to sink", maildirectorLMTPConfig("127.0.0.1:1", "127.0.0.1:2", "none", "warn")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "md.toml")
-			if err := os.WriteFile(path, []byte(maildirectorConfig(proto, "127.0.0.1:1", "127.0.0.1:2", "warn")), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(tt.cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := config.Load(path); err != nil {
-				t.Errorf("got %v, want the generated %s config to load", err, proto)
+				t.Errorf("got %v, want the generated %s config to load", err, tt.name)
 			}
 		})
 	}
@@ -286,12 +298,16 @@ func TestHAProxyConfigValid(t *testing.T) {
 			t.Fatal("haproxy is not installed: run scripts/deps.sh (make test does)")
 		}
 	}
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(haproxyConfig("127.0.0.1:1", "127.0.0.1:2", haproxyMaxconn)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
-		t.Errorf("haproxy -c: got %v: %s, want a valid config", err, out)
+	for _, opts := range []string{"", "send-proxy-v2"} {
+		t.Run("server options "+opts, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "haproxy.cfg")
+			if err := os.WriteFile(path, []byte(haproxyConfig("127.0.0.1:1", "127.0.0.1:2", opts, haproxyMaxconn)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+				t.Errorf("haproxy -c: got %v: %s, want a valid config", err, out)
+			}
+		})
 	}
 }
 
@@ -325,5 +341,157 @@ func TestRatiosAndBudget(t *testing.T) {
 	printReport(&sb, &Report{Paths: paths, Ratios: r, Budget: budget(paths)})
 	if !strings.Contains(sb.String(), "budget md-imap: 7.00 KiB/session (OVER 3.5)") {
 		t.Errorf("report lacks the budget line:\n%s", sb.String())
+	}
+}
+
+func TestParseFlagsLMTP(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantSuites []string
+		wantRcpts  []int
+		wantBytes  int
+		wantTime   time.Duration
+	}{
+		{name: "defaults", wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
+		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
+		{name: "lmtp only", args: []string{"-suites", "lmtp", "-lmtp-rcpts", "3", "-lmtp-kib", "1", "-lmtp-time", "2s"},
+			wantSuites: []string{"lmtp"}, wantRcpts: []int{3}, wantBytes: 1024, wantTime: 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(o.suites, tt.wantSuites) || !slices.Equal(o.lmtpRcpts, tt.wantRcpts) || o.lmtpBytes != tt.wantBytes || o.lmtpTime != tt.wantTime {
+				t.Errorf("got suites %v rcpts %v bytes %d time %v, want %v %v %d %v",
+					o.suites, o.lmtpRcpts, o.lmtpBytes, o.lmtpTime, tt.wantSuites, tt.wantRcpts, tt.wantBytes, tt.wantTime)
+			}
+		})
+	}
+}
+
+func TestLMTPMessage(t *testing.T) {
+	for _, size := range []int{10240, 1000, 200} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			msg := lmtpMessage(size)
+			if len(msg) != size {
+				t.Errorf("got %d bytes, want %d", len(msg), size)
+			}
+			if !strings.HasSuffix(string(msg), "\r\n") || strings.Contains(strings.ReplaceAll(string(msg), "\r\n", ""), "\n") {
+				t.Errorf("got a message that is not CRLF lines: %q", msg[max(0, len(msg)-100):])
+			}
+		})
+	}
+}
+
+func startTestSink(t *testing.T) *lmtpSink {
+	t.Helper()
+	s, err := startLMTPSink("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestMeasureLMTPOnSink is the LMTP suite's smoke run: a few messages
+// straight to the sink, every one accepted and counted once.
+func TestMeasureLMTPOnSink(t *testing.T) {
+	msg := lmtpMessage(10 << 10)
+	for _, rcpts := range []int{1, 2} {
+		t.Run(fmt.Sprint(rcpts), func(t *testing.T) {
+			s := startTestSink(t)
+			r := measureLMTP(s.Addr(), os.Getpid(), 2, rcpts, 5, 10*time.Second, msg)
+			if r.Messages != 10 || r.Failed != 0 || r.FirstError != "" {
+				t.Fatalf("got %d delivered, %d failed, error %q; want 10, 0, none", r.Messages, r.Failed, r.FirstError)
+			}
+			if want := r.MsgPerS * float64(rcpts); r.RcptPerS != want || r.MsgPerS <= 0 {
+				t.Errorf("got %v messages/s and %v recipients/s, want a positive rate and %v", r.MsgPerS, r.RcptPerS, want)
+			}
+			if r.P50ms <= 0 || r.P99ms < r.P50ms {
+				t.Errorf("got p50 %v p99 %v, want 0 < p50 <= p99", r.P50ms, r.P99ms)
+			}
+			// The sink counts at DATA's end, before the reply the client waits for.
+			if m, n := s.Delivered(); m != 10 || n != int64(10*rcpts) {
+				t.Errorf("sink got %d messages, %d recipients; want 10, %d", m, n, 10*rcpts)
+			}
+		})
+	}
+}
+
+func TestMeasureLMTPNoServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := measureLMTP(addr, 0, 2, 1, 5, time.Second, lmtpMessage(100))
+	if r.Messages != 0 || r.FirstError == "" {
+		t.Errorf("got %d delivered, error %q; want 0 and the dial error", r.Messages, r.FirstError)
+	}
+}
+
+func TestLMTPRatiosAndReport(t *testing.T) {
+	runs := []LMTPRun{
+		{Target: targetDovecot, Rcpts: 1, Path: pathDirect, Messages: 100, MsgPerS: 400, RcptPerS: 400, P50ms: 8, P99ms: 20, AllMsgPerS: []float64{400}},
+		{Target: targetDovecot, Rcpts: 1, Path: pathHAProxy, Messages: 100, MsgPerS: 400, RcptPerS: 400, P50ms: 8, P99ms: 20, CPUmsPerMsg: 0.25},
+		{Target: targetDovecot, Rcpts: 1, Path: pathMDLMTP, Messages: 100, MsgPerS: 360, RcptPerS: 360, P50ms: 10, P99ms: 20, CPUmsPerMsg: 1,
+			Failed: 2, FirstError: "RCPT: 451"},
+	}
+	r := lmtpRatios(runs)
+	if got := r["dovecot 1rcpt md-lmtp/direct"]["messages/s"]; got != 0.9 {
+		t.Errorf("md-lmtp/direct messages/s: got %v, want 0.9", got)
+	}
+	if got := r["dovecot 1rcpt md-lmtp/haproxy"]["proxy CPU ms/message"]; got != 4 {
+		t.Errorf("md-lmtp/haproxy proxy CPU: got %v, want 4", got)
+	}
+	if _, ok := r["dovecot 1rcpt md-lmtp/direct"]["proxy CPU ms/message"]; ok {
+		t.Error("got a proxy CPU ratio against direct, want none: direct has no proxy process")
+	}
+	var sb strings.Builder
+	printLMTP(&sb, &LMTPReport{Bytes: 10240, Clients: 4, Runs: runs, Ratios: r, Errors: map[string]string{targetSink: "boom"}})
+	out := sb.String()
+	for _, want := range []string{"0.90", "lmtp dovecot 1rcpt direct: messages/s of each run 400", "2 failed, first error: RCPT: 451", "lmtp sink: ERROR boom"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestParseMachineCPU(t *testing.T) {
+	before, err := parseMachineCPU([]byte("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 more ticks, 75 of them idle or iowait: 75% busy.
+	after, err := parseMachineCPU([]byte("cpu  250 0 125 850 75 0 0 0 0 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.busySince(before); got != 0.75 {
+		t.Errorf("got busy %v, want 0.75", got)
+	}
+	if got := before.busySince(before); got != 0 {
+		t.Errorf("got busy %v over no ticks, want 0", got)
+	}
+	if _, err := parseMachineCPU([]byte("intr 1 2 3\n")); err == nil {
+		t.Error("got nil error for a stat without a cpu line, want one")
+	}
+}
+
+func TestLMTPPaired(t *testing.T) {
+	runs := []LMTPRun{
+		{Target: targetSink, Rcpts: 2, Path: pathDirect, AllMsgPerS: []float64{100, 200}},
+		{Target: targetSink, Rcpts: 2, Path: pathMDLMTP, AllMsgPerS: []float64{90, 100}},
+	}
+	got := lmtpPaired(runs)
+	if want := []float64{0.9, 0.5}; !slices.Equal(got["sink 2rcpt md-lmtp/direct"], want) {
+		t.Errorf("got %v, want %v", got["sink 2rcpt md-lmtp/direct"], want)
+	}
+	if _, ok := got["sink 2rcpt haproxy/direct"]; ok {
+		t.Error("got paired ratios for a path that was not run")
 	}
 }

@@ -1,21 +1,31 @@
 // Command bench measures maildirector against HAProxy 2.6 and against direct
 // connections, in one run, on loopback, and reports the ratios.
 //
-// It starts a fake IMAP server in-process and four paths to it: direct,
-// HAProxy in mode tcp, maildirector with an imap frontend and maildirector
-// with a tcp frontend (like for like with HAProxy). On each path it measures
-// the proxy process's memory and descriptors per idle logged-in session
-// (from /proc, nothing asked of the proxy), bulk throughput with one and
-// with several sessions, and the connect+LOGIN+LOGOUT rate sequentially and
-// in parallel. The budget under test: 2 fds and at most 3.5 KiB per idle
-// proxied session (HAProxy 2.6: 3.5 KiB, 2 fds).
+// The imap suite starts a fake IMAP server in-process and four paths to it:
+// direct, HAProxy in mode tcp, maildirector with an imap frontend and
+// maildirector with a tcp frontend (like for like with HAProxy). On each
+// path it measures the proxy process's memory and descriptors per idle
+// logged-in session (from /proc, nothing asked of the proxy), bulk
+// throughput with one and with several sessions, and the
+// connect+LOGIN+LOGOUT rate sequentially and in parallel. The budget under
+// test: 2 fds and at most 3.5 KiB per idle proxied session (HAProxy 2.6:
+// 3.5 KiB, 2 fds).
+//
+// The lmtp suite (lmtp.go) has several MTA clients deliver 10 KiB messages
+// with one and with two recipients to real Dovecot LMTP (internal/dovecotlab)
+// and to an in-process discard sink, directly, through HAProxy and through
+// maildirector's lmtp frontend, and reports messages/s, recipients/s,
+// latency and proxy CPU per message. The issue's goal: maildirector at
+// 0.90× direct or better against Dovecot, although it stores and forwards.
 //
 //	make build && go run ./bench -maildirector bin/maildirector
 //	go run ./bench -maildirector bin/maildirector -quick -json /tmp/bench.json
 //	go run ./bench -maildirector bin/maildirector -paths haproxy,md-imap -n 8000
+//	go run ./bench -maildirector bin/maildirector -suites lmtp -lmtp-targets dovecot
 //
-// Every loop is bounded in count and time; the full run takes about three
-// minutes, -quick under 30 seconds.
+// Every loop is bounded in count and time; the full run takes about seven
+// minutes (each suite about half), -quick about a minute. The lmtp suite
+// needs root and Dovecot (scripts/deps.sh), as the integration tests do.
 package main
 
 import (
@@ -27,6 +37,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -49,7 +61,25 @@ type options struct {
 	logLevel     string
 	jsonPath     string
 	quick        bool
+
+	suites       []string // imap, lmtp
+	lmtpTargets  []string
+	lmtpRcpts    []int
+	lmtpClients  int
+	lmtpBytes    int
+	lmtpMessages int // per client and run
+	lmtpRepeat   int
+	lmtpMailDir  string
+	lmtpTime     time.Duration
 }
+
+// allSuites in run order.
+var allSuites = []string{suiteIMAP, suiteLMTP}
+
+const (
+	suiteIMAP = "imap"
+	suiteLMTP = "lmtp"
+)
 
 // allPaths in run order.
 var allPaths = []string{pathDirect, pathHAProxy, pathMDIMAP, pathMDTCP}
@@ -84,7 +114,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.extra, "extra-wait", 10*time.Second, "further wait before the second reading (Go returns freed memory lazily; 2m+ sees the periodic GC)")
 	fs.StringVar(&o.logLevel, "md-log-level", "warn", "maildirector log_level (HAProxy logs nothing here)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
-	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits) that ends in under 30s; explicit flags still win")
+	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
+	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink)")
+	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
+	rcpts := fs.String("lmtp-rcpts", "1,2", "recipients per LMTP message, comma separated; each is a row")
+	fs.IntVar(&o.lmtpClients, "lmtp-clients", 4, "concurrent LMTP sessions (the MTA's delivery agents)")
+	kib := fs.Int("lmtp-kib", 10, "LMTP message size in KiB")
+	fs.IntVar(&o.lmtpMessages, "lmtp-messages", 5000, "messages each LMTP client sends per run at most")
+	fs.DurationVar(&o.lmtpTime, "lmtp-time", 2*time.Second, "time limit of one LMTP run")
+	fs.StringVar(&o.lmtpMailDir, "lmtp-mail-dir", "", "where Dovecot's maildirs go, in a new subdirectory (default: the system's temporary directory; /dev/shm takes the disk out)")
+	fs.IntVar(&o.lmtpRepeat, "lmtp-repeat", 7, "runs of each LMTP row, the paths taking turns; the median is reported")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -106,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		quick("repeat", func() { o.repeat = 1 })
 		quick("settle", func() { o.settle = time.Second })
 		quick("extra-wait", func() { o.extra = 2 * time.Second })
+		quick("lmtp-time", func() { o.lmtpTime = time.Second })
+		quick("lmtp-repeat", func() { o.lmtpRepeat = 1 })
 	}
 	o.bytes = *mib << 20
 	for p := range strings.SplitSeq(*paths, ",") {
@@ -116,6 +157,34 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.paths = append(o.paths, p)
 	}
 	var errs []error
+	for v := range strings.SplitSeq(*suites, ",") {
+		v = strings.TrimSpace(v)
+		if !slices.Contains(allSuites, v) {
+			errs = append(errs, fmt.Errorf("unknown suite %q (want %s)", v, strings.Join(allSuites, ", ")))
+			continue
+		}
+		o.suites = append(o.suites, v)
+	}
+	for v := range strings.SplitSeq(*targets, ",") {
+		v = strings.TrimSpace(v)
+		if !slices.Contains(allLMTPTargets, v) {
+			errs = append(errs, fmt.Errorf("unknown LMTP target %q (want %s)", v, strings.Join(allLMTPTargets, ", ")))
+			continue
+		}
+		o.lmtpTargets = append(o.lmtpTargets, v)
+	}
+	for v := range strings.SplitSeq(*rcpts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > lmtpUsers {
+			errs = append(errs, fmt.Errorf("-lmtp-rcpts %q: want numbers 1..%d", v, lmtpUsers))
+			continue
+		}
+		o.lmtpRcpts = append(o.lmtpRcpts, n)
+	}
+	if *kib < 1 || *kib > 10<<10 || o.lmtpClients < 1 || o.lmtpClients > 100 || o.lmtpMessages < 1 || o.lmtpTime <= 0 || o.lmtpRepeat < 1 || o.lmtpRepeat > 99 {
+		errs = append(errs, errors.New("-lmtp-kib must be 1..10240, -lmtp-clients 1..100, -lmtp-messages at least 1, -lmtp-time positive, -lmtp-repeat 1..99"))
+	}
+	o.lmtpBytes = *kib << 10
 	if o.n < 1 || o.n > haproxyMaxconn-500 {
 		errs = append(errs, fmt.Errorf("-n %d: want 1..%d (fd limit)", o.n, haproxyMaxconn-500))
 	}
@@ -184,6 +253,7 @@ type Report struct {
 	Paths   []PathResult       `json:"paths"`
 	Ratios  map[string]Ratios  `json:"ratios"` // "md-imap/haproxy" → metric → ratio
 	Budget  map[string]Verdict `json:"budget,omitempty"`
+	LMTP    *LMTPReport        `json:"lmtp,omitempty"`
 	Notes   []string           `json:"notes"`
 }
 
@@ -211,11 +281,13 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"idle_sessions": o.n, "xfer_bytes": o.bytes, "xfer_time_limit": o.xferLimit.String(),
 			"parallel": o.parallel, "repeat": o.repeat, "logins": o.logins, "login_workers": o.loginWorkers,
 			"settle": o.settle.String(), "extra_wait": o.extra.String(), "md_log_level": o.logLevel, "quick": o.quick,
+			"suites": o.suites,
 		},
 	}
-	needMD := false
+	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
+	needMD := lmtp && len(o.lmtpTargets) > 0
 	for _, p := range o.paths {
-		needMD = needMD || strings.HasPrefix(p, "md-")
+		needMD = needMD || (imap && strings.HasPrefix(p, "md-"))
 	}
 	if needMD {
 		if _, err := os.Stat(o.maildirector); err != nil {
@@ -227,6 +299,18 @@ func run(o options, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	if imap {
+		runIMAP(o, dir, rep, progress)
+	}
+	// After the IMAP suite, so that Dovecot's maildir writes cannot slow it.
+	if lmtp {
+		rep.LMTP = runLMTP(o, dir, progress)
+	}
+	return rep, nil
+}
+
+// runIMAP measures every IMAP path into rep.
+func runIMAP(o options, dir string, rep *Report, progress io.Writer) {
 	for _, p := range o.paths {
 		fmt.Fprintf(progress, "bench: %s ...\n", p)
 		t0 := time.Now()
@@ -250,7 +334,6 @@ func run(o options, progress io.Writer) (*Report, error) {
 	if o.n < 2000 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("with n=%d, one-off costs (heap arenas, GC metadata, pools) inflate the per-session idle numbers; use n >= 4000 for the budget", o.n))
 	}
-	return rep, nil
 }
 
 // runPath measures one path with its own fake server and proxy process.
@@ -272,11 +355,11 @@ func runPath(o options, dir, path string, progress io.Writer) (pr PathResult) {
 		}
 		switch path {
 		case pathHAProxy:
-			proc, err = startHAProxy(o.haproxy, dir, listen, addr, haproxyMaxconn)
+			proc, err = startHAProxy(o.haproxy, dir, "haproxy", listen, haproxyConfig(listen, addr, "", haproxyMaxconn))
 		case pathMDIMAP:
-			proc, err = startMaildirector(o.maildirector, dir, "imap", listen, addr, o.logLevel)
+			proc, err = startMaildirector(o.maildirector, dir, "maildirector-imap", listen, maildirectorConfig("imap", listen, addr, o.logLevel))
 		case pathMDTCP:
-			proc, err = startMaildirector(o.maildirector, dir, "tcp", listen, addr, o.logLevel)
+			proc, err = startMaildirector(o.maildirector, dir, "maildirector-tcp", listen, maildirectorConfig("tcp", listen, addr, o.logLevel))
 		}
 		if err != nil {
 			pr.Error = err.Error()

@@ -85,8 +85,10 @@ func (p *proxyProc) stop() {
 }
 
 // haproxyConfig is HAProxy in mode tcp with one server and hour-long
-// timeouts (as an IMAP IDLE deployment would set them).
-func haproxyConfig(listen, server string, maxconn int) string {
+// timeouts (as an IMAP IDLE deployment would set them). serverOpts ends the
+// server line: "" for none, "send-proxy-v2" for a server that wants a
+// PROXY header (Dovecot's haproxy = yes listeners).
+func haproxyConfig(listen, server, serverOpts string, maxconn int) string {
 	return fmt.Sprintf(`global
     maxconn %[3]d
 
@@ -99,20 +101,21 @@ defaults
 
 frontend bench
     bind %[1]s
-    default_backend fake
+    default_backend server
 
-backend fake
-    server fake1 %[2]s
-`, listen, server, maxconn)
+backend server
+    server server1 %[2]s %[4]s
+`, listen, server, maxconn, serverOpts)
 }
 
-// startHAProxy runs bin -f cfg -db (foreground, one process, no master).
-func startHAProxy(bin, dir, listen, server string, maxconn int) (*proxyProc, error) {
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(haproxyConfig(listen, server, maxconn)), 0o644); err != nil {
+// startHAProxy writes cfg to dir/name.cfg and runs bin -f that -db
+// (foreground, one process, no master), which listens on listen.
+func startHAProxy(bin, dir, name, listen, cfg string) (*proxyProc, error) {
+	path := filepath.Join(dir, name+".cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	return startProc("haproxy", listen, filepath.Join(dir, "haproxy.log"), bin, "-f", cfg, "-db")
+	return startProc(name, listen, filepath.Join(dir, name+".log"), bin, "-f", path, "-db")
 }
 
 // maildirectorConfig is one frontend of protocol (imap or tcp) in front of
@@ -148,13 +151,44 @@ send_proxy = "none"
 `, protocol, listen, host, port, logLevel, extra, balance)
 }
 
-// startMaildirector runs bin run -c cfg.
-func startMaildirector(bin, dir, protocol, listen, server, logLevel string) (*proxyProc, error) {
-	cfg := filepath.Join(dir, "maildirector-"+protocol+".toml")
-	if err := os.WriteFile(cfg, []byte(maildirectorConfig(protocol, listen, server, logLevel)), 0o644); err != nil {
+// maildirectorLMTPConfig is one lmtp frontend in front of one server,
+// which gets a PROXY header as sendProxy says ("v2-ssl", "none"); checks
+// are off so probes stay out of the measurement. Recipients are routed by
+// user with Dovecot's lab domain, as the integration tests set it up.
+func maildirectorLMTPConfig(listen, server, sendProxy, logLevel string) string {
+	host, port, _ := net.SplitHostPort(server)
+	return fmt.Sprintf(`[global]
+log_level = %[5]q
+maxconn = 0
+shutdown_grace = "1s"
+
+[frontend.bench]
+protocol = "lmtp"
+bind = [%[1]q]
+backend = "lmtp"
+
+[backend.lmtp]
+balance = "user"
+default_domain = %[6]q
+[backend.lmtp.check]
+type = "none"
+
+[[backend.lmtp.server]]
+name = "lmtp1"
+address = %[2]q
+ports = { lmtp = %[3]s }
+send_proxy = %[4]q
+`, listen, host, port, sendProxy, logLevel, lmtpDomain)
+}
+
+// startMaildirector writes cfg to dir/name.toml and runs bin run -c that,
+// which listens on listen.
+func startMaildirector(bin, dir, name, listen, cfg string) (*proxyProc, error) {
+	path := filepath.Join(dir, name+".toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	return startProc("maildirector-"+protocol, listen, filepath.Join(dir, "maildirector-"+protocol+".log"), bin, "run", "-c", cfg)
+	return startProc(name, listen, filepath.Join(dir, name+".log"), bin, "run", "-c", path)
 }
 
 // procStats is what the kernel says about a process.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -22,6 +23,7 @@ type Machine struct {
 	GoBinary     string `json:"go_maildirector"` // toolchain that built the maildirector binary
 	Maildirector string `json:"maildirector"`
 	HAProxy      string `json:"haproxy"`
+	Dovecot      string `json:"dovecot,omitempty"`
 	FDLimit      string `json:"fd_limit"`
 }
 
@@ -41,6 +43,9 @@ func machineFacts(o options) Machine {
 	}
 	if out, err := exec.Command(o.haproxy, "-v").Output(); err == nil {
 		m.HAProxy, _, _ = strings.Cut(string(out), "\n")
+	}
+	if out, err := exec.Command("dovecot", "--version").Output(); err == nil {
+		m.Dovecot = strings.TrimSpace(string(out))
 	}
 	return m
 }
@@ -151,8 +156,23 @@ func printReport(w io.Writer, rep *Report) {
 	m := rep.Machine
 	fmt.Fprintf(w, "machine: %d CPU (%s), %s RAM, kernel %s, fd limit %s\n", m.NProc, m.CPU, m.MemTotal, m.Kernel, m.FDLimit)
 	fmt.Fprintf(w, "go: bench %s, maildirector built with %s; %s; %s\n", m.GoBench, m.GoBinary, m.Maildirector, m.HAProxy)
+	if m.Dovecot != "" {
+		fmt.Fprintf(w, "dovecot: %s\n", m.Dovecot)
+	}
 	fmt.Fprintf(w, "run: %v\n\n", rep.Options)
+	if len(rep.Paths) > 0 {
+		printIMAP(w, rep)
+	}
+	if rep.LMTP != nil {
+		if len(rep.Paths) > 0 {
+			fmt.Fprintln(w)
+		}
+		printLMTP(w, rep.LMTP)
+	}
+}
 
+// printIMAP is the table of the IMAP suite, its budget lines and notes.
+func printIMAP(w io.Writer, rep *Report) {
 	by := byPath(rep.Paths)
 	var cols []string
 	for _, p := range allPaths {
@@ -252,4 +272,176 @@ func abs(v float64) float64 {
 		return -v
 	}
 	return v
+}
+
+// lmtpMetric is one row of the LMTP table, per target and recipient count.
+type lmtpMetric struct {
+	name    string
+	get     func(LMTPRun) (float64, bool)
+	noRatio bool // a fact about the run, not a path's figure
+}
+
+var lmtpMetrics = []lmtpMetric{
+	{name: "messages/s", get: func(r LMTPRun) (float64, bool) { return measured(r.MsgPerS, r.Messages > 0) }},
+	{name: "recipients/s", get: func(r LMTPRun) (float64, bool) { return measured(r.RcptPerS, r.Messages > 0) }},
+	{name: "p50 ms", get: func(r LMTPRun) (float64, bool) { return measured(r.P50ms, r.Messages > 0) }},
+	{name: "p99 ms", get: func(r LMTPRun) (float64, bool) { return measured(r.P99ms, r.Messages > 0) }},
+	{name: "proxy CPU ms/message", get: func(r LMTPRun) (float64, bool) { return measured(r.CPUmsPerMsg, r.Messages > 0) }},
+	{name: "machine CPU busy %", get: func(r LMTPRun) (float64, bool) { return measured(100*r.Busy, r.Messages > 0) }, noRatio: true},
+}
+
+// lmtpRatioPairs are the LMTP comparisons reported, numerator first.
+var lmtpRatioPairs = [][2]string{
+	{pathHAProxy, pathDirect},
+	{pathMDLMTP, pathDirect},
+	{pathMDLMTP, pathHAProxy},
+}
+
+// lmtpRowKey names a target and recipient count: "dovecot 2rcpt".
+func lmtpRowKey(target string, rcpts int) string { return fmt.Sprintf("%s %drcpt", target, rcpts) }
+
+// lmtpRows groups runs by target and recipient count, in run order, then by path.
+func lmtpRows(runs []LMTPRun) ([]string, map[string]map[string]LMTPRun) {
+	var keys []string
+	by := make(map[string]map[string]LMTPRun)
+	for _, r := range runs {
+		k := lmtpRowKey(r.Target, r.Rcpts)
+		if by[k] == nil {
+			keys = append(keys, k)
+			by[k] = make(map[string]LMTPRun)
+		}
+		by[k][r.Path] = r
+	}
+	return keys, by
+}
+
+// lmtpRatios maps "TARGET NRCPT A/B" to each metric both sides have.
+func lmtpRatios(runs []LMTPRun) map[string]Ratios {
+	keys, by := lmtpRows(runs)
+	out := make(map[string]Ratios)
+	for _, k := range keys {
+		for _, pair := range lmtpRatioPairs {
+			a, okA := by[k][pair[0]]
+			b, okB := by[k][pair[1]]
+			if !okA || !okB {
+				continue
+			}
+			r := make(Ratios)
+			for _, m := range lmtpMetrics {
+				if m.noRatio {
+					continue
+				}
+				va, ok1 := m.get(a)
+				vb, ok2 := m.get(b)
+				if ok1 && ok2 && vb != 0 {
+					r[m.name] = va / vb
+				}
+			}
+			out[k+" "+pair[0]+"/"+pair[1]] = r
+		}
+	}
+	return out
+}
+
+// lmtpPaired maps "TARGET NRCPT A/B" to the messages/s ratio of each
+// repetition (AllMsgPerS is in run order on every path).
+func lmtpPaired(runs []LMTPRun) map[string][]float64 {
+	keys, by := lmtpRows(runs)
+	out := make(map[string][]float64)
+	for _, k := range keys {
+		for _, pair := range lmtpRatioPairs {
+			a, okA := by[k][pair[0]]
+			b, okB := by[k][pair[1]]
+			if !okA || !okB {
+				continue
+			}
+			var r []float64
+			for i := range min(len(a.AllMsgPerS), len(b.AllMsgPerS)) {
+				if b.AllMsgPerS[i] > 0 {
+					r = append(r, a.AllMsgPerS[i]/b.AllMsgPerS[i])
+				}
+			}
+			out[k+" "+pair[0]+"/"+pair[1]] = r
+		}
+	}
+	return out
+}
+
+// printLMTP is the table of the LMTP suite: a row per target, recipient
+// count and metric; a column per path, then the ratios.
+func printLMTP(w io.Writer, rep *LMTPReport) {
+	fmt.Fprintf(w, "LMTP: %d-byte messages, %d clients, each run %s or %d messages per client, median of %d runs\n\n",
+		rep.Bytes, rep.Clients, rep.Limit, rep.Messages, rep.Repeat)
+	keys, by := lmtpRows(rep.Runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "target\trcpts\tmetric\t")
+	for _, p := range lmtpPaths {
+		fmt.Fprintf(tw, "%s\t", p)
+	}
+	for _, pair := range lmtpRatioPairs {
+		fmt.Fprintf(tw, "%s/%s\t", pair[0], pair[1])
+	}
+	fmt.Fprintln(tw)
+	for _, k := range keys {
+		target, rcpts, _ := strings.Cut(k, " ")
+		for _, m := range lmtpMetrics {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t", target, strings.TrimSuffix(rcpts, "rcpt"), m.name)
+			for _, p := range lmtpPaths {
+				if v, ok := m.get(by[k][p]); ok {
+					fmt.Fprintf(tw, "%s\t", num(v))
+				} else {
+					fmt.Fprint(tw, "-\t")
+				}
+			}
+			for _, pair := range lmtpRatioPairs {
+				if v, ok := rep.Ratios[k+" "+pair[0]+"/"+pair[1]][m.name]; ok {
+					fmt.Fprintf(tw, "%.2f\t", v)
+				} else {
+					fmt.Fprint(tw, "-\t")
+				}
+			}
+			fmt.Fprintln(tw)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, k := range keys {
+		for _, p := range lmtpPaths {
+			r, ok := by[k][p]
+			if !ok {
+				continue
+			}
+			all := make([]string, len(r.AllMsgPerS))
+			for i, v := range r.AllMsgPerS {
+				all[i] = num(v)
+			}
+			fmt.Fprintf(w, "lmtp %s %s: messages/s of each run %s", k, p, strings.Join(all, " "))
+			if r.Failed > 0 || r.FirstError != "" {
+				fmt.Fprintf(w, "; median run: %d failed, first error: %s", r.Failed, r.FirstError)
+			}
+			fmt.Fprintln(w)
+		}
+		for _, pair := range lmtpRatioPairs[:2] {
+			pk := k + " " + pair[0] + "/" + pair[1]
+			r := rep.Paired[pk]
+			if len(r) == 0 {
+				continue
+			}
+			all := make([]string, len(r))
+			for i, v := range r {
+				all[i] = fmt.Sprintf("%.2f", v)
+			}
+			sorted := slices.Clone(r)
+			slices.Sort(sorted)
+			fmt.Fprintf(w, "lmtp %s: messages/s of each repetition %s (median %.2f)\n", pk, strings.Join(all, " "), sorted[len(sorted)/2])
+		}
+	}
+	for _, t := range allLMTPTargets {
+		if e, ok := rep.Errors[t]; ok {
+			fmt.Fprintf(w, "lmtp %s: ERROR %s\n", t, e)
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 }
