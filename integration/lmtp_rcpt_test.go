@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/maildirector/maildirector/internal/dovecotlab"
 )
 
 // lmtpRcptTransaction sends MAIL and rcpts pipelined over a raw session
@@ -53,13 +55,13 @@ func lmtpRcptTransaction(t *testing.T, r *lmtpRaw, rcpts []string, msg []byte) (
 	return rcptLines, rcptCodes, dataCodes
 }
 
-// TestLMTPRcptUnknownUser: recipients on three servers and one unknown
-// user in one transaction. The unknown user gets Dovecot's own 5xx at RCPT
-// (never a 250), as from Dovecot directly or its own LMTP proxy; everyone
-// else 250 at RCPT and, after the data, one reply per accepted RCPT in
-// RCPT order; every accepted recipient has exactly one copy, in the
-// maildir of its server. (An over-quota user is not covered: the lab's
-// Dovecot runs without the quota plugin.)
+// TestLMTPRcptUnknownUser: recipients on three servers, one unknown user
+// and one over-quota user in one transaction. The unknown user gets
+// Dovecot's own 550 5.1.1 at RCPT and the over-quota one its 5.2.2 (never a
+// 250), as from Dovecot directly or its own LMTP proxy; everyone else 250
+// at RCPT and, after the data, one reply per accepted RCPT in RCPT order;
+// every accepted recipient has exactly one copy, in the maildir of its
+// server.
 func TestLMTPRcptUnknownUser(t *testing.T) {
 	e := startEnv(t, setupSpec{Instances: 3, Frontends: lmtpFrontends(""), Backend: lmtpBackend})
 	var users []string
@@ -67,14 +69,17 @@ func TestLMTPRcptUnknownUser(t *testing.T) {
 		users = append(users, e.lmtpUsersOn(s, 2)...)
 	}
 	rcpts := []string{lmtpAddr(users[0]), lmtpAddr(users[2]), lmtpAddr("nobody"), lmtpAddr(users[4]),
-		lmtpAddr(users[1]), lmtpAddr(users[3]), lmtpAddr(users[5])}
+		lmtpAddr(users[1]), lmtpAddr(users[3]), lmtpAddr(users[5]), lmtpAddr(dovecotlab.FullUser)}
 
 	r := lmtpRawGreeted(t, e.addrs["lmtp"])
 	lines, codes, data := lmtpRcptTransaction(t, r, rcpts, lmtpMessage("rcpt-time", 0))
 	for i, code := range codes {
 		want := 250
-		if i == 2 {
+		switch i {
+		case 2:
 			want = 550
+		case 7:
+			want = 552
 		}
 		if code != want {
 			t.Errorf("RCPT %s: got %q, want %d", rcpts[i], lines[i], want)
@@ -82,6 +87,9 @@ func TestLMTPRcptUnknownUser(t *testing.T) {
 	}
 	if !strings.Contains(lines[2], "5.1.1") {
 		t.Errorf("RCPT of the unknown user: got %q, want Dovecot's 5.1.1", lines[2])
+	}
+	if !strings.Contains(lines[7], "5.2.2") {
+		t.Errorf("RCPT of the over-quota user: got %q, want Dovecot's 5.2.2", lines[7])
 	}
 	if len(data) != 6 {
 		t.Fatalf("replies after the data: got %d, want 6", len(data))

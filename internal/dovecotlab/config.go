@@ -74,6 +74,15 @@ submission_relay_host = {{.RelayHost}}
 submission_relay_port = {{.RelayPort}}
 submission_relay_ssl = no
 lmtp_save_to_detail_mailbox = no
+# The over-quota user (FullUser): LMTP checks the quota at RCPT, as a site
+# with lmtp_rcpt_check_quota does, so that user is refused there.
+lmtp_rcpt_check_quota = yes
+protocol lmtp {
+  mail_plugins = $mail_plugins quota
+}
+plugin {
+  quota = maildir:User quota
+}
 
 mail_location = maildir:~/Maildir
 first_valid_uid = {{.UID}}
@@ -232,6 +241,8 @@ func writeUsers(path, mailRoot string, users []string, uid, gid int) error {
 	for _, u := range users {
 		fmt.Fprintf(&b, "%s:{PLAIN}%s:%d:%d::%s/%s::\n", u, Password, uid, gid, mailRoot, u)
 	}
+	// FullUser's quota is one byte, and its maildir holds a message.
+	fmt.Fprintf(&b, "%s:{PLAIN}%s:%d:%d::%s/%s::userdb_quota_rule=*:storage=1B\n", FullUser, Password, uid, gid, mailRoot, FullUser)
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("write users file: %w", err)
 	}

@@ -121,6 +121,9 @@ func newInstance(l *Lab, k int, fixed InstancePorts, p configParams) (_ *Instanc
 	if err := writeUsers(i.usersFile, i.mailRoot, l.Users, i.uid, i.gid); err != nil {
 		return nil, err
 	}
+	if err := seedFullUser(i.mailRoot, i.uid, i.gid); err != nil {
+		return nil, err
+	}
 	i.Address = p.ListenAddress
 	if p.SSL {
 		// Read by Dovecot's config process, which runs as root: 0600 is fine.

@@ -27,6 +27,11 @@ const (
 // Password is the password of every lab user.
 const Password = "pass"
 
+// FullUser is a user of every instance that is over its quota (one byte,
+// and a message already stored): Dovecot's LMTP refuses it at RCPT
+// (lmtp_rcpt_check_quota). It is not in Lab.Users.
+const FullUser = "full"
+
 // Defaults for zero Options fields.
 const (
 	DefaultInstances       = 2

@@ -91,3 +91,23 @@ func (i *Instance) Deliver(user string, msg []byte) error {
 	}
 	return nil
 }
+
+// seedFullUser stores one message in FullUser's maildir, owned by the mail
+// user, so that the user is over its one-byte quota from the start.
+func seedFullUser(mailRoot string, uid, gid int) error {
+	home := filepath.Join(mailRoot, FullUser)
+	md := filepath.Join(home, "Maildir")
+	for _, d := range []string{home, md, filepath.Join(md, "cur"), filepath.Join(md, "new"), filepath.Join(md, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("seed %s: %w", FullUser, err)
+		}
+		if err := os.Chown(d, uid, gid); err != nil {
+			return fmt.Errorf("seed %s: %w", FullUser, err)
+		}
+	}
+	msg := filepath.Join(md, "cur", "1.seed.lab:2,S")
+	if err := os.WriteFile(msg, []byte("Subject: seed\r\n\r\nThis mailbox is over its quota.\r\n"), 0o600); err != nil {
+		return fmt.Errorf("seed %s: %w", FullUser, err)
+	}
+	return os.Chown(msg, uid, gid)
+}
