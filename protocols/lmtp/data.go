@@ -42,6 +42,16 @@ func (d *dataReader) Read(b []byte) (int, error) {
 			}
 			return n, nil
 		}
+		if d.state == dataText {
+			// In the middle of a line, every octet up to the next CR or
+			// LF is copied as it is: take them as one run, within the
+			// limits, and leave the line end and any limit's failure to
+			// the octet-by-octet steps below.
+			if k := d.textRun(b[n:]); k > 0 {
+				n += k
+				continue
+			}
+		}
 		c, err := d.r.ReadByte()
 		if err != nil {
 			if err == io.EOF {
@@ -98,6 +108,29 @@ func (d *dataReader) Read(b []byte) (int, error) {
 		d.n++
 	}
 	return n, nil
+}
+
+// textRun copies into b the buffered octets before the next CR or LF, as
+// many as fit in b and the line and message limits, and returns how many.
+func (d *dataReader) textRun(b []byte) int {
+	buf, _ := d.r.Peek(min(d.r.Buffered(), len(b)))
+	if d.maxLine > 0 {
+		buf = buf[:max(0, min(len(buf), d.maxLine-d.line))]
+	}
+	if d.max > 0 {
+		buf = buf[:max(0, min(int64(len(buf)), d.max-d.n))]
+	}
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i]
+	}
+	if i := bytes.IndexByte(buf, '\r'); i >= 0 {
+		buf = buf[:i]
+	}
+	k := copy(b, buf)
+	d.r.Discard(k)
+	d.line += k
+	d.n += int64(k)
+	return k
 }
 
 // drain reads the rest of the data, without limits, to its end line. An
