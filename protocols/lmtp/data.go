@@ -145,35 +145,45 @@ func (d *dataReader) drain() error {
 // content: dot-stuffed (RFC 5321 section 4.5.2), a CRLF added if the body
 // does not end with one, then the end line ".".
 func writeData(w *bufio.Writer, body io.Reader) error {
-	buf := make([]byte, 32*1024)
-	lineStart := true
-	for {
-		n, rerr := body.Read(buf)
-		p := buf[:n]
-		for len(p) > 0 {
-			if lineStart && p[0] == '.' {
-				w.WriteByte('.')
-			}
-			i := bytes.IndexByte(p, '\n')
-			if i < 0 {
-				w.Write(p)
-				lineStart = false
-				break
-			}
-			w.Write(p[:i+1])
-			p = p[i+1:]
-			lineStart = true
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return fmt.Errorf("%w: %w", errSpool, rerr)
-		}
+	sw := &stuffWriter{w: w, lineStart: true}
+	// A body in memory (bytes.Reader) comes in one Write, with no copy
+	// buffer; one on disk in io.Copy's.
+	if _, err := io.Copy(sw, body); err != nil {
+		return fmt.Errorf("%w: %w", errSpool, err)
 	}
-	if !lineStart {
+	if !sw.lineStart {
 		w.WriteString("\r\n")
 	}
 	w.WriteString(".\r\n")
 	return w.Flush()
 }
+
+// stuffWriter dot-stuffs what it is given into w: a "." is doubled at the
+// beginning of a line. The lines between two that begin with "." go to w in
+// one Write. Errors are w's, kept by w for its Flush.
+type stuffWriter struct {
+	w         *bufio.Writer
+	lineStart bool // the next octet begins a line
+}
+
+func (s *stuffWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if s.lineStart && p[0] == '.' {
+			s.w.WriteByte('.')
+		}
+		i := bytes.Index(p, dotLine)
+		if i < 0 {
+			s.w.Write(p)
+			s.lineStart = p[len(p)-1] == '\n'
+			break
+		}
+		s.w.Write(p[:i+1])
+		p = p[i+1:]
+		s.lineStart = true
+	}
+	return n, nil
+}
+
+// dotLine is a line end followed by a line that begins with ".".
+var dotLine = []byte("\n.")
