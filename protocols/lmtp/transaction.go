@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"runtime/debug"
 	"slices"
@@ -111,8 +112,11 @@ func (s *session) handleRcpts(cmds []command) error {
 		}
 	}
 	max := limit(s.l.opts.MaxRecipients, defaultMaxRecipients)
+	debug := s.log.Enabled(s.ctx, slog.LevelDebug)
 	for i, cmd := range cmds {
-		s.log.Debug("command", "verb", cmd.Verb)
+		if debug {
+			s.log.Debug("command", "verb", cmd.Verb)
+		}
 		if err := s.inTransaction(); err != nil {
 			out[i] = outcome{r: err.(reply), refusal: true}
 			continue
@@ -538,8 +542,8 @@ func (s *session) endTransaction() {
 		}
 		lg.sc = nil
 	}
-	if len(tx.all) > 0 {
-		s.logTransaction(tx)
+	if len(tx.all) > 0 && s.log.Enabled(s.ctx, slog.LevelInfo) {
+		s.logTransaction(tx) // built only when it is written
 	}
 }
 
