@@ -42,6 +42,16 @@ func (d *dataReader) Read(b []byte) (int, error) {
 			}
 			return n, nil
 		}
+		if d.state == dataText {
+			// In the middle of a line, every octet up to the next CR or
+			// LF is copied as it is: take them as one run, within the
+			// limits, and leave the line end and any limit's failure to
+			// the octet-by-octet steps below.
+			if k := d.textRun(b[n:]); k > 0 {
+				n += k
+				continue
+			}
+		}
 		c, err := d.r.ReadByte()
 		if err != nil {
 			if err == io.EOF {
@@ -100,6 +110,29 @@ func (d *dataReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// textRun copies into b the buffered octets before the next CR or LF, as
+// many as fit in b and the line and message limits, and returns how many.
+func (d *dataReader) textRun(b []byte) int {
+	buf, _ := d.r.Peek(min(d.r.Buffered(), len(b)))
+	if d.maxLine > 0 {
+		buf = buf[:max(0, min(len(buf), d.maxLine-d.line))]
+	}
+	if d.max > 0 {
+		buf = buf[:max(0, min(int64(len(buf)), d.max-d.n))]
+	}
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i]
+	}
+	if i := bytes.IndexByte(buf, '\r'); i >= 0 {
+		buf = buf[:i]
+	}
+	k := copy(b, buf)
+	d.r.Discard(k)
+	d.line += k
+	d.n += int64(k)
+	return k
+}
+
 // drain reads the rest of the data, without limits, to its end line. An
 // error is the client's (its connection failed).
 func (d *dataReader) drain() error {
@@ -112,35 +145,45 @@ func (d *dataReader) drain() error {
 // content: dot-stuffed (RFC 5321 section 4.5.2), a CRLF added if the body
 // does not end with one, then the end line ".".
 func writeData(w *bufio.Writer, body io.Reader) error {
-	buf := make([]byte, 32*1024)
-	lineStart := true
-	for {
-		n, rerr := body.Read(buf)
-		p := buf[:n]
-		for len(p) > 0 {
-			if lineStart && p[0] == '.' {
-				w.WriteByte('.')
-			}
-			i := bytes.IndexByte(p, '\n')
-			if i < 0 {
-				w.Write(p)
-				lineStart = false
-				break
-			}
-			w.Write(p[:i+1])
-			p = p[i+1:]
-			lineStart = true
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return fmt.Errorf("%w: %w", errSpool, rerr)
-		}
+	sw := &stuffWriter{w: w, lineStart: true}
+	// A body in memory (bytes.Reader) comes in one Write, with no copy
+	// buffer; one on disk in io.Copy's.
+	if _, err := io.Copy(sw, body); err != nil {
+		return fmt.Errorf("%w: %w", errSpool, err)
 	}
-	if !lineStart {
+	if !sw.lineStart {
 		w.WriteString("\r\n")
 	}
 	w.WriteString(".\r\n")
 	return w.Flush()
 }
+
+// stuffWriter dot-stuffs what it is given into w: a "." is doubled at the
+// beginning of a line. The lines between two that begin with "." go to w in
+// one Write. Errors are w's, kept by w for its Flush.
+type stuffWriter struct {
+	w         *bufio.Writer
+	lineStart bool // the next octet begins a line
+}
+
+func (s *stuffWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if s.lineStart && p[0] == '.' {
+			s.w.WriteByte('.')
+		}
+		i := bytes.Index(p, dotLine)
+		if i < 0 {
+			s.w.Write(p)
+			s.lineStart = p[len(p)-1] == '\n'
+			break
+		}
+		s.w.Write(p[:i+1])
+		p = p[i+1:]
+		s.lineStart = true
+	}
+	return n, nil
+}
+
+// dotLine is a line end followed by a line that begins with ".".
+var dotLine = []byte("\n.")

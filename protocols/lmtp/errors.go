@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/maildirector/maildirector/internal/mailwire"
@@ -21,11 +22,18 @@ type reply struct {
 }
 
 // line is the reply as sent, CRLF included.
-func (r reply) line() string {
-	if r.enh == "" {
-		return fmt.Sprintf("%d %s\r\n", r.code, r.text)
+func (r reply) line() string { return string(r.appendLine(nil)) }
+
+// appendLine appends the reply as sent, CRLF included, to b.
+func (r reply) appendLine(b []byte) []byte {
+	b = strconv.AppendInt(b, int64(r.code), 10)
+	b = append(b, ' ')
+	if r.enh != "" {
+		b = append(b, r.enh...)
+		b = append(b, ' ')
 	}
-	return fmt.Sprintf("%d %s %s\r\n", r.code, r.enh, r.text)
+	b = append(b, r.text...)
+	return append(b, "\r\n"...)
 }
 
 func (r reply) Error() string {
@@ -242,7 +250,7 @@ func (e *endSession) Unwrap() error { return e.err }
 // reply queues r for the client; [session.flush] writes the queue. This
 // and fail are the only places replies meet the wire.
 func (s *session) reply(r reply) {
-	s.w.WriteString(r.line())
+	s.w.Write(r.appendLine(s.w.AvailableBuffer()))
 }
 
 // replyLines queues a multi-line positive reply (LHLO).

@@ -279,7 +279,7 @@ func (l *fakeLease) Release() {
 }
 
 // startFrontend runs the engine with the LMTP frontend on 127.0.0.1:0.
-func startFrontend(t *testing.T, opts Options) (string, *Frontend, *proxy.Server) {
+func startFrontend(t testing.TB, opts Options) (string, *Frontend, *proxy.Server) {
 	t.Helper()
 	l := New(opts)
 	srv := proxy.New(proxy.Options{})

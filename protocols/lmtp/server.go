@@ -24,6 +24,10 @@ const (
 	// maxReplyLines bounds a multi-line server reply (LHLO lists a few
 	// dozen keywords at most).
 	maxReplyLines = 100
+	// serverWriteBuffer holds a message of the usual size whole, so that
+	// the body and the end line go to the server in one write; a larger
+	// body is written straight from the spool.
+	serverWriteBuffer = 16 << 10
 )
 
 // errProtocol: a server's reply does not fit the command it answers (a
@@ -94,7 +98,7 @@ func (l *Frontend) dialServer(ctx context.Context, c *proxy.Conn, t proxy.Target
 	if err != nil {
 		return nil, proxy.ServerFailure(err)
 	}
-	sc := &serverConn{key: poolKeyFor(c, t), nc: nc, r: bufio.NewReader(nc), w: bufio.NewWriter(nc)}
+	sc := &serverConn{key: poolKeyFor(c, t), nc: nc, r: bufio.NewReader(nc), w: bufio.NewWriterSize(nc, serverWriteBuffer)}
 	fail := func(what string, rep mailwire.Reply, err error) (*serverConn, error) {
 		sc.close()
 		if err == nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/maildirector/maildirector/internal/mailwire"
@@ -170,7 +171,9 @@ func (s *session) run(batch []string) error {
 			}
 			continue
 		}
-		s.log.Debug("command", "verb", cmd.Verb)
+		if s.log.Enabled(s.ctx, slog.LevelDebug) {
+			s.log.Debug("command", "verb", cmd.Verb)
+		}
 		if err := s.handle(cmd); err != nil {
 			if err := s.fail(err); err != nil {
 				return err
@@ -484,12 +487,16 @@ func (e *bodyWriteError) Error() string { return e.err.Error() }
 func (e *bodyWriteError) Unwrap() error { return e.err }
 
 func (b *bodyWriter) Write(p []byte) (int, error) {
-	var bare bool
-	b.out, b.cr, bare = normalizeCRLF(b.out[:0], p, b.cr)
-	if bare && b.reject {
-		return 0, &bodyWriteError{ErrBareNewline}
+	out := p // the usual: every line end already CRLF
+	if b.cr || crlfRun(p) < len(p) {
+		var bare bool
+		b.out, b.cr, bare = normalizeCRLF(b.out[:0], p, b.cr)
+		if bare && b.reject {
+			return 0, &bodyWriteError{ErrBareNewline}
+		}
+		out = b.out
 	}
-	if _, err := b.sp.Write(b.out); err != nil {
+	if _, err := b.sp.Write(out); err != nil {
 		return 0, &bodyWriteError{err}
 	}
 	return len(p), nil
@@ -505,10 +512,16 @@ func (b *bodyWriter) end() error {
 	return err
 }
 
+// copyBuffers are copyBody's buffers, io.Copy's size: one per message
+// otherwise.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyBody spools all of r into b. The error is the client's (wrapping
 // errClientRead), its limits', or the spool's.
 func copyBody(b *bodyWriter, r io.Reader) error {
-	if _, err := io.Copy(b, r); err != nil {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	if _, err := io.CopyBuffer(b, r, *buf); err != nil {
 		var werr *bodyWriteError
 		if errors.As(err, &werr) {
 			return werr.err

@@ -58,11 +58,11 @@ func normalizeCRLF(dst, src []byte, cr bool) (out []byte, crOut, bare bool) {
 			}
 			bare = true
 		}
-		i := bytes.IndexAny(src, "\r\n")
-		if i < 0 {
-			return append(dst, src...), false, bare
-		}
+		i := crlfRun(src)
 		dst = append(dst, src[:i]...)
+		if i == len(src) {
+			return dst, false, bare
+		}
 		if src[i] == '\n' {
 			dst = append(dst, '\r', '\n')
 			bare = true
@@ -73,6 +73,32 @@ func normalizeCRLF(dst, src []byte, cr bool) (out []byte, crOut, bare bool) {
 		src = src[i+1:]
 	}
 	return dst, cr, bare
+}
+
+// crlfRun returns the length of the longest prefix of p whose CRs and LFs
+// all pair up as CRLF: the index of the first CR or LF that does not (a CR
+// at the very end counts as unpaired), or len(p). It goes a line at a time
+// with bytes.IndexByte, as a message is mostly well-formed lines.
+func crlfRun(p []byte) int {
+	i := 0
+	for {
+		line := p[i:]
+		lf := bytes.IndexByte(line, '\n')
+		if lf >= 0 {
+			line = line[:lf]
+		}
+		cr := bytes.IndexByte(line, '\r')
+		switch {
+		case lf >= 0 && cr >= 0 && cr == lf-1:
+			i += lf + 1 // a CRLF line
+		case cr >= 0:
+			return i + cr // a CR not followed by LF (or at the end)
+		case lf >= 0:
+			return i + lf // a bare LF
+		default:
+			return len(p)
+		}
+	}
 }
 
 // normalizeEnd settles a CR left pending at the end of the data.

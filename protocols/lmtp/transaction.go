@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"runtime/debug"
 	"slices"
@@ -111,8 +112,11 @@ func (s *session) handleRcpts(cmds []command) error {
 		}
 	}
 	max := limit(s.l.opts.MaxRecipients, defaultMaxRecipients)
+	debug := s.log.Enabled(s.ctx, slog.LevelDebug)
 	for i, cmd := range cmds {
-		s.log.Debug("command", "verb", cmd.Verb)
+		if debug {
+			s.log.Debug("command", "verb", cmd.Verb)
+		}
 		if err := s.inTransaction(); err != nil {
 			out[i] = outcome{r: err.(reply), refusal: true}
 			continue
@@ -198,9 +202,13 @@ func (s *session) forward(round []*rcpt) {
 			rc.leg = lg
 		}
 		var wg sync.WaitGroup
-		for _, lg := range legs {
-			wg.Add(1)
-			go s.legRcpts(&wg, lg, groups[lg])
+		wg.Add(len(legs))
+		if len(legs) == 1 {
+			s.legRcpts(&wg, legs[0], groups[legs[0]]) // one server: nothing to run beside it
+		} else {
+			for _, lg := range legs {
+				go s.legRcpts(&wg, lg, groups[lg])
+			}
 		}
 		wg.Wait()
 
@@ -272,9 +280,9 @@ func (s *session) repick(rc *rcpt) bool {
 // legRcpts sends rcpts to lg's server: MAIL first if the server has not
 // had it, then the RCPTs, all in one write when the server has PIPELINING
 // (RFC 2920), then reads exactly one reply for each command, in order. A
-// server that fails or breaks the protocol fails the leg. It runs on its
-// own goroutine and exits when the replies are in, or on the server
-// timeout.
+// server that fails or breaks the protocol fails the leg. When the round
+// has several servers it runs on its own goroutine; it returns when the
+// replies are in, or on the server timeout.
 func (s *session) legRcpts(wg *sync.WaitGroup, lg *leg, rcpts []*rcpt) {
 	defer wg.Done()
 	defer func() {
@@ -409,10 +417,18 @@ func rcptLine(sc *serverConn, rc *rcpt) string {
 // recipients, all in parallel, and sets each accepted recipient's reply
 // after the data.
 func (s *session) deliver(tx *txn) {
-	var wg sync.WaitGroup
+	var legs []*leg
 	for _, lg := range tx.order {
 		if len(lg.accepted) > 0 && lg.failed == nil {
-			wg.Add(1)
+			legs = append(legs, lg)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(len(legs))
+	if len(legs) == 1 {
+		s.legData(&wg, legs[0], tx.body.sp) // one server: nothing to run beside it
+	} else {
+		for _, lg := range legs {
 			go s.legData(&wg, lg, tx.body.sp)
 		}
 	}
@@ -433,9 +449,9 @@ func (s *session) deliver(tx *txn) {
 }
 
 // legData is one server's DATA (RFC 2033 section 4.2): 354, the body,
-// then exactly one reply per recipient it accepted, in RCPT order. It runs
-// on its own goroutine and exits when the replies are in, the server
-// failed, or DataTimeout passed.
+// then exactly one reply per recipient it accepted, in RCPT order. When
+// the message has several servers it runs on its own goroutine; it returns
+// when the replies are in, the server failed, or DataTimeout passed.
 func (s *session) legData(wg *sync.WaitGroup, lg *leg, sp *spool) {
 	defer wg.Done()
 	defer func() {
@@ -538,8 +554,8 @@ func (s *session) endTransaction() {
 		}
 		lg.sc = nil
 	}
-	if len(tx.all) > 0 {
-		s.logTransaction(tx)
+	if len(tx.all) > 0 && s.log.Enabled(s.ctx, slog.LevelInfo) {
+		s.logTransaction(tx) // built only when it is written
 	}
 }
 
