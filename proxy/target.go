@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 )
 
@@ -85,6 +86,19 @@ type Lease interface {
 	Failed(err error)
 	// Release ends the claim when the session ends. Extra calls are no-ops.
 	Release()
+}
+
+// Limit resolves a count option by the rule every Options struct of the
+// project follows: zero is the documented default def, a negative value
+// means no limit (math.MaxInt), anything else is itself.
+func Limit(v, def int) int {
+	switch {
+	case v < 0:
+		return math.MaxInt
+	case v == 0:
+		return def
+	}
+	return v
 }
 
 // ErrServerFailed marks an error as the server's fault (dial refused, no

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"context"
-	"math"
 
 	"github.com/maildirector/maildirector/proxy"
 )
@@ -58,13 +57,7 @@ func (o Options) greeting() string {
 }
 
 func (o Options) maxLoginAttempts() int {
-	switch {
-	case o.MaxLoginAttempts < 0:
-		return math.MaxInt
-	case o.MaxLoginAttempts == 0:
-		return defaultMaxLoginAttempts
-	}
-	return o.MaxLoginAttempts
+	return proxy.Limit(o.MaxLoginAttempts, defaultMaxLoginAttempts)
 }
 
 // Frontend is the IMAP [proxy.Handler]. It is safe for concurrent use: each

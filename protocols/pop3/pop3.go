@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"context"
-	"math"
 	"strings"
 
 	"github.com/maildirector/maildirector/proxy"
@@ -67,13 +66,7 @@ func New(opts Options) *Frontend {
 }
 
 func (f *Frontend) maxLoginAttempts() int {
-	switch {
-	case f.opts.MaxLoginAttempts < 0:
-		return math.MaxInt
-	case f.opts.MaxLoginAttempts == 0:
-		return defaultMaxLoginAttempts
-	}
-	return f.opts.MaxLoginAttempts
+	return proxy.Limit(f.opts.MaxLoginAttempts, defaultMaxLoginAttempts)
 }
 
 // goodbye is what the engine tells a client it ends before login
