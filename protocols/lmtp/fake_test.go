@@ -39,6 +39,17 @@ type fakeServer struct {
 	mails      int
 	remotes    []string // each connection's remote address (from the PROXY header when wanted)
 	transcript bytes.Buffer
+	accepted   []net.Conn // every connection, for dropAll
+}
+
+// dropAll closes every connection from the server's side, as a server
+// that times out idle clients or restarts does.
+func (f *fakeServer) dropAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.accepted {
+		c.Close()
+	}
 }
 
 type fakeMsg struct {
@@ -127,6 +138,7 @@ func (l *fakeListener) Accept() (net.Conn, error) {
 	if err == nil {
 		l.f.mu.Lock()
 		l.f.conns++
+		l.f.accepted = append(l.f.accepted, c)
 		l.f.mu.Unlock()
 	}
 	return c, err

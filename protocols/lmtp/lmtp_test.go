@@ -467,6 +467,21 @@ func TestConnectionReuse(t *testing.T) {
 	if n := f.connCount(); n != 2 {
 		t.Errorf("server connections: got %d, want 2", n)
 	}
+
+	// A pooled connection the server dropped while it was idle: its RSET,
+	// sent ahead of MAIL, gets no 250, so the transaction moves to a fresh
+	// connection; the MTA sees a plain 250 and the server no failure.
+	f.dropAll()
+	c = dialLMTP(t, addr)
+	if _, replies := c.transaction([]string{"a@example.org"}, testBody); len(replies) != 1 || replies[0].code != 250 {
+		t.Fatalf("after the server dropped a pooled connection: got %v, want 250", replies)
+	}
+	if n := f.connCount(); n != 3 {
+		t.Errorf("server connections: got %d, want 3", n)
+	}
+	if _, failed := picker.counts(); failed != 0 {
+		t.Errorf("failed leases: got %d, want 0 (a stale pooled connection is not the server's failure)", failed)
+	}
 }
 
 func TestProxyHeader(t *testing.T) {

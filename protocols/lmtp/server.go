@@ -45,6 +45,10 @@ type serverConn struct {
 	w         *bufio.Writer
 	ext       map[string]string // LHLO keywords, upper case, and their parameters
 	idleSince time.Time
+	// resetDue: taken from the pool by a server with PIPELINING, whose RSET
+	// is sent with the transaction's first commands (RFC 2920) instead of
+	// costing a round trip of its own.
+	resetDue bool
 }
 
 func (sc *serverConn) close() { sc.nc.Close() }
@@ -131,13 +135,20 @@ func (l *Frontend) dialServer(ctx context.Context, c *proxy.Conn, t proxy.Target
 
 // serverConn returns a connection to t that has answered LHLO: a pooled
 // one that is quiet and answers RSET with 250 (RFC 5321 section 4.1.1.5),
-// else a new one.
+// else a new one. A pooled connection to a server with PIPELINING is
+// returned with its RSET still due (resetDue): the caller sends it ahead
+// of MAIL and checks its reply first.
 func (l *Frontend) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target) (*serverConn, error) {
 	key := poolKeyFor(c, t)
 	for range l.pool.max + 1 {
 		sc := l.pool.get(key)
 		if sc == nil {
 			break
+		}
+		if sc.quiet() && sc.has("PIPELINING") {
+			sc.resetDue = true
+			l.reused.Add(1)
+			return sc, nil
 		}
 		d := l.opts.serverTimeout()
 		if sc.quiet() && sc.send(d, "RSET") == nil {

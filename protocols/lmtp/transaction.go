@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/proxy"
 )
 
@@ -311,25 +312,59 @@ func (s *session) legRcpts(wg *sync.WaitGroup, lg *leg, rcpts []*rcpt) {
 		}
 		lg.sc = sc
 	}
-	sc := lg.sc
-	var lines []string
 	mail := !lg.mailSent
-	if mail {
-		lines = append(lines, s.mailLine(sc))
-		lg.mailSent = true
+	lg.mailSent = true
+	commands := func(sc *serverConn) []string {
+		var lines []string
+		if mail {
+			lines = append(lines, s.mailLine(sc))
+		}
+		for _, rc := range rcpts {
+			lines = append(lines, rcptLine(sc, rc))
+		}
+		return lines
 	}
-	for _, rc := range rcpts {
-		lines = append(lines, rcptLine(sc, rc))
+	d := s.l.opts.serverTimeout()
+	sent := false // the first window is already on its way
+	if lg.sc.resetDue {
+		// RSET rides ahead of the commands (RFC 2920). If the pooled
+		// connection went stale while idle, its RSET gets no 250: the
+		// connection is dropped, which also drops whatever it was sent,
+		// and the commands go to a fresh one. Not the server's failure.
+		sc := lg.sc
+		sc.resetDue = false
+		err := sc.send(d, append([]string{"RSET"}, commands(sc)...)...)
+		if err == nil {
+			var rep mailwire.Reply
+			if rep, err = sc.readReply(d); err == nil && rep.Code != 250 {
+				err = fmt.Errorf("RSET answered %q", rep.Raw())
+			}
+		}
+		if err == nil {
+			sent = true
+		} else {
+			sc.close()
+			fresh, err := s.l.dialServer(ctx, s.c, lg.target)
+			if err != nil {
+				lg.sc = nil
+				lg.fail(err)
+				return
+			}
+			lg.sc = fresh
+		}
 	}
+	sc := lg.sc
+	lines := commands(sc)
 	window := 1
 	if sc.has("PIPELINING") {
 		window = len(lines)
 	}
-	d := s.l.opts.serverTimeout()
 	replyIndex := 0 // the next command whose reply is due
 	for start := 0; start < len(lines); start += window {
 		end := min(start+window, len(lines))
-		if err := sc.send(d, lines[start:end]...); err != nil {
+		if sent {
+			sent = false
+		} else if err := sc.send(d, lines[start:end]...); err != nil {
 			lg.fail(fmt.Errorf("send RCPT to %s: %w", lg.target.Server, err))
 			return
 		}
