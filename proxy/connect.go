@@ -38,6 +38,39 @@ type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer 
 // ([ErrLocalResource]), which is tried on no other server and counted
 // against none.
 func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {
+	srv, fromServer, err := c.connect(ctx, p, user, login)
+	c.countLogin(ctx, user, err)
+	return srv, fromServer, err
+}
+
+// countLogin records a login's outcome in the frontend's statistics and
+// logs a failed one: one line with the user, the client (the logger's
+// remote) and the reason, never the password. A session without a login
+// (tcp) and one the engine ended are not counted.
+func (c *Conn) countLogin(ctx context.Context, user string, err error) {
+	if user == "" || ctx.Err() != nil {
+		return
+	}
+	var result LoginResult
+	var temp Temporary
+	switch {
+	case err == nil:
+		c.fe.stats().Login(LoginOK)
+		return
+	case errors.Is(err, ErrLocalResource):
+		result = LoginTempFail
+	case errors.Is(err, ErrUnavailable):
+		result = LoginNoServer
+	case errors.As(err, &temp) && temp.Temporary():
+		result = LoginTempFail
+	default:
+		result = LoginRejected
+	}
+	c.fe.stats().Login(result)
+	c.Logger().Info("login failed", "user", user, "result", string(result), "err", err.Error())
+}
+
+func (c *Conn) connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {
 	var tried []string
 	var lastErr error
 	for attempt := 0; attempt <= c.Retries(); attempt++ {

@@ -67,6 +67,7 @@ func (c *Conn) register() (context.Context, bool) {
 		cancel()
 		return nil, false
 	}
+	c.fe.stats().SessionStarted()
 	return ctx, true
 }
 
@@ -205,12 +206,13 @@ func (c *Conn) finish(err error) {
 	c.srv.removeConn(c)
 	release(c.sem)
 	release(c.srv.sem)
-	c.logSession(err, ended)
+	info, end := c.Info(), endReason(err, ended)
+	c.fe.stats().SessionEnded(info, end)
+	c.logSession(info, end, err)
 }
 
 // logSession writes the session's one Info line.
-func (c *Conn) logSession(err error, ended string) {
-	info := c.Info()
+func (c *Conn) logSession(info Info, reason string, err error) {
 	attrs := []any{
 		"user", info.User, "server", info.Server, "tls", info.TLS,
 		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
@@ -219,7 +221,6 @@ func (c *Conn) logSession(err error, ended string) {
 	if c.proxied {
 		attrs = append(attrs, "via_proxy", true)
 	}
-	reason := endReason(err, ended)
 	attrs = append(attrs, "end", reason)
 	if err != nil && reason == "error" {
 		attrs = append(attrs, "err", err.Error())

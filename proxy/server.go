@@ -81,6 +81,8 @@ type Frontend struct {
 	// [Conn.Connect] and LMTP's per-recipient redelivery use it. Zero: 2;
 	// negative: none, only the first server is tried.
 	Retries int
+	// Stats receives the frontend's session events; nil: none.
+	Stats Recorder
 
 	sem chan struct{}
 }

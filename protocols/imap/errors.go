@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"errors"
 	"net"
 
@@ -66,6 +67,13 @@ type rejectedError struct {
 }
 
 func (e *rejectedError) Error() string { return "server rejected the login" }
+
+// Temporary reports a refusal for now, not of the credentials: the
+// response codes UNAVAILABLE and INUSE (RFC 5530 section 3), for the
+// statistics' temp_fail.
+func (e *rejectedError) Temporary() bool {
+	return bytes.Contains(e.reply, []byte("[UNAVAILABLE]")) || bytes.Contains(e.reply, []byte("[INUSE]"))
+}
 
 // connError is a failure of the client connection itself: nothing more can
 // be said to the client, the session just ends.

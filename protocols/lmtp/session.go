@@ -459,6 +459,9 @@ func (s *session) finishData(err error) error {
 
 // count adds n final replies r to the frontend's counters.
 func (s *session) count(r reply, n int) {
+	for range n {
+		s.c.CountRecipient(r.code)
+	}
 	s.l.recipients.Add(uint64(n))
 	switch r.code / 100 {
 	case 2:

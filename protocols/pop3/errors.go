@@ -83,6 +83,18 @@ func (e *rejectedError) Error() string {
 	return fmt.Sprintf("server %s rejected login: %q", e.server, strings.TrimSuffix(e.reply, "\r\n"))
 }
 
+// Temporary reports a refusal for now, not of the credentials: the
+// response codes SYS/TEMP, IN-USE and LOGIN-DELAY (RFC 3206 section 4,
+// RFC 2449 section 8.1), for the statistics' temp_fail.
+func (e *rejectedError) Temporary() bool {
+	for _, code := range []string{"[SYS/TEMP]", "[IN-USE]", "[LOGIN-DELAY]"} {
+		if strings.Contains(e.reply, code) {
+			return true
+		}
+	}
+	return false
+}
+
 // endSession ends the session without a reply: the client connection
 // failed, or the relay could not take over.
 type endSession struct{ err error }
