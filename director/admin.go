@@ -34,6 +34,7 @@ func (d *Director) setHealthLocked(s *server, up bool, reason string) {
 	if s.up != up {
 		d.log.Info("server state change", "backend", d.name, "server", s.name,
 			"from", healthName(s.up), "to", healthName(up), "reason", reason)
+		s.changed = time.Now()
 	}
 	s.up, s.reason = up, reason
 }
@@ -53,6 +54,7 @@ func (d *Director) SetAdmin(name string, a AdminState) error {
 	if s.admin != a {
 		d.log.Info("server state change", "backend", d.name, "server", s.name,
 			"from", s.admin.String(), "to", a.String(), "reason", "admin")
+		s.changed = time.Now()
 	}
 	s.admin = a
 	return nil
@@ -106,13 +108,13 @@ func (d *Director) Move(user, name string) error {
 		} else {
 			e = &sticky{}
 		}
-		d.table.Add(user, e)
+		d.addLocked(user, e)
 	}
 	from := "(none)"
 	if ok {
 		from = d.servers[e.server].name
 	}
-	e.server = i
+	d.setServerLocked(e, i)
 	if e.live == 0 {
 		e.expires = time.Time{}
 		if d.userExpire > 0 {

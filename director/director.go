@@ -149,8 +149,13 @@ type server struct {
 	admin   AdminState
 	maxConn int
 
-	up     bool
-	reason string
+	up      bool
+	reason  string
+	changed time.Time // the last change of up or admin
+
+	assigned     int    // sticky entries in the table on this server
+	failed       uint64 // Failed leases, ever
+	passiveDowns uint64 // times Failed leases took the server down
 
 	sessions   int    // live leases of logins (not Request.Recipient)
 	recipients int    // live leases of LMTP recipients (Request.Recipient)
@@ -246,13 +251,14 @@ func New(opts Options) (*Director, error) {
 			maxConn: max(so.MaxConn, 0),
 			up:      true,
 			reason:  "initial state",
+			changed: time.Now(),
 		}
 	}
 	size := opts.StickySize
 	if size <= 0 {
 		size = DefaultStickySize
 	}
-	table, err := simplelru.NewLRU[string, *sticky](size, nil)
+	table, err := simplelru.NewLRU(size, d.evicted)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("sticky table: %w", err))
 	}

@@ -17,6 +17,37 @@ type sticky struct {
 	// since the entry was last idle: the last release starts its expiry.
 	// Without it the last release leaves the entry as it found it.
 	refresh bool
+	// inTable says e is in Director.table (not pending): it is counted in
+	// its server's assigned. Change server and table membership only
+	// through setServerLocked, addLocked and evicted.
+	inTable bool
+}
+
+// addLocked puts e into the sticky table as user's entry.
+func (d *Director) addLocked(user string, e *sticky) {
+	d.table.Add(user, e)
+	if !e.inTable {
+		e.inTable = true
+		d.servers[e.server].assigned++
+	}
+}
+
+// evicted is the sticky table's eviction callback: Remove, an expired
+// entry dropped, or the least recently used one pushed out by a new one.
+func (d *Director) evicted(_ string, e *sticky) {
+	if e.inTable {
+		e.inTable = false
+		d.servers[e.server].assigned--
+	}
+}
+
+// setServerLocked moves e to server i, keeping the assigned counts.
+func (d *Director) setServerLocked(e *sticky, i int) {
+	if e.inTable {
+		d.servers[e.server].assigned--
+		d.servers[i].assigned++
+	}
+	e.server = i
 }
 
 // expiredAt reports whether e, idle, has outlived its expiry at now.
@@ -103,7 +134,7 @@ func (d *Director) pinLocked(user string, e *sticky) {
 	}
 	if d.pending[user] == e {
 		delete(d.pending, user)
-		d.table.Add(user, e)
+		d.addLocked(user, e)
 	}
 }
 
@@ -133,6 +164,7 @@ func (l *Lease) Failed(err error) {
 	d.releaseLocked(l, time.Now())
 	s := &d.servers[l.Index]
 	s.failures++
+	s.failed++
 	var reason string
 	if d.errorLimit > 0 && s.failures >= d.errorLimit && s.up {
 		reason = fmt.Sprintf("%d consecutive connection failures", s.failures)
@@ -140,6 +172,7 @@ func (l *Lease) Failed(err error) {
 			reason += ": " + err.Error()
 		}
 		d.setHealthLocked(s, false, reason)
+		s.passiveDowns++
 	}
 	onDown := d.onDown
 	d.mu.Unlock()
@@ -186,6 +219,6 @@ func (d *Director) releaseLocked(l *Lease, now time.Time) {
 		return
 	}
 	if cur, ok := d.table.Peek(l.User); ok && cur == e && l.prev >= 0 && e.server == l.Index {
-		e.server = l.prev
+		d.setServerLocked(e, l.prev)
 	}
 }

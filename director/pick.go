@@ -59,7 +59,7 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 			l.prev = entry.server
 			d.log.Debug("user moved", "backend", d.name, "user", user,
 				"from", d.servers[entry.server].name, "to", d.servers[idx].name, "reason", reason)
-			entry.server = idx
+			d.setServerLocked(entry, idx)
 		}
 		entry.live++
 		l.entry = entry

@@ -24,6 +24,14 @@ type ServerStatus struct {
 	Recipients int
 	Picks      uint64
 	Failures   int
+	// Changed is when Up or Admin last changed (the start, before any).
+	Changed time.Time
+	// Assigned is the number of users pinned to the server (sticky
+	// entries, expired ones not yet dropped included); Failed counts the
+	// Failed leases ever, PassiveDowns the times they took it down.
+	Assigned     int
+	Failed       uint64
+	PassiveDowns uint64
 }
 
 // Servers returns a snapshot of every server, in configuration order.
@@ -36,6 +44,7 @@ func (d *Director) Servers() []ServerStatus {
 		out[i] = ServerStatus{
 			Name: s.name, Index: i, Weight: s.weight, Backup: s.backup, Admin: s.admin, MaxConn: s.maxConn,
 			Up: s.up, Reason: s.reason, Sessions: s.sessions, Recipients: s.recipients, Picks: s.picks, Failures: s.failures,
+			Changed: s.changed, Assigned: s.assigned, Failed: s.failed, PassiveDowns: s.passiveDowns,
 		}
 	}
 	return out
