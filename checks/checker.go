@@ -230,6 +230,10 @@ type Options struct {
 	// serialized and arrive in state order. OnChange must not call ForceDown
 	// (it would deadlock); it may call Status.
 	OnChange func(Transition)
+	// OnResult, if not nil, is called with every probe's result after the
+	// state took it in (for statistics: durations, failed checks). It runs
+	// on the checker's goroutine and must not block.
+	OnResult func(Result)
 	// Dial opens the connection. Zero: a net.Dialer. The context carries the
 	// check's deadline.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -564,6 +568,9 @@ func (c *Checker) record(res Result) {
 	c.log.Debug("check", "ok", res.OK, "reason", res.Reason, "latency", res.Latency, "health", health)
 	if up != wasUp {
 		c.notify(Transition{Server: c.opts.Server, Up: up, Reason: res.Reason, Latency: res.Latency, At: at})
+	}
+	if c.opts.OnResult != nil {
+		c.opts.OnResult(res)
 	}
 }
 

@@ -465,3 +465,14 @@ func TestForceDownRearmsSchedule(t *testing.T) {
 		<-done
 	})
 }
+
+func TestOnResultSeesEveryResult(t *testing.T) {
+	var got []Result
+	c, _ := newFakeChecker(t, Options{Rise: 1, Fall: 1, OnResult: func(r Result) { got = append(got, r) }}, nil, nil)
+	c.record(Result{OK: true, Reason: "a", Latency: time.Millisecond})
+	c.record(Result{OK: true, Reason: "b", Latency: 2 * time.Millisecond}) // no transition
+	c.record(Result{Reason: "c"})
+	if len(got) != 3 || got[0].Reason != "a" || got[1].Latency != 2*time.Millisecond || got[2].OK {
+		t.Fatalf("OnResult got %+v, want the three results in order", got)
+	}
+}
