@@ -20,6 +20,9 @@ type Config struct {
 	// Backends are the [backend.NAME] tables, keyed by NAME. Iterate in
 	// [Config.BackendNames] order for stable output.
 	Backends map[string]*Backend `toml:"backend"`
+	// Stats is the [stats] table: the dashboard, CSV, JSON and metrics
+	// listener. Off unless Stats.Bind is set.
+	Stats Stats `toml:"stats"`
 
 	// noFiles, set by [LoadRouting], leaves the files the configuration
 	// names (certificates, keys, CA bundles, password files) unread.
@@ -466,4 +469,43 @@ func (l LogLevel) SlogLevel() slog.Level {
 	default:
 		return slog.LevelInfo
 	}
+}
+
+// Stats is the [stats] table: one HTTP listener serving the dashboard
+// ("/"), HAProxy-style CSV ("/stats;csv", "/stats.csv"), JSON
+// ("/stats.json") and Prometheus metrics ("/metrics").
+type Stats struct {
+	// Bind is the listen address, "IP:port". Default empty: no listener.
+	// Keep it on loopback or a management network, or set Auth.
+	Bind string `toml:"bind"`
+	// Refresh is how often the dashboard asks for new figures. Default
+	// 2s; range 500ms..1m.
+	Refresh Duration `toml:"refresh"`
+	// Auth lists "user:password" pairs for HTTP basic authentication of
+	// every page. Default empty: no authentication.
+	Auth []string `toml:"auth"`
+	// TLS, when both files are set, serves HTTPS instead of HTTP.
+	TLS StatsTLS `toml:"tls"`
+}
+
+// StatsTLS is the [stats.tls] table.
+type StatsTLS struct {
+	// Cert is the path of a PEM certificate chain, leaf first. Default
+	// empty: plain HTTP.
+	Cert string `toml:"cert"`
+	// Key is the path of the PEM private key; required with Cert.
+	Key string `toml:"key"`
+}
+
+// Users returns Auth as user → password.
+func (s *Stats) Users() map[string]string {
+	if len(s.Auth) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(s.Auth))
+	for _, a := range s.Auth {
+		u, p, _ := strings.Cut(a, ":")
+		m[u] = p
+	}
+	return m
 }

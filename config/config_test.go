@@ -297,6 +297,12 @@ func TestParseInvalid(t *testing.T) {
 		key      string // key path that must be reported
 		msg      string // substring of its message
 	}{
+		{name: "stats bind", extra: "[stats]\nbind = \"localhost:8404\"\n", key: "stats.bind", msg: "want IP:port"},
+		{name: "stats refresh", extra: "[stats]\nrefresh = \"10ms\"\n", key: "stats.refresh", msg: "range"},
+		{name: "stats auth", extra: "[stats]\nauth = [\"admin\"]\n", key: "stats.auth[0]", msg: "user:password"},
+		{name: "stats tls half", extra: "[stats.tls]\ncert = \"/x.pem\"\n", key: "stats.tls", msg: "both cert and key"},
+		{name: "stats tls missing file", extra: "[stats.tls]\ncert = \"/nonexistent.pem\"\nkey = \"KEY\"\n", key: "stats.tls.cert", msg: "read certificate chain"},
+		{name: "stats unknown key", extra: "[stats]\nbnid = \"127.0.0.1:8404\"\n", key: "stats.bnid", msg: `did you mean "bind"`},
 		{name: "unknown key", old: `retries = 2`, new: "retries = 2\nbalanse = \"user\"", key: "backend.dovecot.balanse", msg: `did you mean "balance"`},
 		{name: "unknown key in server", old: `weight = 100`, new: "weight = 100\nadress = \"x\"", key: "backend.dovecot.server[0].adress", msg: "unknown key"},
 		{name: "unknown key second server", old: `state = "ready"`, new: "state = \"ready\"\nbogus = 1", key: "backend.dovecot.server[1].bogus", msg: "valid keys here"},
@@ -567,6 +573,9 @@ address = "10.0.0.1"
 tls = { enabled = true }
 `)
 	g := c.Global
+	if c.Stats.Bind != "" || c.Stats.Refresh.D() != 2*time.Second || c.Stats.Auth != nil {
+		t.Errorf("stats defaults: %+v", c.Stats)
+	}
 	if g.LogLevel != LogLevelInfo || g.LogFormat != LogFormatText || g.MaxConn != 10000 || g.ShutdownGrace.D() != 30*time.Second || g.TrustedProxies != nil {
 		t.Errorf("global: got %+v", g)
 	}

@@ -332,6 +332,7 @@ func (t table) elem(k string, i int) table {
 const (
 	defaultMaxConn          = 10000
 	defaultShutdownGrace    = 30 * time.Second
+	defaultStatsRefresh     = 2 * time.Second
 	defaultMaxLoginAttempts = 3
 	defaultMinTLSVersion    = TLSVersion("1.2")
 	defaultMaxRecipients    = 1000
@@ -433,6 +434,7 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&g.Timeouts.ServerLogin, traw, "server_login", DefaultTimeouts.ServerLogin.D())
 	setDur(&g.Timeouts.Idle, traw, "idle", DefaultTimeouts.Idle.D())
 	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
+	setDur(&c.Stats.Refresh, raw.sub("stats"), "refresh", defaultStatsRefresh)
 
 	hostname, _ := os.Hostname()
 	for name, f := range c.Frontends {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -44,6 +45,7 @@ func (c *Config) Validate() error {
 	c.validateGlobal(&p)
 	usedBy := c.validateFrontends(&p)
 	c.validateBackends(&p, usedBy)
+	c.validateStats(&p)
 	return p.join()
 }
 
@@ -470,6 +472,34 @@ func validateServer(p *problems, at string, s *Server, noFiles bool) {
 	if s.TLS.ServerName != "" {
 		if err := checkHostname(s.TLS.ServerName); err != nil {
 			p.add(at+".tls.server_name", err)
+		}
+	}
+}
+
+func (c *Config) validateStats(p *problems) {
+	s := &c.Stats
+	if s.Bind != "" {
+		if _, err := netip.ParseAddrPort(s.Bind); err != nil {
+			p.add("stats.bind", fmt.Errorf("want IP:port, e.g. \"127.0.0.1:8404\": %w", err))
+		}
+	}
+	p.durRange("stats.refresh", s.Refresh, 500*time.Millisecond, time.Minute)
+	for i, a := range s.Auth {
+		if u, pw, ok := strings.Cut(a, ":"); !ok || u == "" || pw == "" {
+			p.addf("stats.auth"+idx(i), `want "user:password" with both parts non-empty`)
+		}
+	}
+	t := &s.TLS
+	switch {
+	case t.Cert == "" && t.Key == "":
+	case t.Cert == "" || t.Key == "":
+		p.addf("stats.tls", "set both cert and key, or neither")
+	case !c.noFiles:
+		certPEM, keyPEM := readPEM(p, "stats.tls.cert", t.Cert, "certificate chain"), readPEM(p, "stats.tls.key", t.Key, "private key")
+		if certPEM != nil && keyPEM != nil {
+			if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+				p.add("stats.tls", fmt.Errorf("load %s and %s: %w", t.Cert, t.Key, err))
+			}
 		}
 	}
 }

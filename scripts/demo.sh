@@ -103,6 +103,11 @@ Dovecot's own log shows the real client address (rip=) and TLS from the PROXY v2
   tail -f $demo/lab/*/dovecot.log
 maildirector's log (one line per session): tail -f $demo/maildirector.log
 
+The fleet, live: the dashboard at http://127.0.0.1:$((fbase + 404))/ (open it in a browser), and
+  curl -s http://127.0.0.1:$((fbase + 404))/stats.csv      # HAProxy's CSV columns, then maildirector's
+  curl -s http://127.0.0.1:$((fbase + 404))/stats.json
+  curl -s http://127.0.0.1:$((fbase + 404))/metrics        # Prometheus
+
 Press Ctrl-C to stop everything.
 TXT
 wait

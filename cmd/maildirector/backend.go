@@ -11,6 +11,7 @@ import (
 	"github.com/maildirector/maildirector/checks"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/stats"
 )
 
 // backend is one running [backend.NAME]: its director, TLS to its servers
@@ -67,7 +68,7 @@ type backendBuild struct {
 //
 // Checkers are kept only when they probe exactly what the sessions will
 // use (checkKey); a replaced checker starts in its server's state.
-func buildBackend(bc *config.Backend, old *backend, log *slog.Logger, onDown func(backend, server string)) (*backendBuild, error) {
+func buildBackend(bc *config.Backend, old *backend, log *slog.Logger, onDown func(backend, server string), counters *stats.Stats) (*backendBuild, error) {
 	tlsBy := make(map[string]*tls.Config)
 	for _, s := range bc.Servers {
 		tc, err := clientTLS(s)
@@ -132,6 +133,14 @@ func buildBackend(bc *config.Backend, old *backend, log *slog.Logger, onDown fun
 		}
 		copts.Logger = bb.b.log
 		copts.OnChange = bb.b.healthChanged
+		if counters != nil {
+			sv, typ, dir := counters.Server(bc.Name, s.Name), copts.Type, bb.b
+			copts.OnChange = func(t checks.Transition) {
+				sv.Transition(t)
+				dir.healthChanged(t)
+			}
+			copts.OnResult = func(r checks.Result) { sv.CheckResult(typ, r) }
+		}
 		ck, err := checks.New(copts)
 		if err != nil {
 			return nil, fmt.Errorf("server %s: check: %w", s.Name, err)

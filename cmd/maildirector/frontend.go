@@ -24,6 +24,9 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 	if err != nil {
 		return fe, err
 	}
+	if rt.stats != nil {
+		fe.Stats = rt.stats.Frontend(f.Name, f.Backend)
+	}
 	switch f.Protocol {
 	case config.ProtocolIMAP:
 		fe.Handler = imap.New(imapOptions(f, p, bb.b.capabilities(config.CheckTypeIMAP)))

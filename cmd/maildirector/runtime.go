@@ -10,13 +10,19 @@ import (
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/stats"
 )
 
 // runtime is the running service: the engine, one director and its checkers
 // per backend, and the configuration snapshot they were built from.
 type runtime struct {
-	log *slog.Logger
-	srv *proxy.Server
+	log   *slog.Logger
+	srv   *proxy.Server
+	stats *stats.Stats // nil in `check`
+	// statsLn is the [stats] listener; nil when none is configured.
+	statsLn *statsListener
+	// stopStats ends the statistics' sampling.
+	stopStats context.CancelFunc
 
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
@@ -30,9 +36,15 @@ func newRuntime(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 	rt := &runtime{
 		log:      log,
 		srv:      proxy.New(proxy.Options{Logger: log, MaxConn: cfg.Global.MaxConn}),
+		stats:    stats.New(stats.Options{Version: version, Refresh: cfg.Stats.Refresh.D()}),
 		backends: make(map[string]*backend),
 	}
+	rt.stats.SetSource(rt)
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.stopStats = cancel
+	go rt.stats.Run(ctx)
 	if err := rt.apply(cfg); err != nil {
+		cancel()
 		rt.srv.Close()
 		return nil, err
 	}
@@ -54,7 +66,7 @@ func (rt *runtime) buildLocked(cfg *config.Config) (*build, error) {
 	b := &build{backends: make(map[string]*backendBuild, len(cfg.Backends))}
 	rt.pendingLMTP = nil
 	for _, name := range cfg.BackendNames() {
-		bb, err := buildBackend(cfg.Backends[name], rt.backends[name], rt.log, rt.closeServerSessions)
+		bb, err := buildBackend(cfg.Backends[name], rt.backends[name], rt.log, rt.closeServerSessions, rt.stats)
 		if err != nil {
 			rt.abortLocked(b)
 			return nil, fmt.Errorf("backend.%s: %w", name, err)
@@ -93,10 +105,23 @@ func (rt *runtime) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := rt.srv.Configure(b.frontends); err != nil {
+	statsLn, err := rt.statsListenerLocked(cfg.Stats)
+	if err != nil {
 		rt.abortLocked(b)
 		return err
 	}
+	if err := rt.srv.Configure(b.frontends); err != nil {
+		if statsLn != rt.statsLn {
+			statsLn.close()
+		}
+		rt.abortLocked(b)
+		return err
+	}
+	if statsLn != rt.statsLn {
+		rt.statsLn.close()
+		rt.statsLn = statsLn
+	}
+	rt.stats.SetRefresh(cfg.Stats.Refresh.D())
 	// Past the last check that can fail: only now do running backends
 	// change, so a failed reload leaves everything as it was.
 	backends := make(map[string]*backend, len(b.backends))
@@ -122,6 +147,8 @@ func (rt *runtime) shutdown(grace time.Duration) error {
 	err := rt.srv.Shutdown(ctx)
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.stopStats()
+	rt.statsLn.close()
 	for _, b := range rt.backends {
 		b.close()
 	}

@@ -26,6 +26,7 @@ var forbidden = map[string][]string{
 	"protocols/lmtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp"},
 	"protocols/pop3":          {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/submission", "protocols/tcp"},
 	"protocols/submission":    {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp"},
+	"stats":                   {"protocols/", "config", "cmd/"},
 	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission"},
 }
 
