@@ -111,6 +111,10 @@ type setupSpec struct {
 	ServerExtra func(i int) string
 	// Lab holds options for the Dovecot lab; Instances above wins.
 	Lab dovecotlab.Options
+	// Stats adds a [stats] listener (addrs["stats"]) with these more
+	// TOML lines, e.g. `refresh = "500ms"`; "" and StatsOn false: none.
+	Stats   string
+	StatsOn bool
 }
 
 // env is a running lab with maildirector in front of it.
@@ -164,6 +168,11 @@ func (e *env) config() string {
 				f.Name, f.TLS, f.Name, certFile, keyFile)
 		}
 		b.WriteString("\n")
+	}
+	if e.spec.StatsOn {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		e.addrs["stats"] = addr
+		fmt.Fprintf(&b, "[stats]\nbind = %q\n%s\n\n", addr, e.spec.Stats)
 	}
 	balance := or(e.spec.Balance, "user")
 	fmt.Fprintf(&b, "[backend.dovecot]\nbalance = %q\n", balance)
