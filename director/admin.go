@@ -115,6 +115,7 @@ func (d *Director) Move(user, name string) error {
 		from = d.servers[e.server].name
 	}
 	d.setServerLocked(e, i)
+	e.since, e.moved = time.Now(), true
 	if e.live == 0 {
 		e.expires = time.Time{}
 		if d.userExpire > 0 {
@@ -135,4 +136,27 @@ func (d *Director) Forget(user string) {
 	d.table.Remove(user)
 	delete(d.pending, user)
 	d.mu.Unlock()
+}
+
+// Flush forgets every sticky entry on server name (doveadm director
+// flush): those users are placed afresh at their next login. Live sessions
+// are not affected; the caller may kick them. It returns the users.
+func (d *Director) Flush(name string) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, u := range d.table.Keys() {
+		if e, ok := d.table.Peek(u); ok && e.server == i {
+			d.table.Remove(u)
+			users = append(users, u)
+		}
+	}
+	if len(users) > 0 {
+		d.log.Info("server flushed", "backend", d.name, "server", name, "users", len(users))
+	}
+	return users, nil
 }

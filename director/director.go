@@ -93,6 +93,9 @@ type Options struct {
 	StickySize int
 	// Servers are the backend's servers; at least one is required.
 	Servers []ServerOptions
+	// Holds are the users an operator froze: Pick refuses them with a
+	// *HeldError. Nil means none; share one among a process's directors.
+	Holds *Holds
 	// Logger receives state changes at Info and user moves at Debug.
 	// Nil means discard.
 	Logger *slog.Logger
@@ -175,6 +178,7 @@ type Director struct {
 	errorLimit int
 	log        *slog.Logger
 	onDown     func(server, reason string)
+	holds      *Holds
 
 	mu      sync.Mutex
 	servers []server
@@ -205,6 +209,7 @@ func New(opts Options) (*Director, error) {
 		errs = append(errs, fmt.Errorf("default domain %q contains the master user separator %q", opts.DefaultDomain, sep))
 	}
 	d := &Director{
+		holds:      opts.Holds,
 		name:       opts.Name,
 		balance:    opts.Balance,
 		userExpire: opts.UserExpire,

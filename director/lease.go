@@ -21,6 +21,11 @@ type sticky struct {
 	// its server's assigned. Change server and table membership only
 	// through setServerLocked, addLocked and evicted.
 	inTable bool
+	// since is when the user was placed on server; active the last pick or
+	// release of a lease; moved says an operator put the user there (Move)
+	// and no failover has moved it since.
+	since, active time.Time
+	moved         bool
 }
 
 // addLocked puts e into the sticky table as user's entry.
@@ -198,6 +203,7 @@ func (d *Director) releaseLocked(l *Lease, now time.Time) {
 		return
 	}
 	e.live--
+	e.active = now
 	if e.live > 0 {
 		return
 	}

@@ -25,6 +25,9 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	user := d.names.normalize(req.User, req.Recipient)
 	useTable := d.balance != BalanceSource && user != ""
 	now := time.Now()
+	if ch := d.holds.held(user); ch != nil && user != "" {
+		return nil, &HeldError{User: user, Released: ch}
+	}
 
 	d.mu.Lock()
 	var entry *sticky
@@ -53,15 +56,17 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	if useTable {
 		switch {
 		case entry == nil:
-			entry = &sticky{server: idx}
+			entry = &sticky{server: idx, since: now}
 			d.pending[user] = entry
 		case entry.server != idx:
 			l.prev = entry.server
 			d.log.Debug("user moved", "backend", d.name, "user", user,
 				"from", d.servers[entry.server].name, "to", d.servers[idx].name, "reason", reason)
 			d.setServerLocked(entry, idx)
+			entry.since, entry.moved = now, false
 		}
 		entry.live++
+		entry.active = now
 		l.entry = entry
 	}
 	s := &d.servers[idx]

@@ -76,6 +76,16 @@ type Placement struct {
 	// Expires is when the idle sticky entry expires; zero while the user
 	// has live sessions or has no entry.
 	Expires time.Time
+	// Since is when the user was placed on the sticky server; Moved says
+	// an operator put the user there (Move). Zero without an entry.
+	Since time.Time
+	Moved bool
+	// Hashed is where the balance algorithm alone would place the user now
+	// (BalanceUser); empty for the others or when no server is usable.
+	Hashed string
+	// Frozen says an operator froze the user (Holds): no session or
+	// delivery goes anywhere until the user is released.
+	Frozen bool
 }
 
 // Where reports where user's next session would go and why, without
@@ -84,8 +94,14 @@ func (d *Director) Where(user string) Placement {
 	user = d.names.normalize(user, false)
 	p := Placement{User: user}
 	now := time.Now()
+	p.Frozen = user != "" && d.holds.held(user) != nil
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.balance == BalanceUser && user != "" {
+		if i, _ := d.chooseLocked(choice{user: user}); i >= 0 {
+			p.Hashed = d.servers[i].name
+		}
+	}
 	var e *sticky
 	if d.balance != BalanceSource && user != "" {
 		e = d.lookupLocked(user, now)
@@ -94,6 +110,9 @@ func (d *Director) Where(user string) Placement {
 		p.Sessions = e.live
 		if e.live == 0 {
 			p.Expires = e.expires
+		}
+		if d.pending[user] != e {
+			p.Since, p.Moved = e.since, e.moved
 		}
 		if d.stickyOKLocked(e.server, choice{}) {
 			p.Server = d.servers[e.server].name
@@ -154,4 +173,39 @@ func (d *Director) unusableWhyLocked(i int) string {
 		return "a backup and an active server is usable"
 	}
 	return "unusable"
+}
+
+// Assignment is one user's sticky entry.
+type Assignment struct {
+	User     string
+	Sessions int       // live sessions and logins in progress
+	Since    time.Time // when the user was placed on the server
+	Active   time.Time // the last session start or end
+	Expires  time.Time // when idle: when the entry expires; zero otherwise
+	Moved    bool      // an operator moved the user there
+}
+
+// Users lists the sticky entries on server name, most recently used first.
+func (d *Director) Users(name string) ([]Assignment, error) {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []Assignment
+	keys := d.table.Keys() // oldest first
+	for j := len(keys) - 1; j >= 0; j-- {
+		e, ok := d.table.Peek(keys[j])
+		if !ok || e.server != i || e.expiredAt(now) {
+			continue
+		}
+		a := Assignment{User: keys[j], Sessions: e.live, Since: e.since, Active: e.active, Moved: e.moved}
+		if e.live == 0 {
+			a.Expires = e.expires
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
