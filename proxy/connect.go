@@ -14,6 +14,12 @@ import (
 // POP3 -ERR [SYS/TEMP], SMTP 421 4.3.0 or LMTP 451 4.4.1.
 var ErrUnavailable = errors.New("no server available")
 
+// ErrHeld means an operator froze the user while the mailbox moves
+// (`maildirector ctl freeze`): the login waited and was not released in
+// time, or the LMTP recipient is refused for now. It wraps ErrUnavailable,
+// so login frontends give their temporary failure; LMTP answers 451 4.2.0.
+var ErrHeld = fmt.Errorf("%w: user frozen by an operator", ErrUnavailable)
+
 // LoginFunc is a frontend's step on a freshly dialled server: read its
 // greeting, replay the client's login, read the answer. It returns bytes it
 // read past the answer (for the client), and:
@@ -57,7 +63,7 @@ func (c *Conn) countLogin(ctx context.Context, user string, err error) {
 	case err == nil:
 		c.fe.stats().Login(LoginOK)
 		return
-	case errors.Is(err, ErrLocalResource):
+	case errors.Is(err, ErrLocalResource), errors.Is(err, ErrHeld):
 		result = LoginTempFail
 	case errors.Is(err, ErrUnavailable):
 		result = LoginNoServer

@@ -92,6 +92,9 @@ var (
 	// replyUnavailable: RFC 3463 section 3.5, X.4.1 "No answer from host".
 	replyUnavailable = reply{code: 451, enh: "4.4.1", text: "Server unavailable, try again later"}
 	replyInternal    = reply{code: 451, enh: "4.3.0", text: "Internal error, try again later"}
+	// replyHeld: an operator froze the recipient while the mailbox moves
+	// (RFC 3463 section 3.3, X.2.0 "Other or undefined mailbox status").
+	replyHeld        = reply{code: 451, enh: "4.2.0", text: "Mailbox temporarily unavailable, try again later"}
 	replyBareNewline = reply{code: 554, enh: "5.6.0", text: "Message contains a bare CR or LF (RFC 5321 section 2.3.8)"}
 	// replyDataLineTooLong: RFC 5321 section 4.5.3.1.6, a text line is at most 1000 octets.
 	replyDataLineTooLong = reply{code: 554, enh: "5.6.0", text: "Message line too long"}
@@ -144,6 +147,8 @@ func replyFor(err error) (r reply, ok bool) {
 		return replyOK, true
 	case errors.As(err, &r):
 		return r, true
+	case errors.Is(err, proxy.ErrHeld):
+		return replyHeld, true
 	case errors.Is(err, proxy.ErrServerFailed), errors.Is(err, proxy.ErrUnavailable),
 		errors.Is(err, ErrServerUnavailable):
 		return replyUnavailable, true

@@ -227,6 +227,7 @@ func (s *fakeSession) LMTPData(r io.Reader, status gosmtp.StatusCollector) error
 type fakePicker struct {
 	mu          sync.Mutex
 	order       map[string][]proxy.Target
+	held        map[string]bool // users an operator froze: ErrHeld
 	picks       int
 	outstanding int
 	failed      int
@@ -237,6 +238,9 @@ type fakePicker struct {
 func (p *fakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.held[user] {
+		return nil, proxy.ErrHeld
+	}
 	for _, t := range p.order[user] {
 		if !slices.Contains(exclude, t.Server) {
 			p.picks++

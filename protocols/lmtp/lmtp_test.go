@@ -260,6 +260,25 @@ func TestNoServerAtRCPT(t *testing.T) {
 	}
 }
 
+// TestHeldRecipient: a recipient an operator froze gets 451 4.2.0 at RCPT
+// and nothing is sent for it; the others of the transaction are delivered.
+func TestHeldRecipient(t *testing.T) {
+	good := startFakeServer(t, "good", false)
+	picker := &fakePicker{
+		order: map[string][]proxy.Target{"a@example.org": {good.target()}, "frozen@example.org": {good.target()}},
+		held:  map[string]bool{"frozen@example.org": true},
+	}
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
+	c := dialLMTP(t, addr)
+	rcptReplies, dataReplies := c.transaction([]string{"frozen@example.org", "a@example.org"}, testBody)
+	if r := rcptReplies[0]; r.code != 451 || !strings.HasPrefix(r.msg, "4.2.0 ") {
+		t.Errorf("RCPT of a frozen user: got %v, want 451 4.2.0", r)
+	}
+	if got := codes(dataReplies); fmt.Sprint(got) != "[250]" {
+		t.Errorf("after data: got %v, want [250] for the other recipient", got)
+	}
+}
+
 func TestBareLF(t *testing.T) {
 	// A smuggling attempt: bare-LF "dot lines" that Dovecot 2.3 would take
 	// as the end of the data, then a second transaction.

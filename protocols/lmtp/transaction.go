@@ -153,9 +153,13 @@ func (s *session) handleRcpts(cmds []command) error {
 		}
 		lease, err := s.l.pickHome(s.ctx, to, s.c.RemoteAddr())
 		if err != nil {
-			s.log.Debug("lmtp recipient", "rcpt", to, "server", "", "code", 451, "err", err)
-			out[i] = outcome{r: replyUnavailable}
-			tx.all = append(tx.all, &rcpt{addr: to, rcptReply: replyUnavailable})
+			r := replyUnavailable
+			if errors.Is(err, proxy.ErrHeld) {
+				r = replyHeld // frozen by an operator: no server may take it now
+			}
+			s.log.Debug("lmtp recipient", "rcpt", to, "server", "", "code", r.code, "err", err)
+			out[i] = outcome{r: r}
+			tx.all = append(tx.all, &rcpt{addr: to, rcptReply: r})
 			continue
 		}
 		rc := &rcpt{addr: to, params: params, lease: lease, tried: []string{lease.Target().Server}}
