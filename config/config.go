@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +24,9 @@ type Config struct {
 	// Stats is the [stats] table: the dashboard, CSV, JSON and metrics
 	// listener. Off unless Stats.Bind is set.
 	Stats Stats `toml:"stats"`
+	// Control is the [control] table: the control socket, operator
+	// freezes and the runtime state file.
+	Control Control `toml:"control"`
 
 	// noFiles, set by [LoadRouting], leaves the files the configuration
 	// names (certificates, keys, CA bundles, password files) unread.
@@ -486,6 +490,10 @@ type Stats struct {
 	Auth []string `toml:"auth"`
 	// TLS, when both files are set, serves HTTPS instead of HTTP.
 	TLS StatsTLS `toml:"tls"`
+	// Admin also accepts the control socket's commands over this listener
+	// (POST /ctl, one command in the body), behind Auth. Default false;
+	// it needs Auth.
+	Admin bool `toml:"admin"`
 }
 
 // StatsTLS is the [stats.tls] table.
@@ -508,4 +516,33 @@ func (s *Stats) Users() map[string]string {
 		m[u] = p
 	}
 	return m
+}
+
+// Control is the [control] table.
+type Control struct {
+	// Socket is the path of the control socket (`maildirector ctl`,
+	// `socat stdio unix:PATH`). Default empty: no socket. Its permissions
+	// are the access control: anyone who can connect can steer the fleet.
+	Socket string `toml:"socket"`
+	// Mode is the socket's permission bits, octal. Default "0660".
+	Mode string `toml:"mode"`
+	// User and Group own the socket (names or numeric ids). Default empty:
+	// the process's.
+	User  string `toml:"user"`
+	Group string `toml:"group"`
+	// FreezeWait is how long a login of a frozen user waits for its
+	// release before it gets a temporary failure (IMAP NO [UNAVAILABLE],
+	// POP3 -ERR [SYS/TEMP], submission 454). Default 30s; range 0..5m.
+	FreezeWait Duration `toml:"freeze_wait"`
+	// StateFile keeps the runtime changes (admin states, weights, moves,
+	// freezes) across restarts, as HAProxy's server-state-file: written on
+	// every change, read at start. Default empty: they last until the
+	// process ends (a reload keeps them either way).
+	StateFile string `toml:"state_file"`
+}
+
+// SocketMode returns Mode as permission bits; Validate has checked it.
+func (c *Control) SocketMode() uint32 {
+	m, _ := strconv.ParseUint(c.Mode, 8, 32)
+	return uint32(m)
 }

@@ -303,6 +303,11 @@ func TestParseInvalid(t *testing.T) {
 		{name: "stats tls half", extra: "[stats.tls]\ncert = \"/x.pem\"\n", key: "stats.tls", msg: "both cert and key"},
 		{name: "stats tls missing file", extra: "[stats.tls]\ncert = \"/nonexistent.pem\"\nkey = \"KEY\"\n", key: "stats.tls.cert", msg: "read certificate chain"},
 		{name: "stats unknown key", extra: "[stats]\nbnid = \"127.0.0.1:8404\"\n", key: "stats.bnid", msg: `did you mean "bind"`},
+		{name: "stats admin without auth", extra: "[stats]\nbind = \"127.0.0.1:8404\"\nadmin = true\n", key: "stats.admin", msg: "needs stats.auth"},
+		{name: "control mode", extra: "[control]\nmode = \"rw\"\n", key: "control.mode", msg: "octal"},
+		{name: "control mode range", extra: "[control]\nmode = \"1777\"\n", key: "control.mode", msg: "octal"},
+		{name: "control freeze_wait", extra: "[control]\nfreeze_wait = \"1h\"\n", key: "control.freeze_wait", msg: "range"},
+		{name: "control socket", extra: "[control]\nsocket = \"ctl.sock\"\n", key: "control.socket", msg: "want a path"},
 		{name: "unknown key", old: `retries = 2`, new: "retries = 2\nbalanse = \"user\"", key: "backend.dovecot.balanse", msg: `did you mean "balance"`},
 		{name: "unknown key in server", old: `weight = 100`, new: "weight = 100\nadress = \"x\"", key: "backend.dovecot.server[0].adress", msg: "unknown key"},
 		{name: "unknown key second server", old: `state = "ready"`, new: "state = \"ready\"\nbogus = 1", key: "backend.dovecot.server[1].bogus", msg: "valid keys here"},
@@ -573,7 +578,10 @@ address = "10.0.0.1"
 tls = { enabled = true }
 `)
 	g := c.Global
-	if c.Stats.Bind != "" || c.Stats.Refresh.D() != 2*time.Second || c.Stats.Auth != nil {
+	if ct := c.Control; ct.Socket != "" || ct.Mode != "0660" || ct.SocketMode() != 0o660 || ct.FreezeWait.D() != 30*time.Second || ct.StateFile != "" {
+		t.Errorf("control defaults: %+v", ct)
+	}
+	if c.Stats.Bind != "" || c.Stats.Refresh.D() != 2*time.Second || c.Stats.Auth != nil || c.Stats.Admin {
 		t.Errorf("stats defaults: %+v", c.Stats)
 	}
 	if g.LogLevel != LogLevelInfo || g.LogFormat != LogFormatText || g.MaxConn != 10000 || g.ShutdownGrace.D() != 30*time.Second || g.TrustedProxies != nil {

@@ -333,6 +333,7 @@ const (
 	defaultMaxConn          = 10000
 	defaultShutdownGrace    = 30 * time.Second
 	defaultStatsRefresh     = 2 * time.Second
+	defaultFreezeWait       = 30 * time.Second
 	defaultMaxLoginAttempts = 3
 	defaultMinTLSVersion    = TLSVersion("1.2")
 	defaultMaxRecipients    = 1000
@@ -435,6 +436,8 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&g.Timeouts.Idle, traw, "idle", DefaultTimeouts.Idle.D())
 	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
 	setDur(&c.Stats.Refresh, raw.sub("stats"), "refresh", defaultStatsRefresh)
+	setStr(&c.Control.Mode, "0660")
+	setDur(&c.Control.FreezeWait, raw.sub("control"), "freeze_wait", defaultFreezeWait)
 
 	hostname, _ := os.Hostname()
 	for name, f := range c.Frontends {

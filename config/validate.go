@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 	usedBy := c.validateFrontends(&p)
 	c.validateBackends(&p, usedBy)
 	c.validateStats(&p)
+	c.validateControl(&p)
 	return p.join()
 }
 
@@ -489,6 +490,9 @@ func (c *Config) validateStats(p *problems) {
 			p.addf("stats.auth"+idx(i), `want "user:password" with both parts non-empty`)
 		}
 	}
+	if s.Admin && len(s.Auth) == 0 {
+		p.addf("stats.admin", "needs stats.auth: the commands steer the fleet")
+	}
 	t := &s.TLS
 	switch {
 	case t.Cert == "" && t.Key == "":
@@ -501,5 +505,16 @@ func (c *Config) validateStats(p *problems) {
 				p.add("stats.tls", fmt.Errorf("load %s and %s: %w", t.Cert, t.Key, err))
 			}
 		}
+	}
+}
+
+func (c *Config) validateControl(p *problems) {
+	ct := &c.Control
+	if m, err := strconv.ParseUint(ct.Mode, 8, 32); err != nil || m > 0o777 {
+		p.addf("control.mode", "want octal permission bits, e.g. \"0660\"; got %q", ct.Mode)
+	}
+	p.durRange("control.freeze_wait", ct.FreezeWait, 0, 5*time.Minute)
+	if ct.Socket != "" && !strings.HasPrefix(ct.Socket, "/") && !strings.HasPrefix(ct.Socket, ".") {
+		p.addf("control.socket", "want a path, e.g. \"/run/maildirector/ctl.sock\"")
 	}
 }
