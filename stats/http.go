@@ -1,9 +1,11 @@
 package stats
 
 import (
+	"bytes"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +21,10 @@ type HandlerOptions struct {
 	Users map[string]string
 	// Realm is the basic-auth realm. Default "maildirector".
 	Realm string
+	// Control, when set, also takes the control socket's commands: POST
+	// /ctl with one command line as the body; the answer is the socket's.
+	// Only behind Users.
+	Control *Control
 }
 
 // Handler serves the views of s:
@@ -62,6 +68,21 @@ func (s *Stats) Handler(opts HandlerOptions) http.Handler {
 	mux.HandleFunc("GET /stats.csv", serveCSV)
 	mux.HandleFunc("GET /stats;csv", serveCSV)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if opts.Control != nil && len(opts.Users) > 0 {
+		mux.HandleFunc("POST /ctl", func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxCommandLine+1))
+			if err != nil || len(body) > maxCommandLine || bytes.ContainsAny(bytes.TrimRight(body, "\r\n"), "\r\n") {
+				http.Error(w, "error: want one command line of at most 4096 bytes", http.StatusBadRequest)
+				return
+			}
+			answer, failed := opts.Control.Do(string(body))
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if failed {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+			}
+			io.WriteString(w, answer+"\n")
+		})
+	}
 	if len(opts.Users) == 0 {
 		return mux
 	}

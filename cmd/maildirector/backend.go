@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/maildirector/maildirector/checks"
 	"github.com/maildirector/maildirector/config"
@@ -45,12 +46,23 @@ func checkKey(b *config.Backend, s *config.Server) string {
 	return fmt.Sprintf("%+v|%s|%s|%v|%+v", c, b.CheckAddress(s), b.CheckSendProxy(s), b.CheckTLS(s), s.TLS)
 }
 
+// backendEnv is what every backend of a build shares.
+type backendEnv struct {
+	log    *slog.Logger
+	onDown func(backend, server string) // closes a server's sessions (on_marked_down)
+	stats  *stats.Stats                 // nil in `check`
+	holds  *director.Holds              // the users an operator froze
+	// freezeWait is how long a frozen user's login waits for its release.
+	freezeWait time.Duration
+}
+
 // backendBuild is a backend as a reload wants it, not applied yet: a new
 // backend, or the running one (reused) with new settings and checkers.
 type backendBuild struct {
 	b         *backend
 	reused    bool
 	cfg       *config.Backend
+	env       *backendEnv
 	clientTLS map[string]*tls.Config
 	checkers  map[string]*checker // the whole new set: kept ones and new ones
 }
@@ -68,7 +80,8 @@ type backendBuild struct {
 //
 // Checkers are kept only when they probe exactly what the sessions will
 // use (checkKey); a replaced checker starts in its server's state.
-func buildBackend(bc *config.Backend, old *backend, log *slog.Logger, onDown func(backend, server string), counters *stats.Stats) (*backendBuild, error) {
+func buildBackend(bc *config.Backend, old *backend, env *backendEnv) (*backendBuild, error) {
+	log, counters := env.log, env.stats
 	tlsBy := make(map[string]*tls.Config)
 	for _, s := range bc.Servers {
 		tc, err := clientTLS(s)
@@ -81,7 +94,8 @@ func buildBackend(bc *config.Backend, old *backend, log *slog.Logger, onDown fun
 	if err != nil {
 		return nil, err
 	}
-	bb := &backendBuild{cfg: bc, clientTLS: tlsBy, checkers: make(map[string]*checker)}
+	opts.Holds = env.holds
+	bb := &backendBuild{cfg: bc, env: env, clientTLS: tlsBy, checkers: make(map[string]*checker)}
 	var oldState map[string]director.ServerStatus // servers of old with the same address
 	if old != nil {
 		oldState = old.states(bc)
@@ -89,7 +103,7 @@ func buildBackend(bc *config.Backend, old *backend, log *slog.Logger, onDown fun
 	if old != nil && sameServers(old.config(), bc) && sameDirectorOptions(old.config(), bc) {
 		bb.b, bb.reused = old, true
 	} else {
-		b := &backend{log: log.With("backend", bc.Name), onDown: onDown, cfg: bc, clientTLS: tlsBy}
+		b := &backend{log: log.With("backend", bc.Name), onDown: env.onDown, cfg: bc, clientTLS: tlsBy}
 		opts.Logger = log // the director names the backend in every line
 		opts.OnPassiveDown = b.passiveDown
 		if b.dir, err = director.New(opts); err != nil {
@@ -320,5 +334,6 @@ func (bb *backendBuild) pickerFor(p config.Protocol) (*picker, error) {
 		dir: bb.b.dir, targets: t,
 		recipients: p == config.ProtocolLMTP,
 		stay:       login && bb.cfg.LoginServerDown == config.ServerDownTempfail,
+		freezeWait: bb.env.freezeWait,
 	}, nil
 }

@@ -5,6 +5,7 @@
 //
 //	maildirector check -c /etc/maildirector/maildirector.toml
 //	maildirector run   -c /etc/maildirector/maildirector.toml
+//	maildirector ctl show servers
 //	maildirector version
 package main
 
@@ -36,6 +37,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "where":
 		return cmdWhere(rest, stdout, stderr)
+	case "ctl":
+		return cmdCtl(rest, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "maildirector %s\n", version)
 		return 0
@@ -56,6 +59,7 @@ commands:
   run     -c FILE   serve the frontends in FILE (SIGHUP reloads, SIGTERM/SIGINT shut down gracefully)
   check   -c FILE   validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path
   where   -c FILE USER...  which server each user is hashed to on every backend balanced by user
+  ctl     [-s SOCKET] [--json] COMMAND...  steer a running instance (ctl help lists the commands)
   version           print the version
 `)
 }

@@ -213,7 +213,7 @@ func TestCheckVerdictIsRunVerdict(t *testing.T) {
 
 			runOK := false
 			if cfg, err := config.Load(path); err == nil {
-				rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler))
+				rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler), "", new(slog.LevelVar))
 				if err == nil {
 					runOK = true
 					rt.shutdown(0)

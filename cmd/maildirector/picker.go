@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/proxy"
@@ -23,25 +25,38 @@ type picker struct {
 	// stay: logins go to the user's own server or nowhere
 	// (login_server_down = "tempfail"; director.Request.Stay).
 	stay bool
+	// freezeWait is how long a login of a user an operator froze waits
+	// for the release; recipients never wait.
+	freezeWait time.Duration
 }
 
-func (p *picker) Pick(_ context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
+func (p *picker) Pick(ctx context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
 	if p.stay && len(exclude) > 0 {
 		// The user's own server failed this login: no other server may
 		// have the user, so the client is told to come back later.
 		return nil, fmt.Errorf("%w: backend %s: %s failed and login_server_down is tempfail", proxy.ErrUnavailable, p.dir.Name(), exclude[0])
 	}
-	return p.pick(director.Request{User: user, Recipient: p.recipients, Client: client, Exclude: exclude, Stay: p.stay})
+	return p.pick(ctx, director.Request{User: user, Recipient: p.recipients, Client: client, Exclude: exclude, Stay: p.stay})
 }
 
 // PickHome returns a lease on the user's own server only, never another
 // (LMTP with server_down = "tempfail"): see director.Request.Stay.
-func (p *picker) PickHome(_ context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
-	return p.pick(director.Request{User: user, Recipient: p.recipients, Client: client, Stay: true})
+func (p *picker) PickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
+	return p.pick(ctx, director.Request{User: user, Recipient: p.recipients, Client: client, Stay: true})
 }
 
-func (p *picker) pick(req director.Request) (proxy.Lease, error) {
+// pick asks the director. A login of a user an operator froze waits up to
+// freezeWait for the release and asks again; a recipient of a frozen user
+// gets proxy.ErrHeld at once (LMTP answers 451 4.2.0, the MTA retries).
+func (p *picker) pick(ctx context.Context, req director.Request) (proxy.Lease, error) {
 	l, err := p.dir.Pick(req)
+	var held *director.HeldError
+	if errors.As(err, &held) {
+		l, err = p.waitRelease(ctx, req, held)
+	}
+	if errors.Is(err, director.ErrHeld) {
+		return nil, fmt.Errorf("%w: backend %s: %w", proxy.ErrHeld, p.dir.Name(), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: backend %s: %w", proxy.ErrUnavailable, p.dir.Name(), err)
 	}
@@ -64,3 +79,28 @@ func (l lease) Established()         { l.l.Established() }
 func (l lease) Answered()            { l.l.Answered() }
 func (l lease) Failed(err error)     { l.l.Failed(err) }
 func (l lease) Release()             { l.l.Release() }
+
+// waitRelease waits, for a login, until the held user is released, then
+// picks again; it gives up after freezeWait, when ctx ends, or at once for
+// a recipient.
+func (p *picker) waitRelease(ctx context.Context, req director.Request, held *director.HeldError) (*director.Lease, error) {
+	if req.Recipient || p.freezeWait <= 0 {
+		return nil, held
+	}
+	timer := time.NewTimer(p.freezeWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-held.Released:
+		case <-timer.C:
+			return nil, held
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		l, err := p.dir.Pick(req)
+		if !errors.As(err, &held) {
+			return l, err
+		}
+		// Frozen again before this login got through: wait on.
+	}
+}

@@ -33,7 +33,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	level.Set(cfg.Global.LogLevel.SlogLevel())
 	log := newLogger(stderr, cfg.Global.LogFormat, level)
 
-	rt, err := newRuntime(cfg, log)
+	rt, err := newRuntime(cfg, log, path, level)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -48,7 +48,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				rt.reload(path, level)
+				rt.reload()
 			case stopped == nil:
 				grace := rt.currentConfig().Global.ShutdownGrace.D()
 				log.Info("shutting down", "signal", sig.String(), "grace", grace)
@@ -82,8 +82,10 @@ func newLogger(w io.Writer, format config.LogFormat, level *slog.LevelVar) *slog
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// reload applies the file at path, or keeps everything as it is.
-func (rt *runtime) reload(path string, level *slog.LevelVar) {
+// reload applies the configuration file again, or keeps everything as it
+// is and says why (SIGHUP, `maildirector ctl reload`).
+func (rt *runtime) reload() error {
+	path := rt.path
 	old := rt.currentConfig()
 	cfg, err := config.Load(path)
 	if err == nil {
@@ -91,14 +93,15 @@ func (rt *runtime) reload(path string, level *slog.LevelVar) {
 	}
 	if err != nil {
 		rt.log.Error("reload failed, keeping the running configuration", "config", path, "err", err)
-		return
+		return err
 	}
-	level.Set(cfg.Global.LogLevel.SlogLevel())
+	rt.level.Set(cfg.Global.LogLevel.SlogLevel())
 	attrs := []any{"config", path, "summary", cfg.Summary()}
 	if keys := restartKeys(old, cfg); len(keys) > 0 {
 		attrs = append(attrs, "needs_restart", strings.Join(keys, ","))
 	}
 	rt.log.Info("configuration reloaded", attrs...)
+	return nil
 }
 
 // restartKeys lists the changed keys that a reload cannot apply: they take

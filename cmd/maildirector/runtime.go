@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/stats"
@@ -19,6 +20,15 @@ type runtime struct {
 	log   *slog.Logger
 	srv   *proxy.Server
 	stats *stats.Stats // nil in `check`
+	// holds are the users an operator froze, shared by every director.
+	holds *director.Holds
+	// state is what operators changed at run time, applied after every
+	// reload (and saved to control.state_file).
+	state   *runState
+	ctlSock *controlSocket // nil when control.socket is unset
+	path    string         // the configuration file
+	level   *slog.LevelVar
+	started time.Time
 	// statsLn is the [stats] listener; nil when none is configured.
 	statsLn *statsListener
 	// stopStats ends the statistics' sampling.
@@ -32,14 +42,22 @@ type runtime struct {
 	pendingLMTP []*lmtp.Frontend
 }
 
-func newRuntime(cfg *config.Config, log *slog.Logger) (*runtime, error) {
+func newRuntime(cfg *config.Config, log *slog.Logger, path string, level *slog.LevelVar) (*runtime, error) {
+	state, err := loadState(cfg.Control.StateFile)
+	if err != nil {
+		return nil, err
+	}
 	rt := &runtime{
-		log:      log,
+		log: log, path: path, level: level, started: time.Now(), state: state,
 		srv:      proxy.New(proxy.Options{Logger: log, MaxConn: cfg.Global.MaxConn}),
 		stats:    stats.New(stats.Options{Version: version, Refresh: cfg.Stats.Refresh.D()}),
+		holds:    director.NewHolds(),
 		backends: make(map[string]*backend),
 	}
 	rt.stats.SetSource(rt)
+	for _, u := range state.Frozen {
+		rt.holds.Freeze(u)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopStats = cancel
 	go rt.stats.Run(ctx)
@@ -65,8 +83,9 @@ type build struct {
 func (rt *runtime) buildLocked(cfg *config.Config) (*build, error) {
 	b := &build{backends: make(map[string]*backendBuild, len(cfg.Backends))}
 	rt.pendingLMTP = nil
+	env := &backendEnv{log: rt.log, onDown: rt.closeServerSessions, stats: rt.stats, holds: rt.holds, freezeWait: cfg.Control.FreezeWait.D()}
 	for _, name := range cfg.BackendNames() {
-		bb, err := buildBackend(cfg.Backends[name], rt.backends[name], rt.log, rt.closeServerSessions, rt.stats)
+		bb, err := buildBackend(cfg.Backends[name], rt.backends[name], env)
 		if err != nil {
 			rt.abortLocked(b)
 			return nil, fmt.Errorf("backend.%s: %w", name, err)
@@ -121,6 +140,15 @@ func (rt *runtime) apply(cfg *config.Config) error {
 		rt.statsLn.close()
 		rt.statsLn = statsLn
 	}
+	if rt.stats != nil && !sameSocket(rt.ctlSock.cfg(), cfg.Control) {
+		// A changed socket setting reopens it; a failure leaves none
+		// (the reload itself already took effect) and says so.
+		rt.ctlSock.close()
+		rt.ctlSock = nil
+		if rt.ctlSock, err = rt.openControl(cfg.Control); err != nil {
+			rt.log.Error("control socket not open", "err", err)
+		}
+	}
 	rt.stats.SetRefresh(cfg.Stats.Refresh.D())
 	// Past the last check that can fail: only now do running backends
 	// change, so a failed reload leaves everything as it was.
@@ -133,6 +161,9 @@ func (rt *runtime) apply(cfg *config.Config) error {
 	for name, bb := range b.backends {
 		bb.commit()
 		backends[name] = bb.b
+		if rt.state != nil {
+			rt.state.applyTo(name, bb.b.dir, !bb.reused, bb.cfg.UserExpire.D())
+		}
 	}
 	rt.swapLMTPLocked()
 	rt.cfg, rt.backends = cfg, backends
@@ -149,6 +180,7 @@ func (rt *runtime) shutdown(grace time.Duration) error {
 	defer rt.mu.Unlock()
 	rt.stopStats()
 	rt.statsLn.close()
+	rt.ctlSock.close()
 	for _, b := range rt.backends {
 		b.close()
 	}

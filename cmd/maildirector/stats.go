@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/maildirector/maildirector/config"
@@ -101,7 +102,11 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	h := rt.stats.Handler(stats.HandlerOptions{Users: cfg.Users()})
+	ho := stats.HandlerOptions{Users: cfg.Users()}
+	if cfg.Admin {
+		ho.Control = rt.stats.NewControl(controller{rt})
+	}
+	h := rt.stats.Handler(ho)
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -126,5 +131,5 @@ func (l *statsListener) same(cfg config.Stats) bool {
 	if l == nil {
 		return cfg.Bind == ""
 	}
-	return l.cfg.Bind == cfg.Bind && l.cfg.TLS == cfg.TLS && fmt.Sprint(l.cfg.Auth) == fmt.Sprint(cfg.Auth)
+	return l.cfg.Bind == cfg.Bind && l.cfg.TLS == cfg.TLS && l.cfg.Admin == cfg.Admin && slices.Equal(l.cfg.Auth, cfg.Auth)
 }
