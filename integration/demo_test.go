@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,7 +58,7 @@ func demoPortBase(t *testing.T) int {
 		b := first + (os.Getpid()+k)%n*step
 		free := true
 		for _, off := range []int{24, 25, 26, 110, 111, 143, 144, 587, 1024, 1025, 1110, 1111, 1143, 1144, 1587,
-			2024, 2110, 2143, 2465, 2587, 2993, 2995} {
+			2024, 2110, 2143, 2404, 2465, 2587, 2993, 2995} {
 			if !portFree(b + off) {
 				free = false
 				break
@@ -102,6 +103,20 @@ func TestDemoStarts(t *testing.T) {
 	}
 	if !strings.HasPrefix(line, "a OK") {
 		t.Fatalf("LOGIN through the demo: got %q, want a OK", line)
+	}
+
+	// The stats listener and the control socket the demo prints work.
+	csv := curl(t, fmt.Sprintf("http://127.0.0.1:%d/stats.csv", fbase+404))
+	if !strings.HasPrefix(csv, "# pxname,svname,") || !strings.Contains(csv, "dovecot,dovecot1,") {
+		t.Errorf("the demo's /stats.csv:\n%s", csv)
+	}
+	m := regexp.MustCompile(`ctl -s (\S+) show servers`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("the demo does not print how to use the control socket:\n%s", out.String())
+	}
+	got, err := exec.Command(binPath, "ctl", "-s", m[1], "show", "servers").CombinedOutput()
+	if err != nil || !strings.Contains(string(got), "dovecot/dovecot1") {
+		t.Errorf("ctl show servers on the demo: %v\n%s", err, got)
 	}
 }
 

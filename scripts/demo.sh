@@ -108,6 +108,15 @@ The fleet, live: the dashboard at http://127.0.0.1:$((fbase + 404))/ (open it in
   curl -s http://127.0.0.1:$((fbase + 404))/stats.json
   curl -s http://127.0.0.1:$((fbase + 404))/metrics        # Prometheus
 
+Steer it at run time through the control socket:
+  $md ctl -s $demo/ctl.sock show servers
+  $md ctl -s $demo/ctl.sock where user001
+  $md ctl -s $demo/ctl.sock move user001 dovecot2          # closes user001's sessions; they come back on dovecot2
+  $md ctl -s $demo/ctl.sock set server dovecot/dovecot1 state drain
+  $md ctl -s $demo/ctl.sock freeze user002                 # logins wait, LMTP gets 451 4.2.0 ...
+  $md ctl -s $demo/ctl.sock release user002 dovecot1       # ... until released to a server
+  $md ctl -s $demo/ctl.sock help
+
 Press Ctrl-C to stop everything.
 TXT
 wait
