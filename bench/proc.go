@@ -133,6 +133,10 @@ shutdown_grace = "1s"
 [global.timeouts]
 idle = "1h"
 
+# The statistics run as in production: their cost is part of the figures.
+[stats]
+bind = "127.0.0.1:0"
+
 [frontend.bench]
 protocol = %[1]q
 bind = [%[2]q]
