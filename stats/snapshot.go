@@ -169,7 +169,7 @@ func (s *Stats) Snapshot() (Snapshot, error) {
 	}
 
 	for _, fi := range fronts {
-		f := s.Frontend(fi.Name, fi.Backend)
+		f := s.lookupFrontend(fi.Name, fi.Backend)
 		fs := FrontendSnapshot{
 			Name: fi.Name, Protocol: fi.Protocol, Backend: fi.Backend, Bind: fi.Bind, Limit: fi.MaxConn,
 			Cur: f.cur.Load(), Max: f.max.Load(), Total: f.total.Load(),

@@ -116,6 +116,19 @@ func (s *Stats) Frontend(name, backend string) *Frontend {
 	return f
 }
 
+// lookupFrontend returns the counters of the frontend name for reading:
+// the running ones, or new ones (not yet wired) for a frontend that has
+// not been built yet.
+func (s *Stats) lookupFrontend(name, backend string) *Frontend {
+	s.mu.RLock()
+	f := s.frontends[name]
+	s.mu.RUnlock()
+	if f != nil {
+		return f
+	}
+	return s.Frontend(name, backend)
+}
+
 // Server returns the counters of a backend's server, created on first use.
 func (s *Stats) Server(backend, server string) *Server {
 	key := backend + "/" + server
@@ -170,7 +183,7 @@ func (s *Stats) sampleHistory() {
 		return
 	}
 	for _, fs := range snap.Frontends {
-		f := s.Frontend(fs.Name, fs.Backend)
+		f := s.lookupFrontend(fs.Name, fs.Backend)
 		f.mu.Lock()
 		f.hist.add(float64(fs.Cur))
 		f.mu.Unlock()
