@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"io"
+	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -14,7 +17,8 @@ import (
 // for IMAP, POP3 and submission, over plaintext and TLS: user is the
 // routing key, server is where Dovecot's log says the login landed, tls
 // says whether the client used TLS, both byte counters are positive and
-// end=done after a polite logout.
+// end="server closed" after a polite logout: the client waits for the
+// server to close, and the relay logs which side closed first.
 func TestE2ESessionLog(t *testing.T) {
 	sink, err := smtpsink.Start()
 	if err != nil {
@@ -35,17 +39,19 @@ func TestE2ESessionLog(t *testing.T) {
 	imapSession := func(t *testing.T, r *rawIMAP, user string) {
 		r.login(user)
 		r.selectInbox()
-		r.logout()
+		r.send("Z LOGOUT\r\n")
+		waitServerClose(t, r.c)
 	}
 	pop3Session := func(t *testing.T, p *rawPOP3, user string) {
 		p.login(user)
-		p.quit()
+		p.send("QUIT\r\n")
+		waitServerClose(t, p.c)
 	}
-	submissionSession := func(t *testing.T, c *smtp.Client, user string) {
+	submissionSession := func(t *testing.T, nc net.Conn, c *smtp.Client, user string) {
 		submissionAuth(t, c, "PLAIN", user)
-		if err := c.Quit(); err != nil {
-			t.Fatalf("QUIT: %v", err)
-		}
+		// QUIT on the wire, not c.Quit, which closes at once after the 221.
+		io.WriteString(nc, "QUIT\r\n")
+		waitServerClose(t, nc)
 	}
 	tests := []struct {
 		name, frontend, user string
@@ -69,12 +75,14 @@ func TestE2ESessionLog(t *testing.T) {
 			pop3Session(t, p, user)
 		}},
 		{"submission plaintext", "submission", "user074", false, func(t *testing.T, addr, user string) {
-			c := submissionClient(t, addr)
-			submissionSession(t, c, user)
+			nc := dial(t, addr)
+			c := smtp.NewClient(nc)
+			submissionSession(t, nc, c, user)
 		}},
 		{"submission tls", "submissions", "user075", true, func(t *testing.T, addr, user string) {
-			c := submissionClientTLS(t, addr)
-			submissionSession(t, c, user)
+			nc := dialTLS(t, addr)
+			c := smtp.NewClient(nc)
+			submissionSession(t, nc, c, user)
 		}},
 	}
 	for _, tt := range tests {
@@ -87,6 +95,17 @@ func TestE2ESessionLog(t *testing.T) {
 			checkSessionLine(t, kv, tt.user, server, tt.tls)
 		})
 	}
+}
+
+// waitServerClose reads c until the server closes it (the answer to a
+// LOGOUT or QUIT, then EOF), then closes it.
+func waitServerClose(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("waiting for the server to close: %v", err)
+	}
+	c.Close()
 }
 
 // checkSessionLine asserts the fields of one msg=session line.
@@ -106,8 +125,8 @@ func checkSessionLine(t *testing.T, kv map[string]string, user, server string, t
 			t.Errorf("%s: got %q, want a positive count", k, kv[k])
 		}
 	}
-	if kv["end"] != "done" {
-		t.Errorf("end: got %q, want done", kv["end"])
+	if kv["end"] != "server closed" {
+		t.Errorf("end: got %q, want server closed", kv["end"])
 	}
 	if kv["duration"] == "" {
 		t.Error("duration: missing")

@@ -125,7 +125,7 @@ func (rt *runtime) currentConfig() *config.Config {
 func (rt *runtime) closeServerSessions(backend, server string) {
 	n := rt.srv.Kick(func(i proxy.Info) bool {
 		return i.Server == server && rt.frontendBackend(i.Frontend) == backend
-	}, "server down")
+	}, proxy.EndServerDown)
 	if n > 0 {
 		rt.log.Warn("closed the sessions of a server marked down", "backend", backend, "server", server, "sessions", n)
 	}
