@@ -212,18 +212,28 @@ func (c *Conn) finish(err error) {
 	c.logSession(info, end, errText(err, ended, end))
 }
 
-// logSession writes the session's one Info line; errText, when not
-// empty, is the error that ended it.
+// logSession writes the session's one Info line. Its keys are stable
+// (README "Logs"): the logger's conn, frontend, proto and remote, then
+// via_proxy (only when remote came from a PROXY header), tls, tls_cipher,
+// user, server, bytes_in, bytes_out, connect, login, duration, end, and err
+// when an error ended the session.
 func (c *Conn) logSession(info Info, reason, errText string) {
-	attrs := []any{
-		"user", info.User, "server", info.Server, "tls", info.TLS,
-		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
-		"duration", time.Since(info.Start).Round(time.Millisecond),
-	}
+	attrs := make([]any, 0, 32)
 	if c.proxied {
 		attrs = append(attrs, "via_proxy", true)
 	}
-	attrs = append(attrs, "end", reason)
+	tlsVersion, tlsCipher := info.TLSVersion, info.TLSCipher
+	if tlsVersion == "" {
+		tlsVersion, tlsCipher = "none", "none"
+	}
+	attrs = append(attrs,
+		"tls", tlsVersion, "tls_cipher", tlsCipher,
+		"user", info.User, "server", info.Server,
+		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
+		"connect", info.Connect.Round(time.Microsecond), "login", info.Login.Round(time.Microsecond),
+		"duration", info.Duration.Round(time.Millisecond),
+		"end", reason,
+	)
 	if errText != "" {
 		attrs = append(attrs, "err", errText)
 	}
