@@ -333,6 +333,7 @@ const (
 	defaultMaxConn          = 10000
 	defaultShutdownGrace    = 30 * time.Second
 	defaultMaxLoginAttempts = 3
+	defaultSyslogTag        = "maildirector"
 	defaultMinTLSVersion    = TLSVersion("1.2")
 	defaultMaxRecipients    = 1000
 	defaultMaxMessageSize   = 50 * MiB
@@ -424,6 +425,8 @@ func (c *Config) applyDefaults(raw table) {
 	graw := raw.sub("global")
 	setStr(&g.LogLevel, LogLevelInfo)
 	setStr(&g.LogFormat, LogFormatText)
+	setStr(&g.SyslogFacility, SyslogFacilityLocal0)
+	setStr(&g.SyslogTag, defaultSyslogTag)
 	setInt(&g.MaxConn, graw, "maxconn", defaultMaxConn)
 	setDur(&g.ShutdownGrace, graw, "shutdown_grace", defaultShutdownGrace)
 	traw := graw.sub("timeouts")
