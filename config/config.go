@@ -39,6 +39,24 @@ type Global struct {
 	LogLevel LogLevel `toml:"log_level"`
 	// LogFormat selects slog's text or JSON handler. Default "text".
 	LogFormat LogFormat `toml:"log_format"`
+	// LogFile is the file the log goes to instead of stderr: an absolute
+	// path in an existing directory, appended to, created with mode 0640
+	// if missing. SIGUSR1 opens it again by name (after logrotate renamed
+	// it). Default empty: stderr, unless Syslog is set. With both set,
+	// every line goes to both.
+	LogFile string `toml:"log_file"`
+	// Syslog sends the log to syslog instead of stderr, each line one RFC
+	// 5424 message with the line as its MSG: "unix:PATH" (a local datagram
+	// socket, "unix:/dev/log") or "udp:HOST:PORT" (RFC 5426: any host, but
+	// unencrypted and unacknowledged, so keep it on loopback or a trusted
+	// network). Default empty: off.
+	Syslog string `toml:"syslog"`
+	// SyslogFacility is the syslog facility of the messages. Default
+	// "local0".
+	SyslogFacility SyslogFacility `toml:"syslog_facility"`
+	// SyslogTag is the messages' APP-NAME (RFC 5424 section 6.2.5): 1 to
+	// 48 printable US-ASCII characters. Default "maildirector".
+	SyslogTag string `toml:"syslog_tag"`
 	// MaxConn caps live sessions over all frontends; when reached, new
 	// connections wait in the kernel backlog (as HAProxy's global maxconn).
 	// Default 10000; 0 means unlimited; range 0..10000000.

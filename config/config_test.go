@@ -59,6 +59,10 @@ log_format = "json"
 maxconn = 20000
 trusted_proxies = ["10.0.0.0/8", "2001:db8::1"]
 shutdown_grace = "1m"
+log_file = "LOGFILE"
+syslog = "udp:127.0.0.1:514"
+syslog_facility = "mail"
+syslog_tag = "md-eu1"
 
 [global.timeouts]
 handshake = "15s"
@@ -223,7 +227,8 @@ func fullConfigText(t *testing.T) string {
 	pass := filepath.Join(dir, "probe.pass")
 	writeFile(t, pass, "s3cret\n")
 	ca, _ := writeCert(t)
-	text := strings.NewReplacer(`"PASSWORD"`, `"`+pass+`"`, `"CA"`, `"`+ca+`"`, `"SPOOL"`, `"`+dir+`"`).Replace(fullConfig)
+	logFile := filepath.Join(dir, "maildirector.log")
+	text := strings.NewReplacer(`"PASSWORD"`, `"`+pass+`"`, `"CA"`, `"`+ca+`"`, `"SPOOL"`, `"`+dir+`"`, `"LOGFILE"`, `"`+logFile+`"`).Replace(fullConfig)
 	return withCert(t, text)
 }
 
@@ -232,6 +237,9 @@ func TestParseFull(t *testing.T) {
 
 	if got, want := c.Summary(), "4 frontends (imap, lmtp, sproxyd, submission), 2 backends (dovecot: 3 servers, objects: 1 server), 5 listeners"; got != want {
 		t.Errorf("Summary: got %q, want %q", got, want)
+	}
+	if g := c.Global; !strings.HasSuffix(g.LogFile, "/maildirector.log") || g.Syslog != "udp:127.0.0.1:514" || g.SyslogFacility.Code() != 2 || g.SyslogTag != "md-eu1" {
+		t.Errorf("log sinks: got %q %q %q (code %d) %q, want the file, udp, mail (2), md-eu1", g.LogFile, g.Syslog, g.SyslogFacility, g.SyslogFacility.Code(), g.SyslogTag)
 	}
 	imap := c.Frontends["imap"]
 	if imap.Name != "imap" || c.Backends["dovecot"].Name != "dovecot" {
@@ -342,6 +350,17 @@ func TestParseInvalid(t *testing.T) {
 		{name: "plaintext_login", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\nplaintext_login = \"never\"", key: "frontend.imap.plaintext_login", msg: "unknown value"},
 		{name: "log level", old: `log_level = "info"`, new: `log_level = "verbose"`, key: "global.log_level", msg: `"debug"`},
 		{name: "log format", old: `log_level = "info"`, new: "log_format = \"xml\"", key: "global.log_format", msg: `"json"`},
+		{name: "log_file relative", old: `log_level = "info"`, new: `log_file = "maildirector.log"`, key: "global.log_file", msg: "absolute path"},
+		{name: "log_file directory missing", old: `log_level = "info"`, new: `log_file = "/nonexistent/maildirector.log"`, key: "global.log_file", msg: "no such file"},
+		{name: "log_file is a directory", old: `log_level = "info"`, new: `log_file = "` + t.TempDir() + `"`, key: "global.log_file", msg: "not a regular file"},
+		{name: "syslog transport", old: `log_level = "info"`, new: `syslog = "tcp:127.0.0.1:514"`, key: "global.syslog", msg: `"unix:PATH" or "udp:HOST:PORT"`},
+		{name: "syslog bare path", old: `log_level = "info"`, new: `syslog = "/dev/log"`, key: "global.syslog", msg: `"unix:PATH" or "udp:HOST:PORT"`},
+		{name: "syslog relative socket", old: `log_level = "info"`, new: `syslog = "unix:dev/log"`, key: "global.syslog", msg: "absolute path"},
+		{name: "syslog udp without port", old: `log_level = "info"`, new: `syslog = "udp:127.0.0.1"`, key: "global.syslog", msg: "udp:HOST:PORT"},
+		{name: "syslog udp port", old: `log_level = "info"`, new: `syslog = "udp:127.0.0.1:0"`, key: "global.syslog", msg: "out of range 1..65535"},
+		{name: "syslog facility", old: `log_level = "info"`, new: `syslog_facility = "local8"`, key: "global.syslog_facility", msg: `"local7"`},
+		{name: "syslog tag space", old: `log_level = "info"`, new: `syslog_tag = "mail director"`, key: "global.syslog_tag", msg: "printable US-ASCII"},
+		{name: "syslog tag long", old: `log_level = "info"`, new: `syslog_tag = "` + strings.Repeat("m", 49) + `"`, key: "global.syslog_tag", msg: "1 to 48"},
 		{name: "on_marked_down", old: `retries = 2`, new: "on_marked_down = \"kill\"", key: "backend.dovecot.on_marked_down", msg: "shutdown-sessions"},
 		{name: "undefined backend", old: `backend = "dovecot"`, new: `backend = "dovecto"`, key: "frontend.imap.backend", msg: `"dovecto" is not defined`},
 		{name: "backend missing", old: `backend = "dovecot"`, new: ``, key: "frontend.imap.backend", msg: "required"},
@@ -586,6 +605,9 @@ tls = { enabled = true }
 	}
 	if g.LogLevel != LogLevelInfo || g.LogFormat != LogFormatText || g.MaxConn != 10000 || g.ShutdownGrace.D() != 30*time.Second || g.TrustedProxies != nil {
 		t.Errorf("global: got %+v", g)
+	}
+	if g.LogFile != "" || g.Syslog != "" || g.SyslogFacility != SyslogFacilityLocal0 || g.SyslogFacility.Code() != 16 || g.SyslogTag != "maildirector" {
+		t.Errorf("log sinks: got %q %q %q (code %d) %q, want stderr: \"\" \"\" local0 (16) maildirector", g.LogFile, g.Syslog, g.SyslogFacility, g.SyslogFacility.Code(), g.SyslogTag)
 	}
 	if g.Timeouts != DefaultTimeouts {
 		t.Errorf("global timeouts: got %+v, want %+v", g.Timeouts, DefaultTimeouts)

@@ -65,6 +65,35 @@ const (
 	LogFormatJSON LogFormat = "json"
 )
 
+// SyslogFacility is global.syslog_facility: a facility name of RFC 5424
+// section 6.2.1, table 1.
+type SyslogFacility string
+
+// syslogFacilities are the facility names accepted, with their codes
+// (RFC 5424 section 6.2.1, table 1; codes 12 to 15 have no common name).
+var syslogFacilities = []struct {
+	name SyslogFacility
+	code int
+}{
+	{"kern", 0}, {"user", 1}, {"mail", 2}, {"daemon", 3}, {"auth", 4}, {"syslog", 5}, {"lpr", 6}, {"news", 7},
+	{"uucp", 8}, {"cron", 9}, {"authpriv", 10}, {"ftp", 11},
+	{"local0", 16}, {"local1", 17}, {"local2", 18}, {"local3", 19}, {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23},
+}
+
+// SyslogFacilityLocal0 is the default facility.
+const SyslogFacilityLocal0 SyslogFacility = "local0"
+
+// Code returns the facility's numeric code (0..23), or -1 for an unknown
+// name.
+func (f SyslogFacility) Code() int {
+	for _, sf := range syslogFacilities {
+		if f == sf.name {
+			return sf.code
+		}
+	}
+	return -1
+}
+
 // TLSMode is frontend.NAME.tls.mode.
 type TLSMode string
 

@@ -335,6 +335,7 @@ const (
 	defaultStatsRefresh     = 2 * time.Second
 	defaultFreezeWait       = 30 * time.Second
 	defaultMaxLoginAttempts = 3
+	defaultSyslogTag        = "maildirector"
 	defaultMinTLSVersion    = TLSVersion("1.2")
 	defaultMaxRecipients    = 1000
 	defaultMaxMessageSize   = 50 * MiB
@@ -426,6 +427,8 @@ func (c *Config) applyDefaults(raw table) {
 	graw := raw.sub("global")
 	setStr(&g.LogLevel, LogLevelInfo)
 	setStr(&g.LogFormat, LogFormatText)
+	setStr(&g.SyslogFacility, SyslogFacilityLocal0)
+	setStr(&g.SyslogTag, defaultSyslogTag)
 	setInt(&g.MaxConn, graw, "maxconn", defaultMaxConn)
 	setDur(&g.ShutdownGrace, graw, "shutdown_grace", defaultShutdownGrace)
 	traw := graw.sub("timeouts")

@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,12 +94,72 @@ func (c *Config) validateGlobal(p *problems) {
 	g := &c.Global
 	p.enum("global.log_level", oneOf(g.LogLevel, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError))
 	p.enum("global.log_format", oneOf(g.LogFormat, LogFormatText, LogFormatJSON))
+	c.validateLogSinks(p)
 	p.intRange("global.maxconn", g.MaxConn, 0, maxConnLimit)
 	validatePrefixes(p, "global.trusted_proxies", g.TrustedProxies)
 	p.durRange("global.shutdown_grace", g.ShutdownGrace, 0, time.Hour)
 	for _, k := range timeoutKeys {
 		p.durRange("global.timeouts."+k.key, k.get(&g.Timeouts), k.lo, k.hi)
 	}
+}
+
+// validateLogSinks checks where the log goes: log_file, or syslog with its
+// facility and tag.
+func (c *Config) validateLogSinks(p *problems) {
+	g := &c.Global
+	if g.LogFile != "" {
+		switch dir := filepath.Dir(g.LogFile); {
+		case !filepath.IsAbs(g.LogFile):
+			p.addf("global.log_file", "%q: want an absolute path", g.LogFile)
+		case c.noFiles:
+		default:
+			if st, err := os.Stat(dir); err != nil {
+				p.add("global.log_file", err)
+			} else if !st.IsDir() {
+				p.addf("global.log_file", "%s is not a directory", dir)
+			} else if st, err := os.Stat(g.LogFile); err == nil && !st.Mode().IsRegular() {
+				p.addf("global.log_file", "%s is not a regular file", g.LogFile)
+			}
+		}
+	}
+	if g.Syslog != "" {
+		if err := checkSyslogTarget(g.Syslog); err != nil {
+			p.add("global.syslog", err)
+		}
+	}
+	if g.SyslogFacility.Code() < 0 {
+		names := make([]SyslogFacility, len(syslogFacilities))
+		for i, sf := range syslogFacilities {
+			names[i] = sf.name
+		}
+		p.enum("global.syslog_facility", oneOf(g.SyslogFacility, names...))
+	}
+	if n := len(g.SyslogTag); n < 1 || n > 48 || strings.ContainsFunc(g.SyslogTag, func(r rune) bool { return r < 33 || r > 126 }) {
+		p.addf("global.syslog_tag", "%q: want 1 to 48 printable US-ASCII characters without spaces (RFC 5424 APP-NAME)", g.SyslogTag)
+	}
+}
+
+// checkSyslogTarget checks a global.syslog value: "unix:" and an absolute
+// path, or "udp:" and a host:port.
+func checkSyslogTarget(s string) error {
+	network, addr, _ := strings.Cut(s, ":")
+	switch network {
+	case "unix":
+		if !filepath.IsAbs(addr) {
+			return errorf("%q: want unix: and an absolute path, e.g. \"unix:/dev/log\"", s)
+		}
+	case "udp":
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" {
+			return errorf("%q: want udp:HOST:PORT, e.g. \"udp:127.0.0.1:514\"", s)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return errorf("%q: port out of range 1..65535", s)
+		}
+	default:
+		return errorf("%q: want \"unix:PATH\" or \"udp:HOST:PORT\"", s)
+	}
+	return nil
 }
 
 func validatePrefixes(p *problems, at string, list []string) {

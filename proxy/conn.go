@@ -60,11 +60,15 @@ type Conn struct {
 	bytesIn  atomic.Int64 // client → maildirector
 	bytesOut atomic.Int64 // maildirector → client
 
-	mu     sync.Mutex // guards the fields below, read by the registry and the log line
-	life   connLife   // see lifecycle.go
-	user   string
-	lease  Lease
-	server string
+	mu      sync.Mutex // guards the fields below, read by the registry and the log line
+	life    connLife   // see lifecycle.go
+	user    string
+	lease   Lease
+	server  string
+	tlsVer  uint16        // the client's TLS version, once on TLS
+	cipher  uint16        // the client's TLS cipher suite, once on TLS
+	connDur time.Duration // dialling the server, TLS to it included
+	login   time.Duration // the server's greeting and the replayed login
 }
 
 // clientReader reads the client (through TLS once it is on), counting
@@ -159,8 +163,10 @@ func (c *Conn) handshake(ctx context.Context) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
-	c.mu.Lock() // Info reads it from other goroutines
+	st := tc.ConnectionState()
+	c.mu.Lock() // Info reads them from other goroutines
 	c.tlsConn = tc
+	c.tlsVer, c.cipher = st.Version, st.CipherSuite
 	c.mu.Unlock()
 	c.r.Reset(clientReader{c})
 	return nil
@@ -222,6 +228,14 @@ func (c *Conn) SetLease(l Lease) {
 	}
 }
 
+// timeServer records how long the last server tried took to dial
+// (connect) and to log in on (login), for the session's log line.
+func (c *Conn) timeServer(connect, login time.Duration) {
+	c.mu.Lock()
+	c.connDur, c.login = connect, login
+	c.mu.Unlock()
+}
+
 // Info is a snapshot of a live session, for the registry and the log line.
 type Info struct {
 	ID       uint64
@@ -231,8 +245,21 @@ type Info struct {
 	User     string
 	Server   string
 	TLS      bool
-	Relaying bool
-	Start    time.Time
+	// TLSVersion and TLSCipher name the client's TLS as crypto/tls does
+	// ("TLS 1.3", "TLS_AES_128_GCM_SHA256"); "" in plaintext.
+	TLSVersion string
+	TLSCipher  string
+	Relaying   bool
+	Start      time.Time
+	// Duration is the time from Start to the snapshot: for the snapshot
+	// the session ends with, its whole length.
+	Duration time.Duration
+	// Connect is how long the dial of the server took (TCP, PROXY header,
+	// TLS to the server); Login how long its greeting and the replayed
+	// login took. Both are of the last server tried, and zero before one
+	// was (LMTP dials a server per recipient and reports neither).
+	Connect  time.Duration
+	Login    time.Duration
 	BytesIn  int64
 	BytesOut int64
 }
@@ -241,9 +268,14 @@ type Info struct {
 func (c *Conn) Info() Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Info{
+	i := Info{
 		ID: c.id, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
 		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
-		Start: c.start, BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+		Start: c.start, Duration: time.Since(c.start), Connect: c.connDur, Login: c.login,
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 	}
+	if c.tlsConn != nil {
+		i.TLSVersion, i.TLSCipher = tls.VersionName(c.tlsVer), tls.CipherSuiteName(c.cipher)
+	}
+	return i
 }

@@ -90,11 +90,14 @@ func (c *Conn) connect(ctx context.Context, p Picker, user string, login LoginFu
 		t := lease.Target()
 		tried = append(tried, t.Server)
 		c.SetPhase(PhaseLogin)
+		began := time.Now()
 		srv, err := c.Dial(ctx, t)
+		dialed := time.Now()
 		var fromServer []byte
 		if err == nil {
 			fromServer, err = login(ctx, srv, t)
 		}
+		c.timeServer(dialed.Sub(began), time.Since(dialed))
 		switch {
 		case err == nil:
 			lease.Established()

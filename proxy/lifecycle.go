@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -208,22 +209,33 @@ func (c *Conn) finish(err error) {
 	release(c.srv.sem)
 	info, end := c.Info(), endReason(err, ended)
 	c.fe.stats().SessionEnded(info, end)
-	c.logSession(info, end, err)
+	c.logSession(info, end, errText(err, ended, end))
 }
 
-// logSession writes the session's one Info line.
-func (c *Conn) logSession(info Info, reason string, err error) {
-	attrs := []any{
-		"user", info.User, "server", info.Server, "tls", info.TLS,
-		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
-		"duration", time.Since(info.Start).Round(time.Millisecond),
-	}
+// logSession writes the session's one Info line. Its keys are stable
+// (README "Logs"): the logger's conn, frontend, proto and remote, then
+// via_proxy (only when remote came from a PROXY header), tls, tls_cipher,
+// user, server, bytes_in, bytes_out, connect, login, duration, end, and err
+// when an error ended the session.
+func (c *Conn) logSession(info Info, reason, errText string) {
+	attrs := make([]any, 0, 32)
 	if c.proxied {
 		attrs = append(attrs, "via_proxy", true)
 	}
-	attrs = append(attrs, "end", reason)
-	if err != nil && reason == "error" {
-		attrs = append(attrs, "err", err.Error())
+	tlsVersion, tlsCipher := info.TLSVersion, info.TLSCipher
+	if tlsVersion == "" {
+		tlsVersion, tlsCipher = "none", "none"
+	}
+	attrs = append(attrs,
+		"tls", tlsVersion, "tls_cipher", tlsCipher,
+		"user", info.User, "server", info.Server,
+		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
+		"connect", info.Connect.Round(time.Microsecond), "login", info.Login.Round(time.Microsecond),
+		"duration", info.Duration.Round(time.Millisecond),
+		"end", reason,
+	)
+	if errText != "" {
+		attrs = append(attrs, "err", errText)
 	}
 	level := slog.LevelInfo
 	if info.BytesIn == 0 && info.User == "" {
@@ -234,20 +246,121 @@ func (c *Conn) logSession(info Info, reason string, err error) {
 	c.Logger().Log(context.Background(), level, "session", attrs...)
 }
 
-// endReason classifies how a session ended, with a bounded set of values
-// (they become a metrics label).
+// End reasons: how a session ended, the end of its log line and the label
+// the statistics count it under. The set is bounded; [endReason] maps every
+// end to one of them.
+const (
+	// EndDone: the frontend ended the session cleanly, without a relay:
+	// the client said LOGOUT or QUIT before logging in, or LMTP QUIT.
+	EndDone = "done"
+	// EndClientClosed: the client closed first (a relayed session: its EOF
+	// came before the server's), or its connection failed (a reset, a
+	// message cut short).
+	EndClientClosed = "client closed"
+	// EndServerClosed: the server closed first, or its connection failed.
+	// A relayed session the client ended with LOGOUT or QUIT ends here when
+	// the server closed before the client did: the relay does not read the
+	// protocol, it sees which side closed first.
+	EndServerClosed = "server closed"
+	// EndIdleTimeout: nothing moved either way for the frontend's idle
+	// timeout, or a peer took nothing for that long.
+	EndIdleTimeout = "idle timeout"
+	// EndKicked: [Server.Kick] ended it.
+	EndKicked = "kicked"
+	// EndServerDown: its server was marked down and on_marked_down ended
+	// the server's sessions ([Server.Kick] with this reason).
+	EndServerDown = "server down"
+	// EndShutdown: the process is stopping ([Server.Shutdown], [Server.Close]).
+	EndShutdown = "shutdown"
+	// EndTimeout: the client did not finish a phase before its deadline
+	// (pre-login, TLS handshake, an LMTP command or its data).
+	EndTimeout = "timeout"
+	// EndError: anything else; the line's err says what.
+	EndError = "error"
+)
+
+// endReason classifies how a session ended: ended is the engine's reason
+// ("" when it did not end it), err what the handler or the relay ended
+// with. The result is one of the End constants.
 func endReason(err error, ended string) string {
-	switch {
-	case ended != "":
-		return ended
-	case err == nil, errors.Is(err, io.EOF):
-		return "done"
-	case errors.Is(err, net.ErrClosed):
-		return "closed"
-	case isTimeout(err):
-		return "timeout"
+	if ended != "" {
+		switch ended {
+		case EndIdleTimeout, EndKicked, EndServerDown, EndShutdown:
+			return ended
+		}
+		return EndKicked // another Kick reason: the set stays bounded
 	}
-	return "error"
+	var pc *peerClosed
+	switch {
+	case err == nil:
+		return EndDone
+	case errors.As(err, &pc):
+		switch {
+		case pc.err == nil || closedConn(pc.err):
+			if pc.server {
+				return EndServerClosed
+			}
+			return EndClientClosed
+		case isTimeout(pc.err):
+			return EndIdleTimeout // the relay's write deadline: a peer that took nothing
+		}
+	case errors.Is(err, ErrUnavailable):
+		// No server could be reached (the tcp frontend ends on it): the
+		// err says which failed and how.
+	case errors.Is(err, ErrServerFailed):
+		if closedConn(err) {
+			return EndServerClosed
+		}
+	case closedConn(err):
+		return EndClientClosed // a handler only reads the client itself
+	case isTimeout(err):
+		return EndTimeout
+	}
+	return EndError
+}
+
+// errText is the session line's err: the error that ended the session,
+// unless its end says all there is: the engine ended it (ended), or a
+// peer closed cleanly.
+func errText(err error, ended, reason string) string {
+	var pc *peerClosed
+	switch {
+	case err == nil, ended != "":
+		return ""
+	case reason != EndError && errors.As(err, &pc) && pc.err == nil:
+		return ""
+	case reason != EndError && errors.Is(err, io.EOF):
+		return ""
+	}
+	return err.Error()
+}
+
+// peerClosed is what a relayed session ends with when a peer ended it:
+// closed by both sides (EOF both ways; server says which side closed
+// first, err is nil), or failed on one leg (server says which, err how).
+type peerClosed struct {
+	server bool
+	err    error
+}
+
+func (e *peerClosed) Error() string {
+	who := "client"
+	if e.server {
+		who = "server"
+	}
+	if e.err == nil {
+		return who + " closed"
+	}
+	return who + ": " + e.err.Error()
+}
+
+func (e *peerClosed) Unwrap() error { return e.err }
+
+// closedConn reports whether err says the peer closed the connection: an
+// EOF (clean, or in the middle of something), a reset, a broken pipe.
+func closedConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
 func isTimeout(err error) bool {

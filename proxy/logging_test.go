@@ -1,9 +1,15 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -123,5 +129,201 @@ func TestEmptySessionsLoggedAtDebug(t *testing.T) {
 	logs.waitLines(t, "level=DEBUG", "msg=session", "bytes_in=0")
 	if l := logs.lines("level=INFO", "msg=session"); len(l) != 1 {
 		t.Errorf("got %d session lines at info, want 1 (the empty session at debug):\n%s", len(l), strings.Join(l, "\n"))
+	}
+}
+
+// jsonLog collects a Server's log as JSON lines (Debug and up).
+func jsonLog() (*logBuffer, *slog.Logger) {
+	logs := new(logBuffer)
+	return logs, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// records returns the logged lines whose msg is msg, decoded.
+func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range b.lines(`"msg":"` + msg + `"`) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// waitRecord waits (bounded) for one line with msg and returns it.
+func (b *logBuffer) waitRecord(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	b.waitLines(t, `"msg":"`+msg+`"`)
+	recs := b.records(t, msg)
+	if len(recs) != 1 {
+		t.Fatalf("got %d %q lines, want 1: %v", len(recs), msg, recs)
+	}
+	return recs[0]
+}
+
+// TestSessionLineFields: the session line of a relayed TLS session has
+// every documented key: the client's TLS version and cipher by crypto/tls
+// names, the bytes before login counted with the relayed ones, the time
+// the server's dial and login took, and how it ended.
+func TestSessionLineFields(t *testing.T) {
+	const loginDelay = 30 * time.Millisecond
+	baddr, conns := backend(t)
+	logs, logger := jsonLog()
+	s := New(Options{Logger: logger})
+	p := fixedPicker{Target{Server: "b", Address: baddr, Proxy: ProxyNone}}
+	fe := Frontend{
+		Name: "imaps", Protocol: "imap", Addrs: []string{"127.0.0.1:0"},
+		TLS: testServerTLS(t), ImplicitTLS: true,
+		Handler: HandlerFunc(func(ctx context.Context, c *Conn) error {
+			line, err := c.Reader().ReadString('\n') // "login alice\n"
+			if err != nil {
+				return err
+			}
+			user := strings.TrimPrefix(strings.TrimSpace(line), "login ")
+			c.SetUser(user)
+			srv, from, err := c.Connect(ctx, p, user, func(context.Context, net.Conn, Target) ([]byte, error) {
+				time.Sleep(loginDelay)
+				return []byte("ok\n"), nil
+			})
+			if err != nil {
+				return err
+			}
+			return c.Relay(srv, from)
+		}),
+	}
+	if err := s.Configure([]Frontend{fe}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	c, err := tls.Dial("tcp", s.ListenerAddr("imaps").String(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(hangGuard))
+	cr := bufio.NewReader(c)
+	io.WriteString(c, "login alice\n") // 12 bytes before login
+	if l := readLine(t, "client", cr); l != "ok\n" {
+		t.Fatalf("login: got %q, want ok", l)
+	}
+	b := nextBackend(t, conns)
+	br := bufio.NewReader(b)
+	io.WriteString(c, "ping\n") // 5 relayed
+	if l := readLine(t, "server", br); l != "ping\n" {
+		t.Fatalf("server: got %q, want ping", l)
+	}
+	io.WriteString(b, "pong!\n") // 6 relayed back, after "ok\n"
+	if l := readLine(t, "client", cr); l != "pong!\n" {
+		t.Fatalf("client: got %q, want pong!", l)
+	}
+	c.CloseWrite()
+	wantEOF(t, "server after the client's close", br)
+	b.Close()
+
+	rec := logs.waitRecord(t, "session")
+	cipher := tls.CipherSuiteName(c.ConnectionState().CipherSuite)
+	want := map[string]any{
+		"level": "INFO", "frontend": "imaps", "proto": "imap", "remote": c.LocalAddr().String(),
+		"tls": "TLS 1.2", "tls_cipher": cipher, "user": "alice", "server": "b",
+		"bytes_in": float64(12 + 5), "bytes_out": float64(3 + 6), "end": EndClientClosed,
+	}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("%s: got %v, want %v", k, rec[k], v)
+		}
+	}
+	for _, k := range []string{"time", "conn", "connect", "login", "duration"} {
+		if _, ok := rec[k]; !ok {
+			t.Errorf("%s: missing", k)
+		}
+	}
+	if _, ok := rec["err"]; ok {
+		t.Errorf("err: got %v, want none after a clean close", rec["err"])
+	}
+	connect, login, total := nanos(rec["connect"]), nanos(rec["login"]), nanos(rec["duration"])
+	if connect <= 0 || connect >= loginDelay {
+		t.Errorf("connect: got %v, want the dial's time: above zero, below the login's %v", connect, loginDelay)
+	}
+	if login < loginDelay || login > total {
+		t.Errorf("login: got %v, want at least the login's %v and at most the session's %v", login, loginDelay, total)
+	}
+	if total < connect+login {
+		t.Errorf("duration: got %v, want at least connect + login (%v)", total, connect+login)
+	}
+	if t.Failed() {
+		t.Logf("session line: %v", rec)
+	}
+}
+
+// nanos reads a JSON-logged time.Duration (nanoseconds).
+func nanos(v any) time.Duration {
+	f, _ := v.(float64)
+	return time.Duration(f)
+}
+
+// TestSessionLinePlaintext: without TLS, tls and tls_cipher say "none".
+func TestSessionLinePlaintext(t *testing.T) {
+	logs, logger := jsonLog()
+	s := New(Options{Logger: logger})
+	if err := s.Configure([]Frontend{{Name: "imap", Protocol: "imap", Addrs: []string{"127.0.0.1:0"}, Handler: greeter(nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c, r := dialLine(t, s.ListenerAddr("imap").String())
+	r.ReadString('\n')
+	io.WriteString(c, "bye\r\n")
+	rec := logs.waitRecord(t, "session")
+	for k, v := range map[string]any{"tls": "none", "tls_cipher": "none", "end": EndDone, "connect": float64(0), "login": float64(0), "bytes_in": float64(5)} {
+		if rec[k] != v {
+			t.Errorf("%s: got %v, want %v", k, rec[k], v)
+		}
+	}
+}
+
+// TestLoginFailedLine: a refused login is one Info line with the user,
+// the client and the reason; nothing the client sent besides its user name
+// (the LoginFunc holds the password) reaches it.
+func TestLoginFailedLine(t *testing.T) {
+	baddr, _ := backend(t)
+	logs, logger := jsonLog()
+	s := New(Options{Logger: logger})
+	p := fixedPicker{Target{Server: "b", Address: baddr, Proxy: ProxyNone}}
+	const password = "s3cret-Pa55"
+	fe := Frontend{Name: "imap", Protocol: "imap", Addrs: []string{"127.0.0.1:0"}, Handler: HandlerFunc(func(ctx context.Context, c *Conn) error {
+		line, err := c.Reader().ReadString('\n') // "LOGIN user password"
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(line)
+		_, _, err = c.Connect(ctx, p, f[1], func(context.Context, net.Conn, Target) ([]byte, error) {
+			if f[2] != password {
+				return nil, errors.New("NO [AUTHENTICATIONFAILED] Authentication failed.")
+			}
+			return nil, nil
+		})
+		c.WriteString("refused\n")
+		return err
+	})}
+	if err := s.Configure([]Frontend{fe}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c, r := dialLine(t, s.ListenerAddr("imap").String())
+	io.WriteString(c, "LOGIN alice wrong-"+password+"\n")
+	r.ReadString('\n')
+	rec := logs.waitRecord(t, "login failed")
+	for k, v := range map[string]any{"level": "INFO", "user": "alice", "remote": c.LocalAddr().String(), "result": string(LoginRejected),
+		"err": "NO [AUTHENTICATIONFAILED] Authentication failed."} {
+		if rec[k] != v {
+			t.Errorf("%s: got %v, want %v", k, rec[k], v)
+		}
+	}
+	logs.waitRecord(t, "session")
+	if l := logs.lines(password); len(l) > 0 {
+		t.Errorf("the password reached the log:\n%s", strings.Join(l, "\n"))
 	}
 }

@@ -238,7 +238,7 @@ func TestRelayHalfClose(t *testing.T) {
 	for _, leg := range relayLegs {
 		t.Run(leg.name+"/client closes first", func(t *testing.T) {
 			baddr, conns := backend(t)
-			srv, addr, _ := relayServer(t, baddr, leg)
+			srv, addr, log := relayServer(t, baddr, leg)
 			c, cr := loggedIn(t, addr, leg, "alice")
 			b := nextBackend(t, conns)
 			br := bufio.NewReader(b)
@@ -267,10 +267,13 @@ func TestRelayHalfClose(t *testing.T) {
 			b.CloseWrite()
 			wantEOF(t, "client after both half-closes", cr)
 			waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
+			if got := log.waitEnds(t); len(got) != 1 || got[0] != EndClientClosed {
+				t.Errorf("session log: got end %q, want one %q (the client closed first)", got, EndClientClosed)
+			}
 		})
 		t.Run(leg.name+"/server closes first", func(t *testing.T) {
 			baddr, conns := backend(t)
-			srv, addr, _ := relayServer(t, baddr, leg)
+			srv, addr, log := relayServer(t, baddr, leg)
 			c, cr := loggedIn(t, addr, leg, "bob")
 			b := nextBackend(t, conns)
 			br := bufio.NewReader(b)
@@ -294,6 +297,35 @@ func TestRelayHalfClose(t *testing.T) {
 			}
 			c.CloseWrite()
 			wantEOF(t, "server after both half-closes", br)
+			waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
+			if got := log.waitEnds(t); len(got) != 1 || got[0] != EndServerClosed {
+				t.Errorf("session log: got end %q, want one %q (the server closed first)", got, EndServerClosed)
+			}
+		})
+	}
+}
+
+// TestRelayServerClosesClientFollows: the server closes (as after LOGOUT)
+// and the client closes the moment it sees the EOF: the session still
+// ended because the server closed, however fast the client answers.
+func TestRelayServerClosesClientFollows(t *testing.T) {
+	const rounds = 30
+	for _, leg := range relayLegs {
+		t.Run(leg.name, func(t *testing.T) {
+			baddr, conns := backend(t)
+			srv, addr, log := relayServer(t, baddr, leg)
+			for i := range rounds {
+				c, cr := loggedIn(t, addr, leg, "bob")
+				b := nextBackend(t, conns)
+				io.WriteString(b, "* BYE\r\nZ OK LOGOUT\r\n")
+				b.Close()
+				io.Copy(io.Discard, cr)
+				c.Close()
+				waitFor(t, func() bool { return len(log.endReasons()) == i+1 })
+				if got := log.endReasons()[i]; got != EndServerClosed {
+					t.Fatalf("round %d: end: got %q, want %q", i, got, EndServerClosed)
+				}
+			}
 			waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
 		})
 	}
@@ -355,8 +387,8 @@ func TestRelayPeerResetMidTransfer(t *testing.T) {
 			io.Copy(io.Discard, cr) // ends with EOF or a reset: either is clean
 			<-wrote
 			waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
-			if got := log.waitEnds(t); len(got) != 1 {
-				t.Errorf("session log lines: got %q, want one", got)
+			if got := log.waitEnds(t); len(got) != 1 || got[0] != EndServerClosed {
+				t.Errorf("session log: got end %q, want one %q (the server reset)", got, EndServerClosed)
 			}
 			c.Close()
 			srv.Close()

@@ -44,6 +44,7 @@ type session struct {
 
 	mu        sync.Mutex
 	eof       [2]bool
+	first     int // the leg whose EOF came first, once one did
 	closed    bool
 	busy      int  // detached pumps running
 	fdsClosed bool // detached sockets closed
@@ -253,7 +254,7 @@ func (r *relay) sweep(wg *sync.WaitGroup) {
 			}
 			r.mu.Unlock()
 			for _, s := range idle {
-				go s.end("idle timeout", nil)
+				go s.end(EndIdleTimeout, nil)
 			}
 		}
 	}
@@ -275,8 +276,13 @@ func (d *direction) pump() {
 			s.end("", rerr)
 		}
 	case errors.Is(err, io.EOF):
+		// The EOF is recorded before it is passed on: a peer that closes
+		// on seeing it must not count as the side that closed first.
+		end := s.halfClosed(d.from)
 		dst.closeWrite()
-		s.halfClosed(d.from)
+		if end != nil {
+			s.end("", end)
+		}
 	default:
 		s.end("", err)
 	}
@@ -287,7 +293,8 @@ func (d *direction) moved(n int) {
 	d.s.active.Store(time.Now().UnixNano())
 }
 
-// copy moves bytes through a pooled buffer (a TLS leg cannot splice).
+// copy moves bytes through a pooled buffer (a TLS leg cannot splice). An
+// error says which leg failed (see [onLeg]).
 func (d *direction) copy(src, dst leg) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -297,7 +304,7 @@ func (d *direction) copy(src, dst leg) error {
 		n, err := src.conn.Read(buf)
 		if n > 0 {
 			if _, werr := dst.conn.Write(buf[:n]); werr != nil {
-				return werr
+				return onLeg(1-d.from, werr)
 			}
 			d.moved(n)
 		}
@@ -305,20 +312,35 @@ func (d *direction) copy(src, dst leg) error {
 			if wouldBlock(err) {
 				return errWouldBlock
 			}
-			return err
+			return onLeg(d.from, err)
 		}
 	}
 }
 
-// halfClosed records EOF from leg i; the session ends when both sides are done.
-func (s *session) halfClosed(i int) {
-	s.mu.Lock()
-	s.eof[i] = true
-	both := s.eof[0] && s.eof[1]
-	s.mu.Unlock()
-	if both {
-		s.end("", nil)
+// onLeg wraps err, met reading or writing leg i (0 the client, 1 the
+// server), for the session's end reason.
+func onLeg(i int, err error) error { return &peerClosed{server: i == 1, err: err} }
+
+// eofLocked records EOF from leg i and, once both sides are done, returns
+// what the session ends with: closed by the side that sent EOF first.
+// It returns nil while the other side is still open. s.mu is held.
+func (s *session) eofLocked(i int) error {
+	if !s.eof[1-i] {
+		s.first = i
 	}
+	s.eof[i] = true
+	if !s.eof[1-i] {
+		return nil
+	}
+	return &peerClosed{server: s.first == 1}
+}
+
+// halfClosed records EOF from leg i and returns what the session ends
+// with once both sides are done (see eofLocked), else nil.
+func (s *session) halfClosed(i int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eofLocked(i)
 }
 
 // end closes both legs once and lets the engine log the session. reason is

@@ -115,7 +115,6 @@ func (d *direction) rawPump() {
 	s := d.s
 	err := d.spliceRaw(s.fds[d.from], s.fds[1-d.from])
 	var endErr error
-	ended := false
 	s.mu.Lock()
 	s.busy--
 	switch {
@@ -128,9 +127,10 @@ func (d *direction) rawPump() {
 		endErr = s.armLocked(1-d.from, unix.EPOLL_CTL_MOD)
 	case err == io.EOF:
 		d.state = dirDone
-		unix.Shutdown(s.fds[1-d.from], unix.SHUT_WR) // pass the half-close on
-		s.eof[d.from] = true
-		ended = s.eof[0] && s.eof[1]
+		// Recorded under s.mu with the shutdown that passes it on: the
+		// other side's EOF, even if it answers this one, comes after.
+		unix.Shutdown(s.fds[1-d.from], unix.SHUT_WR)
+		endErr = s.eofLocked(d.from)
 	default:
 		endErr = err
 	}
@@ -138,13 +138,14 @@ func (d *direction) rawPump() {
 		s.closeFDsLocked()
 	}
 	s.mu.Unlock()
-	if ended || endErr != nil {
+	if endErr != nil {
 		s.end("", endErr)
 	}
 }
 
 // spliceRaw moves src → pipe → dst. A pipe that still holds bytes when dst
-// is full stays with the direction until dst is writable again.
+// is full stays with the direction until dst is writable again. An error
+// of either socket says which leg failed (see [onLeg]).
 func (d *direction) spliceRaw(src, dst int) error {
 	if d.pending != nil {
 		if err := d.drainPending(dst); err != nil {
@@ -167,7 +168,7 @@ func (d *direction) spliceRaw(src, dst int) error {
 			return errWouldBlock
 		case err != nil:
 			pipes.put(p)
-			return err
+			return onLeg(d.from, err)
 		case n == 0:
 			pipes.put(p)
 			return io.EOF
@@ -190,7 +191,7 @@ func (d *direction) drainPending(dst int) error {
 		if err != nil {
 			d.pending.close() // it may hold bytes: never reuse it
 			d.pending, d.pendingN = nil, 0
-			return err
+			return onLeg(1-d.from, err)
 		}
 		d.pendingN -= m
 	}

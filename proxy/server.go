@@ -500,7 +500,9 @@ func (s *Server) Sessions() []Info {
 }
 
 // Kick ends every live session for which match returns true, with reason
-// (e.g. "kicked", "server down") in its log line, and returns how many.
+// in its log line ([EndKicked] or [EndServerDown]; any other reason is
+// logged as EndKicked, for the set is a metrics label), and returns how
+// many.
 func (s *Server) Kick(match func(Info) bool, reason string) int {
 	n := 0
 	for _, c := range s.liveConns() {
@@ -529,7 +531,7 @@ func (s *Server) liveConns() []*Conn {
 func (s *Server) Close() error {
 	s.closeListeners()
 	for _, c := range s.liveConns() {
-		c.stop("shutdown")
+		c.stop(EndShutdown)
 	}
 	s.wg.Wait()
 	s.relay.close()
@@ -553,7 +555,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
 		if !c.relaying() {
-			c.stop("shutdown")
+			c.stop(EndShutdown)
 		}
 	}
 	var err error
@@ -562,7 +564,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		for _, c := range s.liveConns() {
-			c.stop("shutdown")
+			c.stop(EndShutdown)
 		}
 	}
 	s.wg.Wait()

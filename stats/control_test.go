@@ -32,7 +32,10 @@ func (f *fakeController) SetWeight(s string, w int) error {
 	f.call("weight " + s)
 	return f.err
 }
-func (f *fakeController) ShutdownSessions(s string) (int, error) { f.call("shutdown " + s); return 2, f.err }
+func (f *fakeController) ShutdownSessions(s string) (int, error) {
+	f.call("shutdown " + s)
+	return 2, f.err
+}
 func (f *fakeController) Where(u string) ([]Where, error) {
 	f.call("where " + u)
 	return []Where{{Backend: "b", User: u, Server: "s1", Reason: "sticky: 1 live session", Hashed: "s2"}}, f.err
@@ -46,7 +49,10 @@ func (f *fakeController) Flush(s string, n int) (Flushed, error) {
 	f.call("flush " + s)
 	return Flushed{Server: s, Users: 4}, f.err
 }
-func (f *fakeController) Freeze(u string) (Frozen, error) { f.call("freeze " + u); return Frozen{User: u}, f.err }
+func (f *fakeController) Freeze(u string) (Frozen, error) {
+	f.call("freeze " + u)
+	return Frozen{User: u}, f.err
+}
 func (f *fakeController) Release(u, s string) (Released, error) {
 	f.call("release " + u + " " + s)
 	return Released{User: u, Server: s}, f.err

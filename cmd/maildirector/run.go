@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/internal/logsink"
 	"github.com/maildirector/maildirector/proxy"
 )
 
 // cmdRun serves until SIGTERM or SIGINT. SIGHUP reloads the configuration:
 // the new file is loaded and validated and only then swapped in; if
 // anything fails the running configuration stays and the log says why.
+// SIGUSR1 reopens the log file (after logrotate renamed it) and reconnects
+// to syslog.
 func cmdRun(args []string, stderr io.Writer) int {
 	path, ok := configFlag("run", args, stderr)
 	if !ok {
@@ -31,7 +34,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.Global.LogLevel.SlogLevel())
-	log := newLogger(stderr, cfg.Global.LogFormat, level)
+	log, sinks, err := openLog(&cfg.Global, stderr, level)
+	if err != nil {
+		fmt.Fprintln(stderr, "cannot start:", err)
+		return 1
+	}
+	defer sinks.close()
+	// Caught from here on: SIGHUP and SIGUSR1 would otherwise end the
+	// process (logrotate may send SIGUSR1 while it starts).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 
 	rt, err := newRuntime(cfg, log, path, level)
 	if err != nil {
@@ -40,8 +52,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log.Info("maildirector started", "version", version, "config", path, "summary", cfg.Summary())
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	var stopped chan struct{} // closed when a graceful shutdown has ended; nil before it starts
 	for {
 		select {
@@ -49,6 +59,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 			switch {
 			case sig == syscall.SIGHUP:
 				rt.reload()
+			case sig == syscall.SIGUSR1:
+				sinks.reopen(log)
 			case stopped == nil:
 				grace := rt.currentConfig().Global.ShutdownGrace.D()
 				log.Info("shutting down", "signal", sig.String(), "grace", grace)
@@ -74,12 +86,75 @@ func (rt *runtime) shutdownAndSignal(grace time.Duration, done chan<- struct{}) 
 	close(done)
 }
 
-func newLogger(w io.Writer, format config.LogFormat, level *slog.LevelVar) *slog.Logger {
+// logSinks are where the log goes besides stderr; nil fields are not in use.
+type logSinks struct {
+	file   *logsink.File
+	syslog *logsink.Syslog
+}
+
+// openLog builds the logger g asks for: lines in text or JSON to
+// log_file, to syslog, to both, or (neither set) to stderr.
+func openLog(g *config.Global, stderr io.Writer, level *slog.LevelVar) (*slog.Logger, *logSinks, error) {
 	opts := &slog.HandlerOptions{Level: level}
-	if format == config.LogFormatJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+	newHandler := func(w io.Writer) slog.Handler {
+		if g.LogFormat == config.LogFormatJSON {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	sinks := &logSinks{}
+	var handlers []slog.Handler
+	if g.LogFile != "" {
+		f, err := logsink.OpenFile(g.LogFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks.file = f
+		handlers = append(handlers, newHandler(f))
+	}
+	if g.Syslog != "" {
+		s, err := logsink.DialSyslog(g.Syslog, logsink.SyslogOptions{Facility: g.SyslogFacility.Code(), Tag: g.SyslogTag})
+		if err != nil {
+			sinks.close()
+			return nil, nil, err
+		}
+		sinks.syslog = s
+		handlers = append(handlers, s.Handler(newHandler))
+	}
+	switch len(handlers) {
+	case 0:
+		return slog.New(newHandler(stderr)), sinks, nil
+	case 1:
+		return slog.New(handlers[0]), sinks, nil
+	}
+	return slog.New(slog.NewMultiHandler(handlers...)), sinks, nil
+}
+
+// reopen opens the log file again by name and reconnects to syslog; it
+// logs how that went (a failed reopen leaves the old file or connection).
+func (s *logSinks) reopen(log *slog.Logger) {
+	if s.file != nil {
+		if err := s.file.Reopen(); err != nil {
+			log.Error("cannot reopen the log file, still writing to the old one", "log_file", s.file.Path(), "err", err)
+		} else {
+			log.Info("log file reopened", "log_file", s.file.Path())
+		}
+	}
+	if s.syslog != nil {
+		if err := s.syslog.Reopen(); err != nil {
+			log.Error("cannot reconnect to syslog, trying again with the next line", "err", err)
+		}
+	}
+}
+
+// close closes the sinks in use.
+func (s *logSinks) close() {
+	if s.file != nil {
+		s.file.Close()
+	}
+	if s.syslog != nil {
+		s.syslog.Close()
+	}
 }
 
 // reload applies the configuration file again, or keeps everything as it
@@ -111,8 +186,19 @@ func restartKeys(old, cfg *config.Config) []string {
 	if old.Global.MaxConn != cfg.Global.MaxConn {
 		keys = append(keys, "global.maxconn")
 	}
-	if old.Global.LogFormat != cfg.Global.LogFormat {
-		keys = append(keys, "global.log_format")
+	for _, k := range []struct {
+		key      string
+		old, new string
+	}{
+		{"global.log_format", string(old.Global.LogFormat), string(cfg.Global.LogFormat)},
+		{"global.log_file", old.Global.LogFile, cfg.Global.LogFile},
+		{"global.syslog", old.Global.Syslog, cfg.Global.Syslog},
+		{"global.syslog_facility", string(old.Global.SyslogFacility), string(cfg.Global.SyslogFacility)},
+		{"global.syslog_tag", old.Global.SyslogTag, cfg.Global.SyslogTag},
+	} {
+		if k.old != k.new {
+			keys = append(keys, k.key)
+		}
 	}
 	return keys
 }
@@ -128,7 +214,7 @@ func (rt *runtime) currentConfig() *config.Config {
 func (rt *runtime) closeServerSessions(backend, server string) {
 	n := rt.srv.Kick(func(i proxy.Info) bool {
 		return i.Server == server && rt.frontendBackend(i.Frontend) == backend
-	}, "server down")
+	}, proxy.EndServerDown)
 	if n > 0 {
 		rt.log.Warn("closed the sessions of a server marked down", "backend", backend, "server", server, "sessions", n)
 	}

@@ -21,6 +21,7 @@ var forbidden = map[string][]string{
 	"tlsutil":                 {""},
 	"protocols/internal/sasl": {""},
 	"internal/mailwire":       {""},
+	"internal/logsink":        {""},
 	"proxy":                   {"protocols/", "director", "checks", "config", "stats"},
 	"protocols/imap":          {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
 	"protocols/lmtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp"},

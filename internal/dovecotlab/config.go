@@ -234,12 +234,20 @@ func checkConfig(path string) error {
 }
 
 // writeUsers writes the passwd-file shared by passdb and userdb: every user
-// has password "pass" (RFC 4616 PLAIN and LOGIN both carry it in clear, so the
-// {PLAIN} scheme suffices) and a home under mailRoot.
-func writeUsers(path, mailRoot string, users []string, uid, gid int) error {
+// has password "pass" unless passwords names another (RFC 4616 PLAIN and
+// LOGIN both carry it in clear, so the {PLAIN} scheme suffices) and a home
+// under mailRoot.
+func writeUsers(path, mailRoot string, users []string, passwords map[string]string, uid, gid int) error {
 	var b strings.Builder
 	for _, u := range users {
-		fmt.Fprintf(&b, "%s:{PLAIN}%s:%d:%d::%s/%s::\n", u, Password, uid, gid, mailRoot, u)
+		pw := Password
+		if p, ok := passwords[u]; ok {
+			if strings.ContainsAny(p, ":\r\n") {
+				return fmt.Errorf("password of %s: no ':' or line break in a passwd-file", u)
+			}
+			pw = p
+		}
+		fmt.Fprintf(&b, "%s:{PLAIN}%s:%d:%d::%s/%s::\n", u, pw, uid, gid, mailRoot, u)
 	}
 	// FullUser's quota is one byte, and its maildir holds a message.
 	fmt.Fprintf(&b, "%s:{PLAIN}%s:%d:%d::%s/%s::userdb_quota_rule=*:storage=1B\n", FullUser, Password, uid, gid, mailRoot, FullUser)

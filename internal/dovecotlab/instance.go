@@ -118,7 +118,7 @@ func newInstance(l *Lab, k int, fixed InstancePorts, p configParams) (_ *Instanc
 	if err := os.Chown(i.mailRoot, i.uid, i.gid); err != nil {
 		return nil, fmt.Errorf("chown mail root: %w", err)
 	}
-	if err := writeUsers(i.usersFile, i.mailRoot, l.Users, i.uid, i.gid); err != nil {
+	if err := writeUsers(i.usersFile, i.mailRoot, l.Users, l.passwords, i.uid, i.gid); err != nil {
 		return nil, err
 	}
 	if err := seedFullUser(i.mailRoot, i.uid, i.gid); err != nil {

@@ -72,8 +72,12 @@ type Options struct {
 	Instances int
 	// Users is the number of test users user000 … userNNN (three digits);
 	// zero or negative means DefaultUsers. "alice" and "bob" always exist too.
-	// Every user's password is Password.
+	// Every user's password is Password, unless Passwords names another.
 	Users int
+	// Passwords gives some lab users a password of their own instead of
+	// Password (tests that look for a password where it must not be need
+	// one that appears nowhere else). No ':' or newline.
+	Passwords map[string]string
 	// Ports optionally fixes the ports of instance i (Ports[i]); missing
 	// entries and zero fields get free loopback ports.
 	Ports []InstancePorts
@@ -137,8 +141,9 @@ type Lab struct {
 	// Users are the lab's user names, in order: user000 … then alice, bob.
 	Users []string
 
-	ownDir bool
-	logger *slog.Logger
+	ownDir    bool
+	logger    *slog.Logger
+	passwords map[string]string // Options.Passwords
 }
 
 // Start writes the configuration of every instance, checks it with
@@ -155,7 +160,7 @@ func Start(opts Options) (*Lab, error) {
 	uid, _ := strconv.Atoi(mailUser.Uid)
 	gid, _ := strconv.Atoi(mailUser.Gid)
 
-	l := &Lab{Dir: opts.Dir, logger: opts.Logger}
+	l := &Lab{Dir: opts.Dir, logger: opts.Logger, passwords: opts.Passwords}
 	if l.logger == nil {
 		l.logger = slog.New(slog.DiscardHandler)
 	}

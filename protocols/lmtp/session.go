@@ -79,9 +79,10 @@ func (s *session) serve() error {
 }
 
 // readFailed says how a failed client read ends the session: quietly when
-// the client closed or the engine ends the session.
+// the engine ends it (the engine says why), else with the read's error,
+// which an EOF makes the session's "client closed" (no QUIT came).
 func (s *session) readFailed(err error) error {
-	if s.ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if s.ctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("read command: %w", err)
@@ -369,8 +370,12 @@ func (s *session) handleBdat(cmd command) error {
 	}
 	chunk := &io.LimitedReader{R: s.c.Reader(), N: n}
 	drainChunk := func() error {
-		if _, err := io.Copy(io.Discard, chunk); err != nil || chunk.N > 0 {
-			return &endSession{fmt.Errorf("%w: chunk cut short: %v", errClientRead, err)}
+		_, err := io.Copy(io.Discard, chunk)
+		if err == nil && chunk.N > 0 {
+			err = io.ErrUnexpectedEOF // the client closed inside the chunk
+		}
+		if err != nil {
+			return &endSession{fmt.Errorf("%w: chunk cut short: %w", errClientRead, err)}
 		}
 		return nil
 	}
