@@ -94,6 +94,12 @@ type Timeouts struct {
 	// (RFC 3501 section 5.4: the autologout timer is at least 30 minutes,
 	// and IDLE clients are silent for long stretches).
 	Idle Duration `toml:"idle"`
+	// Login bounds the whole time before login however active the client
+	// is: greeting, pre-login commands, TLS handshakes and failed
+	// attempts together (Dovecot's login processes allow 3 minutes), so a
+	// client sending a byte now and then cannot hold a slot. Default 3m;
+	// range 10s..1h; imap, pop3 and submission.
+	Login Duration `toml:"login"`
 	// Data bounds receiving a DATA body from the client (LMTP, submission)
 	// and a server's answer to DATA. Default 10m; range 10s..1h.
 	Data Duration `toml:"data"`
@@ -401,6 +407,7 @@ func (f *Frontend) EffectiveTimeouts(g Global) Timeouts {
 	over(&t.ServerLogin, f.Timeouts.ServerLogin)
 	over(&t.Idle, f.Timeouts.Idle)
 	over(&t.Data, f.Timeouts.Data)
+	over(&t.Login, f.Timeouts.Login)
 	return t
 }
 

@@ -228,6 +228,7 @@ var protocolKeys = []struct {
 	{"hostname", []Protocol{ProtocolSubmission, ProtocolLMTP}, "only SMTP and LMTP greetings name the host"},
 	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
 	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
+	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "only the login protocols have a login to bound"},
 	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
 }
 
@@ -399,6 +400,7 @@ var DefaultTimeouts = Timeouts{
 	ServerLogin: Duration(30 * time.Second),
 	Idle:        Duration(time.Hour),
 	Data:        Duration(10 * time.Minute),
+	Login:       Duration(3 * time.Minute),
 }
 
 // setInt and friends set *dst to def when the key is absent from t.
@@ -438,6 +440,7 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&g.Timeouts.ServerLogin, traw, "server_login", DefaultTimeouts.ServerLogin.D())
 	setDur(&g.Timeouts.Idle, traw, "idle", DefaultTimeouts.Idle.D())
 	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
+	setDur(&g.Timeouts.Login, traw, "login", DefaultTimeouts.Login.D())
 	setDur(&c.Stats.Refresh, raw.sub("stats"), "refresh", defaultStatsRefresh)
 	setStr(&c.Control.Mode, "0660")
 	setDur(&c.Control.FreezeWait, raw.sub("control"), "freeze_wait", defaultFreezeWait)

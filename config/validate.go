@@ -35,6 +35,7 @@ var timeoutKeys = []struct {
 	{"server_login", func(t *Timeouts) Duration { return t.ServerLogin }, time.Second, 5 * time.Minute},
 	{"idle", func(t *Timeouts) Duration { return t.Idle }, time.Minute, 24 * time.Hour},
 	{"data", func(t *Timeouts) Duration { return t.Data }, 10 * time.Second, time.Hour},
+	{"login", func(t *Timeouts) Duration { return t.Login }, 10 * time.Second, time.Hour},
 }
 
 // Validate checks every value of c and returns all problems at once, joined

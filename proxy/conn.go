@@ -190,7 +190,13 @@ func (c *Conn) SetPhase(p Phase) {
 		c.sock.SetDeadline(time.Now()) // the engine is ending the session: the next read fails at once
 		return
 	}
-	c.sock.SetDeadline(deadlineFor(d))
+	dl := deadlineFor(d)
+	if t.LoginDeadline > 0 && p != PhaseLogin && p != PhaseRelay {
+		if end := c.start.Add(t.LoginDeadline); dl.IsZero() || end.Before(dl) {
+			dl = end // before login, no phase outlasts the login deadline
+		}
+	}
+	c.sock.SetDeadline(dl)
 }
 
 // SetUser records the login name for the session's log line and the registry.

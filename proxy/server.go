@@ -42,6 +42,12 @@ type Timeouts struct {
 	// way; default 1h. IMAP needs at least 30 minutes (RFC 3501 section 5.4:
 	// the autologout timer is at least 30 minutes, and IDLE lasts hours).
 	Idle time.Duration
+	// LoginDeadline bounds the whole time from accept to login, however
+	// active the client is: every pre-login read and handshake ends by
+	// then, so a client sending a byte now and then cannot hold a slot
+	// (Dovecot's login processes allow 3 minutes). Zero means none: the
+	// frontends without a login (LMTP, tcp) have none.
+	LoginDeadline time.Duration
 }
 
 // orDefault resolves a duration option: zero is def, negative is none

@@ -51,6 +51,10 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 			Idle:        t.Idle.D(),
 		},
 	}
+	switch f.Protocol {
+	case config.ProtocolIMAP, config.ProtocolPOP3, config.ProtocolSubmission:
+		fe.Timeouts.LoginDeadline = t.Login.D()
+	}
 	if f.TLS.Mode == config.TLSModeNone {
 		return fe, nil
 	}
