@@ -121,7 +121,7 @@ type Server struct {
 	nextID atomic.Uint64
 
 	// Warnings about conditions that hit every connection, one a second.
-	maxConnLog, proxyHeaderLog rateLimit
+	maxConnLog, proxyHeaderLog, acceptLog rateLimit
 
 	mu        sync.Mutex
 	listeners map[string]*listener     // by normalised address
@@ -305,8 +305,13 @@ func (s *Server) acceptLoop(l *listener) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.log.Warn("accept failed", "addr", l.addr, "err", err)
-			time.Sleep(50 * time.Millisecond) // EMFILE and friends: do not spin
+			// EMFILE, ENFILE and friends: the sessions that are open go
+			// on; this loop backs off instead of spinning, and says so
+			// once a second, not on every try.
+			if s.acceptLog.allow(time.Now()) {
+				s.log.Warn("accept failed, retrying (sessions already open are served)", "addr", l.addr, "err", err)
+			}
+			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		// Serve with the frontend as it is now (a reload may have come
