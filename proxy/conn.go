@@ -56,6 +56,9 @@ type Conn struct {
 	tlsConn *tls.Conn      // non-nil once the client is on TLS
 	r       *bufio.Reader
 	proxied bool // remote came from an inbound PROXY header
+	// admitted: the frontend's guard counts this connection against its
+	// client (see Limits); finish releases it.
+	admitted bool
 
 	bytesIn  atomic.Int64 // client → maildirector
 	bytesOut atomic.Int64 // maildirector → client

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -44,8 +45,23 @@ type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer 
 // ([ErrLocalResource]), which is tried on no other server and counted
 // against none.
 func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {
+	g := c.fe.guard
+	if user != "" && g != nil && g.blocked(c.remote.Addr(), time.Now()) {
+		c.countLogin(ctx, user, ErrBlocked)
+		return nil, nil, ErrBlocked
+	}
 	srv, fromServer, err := c.connect(ctx, p, user, login)
-	c.countLogin(ctx, user, err)
+	result := c.countLogin(ctx, user, err)
+	if g != nil && user != "" {
+		switch name := strings.ToLower(user); result {
+		case LoginOK:
+			g.succeeded(name)
+		case LoginRejected:
+			// Dovecot's auth_penalty: the answer to a failed login waits,
+			// longer with each failure of this client or this user.
+			sleepCtx(ctx, g.failed(c.remote.Addr(), name, time.Now()))
+		}
+	}
 	return srv, fromServer, err
 }
 
@@ -53,17 +69,17 @@ func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFu
 // logs a failed one: one line with the user, the client (the logger's
 // remote) and the reason, never the password. A session without a login
 // (tcp) and one the engine ended are not counted.
-func (c *Conn) countLogin(ctx context.Context, user string, err error) {
+func (c *Conn) countLogin(ctx context.Context, user string, err error) LoginResult {
 	if user == "" || ctx.Err() != nil {
-		return
+		return ""
 	}
 	var result LoginResult
 	var temp Temporary
 	switch {
 	case err == nil:
 		c.fe.stats().Login(LoginOK)
-		return
-	case errors.Is(err, ErrLocalResource), errors.Is(err, ErrHeld):
+		return LoginOK
+	case errors.Is(err, ErrLocalResource), errors.Is(err, ErrHeld), errors.Is(err, ErrBlocked):
 		result = LoginTempFail
 	case errors.Is(err, ErrUnavailable):
 		result = LoginNoServer
@@ -74,6 +90,7 @@ func (c *Conn) countLogin(ctx context.Context, user string, err error) {
 	}
 	c.fe.stats().Login(result)
 	c.Logger().Info("login failed", "user", user, "result", string(result), "err", err.Error())
+	return result
 }
 
 func (c *Conn) connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {

@@ -204,6 +204,9 @@ func (c *Conn) finish(err error) {
 	if lease != nil {
 		lease.Release()
 	}
+	if c.admitted {
+		c.fe.guard.leave(c.remote.Addr())
+	}
 	c.srv.removeConn(c)
 	release(c.sem)
 	release(c.srv.sem)
@@ -275,6 +278,9 @@ const (
 	// EndTimeout: the client did not finish a phase before its deadline
 	// (pre-login, TLS handshake, an LMTP command or its data).
 	EndTimeout = "timeout"
+	// EndRefused: a per-client limit refused the connection before the
+	// handler ran ([Limits]).
+	EndRefused = "refused"
 	// EndError: anything else; the line's err says what.
 	EndError = "error"
 )
@@ -285,7 +291,7 @@ const (
 func endReason(err error, ended string) string {
 	if ended != "" {
 		switch ended {
-		case EndIdleTimeout, EndKicked, EndServerDown, EndShutdown:
+		case EndIdleTimeout, EndKicked, EndServerDown, EndShutdown, EndRefused:
 			return ended
 		}
 		return EndKicked // another Kick reason: the set stays bounded
@@ -304,6 +310,8 @@ func endReason(err error, ended string) string {
 		case isTimeout(pc.err):
 			return EndIdleTimeout // the relay's write deadline: a peer that took nothing
 		}
+	case errors.Is(err, errRefused):
+		return EndRefused
 	case errors.Is(err, ErrUnavailable):
 		// No server could be reached (the tcp frontend ends on it): the
 		// err says which failed and how.

@@ -82,6 +82,8 @@ type Frontend struct {
 	TrustedProxies []netip.Prefix
 	MaxConn        int // 0: only the server's limit
 	Timeouts       Timeouts
+	// Limits are the per-client limits and the failed-login penalty.
+	Limits Limits
 	// Retries is how many other servers a session is tried on after a
 	// server fails before it answered (HAProxy's retries with redispatch):
 	// [Conn.Connect] and LMTP's per-recipient redelivery use it. Zero: 2;
@@ -90,7 +92,8 @@ type Frontend struct {
 	// Stats receives the frontend's session events; nil: none.
 	Stats Recorder
 
-	sem chan struct{}
+	sem   chan struct{}
+	guard *guard // kept across reloads by Name
 }
 
 // defaultRetries is Frontend.Retries when zero, as HAProxy's default retries.
@@ -121,11 +124,12 @@ type Server struct {
 	nextID atomic.Uint64
 
 	// Warnings about conditions that hit every connection, one a second.
-	maxConnLog, proxyHeaderLog, acceptLog rateLimit
+	maxConnLog, proxyHeaderLog, acceptLog, refusedLog rateLimit
 
 	mu        sync.Mutex
 	listeners map[string]*listener     // by normalised address
 	sems      map[string]chan struct{} // per-frontend maxconn slots, kept across reloads
+	guards    map[string]*guard        // per-frontend client tables, kept across reloads
 	conns     map[*Conn]struct{}
 	stopping  bool
 	wg        sync.WaitGroup // accept loops and connection goroutines
@@ -149,6 +153,7 @@ func New(opts Options) *Server {
 		log:       log,
 		listeners: make(map[string]*listener),
 		sems:      make(map[string]chan struct{}),
+		guards:    make(map[string]*guard),
 		conns:     make(map[*Conn]struct{}),
 	}
 	if opts.MaxConn > 0 {
@@ -166,11 +171,23 @@ func New(opts Options) *Server {
 func (s *Server) Configure(frontends []Frontend) error {
 	want := make(map[string]*Frontend)
 	s.mu.Lock()
-	oldSems := s.sems
+	oldSems, oldGuards := s.sems, s.guards
 	s.mu.Unlock()
 	sems := make(map[string]chan struct{})
+	guards := make(map[string]*guard)
 	for i := range frontends {
 		fe := &frontends[i]
+		if fe.Limits.active() {
+			// A reload keeps the frontend's client tables: a client
+			// over its limit stays over it.
+			if g := oldGuards[fe.Name]; g != nil {
+				g.setLimits(fe.Limits)
+				fe.guard = g
+			} else {
+				fe.guard = newGuard(fe.Limits)
+			}
+			guards[fe.Name] = fe.guard
+		}
 		if fe.MaxConn > 0 {
 			// Live sessions hold slots of the semaphore they started
 			// with: keep it while the limit is unchanged, so a reload
@@ -228,7 +245,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		s.wg.Add(1)
 		go s.acceptLoop(l)
 	}
-	s.sems = sems
+	s.sems, s.guards = sems, guards
 	return nil
 }
 
@@ -402,6 +419,9 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	defer s.wg.Done()
 	c.r = getReader(clientReader{c})
 	err := s.prepare(ctx, c)
+	if err == nil {
+		err = c.admit()
+	}
 	if err == nil {
 		err = s.runHandler(ctx, c)
 	}

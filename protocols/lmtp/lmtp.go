@@ -295,6 +295,10 @@ func (l *Frontend) Close() error {
 	return nil
 }
 
+// Refusal is the greeting of a connection the engine refuses (a
+// per-client limit): 421 (RFC 5321 section 3.1), 4.7.0 (RFC 3463).
+func (l *Frontend) Refusal(why string) string { return "421 4.7.0 " + why + "\r\n" }
+
 // ServeConn runs one LMTP session. The engine closes c after ServeConn
 // returns; on shutdown it tells the client "421 4.3.2" (RFC 5321 section
 // 3.8) once the current command is done.
