@@ -71,6 +71,9 @@ type Global struct {
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 	// Timeouts are the defaults for every frontend.
 	Timeouts Timeouts `toml:"timeouts"`
+	// Limits are the per-client limits and the failed-login penalty, the
+	// defaults for every frontend.
+	Limits Limits `toml:"limits"`
 }
 
 // Timeouts are the per-phase deadlines of a session. In [global.timeouts]
@@ -140,6 +143,9 @@ type Frontend struct {
 	// Timeouts override Global.Timeouts key by key. Resolved at load: after
 	// Parse every key holds the effective value.
 	Timeouts Timeouts `toml:"timeouts"`
+	// Limits override Global.Limits key by key. Resolved at load: after
+	// Parse every key holds the effective value.
+	Limits Limits `toml:"limits"`
 	// TLS is the client-side TLS setup.
 	TLS FrontendTLS `toml:"tls"`
 	// LMTP holds the LMTP delivery settings. Only allowed for protocol
@@ -570,4 +576,48 @@ type Control struct {
 func (c *Control) SocketMode() uint32 {
 	m, _ := strconv.ParseUint(c.Mode, 8, 32)
 	return uint32(m)
+}
+
+// Limits are the [global.limits] and [frontend.NAME.limits] tables: what
+// one client address may do, and the penalty for failed logins (as
+// Dovecot's auth_penalty). A count or a duration of 0 turns its limit off.
+type Limits struct {
+	// MaxPerClient caps one client's live connections. Default 500 (a
+	// company behind one NAT address is one client); 0: none.
+	MaxPerClient int `toml:"max_per_client"`
+	// MaxRate caps one client's new connections per RateWindow. Default
+	// 200 per 10s; 0: none.
+	MaxRate    int      `toml:"max_rate"`
+	RateWindow Duration `toml:"rate_window"`
+	// IPv6Prefix is how much of an IPv6 address is one client. Default 64.
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// Exempt lists networks (monitoring, webmail servers) without
+	// per-client limits or penalty. Default empty.
+	Exempt []string `toml:"exempt"`
+	// PenaltyInit delays the answer to a failed login; it doubles with
+	// each further failure of the client or of the user name, up to
+	// PenaltyMax. Defaults 2s and 15s; penalty_init 0: no penalty.
+	PenaltyInit Duration `toml:"penalty_init"`
+	PenaltyMax  Duration `toml:"penalty_max"`
+	// BlockAfter failed logins from one client (forgotten BlockFor after
+	// its last failure; a success of a user clears that user's count), its
+	// logins get a temporary failure for BlockFor. Defaults 20 and 5m;
+	// block_after 0: never.
+	BlockAfter int      `toml:"block_after"`
+	BlockFor   Duration `toml:"block_for"`
+	// TableSize bounds the clients and the user names tracked (each).
+	// Default 65536.
+	TableSize int `toml:"table_size"`
+}
+
+// ExemptPrefixes returns Exempt parsed; entries that do not parse are
+// skipped (Validate reports them).
+func (l *Limits) ExemptPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(l.Exempt))
+	for _, s := range l.Exempt {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -441,6 +441,7 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&g.Timeouts.Idle, traw, "idle", DefaultTimeouts.Idle.D())
 	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
 	setDur(&g.Timeouts.Login, traw, "login", DefaultTimeouts.Login.D())
+	g.Limits.defaults(graw.sub("limits"))
 	setDur(&c.Stats.Refresh, raw.sub("stats"), "refresh", defaultStatsRefresh)
 	setStr(&c.Control.Mode, "0660")
 	setDur(&c.Control.FreezeWait, raw.sub("control"), "freeze_wait", defaultFreezeWait)
@@ -460,6 +461,7 @@ func (c *Config) applyDefaults(raw table) {
 		setInt(&f.MaxLoginAttempts, fraw, "max_login_attempts", defaultMaxLoginAttempts)
 		setStr(&f.Hostname, hostname)
 		f.Timeouts = f.EffectiveTimeouts(*g)
+		f.Limits.inherit(fraw.sub("limits"), g.Limits)
 		if f.Protocol == ProtocolLMTP && !fraw.sub("timeouts").has("idle") && !traw.has("idle") {
 			f.Timeouts.Idle = Duration(lmtpIdle)
 		}
@@ -569,4 +571,44 @@ func (c *Config) loadSecrets(p *problems) {
 		}
 		ck.Password = strings.TrimRight(string(data), "\r\n")
 	}
+}
+
+// defaults fills the [global.limits] keys t does not set.
+func (l *Limits) defaults(t table) {
+	setInt(&l.MaxPerClient, t, "max_per_client", 500)
+	setInt(&l.MaxRate, t, "max_rate", 200)
+	setDur(&l.RateWindow, t, "rate_window", 10*time.Second)
+	setInt(&l.IPv6Prefix, t, "ipv6_prefix", 64)
+	setDur(&l.PenaltyInit, t, "penalty_init", 2*time.Second)
+	setDur(&l.PenaltyMax, t, "penalty_max", 15*time.Second)
+	setInt(&l.BlockAfter, t, "block_after", 20)
+	setDur(&l.BlockFor, t, "block_for", 5*time.Minute)
+	setInt(&l.TableSize, t, "table_size", 65536)
+}
+
+// inherit takes from g every key that the frontend's table t does not set.
+func (l *Limits) inherit(t table, g Limits) {
+	keep := func(key string, dst, src any) {
+		if t.has(key) {
+			return
+		}
+		switch d := dst.(type) {
+		case *int:
+			*d = *src.(*int)
+		case *Duration:
+			*d = *src.(*Duration)
+		case *[]string:
+			*d = slices.Clone(*src.(*[]string))
+		}
+	}
+	keep("max_per_client", &l.MaxPerClient, &g.MaxPerClient)
+	keep("max_rate", &l.MaxRate, &g.MaxRate)
+	keep("rate_window", &l.RateWindow, &g.RateWindow)
+	keep("ipv6_prefix", &l.IPv6Prefix, &g.IPv6Prefix)
+	keep("exempt", &l.Exempt, &g.Exempt)
+	keep("penalty_init", &l.PenaltyInit, &g.PenaltyInit)
+	keep("penalty_max", &l.PenaltyMax, &g.PenaltyMax)
+	keep("block_after", &l.BlockAfter, &g.BlockAfter)
+	keep("block_for", &l.BlockFor, &g.BlockFor)
+	keep("table_size", &l.TableSize, &g.TableSize)
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,6 +103,23 @@ func (c *Config) validateGlobal(p *problems) {
 	for _, k := range timeoutKeys {
 		p.durRange("global.timeouts."+k.key, k.get(&g.Timeouts), k.lo, k.hi)
 	}
+	validateLimits(p, "global.limits", &g.Limits)
+}
+
+func validateLimits(p *problems, at string, l *Limits) {
+	p.intRange(at+".max_per_client", l.MaxPerClient, 0, maxConnLimit)
+	p.intRange(at+".max_rate", l.MaxRate, 0, maxConnLimit)
+	p.durRange(at+".rate_window", l.RateWindow, time.Second, time.Hour)
+	p.intRange(at+".ipv6_prefix", l.IPv6Prefix, 32, 128)
+	validatePrefixes(p, at+".exempt", l.Exempt)
+	p.durRange(at+".penalty_init", l.PenaltyInit, 0, time.Minute)
+	p.durRange(at+".penalty_max", l.PenaltyMax, 0, 5*time.Minute)
+	if l.PenaltyInit > l.PenaltyMax {
+		p.addf(at+".penalty_init", "%s is more than penalty_max %s", l.PenaltyInit, l.PenaltyMax)
+	}
+	p.intRange(at+".block_after", l.BlockAfter, 0, 100000)
+	p.durRange(at+".block_for", l.BlockFor, time.Second, 24*time.Hour)
+	p.intRange(at+".table_size", l.TableSize, 16, 10000000)
 }
 
 // validateLogSinks checks where the log goes: log_file, or syslog with its
@@ -230,6 +248,9 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP))
 	}
 	p.intRange(at+".maxconn", f.MaxConn, 0, maxConnLimit)
+	if !reflect.DeepEqual(f.Limits, g.Limits) {
+		validateLimits(p, at+".limits", &f.Limits) // inherited values were checked under global
+	}
 	if !slices.Equal(f.TrustedProxies, g.TrustedProxies) {
 		validatePrefixes(p, at+".trusted_proxies", f.TrustedProxies)
 	}
