@@ -457,9 +457,6 @@ func (c *Control) ServeConn(conn net.Conn) {
 		if err != nil {
 			return
 		}
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
 		answer, _ := c.Do(line)
 		conn.SetWriteDeadline(time.Now().Add(time.Minute))
 		if _, err := io.WriteString(conn, answer+"\n\n"); err != nil {
