@@ -446,7 +446,9 @@ func (c *Control) Serve(ln net.Listener) error {
 // line that is too long, or stays silent for controlIdle.
 func (c *Control) ServeConn(conn net.Conn) {
 	defer conn.Close()
-	br := bufio.NewReaderSize(conn, maxCommandLine)
+	in := &countingReader{r: conn}
+	br := bufio.NewReaderSize(in, maxCommandLine)
+	var used int64 // the bytes of the lines read
 	for {
 		conn.SetReadDeadline(time.Now().Add(controlIdle))
 		line, err := mailwire.ReadLine(br, maxCommandLine)
@@ -454,15 +456,35 @@ func (c *Control) ServeConn(conn net.Conn) {
 			fmt.Fprintf(conn, "error: command line longer than %d bytes\n\n", maxCommandLine)
 			return
 		}
+		if errors.Is(err, io.EOF) && in.n > used {
+			// The client ended its input in the middle of a line (and may
+			// still read): a command cut short is not run, and it is told.
+			conn.SetWriteDeadline(time.Now().Add(time.Minute))
+			io.WriteString(conn, "error: command line cut off by the end of input; end it with a newline\n\n")
+			return
+		}
 		if err != nil {
 			return
 		}
+		used += int64(len(line))
 		answer, _ := c.Do(line)
 		conn.SetWriteDeadline(time.Now().Add(time.Minute))
 		if _, err := io.WriteString(conn, answer+"\n\n"); err != nil {
 			return
 		}
 	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // serverRow is one line of "show servers".
