@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,12 +168,15 @@ type command struct {
 func parseCommand(line string) (command, error) {
 	var c command
 	f := strings.Fields(line)
+	// --json first: an error about another flag is answered in JSON too
+	// (`maildirector ctl --json` puts it at the end of the line).
+	isJSON := func(w string) bool { return w == "--json" || w == "-j" }
+	c.json = slices.ContainsFunc(f, isJSON)
 	for i := 0; i < len(f); i++ {
 		switch f[i] {
-		case "--json", "-j":
-			c.json = true
+		case "--json", "-j": // read above
 		case "--max-parallel":
-			if i+1 >= len(f) {
+			if i+1 >= len(f) || isJSON(f[i+1]) {
 				return c, errUsage("--max-parallel needs a number")
 			}
 			n, err := strconv.Atoi(f[i+1])
