@@ -115,6 +115,11 @@ type setupSpec struct {
 	// TOML lines, e.g. `refresh = "500ms"`; "" and StatsOn false: none.
 	Stats   string
 	StatsOn bool
+	// Control adds a [control] table with its socket at e.ctlSocket()
+	// and these more TOML lines, e.g. `mode = "0600"`; "" and ControlOn
+	// false: none.
+	Control   string
+	ControlOn bool
 }
 
 // env is a running lab with maildirector in front of it.
@@ -173,6 +178,9 @@ func (e *env) config() string {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.addrs["stats"] = addr
 		fmt.Fprintf(&b, "[stats]\nbind = %q\n%s\n\n", addr, e.spec.Stats)
+	}
+	if e.spec.ControlOn {
+		fmt.Fprintf(&b, "[control]\nsocket = %q\n%s\n\n", e.ctlSocket(), e.spec.Control)
 	}
 	balance := or(e.spec.Balance, "user")
 	fmt.Fprintf(&b, "[backend.dovecot]\nbalance = %q\n", balance)

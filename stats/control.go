@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,12 +168,15 @@ type command struct {
 func parseCommand(line string) (command, error) {
 	var c command
 	f := strings.Fields(line)
+	// --json first: an error about another flag is answered in JSON too
+	// (`maildirector ctl --json` puts it at the end of the line).
+	isJSON := func(w string) bool { return w == "--json" || w == "-j" }
+	c.json = slices.ContainsFunc(f, isJSON)
 	for i := 0; i < len(f); i++ {
 		switch f[i] {
-		case "--json", "-j":
-			c.json = true
+		case "--json", "-j": // read above
 		case "--max-parallel":
-			if i+1 >= len(f) {
+			if i+1 >= len(f) || isJSON(f[i+1]) {
 				return c, errUsage("--max-parallel needs a number")
 			}
 			n, err := strconv.Atoi(f[i+1])
@@ -446,7 +450,9 @@ func (c *Control) Serve(ln net.Listener) error {
 // line that is too long, or stays silent for controlIdle.
 func (c *Control) ServeConn(conn net.Conn) {
 	defer conn.Close()
-	br := bufio.NewReaderSize(conn, maxCommandLine)
+	in := &countingReader{r: conn}
+	br := bufio.NewReaderSize(in, maxCommandLine)
+	var used int64 // the bytes of the lines read
 	for {
 		conn.SetReadDeadline(time.Now().Add(controlIdle))
 		line, err := mailwire.ReadLine(br, maxCommandLine)
@@ -454,18 +460,35 @@ func (c *Control) ServeConn(conn net.Conn) {
 			fmt.Fprintf(conn, "error: command line longer than %d bytes\n\n", maxCommandLine)
 			return
 		}
+		if errors.Is(err, io.EOF) && in.n > used {
+			// The client ended its input in the middle of a line (and may
+			// still read): a command cut short is not run, and it is told.
+			conn.SetWriteDeadline(time.Now().Add(time.Minute))
+			io.WriteString(conn, "error: command line cut off by the end of input; end it with a newline\n\n")
+			return
+		}
 		if err != nil {
 			return
 		}
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+		used += int64(len(line))
 		answer, _ := c.Do(line)
 		conn.SetWriteDeadline(time.Now().Add(time.Minute))
 		if _, err := io.WriteString(conn, answer+"\n\n"); err != nil {
 			return
 		}
 	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // serverRow is one line of "show servers".
