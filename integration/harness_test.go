@@ -111,6 +111,8 @@ type setupSpec struct {
 	ServerExtra func(i int) string
 	// Lab holds options for the Dovecot lab; Instances above wins.
 	Lab dovecotlab.Options
+	// Limits are the [global.limits] lines; "" means noLimits.
+	Limits string
 	// Stats adds a [stats] listener (addrs["stats"]) with these more
 	// TOML lines, e.g. `refresh = "500ms"`; "" and StatsOn false: none.
 	Stats   string
@@ -160,6 +162,9 @@ func (e *env) config() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\nshutdown_grace = \"2s\"\n%s\n\n", e.spec.Global)
+	// Every test client comes from one address: the per-client limits are
+	// off unless a test is about them.
+	fmt.Fprintf(&b, "[global.limits]\n%s\n\n", or(e.spec.Limits, noLimits))
 	for _, f := range e.spec.Frontends {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.addrs[f.Name] = addr
@@ -202,6 +207,9 @@ func (e *env) config() string {
 	}
 	return b.String()
 }
+
+// noLimits turns the per-client limits and the login penalty off.
+const noLimits = "max_per_client = 0\nmax_rate = 0\npenalty_init = \"0s\"\nblock_after = 0"
 
 func or(s, def string) string {
 	if s != "" {

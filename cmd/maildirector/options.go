@@ -55,6 +55,19 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 	case config.ProtocolIMAP, config.ProtocolPOP3, config.ProtocolSubmission:
 		fe.Timeouts.LoginDeadline = t.Login.D()
 	}
+	l := f.Limits // resolved at load: the global value where f sets none
+	fe.Limits = proxy.Limits{
+		MaxPerClient: l.MaxPerClient,
+		MaxRate:      l.MaxRate,
+		RateWindow:   l.RateWindow.D(),
+		IPv6Prefix:   l.IPv6Prefix,
+		Exempt:       l.ExemptPrefixes(),
+		PenaltyInit:  l.PenaltyInit.D(),
+		PenaltyMax:   l.PenaltyMax.D(),
+		BlockAfter:   l.BlockAfter,
+		BlockFor:     l.BlockFor.D(),
+		TableSize:    l.TableSize,
+	}
 	if f.TLS.Mode == config.TLSModeNone {
 		return fe, nil
 	}
