@@ -799,3 +799,37 @@ func TestUnknownKeyIsErrUnknownKey(t *testing.T) {
 		t.Errorf("got %d problems, want 1:\n%v", n, err)
 	}
 }
+
+// TestLimitsInheritKeyByKey: a frontend's [limits] overrides the global
+// keys it sets, an explicit 0 included, and inherits the others; the
+// defaults fill what neither sets.
+func TestLimitsInheritKeyByKey(t *testing.T) {
+	c := mustParse(t, `
+[global.limits]
+max_per_client = 100
+exempt = ["192.0.2.0/24"]
+[frontend.imap]
+protocol = "imap"
+bind = ["127.0.0.1:1143"]
+backend = "d"
+[frontend.imap.limits]
+max_rate = 0
+penalty_init = "1s"
+[frontend.pop3]
+protocol = "pop3"
+bind = ["127.0.0.1:1110"]
+backend = "d"
+[backend.d]
+[[backend.d.server]]
+name = "s1"
+address = "10.0.0.1"
+`)
+	imap, pop3 := c.Frontends["imap"].Limits, c.Frontends["pop3"].Limits
+	if imap.MaxPerClient != 100 || imap.MaxRate != 0 || imap.PenaltyInit.D() != time.Second || imap.PenaltyMax.D() != 15*time.Second ||
+		len(imap.ExemptPrefixes()) != 1 || imap.BlockAfter != 20 {
+		t.Errorf("imap limits: %+v", imap)
+	}
+	if pop3.MaxPerClient != 100 || pop3.MaxRate != 200 || pop3.PenaltyInit.D() != 2*time.Second || pop3.RateWindow.D() != 10*time.Second {
+		t.Errorf("pop3 limits: %+v", pop3)
+	}
+}
