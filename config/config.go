@@ -69,6 +69,12 @@ type Global struct {
 	// ShutdownGrace is how long live sessions get after SIGTERM before they
 	// are closed. Default 30s; range 0..1h.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// BacklogWait is how long new connections of a full frontend (maxconn
+	// reached) wait in the listen backlog; past it they are accepted and
+	// refused in the protocol's words until a slot frees. Default 10s;
+	// range 0..10m; 0: they wait. Frontends inherit it unless they set
+	// their own.
+	BacklogWait Duration `toml:"backlog_wait"`
 	// Timeouts are the defaults for every frontend.
 	Timeouts Timeouts `toml:"timeouts"`
 	// Limits are the per-client limits and the failed-login penalty, the
@@ -124,6 +130,14 @@ type Frontend struct {
 	// MaxConn caps this frontend's live sessions. Default 0: only the
 	// global limit applies.
 	MaxConn int `toml:"maxconn"`
+	// Reserve is how many sessions this frontend may have beyond
+	// global.maxconn, in slots no other frontend can take, so that a flood
+	// on one port cannot lock the MTA out of LMTP. Default 100 for lmtp
+	// frontends, 0 for the others; range 0..100000.
+	Reserve int `toml:"reserve"`
+	// BacklogWait overrides Global.BacklogWait. Resolved at load: after
+	// Parse it holds the effective value.
+	BacklogWait Duration `toml:"backlog_wait"`
 	// TrustedProxies overrides Global.TrustedProxies when present (an empty
 	// list trusts nobody). Resolved at load: after Parse it holds the
 	// effective list.

@@ -433,6 +433,7 @@ func (c *Config) applyDefaults(raw table) {
 	setStr(&g.SyslogTag, defaultSyslogTag)
 	setInt(&g.MaxConn, graw, "maxconn", defaultMaxConn)
 	setDur(&g.ShutdownGrace, graw, "shutdown_grace", defaultShutdownGrace)
+	setDur(&g.BacklogWait, graw, "backlog_wait", 10*time.Second)
 	traw := graw.sub("timeouts")
 	setDur(&g.Timeouts.Handshake, traw, "handshake", DefaultTimeouts.Handshake.D())
 	setDur(&g.Timeouts.Preauth, traw, "preauth", DefaultTimeouts.Preauth.D())
@@ -462,6 +463,12 @@ func (c *Config) applyDefaults(raw table) {
 		setStr(&f.Hostname, hostname)
 		f.Timeouts = f.EffectiveTimeouts(*g)
 		f.Limits.inherit(fraw.sub("limits"), g.Limits)
+		setDur(&f.BacklogWait, fraw, "backlog_wait", g.BacklogWait.D())
+		reserve := 0
+		if f.Protocol == ProtocolLMTP {
+			reserve = 100
+		}
+		setInt(&f.Reserve, fraw, "reserve", reserve)
 		if f.Protocol == ProtocolLMTP && !fraw.sub("timeouts").has("idle") && !traw.has("idle") {
 			f.Timeouts.Idle = Duration(lmtpIdle)
 		}

@@ -100,6 +100,7 @@ func (c *Config) validateGlobal(p *problems) {
 	p.intRange("global.maxconn", g.MaxConn, 0, maxConnLimit)
 	validatePrefixes(p, "global.trusted_proxies", g.TrustedProxies)
 	p.durRange("global.shutdown_grace", g.ShutdownGrace, 0, time.Hour)
+	p.durRange("global.backlog_wait", g.BacklogWait, 0, 10*time.Minute)
 	for _, k := range timeoutKeys {
 		p.durRange("global.timeouts."+k.key, k.get(&g.Timeouts), k.lo, k.hi)
 	}
@@ -248,6 +249,8 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP))
 	}
 	p.intRange(at+".maxconn", f.MaxConn, 0, maxConnLimit)
+	p.intRange(at+".reserve", f.Reserve, 0, 100000)
+	p.durRange(at+".backlog_wait", f.BacklogWait, 0, 10*time.Minute)
 	if !reflect.DeepEqual(f.Limits, g.Limits) {
 		validateLimits(p, at+".limits", &f.Limits) // inherited values were checked under global
 	}

@@ -52,7 +52,7 @@ type Conn struct {
 	remote  netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
 	local   netip.AddrPort // the address the client connected to
 	sock    *sockConn      // the client socket
-	sem     chan struct{}  // the frontend maxconn slot this session holds
+	slots   slots          // the maxconn slots this session holds
 	tlsConn *tls.Conn      // non-nil once the client is on TLS
 	r       *bufio.Reader
 	proxied bool // remote came from an inbound PROXY header

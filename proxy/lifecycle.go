@@ -208,8 +208,7 @@ func (c *Conn) finish(err error) {
 		c.fe.guard.leave(c.remote.Addr())
 	}
 	c.srv.removeConn(c)
-	release(c.sem)
-	release(c.srv.sem)
+	c.slots.release()
 	info, end := c.Info(), endReason(err, ended)
 	c.fe.stats().SessionEnded(info, end)
 	c.logSession(info, end, errText(err, ended, end))

@@ -81,7 +81,17 @@ type Frontend struct {
 	// and honoured; a connection from elsewhere is never parsed for one.
 	TrustedProxies []netip.Prefix
 	MaxConn        int // 0: only the server's limit
-	Timeouts       Timeouts
+	// Reserve is how many sessions this frontend may have beyond the
+	// server's MaxConn, in slots no other frontend can take: a flood on
+	// one frontend cannot lock another out (the MTA's LMTP). They are used
+	// once the server's slots are all taken. Zero: none.
+	Reserve int
+	// BacklogWait is how long a full frontend (no slot free) lets new
+	// connections wait in the listen backlog; past it they are accepted
+	// and refused in the protocol's words (see [Refuser]) until a slot
+	// frees. Zero: they wait.
+	BacklogWait time.Duration
+	Timeouts    Timeouts
 	// Limits are the per-client limits and the failed-login penalty.
 	Limits Limits
 	// Retries is how many other servers a session is tried on after a
@@ -92,8 +102,9 @@ type Frontend struct {
 	// Stats receives the frontend's session events; nil: none.
 	Stats Recorder
 
-	sem   chan struct{}
-	guard *guard // kept across reloads by Name
+	sem     chan struct{}
+	reserve chan struct{} // Reserve slots; kept across reloads by Name
+	guard   *guard        // kept across reloads by Name
 }
 
 // defaultRetries is Frontend.Retries when zero, as HAProxy's default retries.
@@ -129,6 +140,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[string]*listener     // by normalised address
 	sems      map[string]chan struct{} // per-frontend maxconn slots, kept across reloads
+	reserves  map[string]chan struct{} // per-frontend reserved slots, kept across reloads
 	guards    map[string]*guard        // per-frontend client tables, kept across reloads
 	conns     map[*Conn]struct{}
 	stopping  bool
@@ -153,6 +165,7 @@ func New(opts Options) *Server {
 		log:       log,
 		listeners: make(map[string]*listener),
 		sems:      make(map[string]chan struct{}),
+		reserves:  make(map[string]chan struct{}),
 		guards:    make(map[string]*guard),
 		conns:     make(map[*Conn]struct{}),
 	}
@@ -171,9 +184,10 @@ func New(opts Options) *Server {
 func (s *Server) Configure(frontends []Frontend) error {
 	want := make(map[string]*Frontend)
 	s.mu.Lock()
-	oldSems, oldGuards := s.sems, s.guards
+	oldSems, oldReserves, oldGuards := s.sems, s.reserves, s.guards
 	s.mu.Unlock()
 	sems := make(map[string]chan struct{})
+	reserves := make(map[string]chan struct{})
 	guards := make(map[string]*guard)
 	for i := range frontends {
 		fe := &frontends[i]
@@ -198,6 +212,14 @@ func (s *Server) Configure(frontends []Frontend) error {
 				fe.sem = make(chan struct{}, fe.MaxConn)
 			}
 			sems[fe.Name] = fe.sem
+		}
+		if fe.Reserve > 0 {
+			if old := oldReserves[fe.Name]; old != nil && cap(old) == fe.Reserve {
+				fe.reserve = old
+			} else {
+				fe.reserve = make(chan struct{}, fe.Reserve)
+			}
+			reserves[fe.Name] = fe.reserve
 		}
 		for _, a := range fe.Addrs {
 			key, err := normalizeAddr(a)
@@ -245,7 +267,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		s.wg.Add(1)
 		go s.acceptLoop(l)
 	}
-	s.sems, s.guards = sems, guards
+	s.sems, s.reserves, s.guards = sems, reserves, guards
 	return nil
 }
 
@@ -306,19 +328,23 @@ func normalizeAddr(a string) (string, error) {
 // new connections wait in the kernel's backlog, as with HAProxy.
 func (s *Server) acceptLoop(l *listener) {
 	defer s.wg.Done()
+	var fullSince time.Time // when the frontend was last found full; zero: it is not
 	for {
 		fe := l.fe.Load()
-		if !s.acquireSlot(s.sem, l, "global.maxconn") {
-			return
+		var deadline time.Time
+		if fe.BacklogWait > 0 {
+			if fullSince.IsZero() {
+				fullSince = time.Now()
+			}
+			deadline = fullSince.Add(fe.BacklogWait)
 		}
-		if !s.acquireSlot(fe.sem, l, "frontend."+fe.Name+".maxconn") {
-			release(s.sem)
+		sl, res := s.takeSlots(l, fe, deadline)
+		if res == closing {
 			return
 		}
 		nc, err := l.ln.Accept()
 		if err != nil {
-			release(fe.sem)
-			release(s.sem)
+			sl.release()
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -331,10 +357,20 @@ func (s *Server) acceptLoop(l *listener) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		if res == waitedTooLong {
+			// Full for longer than the frontend's backlog_wait: refuse
+			// in the protocol's words rather than let clients wait on.
+			if s.refusedLog.allow(time.Now()) {
+				s.log.Warn("maxconn reached for longer than backlog_wait: new connections are refused", "frontend", fe.Name, "addr", l.addr, "backlog_wait", fe.BacklogWait)
+			}
+			go s.refuse(fe, nc)
+			continue
+		}
+		fullSince = time.Time{}
 		// Serve with the frontend as it is now (a reload may have come
-		// while this loop waited for a slot); the slot taken is released
-		// into the semaphore it came from.
-		s.startConn(l.fe.Load(), fe.sem, nc.(*net.TCPConn))
+		// while this loop waited for a slot); the slots taken are
+		// released into the semaphores they came from.
+		s.startConn(l.fe.Load(), sl, nc.(*net.TCPConn))
 	}
 }
 
@@ -343,32 +379,6 @@ func (s *Server) acceptLoop(l *listener) {
 // maxconn) when none is free; a full limit is logged, once a second, since
 // the clients waiting in the backlog see nothing but a slow connect. It
 // returns false when l is closed.
-func (s *Server) acquireSlot(sem chan struct{}, l *listener, key string) bool {
-	if sem == nil {
-		return true
-	}
-	select {
-	case sem <- struct{}{}:
-		return true
-	default:
-	}
-	if s.maxConnLog.allow(time.Now()) {
-		s.log.Warn("maxconn reached: new connections wait in the listen backlog", "limit", key, "max", cap(sem), "addr", l.addr)
-	}
-	return acquire(sem, l.done)
-}
-
-func acquire(sem chan struct{}, done <-chan struct{}) bool {
-	if sem == nil {
-		return true
-	}
-	select {
-	case sem <- struct{}{}:
-		return true
-	case <-done:
-		return false
-	}
-}
 
 func release(sem chan struct{}) {
 	if sem != nil {
@@ -376,12 +386,11 @@ func release(sem chan struct{}) {
 	}
 }
 
-func (s *Server) startConn(fe *Frontend, sem chan struct{}, tc *net.TCPConn) {
+func (s *Server) startConn(fe *Frontend, sl slots, tc *net.TCPConn) {
 	sock, err := newSockConn(tc)
 	if err != nil {
 		tc.Close()
-		release(sem)
-		release(s.sem)
+		sl.release()
 		return
 	}
 	remote := addrPort(tc.RemoteAddr())
@@ -393,13 +402,12 @@ func (s *Server) startConn(fe *Frontend, sem chan struct{}, tc *net.TCPConn) {
 		remote: remote,
 		local:  addrPort(tc.LocalAddr()),
 		sock:   sock,
-		sem:    sem,
+		slots:  sl,
 	}
 	ctx, ok := c.register()
 	if !ok {
 		tc.Close()
-		release(sem)
-		release(s.sem)
+		sl.release()
 		return
 	}
 	go s.serveConn(ctx, c)

@@ -42,6 +42,8 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 		ImplicitTLS:    f.TLS.Mode == config.TLSModeImplicit,
 		TrustedProxies: f.TrustedPrefixes(),
 		MaxConn:        f.MaxConn,
+		Reserve:        f.Reserve,
+		BacklogWait:    f.BacklogWait.D(),
 		Retries:        none(b.Retries),
 		Timeouts: proxy.Timeouts{
 			Handshake:   t.Handshake.D(),
