@@ -62,6 +62,9 @@ type direction struct {
 	state    dirState
 	pending  *pipe // holds pendingN bytes the destination did not take yet
 	pendingN int
+	// pendingBuf holds bytes read without a pipe (none could be made: the
+	// process is out of descriptors) that the destination did not take yet.
+	pendingBuf []byte
 }
 
 const wakeKey = 0 // epoll key of the eventfd; session keys are id<<1|dir with id >= 1
@@ -384,7 +387,7 @@ func (s *session) endRawLocked(reason string) {
 	if s.fdsClosed {
 		return
 	}
-	if s.dirs[1].state != dirRunning && s.dirs[1].pending == nil {
+	if s.dirs[1].state != dirRunning && s.dirs[1].pending == nil && s.dirs[1].pendingBuf == nil {
 		s.c.sayGoodbye(reason, rawFD(s.fds[0]))
 	}
 	unix.Shutdown(s.fds[0], unix.SHUT_RDWR)
