@@ -1,6 +1,7 @@
 # maildirector — the two commands a mail admin needs are `make demo` and `make test`.
 GO        ?= go
 FUZZTIME  ?= 2s
+FUZZLONG  ?= 10m
 BIN       := bin/maildirector
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
@@ -8,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 export GOTOOLCHAIN := local
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps lint test unit integration fuzz-smoke demo bench clean
+.PHONY: all build deps lint test unit integration fuzz-smoke fuzz demo bench clean
 
 all: build
 
@@ -37,6 +38,10 @@ unit:
 ## fuzz-smoke: run every fuzz target for FUZZTIME
 fuzz-smoke:
 	@scripts/fuzz-smoke.sh $(FUZZTIME)
+
+## fuzz: run every fuzz target for FUZZLONG (10 minutes each by default; outside make test)
+fuzz:
+	@scripts/fuzz-smoke.sh $(FUZZLONG)
 
 ## demo: local Dovecot backends with maildirector in front of them (Ctrl-C stops everything)
 demo: deps build
