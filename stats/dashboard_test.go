@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/maildirector/maildirector/internal/chrometest"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -379,30 +377,30 @@ func TestDashboardFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := startBrowser(t)
+	ctx := chrometest.Start(t, 1800, 1000)
 	// Credentials in the address, as a browser's prompt would have them:
 	// the page's own fetches must carry them too.
-	do(t, ctx, chromedp.Navigate(strings.Replace(sv.url, "http://", "http://"+testUser+":"+testPassword+"@", 1)))
-	waitJS(t, ctx, "the first update", `!!document.body.dataset.updated`)
-	evalJS[chromedp.Void](t, ctx, `window.noReload = true`)
+	chrometest.Do(t, ctx, chromedp.Navigate(strings.Replace(sv.url, "http://", "http://"+testUser+":"+testPassword+"@", 1)))
+	chrometest.Wait(t, ctx, "the first update", `!!document.body.dataset.updated`)
+	chrometest.Eval[chromedp.Void](t, ctx, `window.noReload = true`)
 
 	t.Run("every frontend and server", func(t *testing.T) {
-		if n := evalJS[int](t, ctx, `document.querySelectorAll("tr[data-frontend]").length`); n != 20 {
+		if n := chrometest.Eval[int](t, ctx, `document.querySelectorAll("tr[data-frontend]").length`); n != 20 {
 			t.Errorf("frontend rows: got %d, want 20", n)
 		}
-		if n := evalJS[int](t, ctx, `document.querySelectorAll("tr[data-server]").length`); n != 50 {
+		if n := chrometest.Eval[int](t, ctx, `document.querySelectorAll("tr[data-server]").length`); n != 50 {
 			t.Errorf("server rows: got %d, want 50", n)
 		}
 		for _, b := range snap.Backends {
 			for _, s := range b.Servers {
 				key := b.Name + "/" + s.Name
-				got := evalJS[string](t, ctx, fmt.Sprintf(`document.querySelector('tr[data-server="%s"] td[data-col=status]').textContent`, key))
+				got := chrometest.Eval[string](t, ctx, fmt.Sprintf(`document.querySelector('tr[data-server="%s"] td[data-col=status]').textContent`, key))
 				if !strings.HasPrefix(got, s.Status) {
 					t.Errorf("%s: status cell %q, want %q", key, got, s.Status)
 				}
 			}
 		}
-		text := evalJS[string](t, ctx, `document.querySelector("main").innerText`)
+		text := chrometest.Eval[string](t, ctx, `document.querySelector("main").innerText`)
 		for _, bad := range []string{"undefined", "NaN", "null", "[object"} {
 			if strings.Contains(text, bad) {
 				t.Errorf("the page shows %q", bad)
@@ -413,7 +411,7 @@ func TestDashboardFleet(t *testing.T) {
 	t.Run("figures", func(t *testing.T) {
 		// Each figure in its column, as the JSON has it.
 		cell := func(row, col string) string {
-			return evalJS[string](t, ctx, fmt.Sprintf(`document.querySelector('%s td[data-col=%s]').textContent`, row, col))
+			return chrometest.Eval[string](t, ctx, fmt.Sprintf(`document.querySelector('%s td[data-col=%s]').textContent`, row, col))
 		}
 		n := func(v uint64) string { return fmt.Sprint(v) } // all below 1000: no grouping
 		for _, f := range snap.Frontends {
@@ -466,10 +464,10 @@ func TestDashboardFleet(t *testing.T) {
 			{"archive/arch5", "no check", "nocheck bck"},
 		} {
 			row := fmt.Sprintf(`document.querySelector('tr[data-server="%s"]')`, tc.server)
-			if got := evalJS[string](t, ctx, row+`.querySelector("td[data-col=status]").textContent`); got != tc.status {
+			if got := chrometest.Eval[string](t, ctx, row+`.querySelector("td[data-col=status]").textContent`); got != tc.status {
 				t.Errorf("%s: status %q, want %q", tc.server, got, tc.status)
 			}
-			if got := evalJS[string](t, ctx, row+`.className`); got != tc.class {
+			if got := chrometest.Eval[string](t, ctx, row+`.className`); got != tc.class {
 				t.Errorf("%s: class %q, want %q (its colour)", tc.server, got, tc.class)
 			}
 		}
@@ -478,34 +476,34 @@ func TestDashboardFleet(t *testing.T) {
 			"dovecot/mail01": "rgb(192, 255, 192)", "dovecot/mail03": "rgb(255, 144, 144)",
 			"dovecot/mail05": "rgb(32, 160, 255)", "dovecot/mail07": "rgb(192, 120, 32)", "archive/arch1": "rgb(224, 224, 224)",
 		} {
-			got := evalJS[string](t, ctx, fmt.Sprintf(`getComputedStyle(document.querySelector('tr[data-server="%s"]')).backgroundColor`, server))
+			got := chrometest.Eval[string](t, ctx, fmt.Sprintf(`getComputedStyle(document.querySelector('tr[data-server="%s"]')).backgroundColor`, server))
 			if got != want {
 				t.Errorf("%s: background %s, want %s", server, got, want)
 			}
 		}
 		row := `document.querySelector('tr[data-server="archive/arch1"]')`
-		if got := evalJS[string](t, ctx, row+`.innerText`); !strings.Contains(got, "\u2013") {
+		if got := chrometest.Eval[string](t, ctx, row+`.innerText`); !strings.Contains(got, "\u2013") {
 			t.Errorf("archive/arch1 (no check): row %q shows no dash for its check", got)
 		}
 	})
 
 	t.Run("long reason truncated with its tooltip", func(t *testing.T) {
 		cell := `document.querySelector('tr[data-server="dovecot/mail03"] td[data-col=reason]')`
-		if got := evalJS[string](t, ctx, cell+`.title`); !strings.Contains(got, "exhausted, see login_max_processes_count") {
+		if got := chrometest.Eval[string](t, ctx, cell+`.title`); !strings.Contains(got, "exhausted, see login_max_processes_count") {
 			t.Errorf("reason tooltip: got %q, want the whole reason", got)
 		}
 		// Cut to the cell's width with an ellipsis, not spilling over.
-		if !evalJS[bool](t, ctx, cell+`.scrollWidth > `+cell+`.clientWidth`) {
+		if !chrometest.Eval[bool](t, ctx, cell+`.scrollWidth > `+cell+`.clientWidth`) {
 			t.Errorf("the long reason fits its cell: the test needs a longer one")
 		}
-		if got := evalJS[string](t, ctx, `(s => s.overflowX + " " + s.textOverflow)(getComputedStyle(`+cell+`))`); got != "hidden ellipsis" {
+		if got := chrometest.Eval[string](t, ctx, `(s => s.overflowX + " " + s.textOverflow)(getComputedStyle(`+cell+`))`); got != "hidden ellipsis" {
 			t.Errorf("reason cell: overflow and text-overflow %q, want %q", got, "hidden ellipsis")
 		}
-		if w := evalJS[float64](t, ctx, cell+`.getBoundingClientRect().width`); w > 400 {
+		if w := chrometest.Eval[float64](t, ctx, cell+`.getBoundingClientRect().width`); w > 400 {
 			t.Errorf("reason cell: %vpx wide, want at most 400", w)
 		}
-		h := evalJS[float64](t, ctx, `document.querySelector('tr[data-server="dovecot/mail03"]').getBoundingClientRect().height`)
-		h1 := evalJS[float64](t, ctx, `document.querySelector('tr[data-server="dovecot/mail01"]').getBoundingClientRect().height`)
+		h := chrometest.Eval[float64](t, ctx, `document.querySelector('tr[data-server="dovecot/mail03"]').getBoundingClientRect().height`)
+		h1 := chrometest.Eval[float64](t, ctx, `document.querySelector('tr[data-server="dovecot/mail01"]').getBoundingClientRect().height`)
 		if h != h1 {
 			t.Errorf("the row with the long reason is %vpx high, a plain one %vpx: the reason wraps", h, h1)
 		}
@@ -514,30 +512,30 @@ func TestDashboardFleet(t *testing.T) {
 	t.Run("compact", func(t *testing.T) {
 		// Tables, one line per server: 50 servers and 20 frontends fit in
 		// a few screens.
-		max := evalJS[float64](t, ctx, `Math.max(...[...document.querySelectorAll("tr[data-server], tr[data-frontend]")].map(r => r.getBoundingClientRect().height))`)
+		max := chrometest.Eval[float64](t, ctx, `Math.max(...[...document.querySelectorAll("tr[data-server], tr[data-frontend]")].map(r => r.getBoundingClientRect().height))`)
 		if max > 26 {
 			t.Errorf("the highest row is %vpx: want one line (<= 26px)", max)
 		}
-		if n := evalJS[int](t, ctx, `document.querySelectorAll("tr[data-server] svg path[d^=M]").length`); n < 2*45 {
+		if n := chrometest.Eval[int](t, ctx, `document.querySelectorAll("tr[data-server] svg path[d^=M]").length`); n < 2*45 {
 			t.Errorf("drawn charts: got %d, want at least the 90 of the checked servers", n)
 		}
 	})
 
 	t.Run("no HTTP section without data", func(t *testing.T) {
-		if !evalJS[bool](t, ctx, `document.getElementById("http").hidden`) {
+		if !chrometest.Eval[bool](t, ctx, `document.getElementById("http").hidden`) {
 			t.Errorf("the HTTP section is shown though the JSON has none")
 		}
 	})
 
 	t.Run("updates itself", func(t *testing.T) {
 		mustOK(t, fl.dirs["dovecot"].SetAdmin("mail01", director.AdminDrain))
-		waitJS(t, ctx, "mail01 to show DRAIN",
+		chrometest.Wait(t, ctx, "mail01 to show DRAIN",
 			`document.querySelector('tr[data-server="dovecot/mail01"] td[data-col=status]').textContent === "DRAIN"`)
 		mustOK(t, fl.dirs["dovecot"].SetHealth("mail01", false, "imap: connection refused"))
-		waitJS(t, ctx, "mail01 to show DOWN with its reason",
+		chrometest.Wait(t, ctx, "mail01 to show DOWN with its reason",
 			`document.querySelector('tr[data-server="dovecot/mail01"] td[data-col=status]').textContent === "DOWN" &&
 			 document.querySelector('tr[data-server="dovecot/mail01"] td[data-col=reason]').textContent === "imap: connection refused"`)
-		if !evalJS[bool](t, ctx, `window.noReload === true`) {
+		if !chrometest.Eval[bool](t, ctx, `window.noReload === true`) {
 			t.Errorf("the page reloaded")
 		}
 	})
@@ -548,36 +546,36 @@ func TestDashboardFleet(t *testing.T) {
 			{"reason": "internal error", "path": "/auth", "count": 1},
 		}})
 		defer sv.extra.Store(nil)
-		waitJS(t, ctx, "the HTTP section", `!document.getElementById("http").hidden`)
-		if got := evalJS[string](t, ctx, `document.getElementById("http").innerText`); !strings.Contains(got, "user is over quota") {
+		chrometest.Wait(t, ctx, "the HTTP section", `!document.getElementById("http").hidden`)
+		if got := chrometest.Eval[string](t, ctx, `document.getElementById("http").innerText`); !strings.Contains(got, "user is over quota") {
 			t.Errorf("HTTP section: got %q, want its rows", got)
 		}
 		sv.extra.Store(nil)
-		waitJS(t, ctx, "the HTTP section to go", `document.getElementById("http").hidden`)
+		chrometest.Wait(t, ctx, "the HTTP section to go", `document.getElementById("http").hidden`)
 	})
 
-	shot(t, ctx, "dashboard-fleet.png")
+	chrometest.Shot(t, ctx, "dashboard-fleet.png")
 
 	t.Run("stale", func(t *testing.T) {
 		sv.fail.Store(true)
-		waitJS(t, ctx, "the stale banner", `!document.getElementById("stale").hidden`)
-		banner := evalJS[string](t, ctx, `document.getElementById("stale").textContent`)
-		updated := evalJS[string](t, ctx, `document.body.dataset.updated`) // of the last poll that worked
+		chrometest.Wait(t, ctx, "the stale banner", `!document.getElementById("stale").hidden`)
+		banner := chrometest.Eval[string](t, ctx, `document.getElementById("stale").textContent`)
+		updated := chrometest.Eval[string](t, ctx, `document.body.dataset.updated`) // of the last poll that worked
 		if !strings.HasPrefix(banner, "stale: last update at ") || !strings.Contains(banner, "503") {
 			t.Errorf("banner: got %q, want %q with the error", banner, "stale: last update at …")
 		}
 		if at := strings.TrimPrefix(banner, "stale: last update at "); !strings.HasPrefix(at, stampOf(t, updated)) {
 			t.Errorf("banner: got %q, want the last update's time %s", banner, stampOf(t, updated))
 		}
-		if n := evalJS[int](t, ctx, `document.querySelectorAll("tr[data-server]").length`); n != 50 {
+		if n := chrometest.Eval[int](t, ctx, `document.querySelectorAll("tr[data-server]").length`); n != 50 {
 			t.Errorf("while stale: %d server rows, want the last data's 50", n)
 		}
-		if got := evalJS[string](t, ctx, `document.querySelector('tr[data-server="dovecot/mail03"] td[data-col=status]').textContent`); got != "DOWN" {
+		if got := chrometest.Eval[string](t, ctx, `document.querySelector('tr[data-server="dovecot/mail03"] td[data-col=status]').textContent`); got != "DOWN" {
 			t.Errorf("while stale: mail03 shows %q, want the last data's DOWN", got)
 		}
-		shot(t, ctx, "dashboard-stale.png")
+		chrometest.Shot(t, ctx, "dashboard-stale.png")
 		sv.fail.Store(false)
-		waitJS(t, ctx, "the stale banner to go", `document.getElementById("stale").hidden`)
+		chrometest.Wait(t, ctx, "the stale banner to go", `document.getElementById("stale").hidden`)
 	})
 }
 
@@ -589,106 +587,4 @@ func stampOf(t *testing.T, s string) string {
 		t.Fatalf("data-updated %q: %v", s, err)
 	}
 	return at.Local().Format("2006-01-02 15:04:05")
-}
-
-// ---- headless Chromium ----
-
-// actionTimeout bounds every browser action; startTimeout its start.
-const (
-	actionTimeout = 15 * time.Second
-	startTimeout  = 60 * time.Second
-)
-
-// startBrowser starts Debian's chromium headless (as root in a container
-// it needs --no-sandbox) and returns its tab's context. A missing chromium
-// fails the test: scripts/deps.sh installs it.
-func startBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium not found (%v): run `make deps` (scripts/deps.sh installs Debian's chromium)", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1800, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-	})
-	// The first Do starts the browser and binds it to ctx, so it cannot
-	// take a timeout of its own: it is bounded from here.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err := <-started:
-		if err != nil {
-			t.Fatalf("start chromium: %v", err)
-		}
-	case <-time.After(startTimeout):
-		cancelTab()
-		t.Fatalf("chromium did not start within %v", startTimeout)
-	}
-	return ctx
-}
-
-// do runs actions with a bounded timeout.
-func do(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, actionTimeout)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-}
-
-// evalJS evaluates expr in the page with a bounded timeout.
-func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, actionTimeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return v
-}
-
-// waitJS polls the page until expr is true, up to a deadline (bounded
-// polling, not a timing assertion).
-func waitJS(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	deadline := time.Now().Add(actionTimeout)
-	for {
-		if evalJS[bool](t, ctx, "!!("+expr+")") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%s)", what, expr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// shot saves a screenshot of the whole page in $MAILDIRECTOR_ARTIFACTS
-// (default: the test's temporary directory) and logs where.
-func shot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	dir := os.Getenv("MAILDIRECTOR_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, actionTimeout)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
 }
