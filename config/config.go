@@ -535,6 +535,9 @@ type Stats struct {
 	Auth []string `toml:"auth"`
 	// TLS, when both files are set, serves HTTPS instead of HTTP.
 	TLS StatsTLS `toml:"tls"`
+	// Pprof serves Go's profiles at /debug/pprof/ (CPU, heap, goroutines)
+	// behind Auth, for finding where time goes. Default false.
+	Pprof bool `toml:"pprof"`
 	// Admin also accepts the control socket's commands over this listener
 	// (POST /ctl, one command in the body), behind Auth. Default false;
 	// it needs Auth.

@@ -102,7 +102,7 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	ho := stats.HandlerOptions{Users: cfg.Users()}
+	ho := stats.HandlerOptions{Users: cfg.Users(), Pprof: cfg.Pprof}
 	if cfg.Admin {
 		ho.Control = rt.stats.NewControl(controller{rt})
 	}
@@ -131,5 +131,5 @@ func (l *statsListener) same(cfg config.Stats) bool {
 	if l == nil {
 		return cfg.Bind == ""
 	}
-	return l.cfg.Bind == cfg.Bind && l.cfg.TLS == cfg.TLS && l.cfg.Admin == cfg.Admin && slices.Equal(l.cfg.Auth, cfg.Auth)
+	return l.cfg.Bind == cfg.Bind && l.cfg.TLS == cfg.TLS && l.cfg.Admin == cfg.Admin && l.cfg.Pprof == cfg.Pprof && slices.Equal(l.cfg.Auth, cfg.Auth)
 }
