@@ -89,10 +89,40 @@ func (r clientReader) Read(p []byte) (int, error) {
 func (c *Conn) ID() uint64 { return c.id }
 
 // Logger returns a logger with the connection's attributes (conn,
-// frontend, proto, remote). It is built on each call, so that a relayed
-// session holds no logger: keep it for the length of a handler.
+// frontend, proto, remote), added to each line when it is written rather
+// than formatted up front: a session that logs nothing at the configured
+// level pays nothing for them. It is built on each call, so that a
+// relayed session holds no logger: keep it for the length of a handler.
 func (c *Conn) Logger() *slog.Logger {
-	return c.srv.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
+	return slog.New(connHandler{c.srv.log.Handler(), c})
+}
+
+// connHandler puts the connection's attributes first on each record it
+// passes on.
+type connHandler struct {
+	h slog.Handler
+	c *Conn
+}
+
+func (h connHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.h.Enabled(ctx, l) }
+
+func (h connHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(slog.Uint64("conn", h.c.id), slog.String("frontend", h.c.fe.Name),
+		slog.String("proto", h.c.fe.Protocol), slog.String("remote", h.c.remote.String()))
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(a)
+		return true
+	})
+	return h.h.Handle(ctx, out)
+}
+
+func (h connHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return connHandler{h.h.WithAttrs(as), h.c}
+}
+
+func (h connHandler) WithGroup(name string) slog.Handler {
+	return connHandler{h.h.WithGroup(name), h.c}
 }
 
 // Retries is how many other servers this session may be tried on after a

@@ -220,6 +220,15 @@ func (c *Conn) finish(err error) {
 // user, server, bytes_in, bytes_out, connect, login, duration, end, and err
 // when an error ended the session.
 func (c *Conn) logSession(info Info, reason, errText string) {
+	level := slog.LevelInfo
+	if info.BytesIn == 0 && info.User == "" {
+		// The client sent nothing: a port scan, or an upstream balancer's
+		// TCP check. Logged at debug, as HAProxy's "option dontlognull".
+		level = slog.LevelDebug
+	}
+	if !c.srv.log.Enabled(context.Background(), level) {
+		return // nothing to build: the logger and its attributes cost per session
+	}
 	attrs := make([]any, 0, 32)
 	if c.proxied {
 		attrs = append(attrs, "via_proxy", true)
@@ -238,12 +247,6 @@ func (c *Conn) logSession(info Info, reason, errText string) {
 	)
 	if errText != "" {
 		attrs = append(attrs, "err", errText)
-	}
-	level := slog.LevelInfo
-	if info.BytesIn == 0 && info.User == "" {
-		// The client sent nothing: a port scan, or an upstream balancer's
-		// TCP check. Logged at debug, as HAProxy's "option dontlognull".
-		level = slog.LevelDebug
 	}
 	c.Logger().Log(context.Background(), level, "session", attrs...)
 }

@@ -390,11 +390,14 @@ func (s *session) endRawLocked(reason string) {
 	if s.dirs[1].state != dirRunning && s.dirs[1].pending == nil && s.dirs[1].pendingBuf == nil {
 		s.c.sayGoodbye(reason, rawFD(s.fds[0]))
 	}
+	if s.busy == 0 {
+		s.closeFDsLocked() // close ends both connections: no shutdown needed
+		return
+	}
+	// A pump is inside a splice or a write on these sockets: shut them
+	// down to wake it; the last pump closes them.
 	unix.Shutdown(s.fds[0], unix.SHUT_RDWR)
 	unix.Shutdown(s.fds[1], unix.SHUT_RDWR)
-	if s.busy == 0 {
-		s.closeFDsLocked()
-	}
 }
 
 // stop ends c's session for reason (shutdown, kick).
