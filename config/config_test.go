@@ -316,6 +316,7 @@ func TestParseInvalid(t *testing.T) {
 		{name: "control mode range", extra: "[control]\nmode = \"1777\"\n", key: "control.mode", msg: "octal"},
 		{name: "control freeze_wait", extra: "[control]\nfreeze_wait = \"1h\"\n", key: "control.freeze_wait", msg: "range"},
 		{name: "control socket", extra: "[control]\nsocket = \"ctl.sock\"\n", key: "control.socket", msg: "want a path"},
+		{name: "master separator is a delimiter", old: `retries = 2`, new: "retries = 2\nmaster_user_separator = \"+\"", key: "backend.dovecot.master_user_separator", msg: "also in recipient_delimiter"},
 		{name: "unknown key", old: `retries = 2`, new: "retries = 2\nbalanse = \"user\"", key: "backend.dovecot.balanse", msg: `did you mean "balance"`},
 		{name: "unknown key in server", old: `weight = 100`, new: "weight = 100\nadress = \"x\"", key: "backend.dovecot.server[0].adress", msg: "unknown key"},
 		{name: "unknown key second server", old: `state = "ready"`, new: "state = \"ready\"\nbogus = 1", key: "backend.dovecot.server[1].bogus", msg: "valid keys here"},

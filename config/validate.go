@@ -410,6 +410,9 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 		if b.MasterUserSeparator != "" && strings.Contains(b.DefaultDomain, b.MasterUserSeparator) {
 			p.addf(at+".default_domain", "%q contains master_user_separator %q", b.DefaultDomain, b.MasterUserSeparator)
 		}
+		if b.MasterUserSeparator != "" && strings.Contains(strings.ToLower(b.RecipientDelimiter), strings.ToLower(b.MasterUserSeparator)) {
+			p.addf(at+".master_user_separator", "%q is also in recipient_delimiter %q: a name could not be read both ways", b.MasterUserSeparator, b.RecipientDelimiter)
+		}
 		p.enum(at+".login_server_down", oneOf(b.LoginServerDown, ServerDownNext, ServerDownTempfail))
 		p.intRange(at+".retries", b.Retries, 0, 10)
 		p.intRange(at+".error_limit", b.ErrorLimit, 0, 1000)
