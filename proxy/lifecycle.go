@@ -50,7 +50,7 @@ type connLife struct {
 	state   connState
 	cancel  context.CancelFunc // ends the handler's context; nil once the handler returned
 	ended   string             // why the engine ended the session; "" if it did not
-	goodbye []byte             // what the client is told when the engine ends the session
+	goodbye string             // what the client is told when the engine ends the session
 }
 
 // goodbyeTimeout bounds writing the goodbye: a client that does not read
@@ -152,7 +152,7 @@ func (c *Conn) relaying() bool {
 // (shutdown, kick): IMAP "* BYE ...\r\n", SMTP "421 ...\r\n".
 func (c *Conn) SetGoodbye(msg string) {
 	c.mu.Lock()
-	c.life.goodbye = []byte(msg)
+	c.life.goodbye = msg
 	c.mu.Unlock()
 }
 
@@ -169,13 +169,13 @@ func (c *Conn) sayGoodbye(reason string, w io.Writer) {
 	c.mu.Lock()
 	msg := c.life.goodbye
 	c.mu.Unlock()
-	if msg == nil {
+	if msg == "" {
 		return
 	}
 	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		d.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
 	}
-	w.Write(msg)
+	io.WriteString(w, msg)
 }
 
 // finish ends the session once: the goodbye (for a serving session the
