@@ -128,6 +128,7 @@ type Server struct {
 	sems      map[string]chan struct{} // per-frontend maxconn slots, kept across reloads
 	conns     map[*Conn]struct{}
 	stopping  bool
+	sealed    bool           // stopping, and the accept loops ended: no new session registers
 	wg        sync.WaitGroup // accept loops and connection goroutines
 	drained   chan struct{}  // closed when conns becomes empty during shutdown
 }
@@ -137,6 +138,7 @@ type listener struct {
 	ln   net.Listener
 	fe   atomic.Pointer[Frontend]
 	done chan struct{}
+	gone chan struct{} // closed when acceptLoop has returned
 }
 
 // New returns a Server with no listeners; call Configure.
@@ -222,7 +224,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		delete(s.listeners, key)
 	}
 	for key, ln := range opened {
-		l := &listener{addr: key, ln: ln, done: make(chan struct{})}
+		l := &listener{addr: key, ln: ln, done: make(chan struct{}), gone: make(chan struct{})}
 		l.fe.Store(want[key])
 		s.listeners[key] = l
 		s.wg.Add(1)
@@ -289,6 +291,7 @@ func normalizeAddr(a string) (string, error) {
 // new connections wait in the kernel's backlog, as with HAProxy.
 func (s *Server) acceptLoop(l *listener) {
 	defer s.wg.Done()
+	defer close(l.gone)
 	for {
 		fe := l.fe.Load()
 		if !s.acquireSlot(s.sem, l, "global.maxconn") {
@@ -412,11 +415,11 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 }
 
 // addConn registers c as live, with its goroutine counted in wg, unless the
-// server is stopping.
+// server is stopping and its accept loops have ended (sealed).
 func (s *Server) addConn(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.sealed {
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -549,12 +552,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Shutdown stops accepting, ends sessions that have not logged in yet with
-// their goodbye (IMAP "* BYE", SMTP "421"), lets relayed sessions finish
-// until ctx is done, then closes them, telling the client goodbye where the
-// server is not in the middle of sending. It returns ctx.Err() if sessions
-// had to be force-closed.
-func (s *Server) Shutdown(ctx context.Context) error {
+// Shutdown stops accepting and ends every session at a clean point of its
+// protocol, telling the client goodbye: a session that has not logged in
+// yet at once (IMAP "* BYE", POP3 "-ERR", SMTP "421"); one whose frontend
+// drains itself ([Conn.SetDrain]: LMTP) after the transaction in progress;
+// a relayed session that asked for it ([Conn.EndAtPause]) at the first
+// pause after a server reply. Sessions still open when ctx is done are
+// closed, with the goodbye where the server is not in the middle of
+// sending, and Shutdown returns ctx.Err(); else nil once the last session
+// has ended.
+func (s *Server) Shutdown(ctx context.Context) error { return s.shutdown(ctx, false) }
+
+// Handover is Shutdown for a process whose listening sockets a new process
+// has taken over (an upgrade): the listeners close here and stay open
+// there, and a session still logging in may finish its login before it is
+// ended like the others, so that no login fails because of the upgrade.
+func (s *Server) Handover(ctx context.Context) error { return s.shutdown(ctx, true) }
+
+// drainEvery is how often a graceful shutdown looks for relayed sessions
+// at a pause.
+const drainEvery = 100 * time.Millisecond
+
+func (s *Server) shutdown(ctx context.Context, letLogin bool) error {
 	s.closeListeners()
 	s.mu.Lock()
 	drained := make(chan struct{})
@@ -565,17 +584,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
-		if !c.relaying() {
-			c.stop(EndShutdown)
-		}
+		c.beginShutdown(letLogin)
 	}
+	t := time.NewTicker(drainEvery)
+	defer t.Stop()
 	var err error
-	select {
-	case <-drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-		for _, c := range s.liveConns() {
-			c.stop(EndShutdown)
+wait:
+	for {
+		s.relay.endPaused(time.Now())
+		select {
+		case <-drained:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			for _, c := range s.liveConns() {
+				c.stop(EndShutdown)
+			}
+			break wait
+		case <-t.C:
 		}
 	}
 	s.wg.Wait()
@@ -583,13 +609,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// closeListeners closes every listener and waits for the accept loops to
+// end, so that a connection accepted just before is a live session, ended
+// as the others are (at an upgrade's handover it still logs in), not
+// closed unseen; then no new session registers.
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	s.stopping = true
+	var closed []*listener
 	for key, l := range s.listeners {
 		l.close()
 		delete(s.listeners, key)
+		closed = append(closed, l)
 	}
+	s.mu.Unlock()
+	for _, l := range closed {
+		<-l.gone
+	}
+	s.mu.Lock()
+	s.sealed = true
 	s.mu.Unlock()
 }
 
