@@ -110,6 +110,11 @@ func (f *Frontend) retries() int {
 type Options struct {
 	Logger  *slog.Logger // nil: discard
 	MaxConn int          // sessions over all frontends; 0: unlimited
+	// Listen opens the listening socket of a new address ("tcp4", "tcp6"
+	// or "tcp", and the normalised address); nil: net.Listen. cmd passes
+	// one that first takes a socket inherited from systemd or from the
+	// process being upgraded.
+	Listen func(network, address string) (net.Listener, error)
 }
 
 // Server runs frontends: it owns their listeners, their connections and the relay.
@@ -117,6 +122,8 @@ type Server struct {
 	log   *slog.Logger
 	sem   chan struct{} // global maxconn; nil: unlimited
 	relay *relay
+
+	listen func(network, address string) (net.Listener, error) // Options.Listen, or net.Listen
 
 	nextID atomic.Uint64
 
@@ -149,12 +156,16 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		log:       log,
+		listen:    opts.Listen,
 		listeners: make(map[string]*listener),
 		sems:      make(map[string]chan struct{}),
 		conns:     make(map[*Conn]struct{}),
 	}
 	if opts.MaxConn > 0 {
 		s.sem = make(chan struct{}, opts.MaxConn)
+	}
+	if s.listen == nil {
+		s.listen = net.Listen
 	}
 	s.relay = newRelay(s)
 	return s
@@ -206,7 +217,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		if _, ok := s.listeners[key]; ok {
 			continue
 		}
-		ln, err := net.Listen(network(key), key)
+		ln, err := s.listen(network(key), key)
 		if err != nil {
 			for _, l := range opened {
 				l.Close()
@@ -242,6 +253,19 @@ func (s *Server) Addrs() map[string]net.Addr {
 	m := make(map[string]net.Addr, len(s.listeners))
 	for key, l := range s.listeners {
 		m[key] = l.ln.Addr()
+	}
+	return m
+}
+
+// Listeners returns the open listening sockets keyed by normalised
+// address, for handing them to a new process (an upgrade). The Server goes
+// on using them: the caller must not close them.
+func (s *Server) Listeners() map[string]net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]net.Listener, len(s.listeners))
+	for key, l := range s.listeners {
+		m[key] = l.ln
 	}
 	return m
 }
