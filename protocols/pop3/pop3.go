@@ -77,6 +77,9 @@ const goodbye = "-ERR Server shutting down.\r\n"
 // returns, unless the session was handed to the relay after a login.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
+	// At shutdown a logged-in session ends once the server has answered
+	// the current command: nothing is cut in the middle of a RETR.
+	c.EndAtPause()
 	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }
