@@ -184,8 +184,9 @@ func (rt *runtime) apply(cfg *config.Config) error {
 	return nil
 }
 
-// shutdown stops accepting, lets sessions finish for grace, then closes them,
-// and stops the checkers. After a handover (an upgrade) the sessions still
+// shutdown stops accepting, ends every session at a clean point of its
+// protocol within grace (closing what is left then), and stops the
+// checkers. After a handover (an upgrade) the sessions still
 // logging in finish their login first (proxy.Server.Handover).
 func (rt *runtime) shutdown(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
