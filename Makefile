@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 export GOTOOLCHAIN := local
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps lint test unit integration fuzz-smoke fuzz demo bench clean
+.PHONY: all build deps lint test unit integration fuzz-smoke fuzz soak demo bench clean
 
 all: build
 
@@ -34,6 +34,12 @@ test: deps lint
 ## unit: only the fast packages (no Dovecot)
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+## soak: the long end-to-end runs (issue 12), beyond make test's budget: 100 reloads over 2 minutes of IMAP
+## logins and LMTP deliveries, SIGTERM with 1,000 IMAP IDLE sessions, upgrades under login load, the LMTP soak
+soak: deps
+	CGO_ENABLED=1 MAILDIRECTOR_SOAK=1 $(GO) test -race -count=1 -timeout 30m -v \
+		-run 'TestReloadUnderLoad|TestShutdownIdleSessionsHearBye|TestUpgradeUnderLoad|TestLMTPSoakServerRestarts' ./integration
 
 ## fuzz-smoke: run every fuzz target for FUZZTIME
 fuzz-smoke:

@@ -66,8 +66,9 @@ type Global struct {
 	// Headers from other sources are not parsed. Default empty: no PROXY
 	// headers are accepted. Frontends inherit it unless they set their own.
 	TrustedProxies []string `toml:"trusted_proxies"`
-	// ShutdownGrace is how long live sessions get after SIGTERM before they
-	// are closed. Default 30s; range 0..1h.
+	// ShutdownGrace is the longest live sessions get after SIGTERM (or an
+	// upgrade's handover) to reach a clean point of their protocol before
+	// they are closed. Default 30s; range 0..1h.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 	// BacklogWait is how long new connections of a full frontend (maxconn
 	// reached) wait in the listen backlog; past it they are accepted and

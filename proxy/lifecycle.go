@@ -18,8 +18,9 @@ import (
 //	                           │                        │
 //	                           └──────── finish ────────┴──▶ connClosed
 //
-//   - new: accepted, not yet known to the Server. If the Server is
-//     stopping, register refuses it and the accept path closes the socket.
+//   - new: accepted, not yet known to the Server. Once the Server's
+//     accept loops have ended at shutdown, register refuses it and the
+//     accept path closes the socket.
 //   - serving: registered (Sessions, Kick and shutdown see it) and the
 //     frontend's handler runs in serveConn, with a context stop cancels.
 //   - relaying: the handler gave the session to the relay with
@@ -34,6 +35,14 @@ import (
 // handOff both decide under c.mu, so either handOff sees ended and refuses,
 // or stop sees connRelaying and asks the relay, which also looks at ended
 // once it has registered the session (relay.add).
+//
+// A graceful shutdown ends each session at a clean point of its protocol
+// rather than at once: a serving session is stopped with its goodbye, or,
+// if its frontend drains itself (SetDrain, LMTP), asked to end after the
+// transaction in progress; a relayed session that asked for it
+// (EndAtPause: IMAP, POP3, submission) is ended by the relay at the first
+// pause after a server reply; whatever is left at the end of the grace
+// period is stopped.
 
 // connState is where a Conn is in its life; it only moves forward.
 type connState int
@@ -51,6 +60,12 @@ type connLife struct {
 	cancel  context.CancelFunc // ends the handler's context; nil once the handler returned
 	ended   string             // why the engine ended the session; "" if it did not
 	goodbye string             // what the client is told when the engine ends the session
+	// drain is how the frontend ends a serving session itself when a
+	// graceful shutdown starts (SetDrain); nil: the engine stops it.
+	drain func()
+	// atPause: once relayed, a graceful shutdown ends the session at a
+	// pause after a server reply (EndAtPause), not at the end of the grace.
+	atPause bool
 }
 
 // goodbyeTimeout bounds writing the goodbye: a client that does not read
@@ -58,8 +73,8 @@ type connLife struct {
 const goodbyeTimeout = time.Second
 
 // register makes c a live session of its Server and returns the handler's
-// context. It reports false when the Server is stopping; c then stays new
-// and the caller closes the socket.
+// context. It reports false when the Server is sealed (stopping, its
+// accept loops ended); c then stays new and the caller closes the socket.
 func (c *Conn) register() (context.Context, bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.life.cancel = cancel // c is not visible to stop yet: no lock needed
@@ -119,6 +134,71 @@ func (c *Conn) stop(reason string) {
 		cancel()
 	}
 	c.sock.SetReadDeadline(time.Now())
+}
+
+// beginShutdown starts the graceful end of a serving session (Shutdown):
+// the reason is recorded, so that a session still logging in is never
+// handed to the relay and its goodbye is said when its handler returns;
+// then a frontend that drains itself (SetDrain) is asked to, and any
+// other session is stopped as by stop. With letLogin (Handover), a
+// session without a drain function is left alone to finish its login; the
+// relay then ends it at a pause. A relayed or finished session is left to
+// the relay and the shutdown's pause and grace handling.
+func (c *Conn) beginShutdown(letLogin bool) {
+	c.mu.Lock()
+	if c.life.state != connServing || c.life.ended != "" {
+		c.mu.Unlock()
+		return
+	}
+	drain, cancel := c.life.drain, c.life.cancel
+	if drain == nil && letLogin {
+		c.mu.Unlock()
+		return
+	}
+	c.life.ended = EndShutdown
+	c.life.drain = nil // asked once
+	c.mu.Unlock()
+	if drain != nil {
+		drain()
+		return
+	}
+	if cancel != nil {
+		cancel()
+	}
+	c.sock.SetReadDeadline(time.Now())
+}
+
+// SetDrain registers how the frontend ends its session itself when a
+// graceful shutdown starts ([Server.Shutdown], [Server.Handover]): drain is
+// called once, from the shutdown's goroutine, and must not block; the
+// handler then returns at its next clean point (LMTP: once the transaction
+// in progress is answered) and the engine says the goodbye. Without it, a
+// session that has not been handed to the relay is stopped at once. A
+// session still open at the end of the grace period is stopped either way.
+func (c *Conn) SetDrain(drain func()) {
+	c.mu.Lock()
+	c.life.drain = drain
+	c.mu.Unlock()
+}
+
+// EndAtPause asks the engine to end the session, once relayed, at the
+// first pause after a server reply when a graceful shutdown starts, with
+// the goodbye (IMAP "* BYE", POP3 "-ERR", submission "421"), rather than
+// at the end of the grace period: the client is then between commands,
+// not in the middle of a reply, and reconnects. Without it a relayed
+// session runs until it ends or the grace period does (the tcp frontend:
+// the engine cannot tell where its protocol pauses).
+func (c *Conn) EndAtPause() {
+	c.mu.Lock()
+	c.life.atPause = true
+	c.mu.Unlock()
+}
+
+// endsAtPause reports whether EndAtPause was asked for.
+func (c *Conn) endsAtPause() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.life.atPause
 }
 
 // markEnding records that the engine ends the session for reason; "" (a

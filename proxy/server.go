@@ -124,6 +124,11 @@ func (f *Frontend) retries() int {
 type Options struct {
 	Logger  *slog.Logger // nil: discard
 	MaxConn int          // sessions over all frontends; 0: unlimited
+	// Listen opens the listening socket of a new address ("tcp4", "tcp6"
+	// or "tcp", and the normalised address); nil: net.Listen. cmd passes
+	// one that first takes a socket inherited from systemd or from the
+	// process being upgraded.
+	Listen func(network, address string) (net.Listener, error)
 }
 
 // Server runs frontends: it owns their listeners, their connections and the relay.
@@ -131,6 +136,8 @@ type Server struct {
 	log   *slog.Logger
 	sem   chan struct{} // global maxconn; nil: unlimited
 	relay *relay
+
+	listen func(network, address string) (net.Listener, error) // Options.Listen, or net.Listen
 
 	nextID atomic.Uint64
 
@@ -144,6 +151,7 @@ type Server struct {
 	guards    map[string]*guard        // per-frontend client tables, kept across reloads
 	conns     map[*Conn]struct{}
 	stopping  bool
+	sealed    bool           // stopping, and the accept loops ended: no new session registers
 	wg        sync.WaitGroup // accept loops and connection goroutines
 	drained   chan struct{}  // closed when conns becomes empty during shutdown
 }
@@ -153,6 +161,7 @@ type listener struct {
 	ln   net.Listener
 	fe   atomic.Pointer[Frontend]
 	done chan struct{}
+	gone chan struct{} // closed when acceptLoop has returned
 }
 
 // New returns a Server with no listeners; call Configure.
@@ -163,6 +172,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		log:       log,
+		listen:    opts.Listen,
 		listeners: make(map[string]*listener),
 		sems:      make(map[string]chan struct{}),
 		reserves:  make(map[string]chan struct{}),
@@ -171,6 +181,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxConn > 0 {
 		s.sem = make(chan struct{}, opts.MaxConn)
+	}
+	if s.listen == nil {
+		s.listen = net.Listen
 	}
 	s.relay = newRelay(s)
 	return s
@@ -243,7 +256,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		if _, ok := s.listeners[key]; ok {
 			continue
 		}
-		ln, err := net.Listen(network(key), key)
+		ln, err := s.listen(network(key), key)
 		if err != nil {
 			for _, l := range opened {
 				l.Close()
@@ -261,7 +274,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		delete(s.listeners, key)
 	}
 	for key, ln := range opened {
-		l := &listener{addr: key, ln: ln, done: make(chan struct{})}
+		l := &listener{addr: key, ln: ln, done: make(chan struct{}), gone: make(chan struct{})}
 		l.fe.Store(want[key])
 		s.listeners[key] = l
 		s.wg.Add(1)
@@ -279,6 +292,19 @@ func (s *Server) Addrs() map[string]net.Addr {
 	m := make(map[string]net.Addr, len(s.listeners))
 	for key, l := range s.listeners {
 		m[key] = l.ln.Addr()
+	}
+	return m
+}
+
+// Listeners returns the open listening sockets keyed by normalised
+// address, for handing them to a new process (an upgrade). The Server goes
+// on using them: the caller must not close them.
+func (s *Server) Listeners() map[string]net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]net.Listener, len(s.listeners))
+	for key, l := range s.listeners {
+		m[key] = l.ln
 	}
 	return m
 }
@@ -328,6 +354,7 @@ func normalizeAddr(a string) (string, error) {
 // new connections wait in the kernel's backlog, as with HAProxy.
 func (s *Server) acceptLoop(l *listener) {
 	defer s.wg.Done()
+	defer close(l.gone)
 	var fullSince time.Time // when the frontend was last found full; zero: it is not
 	for {
 		fe := l.fe.Load()
@@ -440,11 +467,11 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 }
 
 // addConn registers c as live, with its goroutine counted in wg, unless the
-// server is stopping.
+// server is stopping and its accept loops have ended (sealed).
 func (s *Server) addConn(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.sealed {
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -577,12 +604,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Shutdown stops accepting, ends sessions that have not logged in yet with
-// their goodbye (IMAP "* BYE", SMTP "421"), lets relayed sessions finish
-// until ctx is done, then closes them, telling the client goodbye where the
-// server is not in the middle of sending. It returns ctx.Err() if sessions
-// had to be force-closed.
-func (s *Server) Shutdown(ctx context.Context) error {
+// Shutdown stops accepting and ends every session at a clean point of its
+// protocol, telling the client goodbye: a session that has not logged in
+// yet at once (IMAP "* BYE", POP3 "-ERR", SMTP "421"); one whose frontend
+// drains itself ([Conn.SetDrain]: LMTP) after the transaction in progress;
+// a relayed session that asked for it ([Conn.EndAtPause]) at the first
+// pause after a server reply. Sessions still open when ctx is done are
+// closed, with the goodbye where the server is not in the middle of
+// sending, and Shutdown returns ctx.Err(); else nil once the last session
+// has ended.
+func (s *Server) Shutdown(ctx context.Context) error { return s.shutdown(ctx, false) }
+
+// Handover is Shutdown for a process whose listening sockets a new process
+// has taken over (an upgrade): the listeners close here and stay open
+// there, and a session still logging in may finish its login before it is
+// ended like the others, so that no login fails because of the upgrade.
+func (s *Server) Handover(ctx context.Context) error { return s.shutdown(ctx, true) }
+
+// drainEvery is how often a graceful shutdown looks for relayed sessions
+// at a pause.
+const drainEvery = 100 * time.Millisecond
+
+func (s *Server) shutdown(ctx context.Context, letLogin bool) error {
 	s.closeListeners()
 	s.mu.Lock()
 	drained := make(chan struct{})
@@ -593,17 +636,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
-		if !c.relaying() {
-			c.stop(EndShutdown)
-		}
+		c.beginShutdown(letLogin)
 	}
+	t := time.NewTicker(drainEvery)
+	defer t.Stop()
 	var err error
-	select {
-	case <-drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-		for _, c := range s.liveConns() {
-			c.stop(EndShutdown)
+wait:
+	for {
+		s.relay.endPaused(time.Now())
+		select {
+		case <-drained:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			for _, c := range s.liveConns() {
+				c.stop(EndShutdown)
+			}
+			break wait
+		case <-t.C:
 		}
 	}
 	s.wg.Wait()
@@ -611,13 +661,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// closeListeners closes every listener and waits for the accept loops to
+// end, so that a connection accepted just before is a live session, ended
+// as the others are (at an upgrade's handover it still logs in), not
+// closed unseen; then no new session registers.
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	s.stopping = true
+	var closed []*listener
 	for key, l := range s.listeners {
 		l.close()
 		delete(s.listeners, key)
+		closed = append(closed, l)
 	}
+	s.mu.Unlock()
+	for _, l := range closed {
+		<-l.gone
+	}
+	s.mu.Lock()
+	s.sealed = true
 	s.mu.Unlock()
 }
 

@@ -81,6 +81,9 @@ func (f *Frontend) Refusal(why string) string { return "-ERR [SYS/TEMP] " + why 
 // returns, unless the session was handed to the relay after a login.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
+	// At shutdown a logged-in session ends once the server has answered
+	// the current command: nothing is cut in the middle of a RETR.
+	c.EndAtPause()
 	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }

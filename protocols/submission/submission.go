@@ -89,6 +89,11 @@ func (f *Frontend) Refusal(why string) string { return "421 4.7.0 " + why + "\r\
 // ServeConn returns, unless the session was handed to the relay after AUTH.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
+	// At shutdown a relayed session hears 421 at the first pause after a
+	// server reply: never between the end of the data and its reply, so a
+	// message is accepted once or sent again, not lost (the relay does not
+	// read SMTP, so a pause between the commands of a transaction counts).
+	c.EndAtPause()
 	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }
