@@ -149,3 +149,14 @@ func asciiUpper(s string) string {
 	}
 	return string(b)
 }
+
+// UserHash is the hash Dovecot's director and doveadm give user under the
+// director_username_hash format ("" means DefaultUsernameHash): what
+// doveadm director map prints in its hash column. user is taken as given.
+func UserHash(format, user string) (uint32, error) {
+	f, err := parseUsernameHash(format)
+	if err != nil {
+		return 0, err
+	}
+	return f.sum(user), nil
+}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -60,8 +61,16 @@ func startFleetDirector(t *testing.T, usernameHash string) *dovecotlab.Director 
 // has down in maintenance (to where; at run time checks decide health).
 func fleetConfig(t *testing.T, dir, usernameHash, extra string) string {
 	t.Helper()
+	path, _ := fleetConfigBind(t, dir, usernameHash, extra)
+	return path
+}
+
+// fleetConfigBind is fleetConfig that also returns the frontend's address.
+func fleetConfigBind(t *testing.T, dir, usernameHash, extra string) (string, string) {
+	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "[frontend.imap]\nprotocol = \"imap\"\nbind = [\"127.0.0.1:%d\"]\nbackend = \"dovecot\"\n\n", freePort(t))
+	bind := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	fmt.Fprintf(&b, "[frontend.imap]\nprotocol = \"imap\"\nbind = [%q]\nbackend = \"dovecot\"\n\n", bind)
 	fmt.Fprintf(&b, "[backend.dovecot]\nbalance = \"director\"\n")
 	if usernameHash != "" {
 		fmt.Fprintf(&b, "director_username_hash = %q\n", usernameHash)
@@ -78,7 +87,7 @@ func fleetConfig(t *testing.T, dir, usernameHash, extra string) string {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, bind
 }
 
 // fleetIP maps maildirector's server names back to the director's IPs.
@@ -208,5 +217,90 @@ func TestDirectorAgreement(t *testing.T) {
 				t.Fatalf("the director's own spread %v: want users on the three up servers with points only", per)
 			}
 		})
+	}
+}
+
+// TestDirectorImportKeepsMoves: users a real director moved away from
+// their ring placement (doveadm director move) stay where the director put
+// them after maildirector imports its map: maildirector where says so from
+// the state file, and a started maildirector answers ctl where with the
+// same server and the director's expiry.
+func TestDirectorImportKeepsMoves(t *testing.T) {
+	d := startFleetDirector(t, "")
+	up := []string{"127.0.0.2", "127.0.0.3", "127.0.0.6"} // the servers with points, up
+	users := []string{"mover1@example.org", "Mover2@Example.org", "stayer@example.org"}
+	moved := map[string]string{}
+	for _, u := range users {
+		hashed, err := d.Hashed(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := hashed
+		if u != "stayer@example.org" {
+			for _, ip := range up {
+				if ip != hashed {
+					target = ip
+					break
+				}
+			}
+		}
+		if _, err := d.Doveadm("director", "move", u, target); err != nil {
+			t.Fatal(err)
+		}
+		moved[u] = target
+	}
+	dir := t.TempDir()
+	userList := filepath.Join(dir, "users.txt")
+	if err := os.WriteFile(userList, []byte(strings.Join(users, "\n")+"\nnobody@example.org\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mapOut, err := d.Doveadm("director", "map", "-f", userList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := d.Doveadm("director", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("doveadm director map:\n%s", mapOut)
+	in := filepath.Join(dir, "director.txt")
+	if err := os.WriteFile(in, []byte(mapOut+status), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "ctl.sock")
+	cfg, bind := fleetConfigBind(t, dir, "", fmt.Sprintf("[control]\nsocket = %q\nstate_file = %q\n", sock, filepath.Join(dir, "state.json")))
+
+	out, err := exec.Command(binPath, "import-director", "-c", cfg, in).CombinedOutput()
+	if err != nil {
+		t.Fatalf("import-director: %v\n%s", err, out)
+	}
+	t.Logf("import-director:\n%s", out)
+	if !strings.Contains(string(out), "3 assignments imported (2 of them away from where the ring puts the user now)") {
+		t.Errorf("import-director: got %q, want 3 imported, 2 away from the ring", out)
+	}
+	got := whereAll(t, cfg, users)
+	for _, u := range users {
+		if ip := fleetIP(got[u]); ip != moved[u] {
+			t.Errorf("where %s after the import: got %s (%s), want %s where the director has the user", u, got[u], ip, moved[u])
+		}
+	}
+
+	startProcess(t, cfg, map[string]string{"imap": bind})
+	eventually(t, "the control socket to accept", func() bool {
+		res, err := runCtl(sock, nil, "show", "info")
+		return err == nil && res.code == 0
+	})
+	for _, u := range users {
+		res, err := runCtl(sock, nil, "--json", "where", u)
+		if err != nil || res.code != 0 {
+			t.Fatalf("ctl where %s: %v %+v", u, err, res)
+		}
+		var ws []ctlWhere
+		if err := json.Unmarshal([]byte(res.stdout), &ws); err != nil || len(ws) != 1 {
+			t.Fatalf("ctl where %s: %v in %q", u, err, res.stdout)
+		}
+		if ip := fleetIP(ws[0].Server); ip != moved[u] || !strings.HasPrefix(ws[0].Reason, "sticky: expires in") || ws[0].Moved {
+			t.Errorf("ctl where %s: got %+v (%s), want sticky on %s until the director's expiry, not an operator's move", u, ws[0], ip, moved[u])
+		}
 	}
 }

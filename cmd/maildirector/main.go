@@ -39,6 +39,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return cmdWhere(rest, stdout, stderr)
 	case "ctl":
 		return cmdCtl(rest, stdout, stderr)
+	case "import-director":
+		return cmdImportDirector(rest, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "maildirector %s\n", version)
 		return 0
@@ -60,6 +62,9 @@ commands:
   check   -c FILE   validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path
   where   -c FILE USER...  which server each user is hashed to on every backend balanced by user
   ctl     [-s SOCKET] [--json] COMMAND...  steer a running instance (ctl help lists the commands)
+  import-director [-c FILE] [-b BACKEND] [-n] [FILE...]
+                    take over a Dovecot 2.3 director's assignments (doveadm director map
+                    output) into control.state_file, restored at start with their expiry
   version           print the version
 `)
 }
