@@ -41,6 +41,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return cmdCtl(rest, stdout, stderr)
 	case "import-director":
 		return cmdImportDirector(rest, stdout, stderr)
+	case "import-haproxy":
+		return cmdImportHAProxy(rest, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "maildirector %s\n", version)
 		return 0
@@ -65,6 +67,8 @@ commands:
   import-director [-c FILE] [-b BACKEND] [-n] [FILE...]
                     take over a Dovecot 2.3 director's assignments (doveadm director map
                     output) into control.state_file, restored at start with their expiry
+  import-haproxy [-o FILE] haproxy.cfg
+                    print an equivalent configuration; a warning names every line not translated
   version           print the version
 `)
 }
