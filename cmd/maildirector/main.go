@@ -61,7 +61,9 @@ func usage(w io.Writer) {
 
 commands:
   run     -c FILE   serve the frontends in FILE (SIGHUP reloads, SIGTERM/SIGINT shut down gracefully)
-  check   -c FILE   validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path
+  check   -c FILE [--dovecot DOVECONF]... [--source IP]
+                    validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path;
+                    with --dovecot, also every mismatch with a backend's doveconf -n output
   where   -c FILE USER...  which server each user is hashed to on every backend balanced by user
   ctl     [-s SOCKET] [--json] COMMAND...  steer a running instance (ctl help lists the commands)
   import-director [-c FILE] [-b BACKEND] [-n] [FILE...]
