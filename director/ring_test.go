@@ -50,6 +50,7 @@ func TestUsernameHash(t *testing.T) {
 		{"%L{user}", "Alice@Example.ORG", "alice@example.org", 0xfbf7c6ae},
 		{"%Ln", "Alice@Example.ORG", "alice", 0x6384e2b2},
 		{"%n", "alice", "alice", 0x6384e2b2},
+		{"%n", "a@B@c", "a", 0},
 		{"%d", "alice", "", 0},
 		{"%Ld", "a@B@c", "b@c", 0},
 		{"%{username}@%{domain}", "a@b", "a@b", 0},
@@ -121,6 +122,26 @@ func TestRingTieBreakByIP(t *testing.T) {
 	}
 	if want := "10.0.0.9 10.0.0.10 2001:db8::1"; strings.Join(got, " ") != want {
 		t.Errorf("tie order: got %v, want %s", got, want)
+	}
+}
+
+// TestDirectorDownServerLeavesRing: a down server's points are not on the
+// ring at all (mail_vhost_add skips down hosts), which is not the same as
+// walking past them: when the user's hash equals points of an up and of a
+// down server, the binary search over the ring without the down server
+// meets the up one, while over the whole ring it would meet the down one
+// and walk on to the next server.
+func TestDirectorDownServerLeavesRing(t *testing.T) {
+	d := newDirector(t, Options{Balance: BalanceDirector,
+		Servers: ringServers(t, "10.0.0.1", 1, "10.0.0.2", 1, "10.0.0.3", 1, "10.0.0.4", 1)})
+	h := d.userHash.sum("alice") // 0x6384e2b2
+	for i, v := range []uint32{0x10, h, h, 0xf0000000} {
+		d.servers[i].vhosts = []uint32{v}
+	}
+	d.rings = nil
+	d.SetHealth("mail3", false, "test")
+	if got := d.HashOrder("alice")[0]; got != "mail2" {
+		t.Errorf("alice (hash equal to the points of mail2 and of mail3, down): got %s, want mail2", got)
 	}
 }
 
