@@ -238,6 +238,33 @@ func TestDirectorVhostShare(t *testing.T) {
 	}
 }
 
+// TestSetVhostCount: a new vhost count reshapes the ring at once (doveadm
+// director add HOST COUNT), though a ring for the same servers was built.
+func TestSetVhostCount(t *testing.T) {
+	d := newDirector(t, Options{Balance: BalanceDirector, Servers: ringServers(t, "10.0.0.1", 100, "10.0.0.2", 100)})
+	share := func() float64 {
+		n := 0
+		for i := range 4000 {
+			if d.HashOrder(fmt.Sprintf("user%d", i))[0] == "mail1" {
+				n++
+			}
+		}
+		return float64(n) / 4000
+	}
+	if s := share(); s < 0.35 || s > 0.65 {
+		t.Fatalf("100 and 100 points: mail1 got %.2f of the users, want about half", s)
+	}
+	if err := d.SetVhostCount("mail1", 10); err != nil {
+		t.Fatal(err)
+	}
+	if s := share(); s > 0.2 {
+		t.Errorf("10 and 100 points: mail1 got %.2f of the users, want about 0.09", s)
+	}
+	if got := d.Servers()[0].VhostCount; got != 10 {
+		t.Errorf("ServerStatus.VhostCount: got %d, want 10", got)
+	}
+}
+
 // TestDirectorUsesCaseAsFormatSays: under %u the name's case is hashed as
 // the client wrote it, under %Lu it is not; the sticky table is keyed by
 // the lower-cased name either way.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -135,6 +136,11 @@ func TestImportDirector(t *testing.T) {
 	if f := strings.Fields(stdout.String()); len(f) < 5 || f[4] != other || !strings.Contains(stdout.String(), "sticky: expires in") {
 		t.Errorf("where after the import: got %q, want alice on %s (the director's), sticky; the ring says %s", stdout.String(), other, home)
 	}
+	// The director's expiry (10m), not a fresh user_expire (15m).
+	_, left, _ := strings.Cut(stdout.String(), "expires in ")
+	if d, err := time.ParseDuration(strings.TrimSuffix(strings.TrimSpace(left), ")")); err != nil || d > 10*time.Minute || d < 9*time.Minute {
+		t.Errorf("where after the import: expiry in %q (%v), want the director's 10m", left, err)
+	}
 
 	// A running maildirector (its control socket answers) is not written under.
 	ln, err := net.Listen("unix", filepath.Join(dir, "ctl.sock"))
@@ -146,6 +152,97 @@ func TestImportDirector(t *testing.T) {
 	if code := runMain([]string{"import-director", "-c", path, in}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "maildirector is running") {
 		t.Errorf("while running: exit %d, %q; want 1 and a refusal", code, stderr.String())
 	}
+}
+
+// TestWhereBalanceDirector: where places users on the ring of the
+// configured servers: their IPs, vhost counts and director_username_hash
+// reach the director (a server at vhost_count 0 gets nobody; under %Ln a
+// user's domains meet on one server).
+func TestWhereBalanceDirector(t *testing.T) {
+	dir := t.TempDir()
+	text := strings.Replace(directorConfig(dir), "vhost_count = 50", "vhost_count = 0", 1)
+	text = strings.Replace(text, "balance = \"director\"", "balance = \"director\"\ndirector_username_hash = \"%Ln\"", 1)
+	path := writeFile(t, "maildirector.toml", text)
+	var users []string
+	for i := range 60 {
+		users = append(users, fmt.Sprintf("user%d@one.example", i), fmt.Sprintf("user%d@two.example", i))
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runMain(append([]string{"where", "-c", path}, users...), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	got, server := map[string]int{}, map[string]string{}
+	for line := range strings.Lines(stdout.String()) {
+		f := strings.Fields(line)
+		got[f[4]]++
+		local, _, _ := strings.Cut(f[0], "@")
+		if s, ok := server[local]; ok && s != f[4] {
+			t.Errorf("%%Ln: %s on %s, but its other domain on %s", f[0], f[4], s)
+		}
+		server[local] = f[4]
+	}
+	if got["mail2"] != 0 || got["mail1"] == 0 || got["mail3"] == 0 {
+		t.Errorf("users per server: got %v, want none on mail2 (vhost_count 0) and some on mail1 and mail3", got)
+	}
+}
+
+// TestReloadKeepsDirectorTakesVhostCount: a reload that changes only
+// vhost counts keeps the running director (its sticky users) and gives it
+// the new counts, as doveadm director add HOST COUNT does; one that
+// changes director_username_hash builds a new director.
+func TestReloadKeepsDirectorTakesVhostCount(t *testing.T) {
+	dir := t.TempDir()
+	text := strings.Replace(directorConfig(dir), "127.0.0.1:1143", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)), 1)
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler), "", new(slog.LevelVar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.shutdown(0)
+	d := rt.backends["fleet"].dir
+	if err := d.Move("alice@example.org", "mail3"); err != nil {
+		t.Fatal(err)
+	}
+	cfg2, err := config.Parse([]byte(strings.Replace(text, "vhost_count = 50", "vhost_count = 75", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.apply(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if rt.backends["fleet"].dir != d {
+		t.Fatal("a vhost_count change replaced the director (and dropped its sticky users)")
+	}
+	if got := d.Servers()[1].VhostCount; got != 75 {
+		t.Errorf("mail2's vhost count after the reload: got %d, want 75", got)
+	}
+	if p := d.Where("alice@example.org"); p.Server != "mail3" || !p.Moved {
+		t.Errorf("alice after the reload: got %+v, want still moved to mail3", p)
+	}
+	// Another director_username_hash is another placement: a new director.
+	cfg3, err := config.Parse([]byte(strings.Replace(text, "balance = \"director\"", "balance = \"director\"\ndirector_username_hash = \"%Ln\"", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.apply(cfg3); err != nil {
+		t.Fatal(err)
+	}
+	if rt.backends["fleet"].dir == d {
+		t.Error("a director_username_hash change kept the running director")
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestImportDirectorHashMismatch: a map whose hashes are not the

@@ -24,6 +24,7 @@ func TestCheckDovecotFlag(t *testing.T) {
 	}{
 		{"clean", []string{"--dovecot", good}, 0, "OK: no mismatch with Dovecot 2.3.19.1"},
 		{"mismatch", []string{"--dovecot", bad, "--source", "127.0.0.1"}, 1, `send_proxy = "v2-ssl" (maildirector connects from 127.0.0.1) <-> dovecot: haproxy_trusted_networks = 10.0.0.0/8 (line 3)`},
+		{"source given", []string{"--dovecot", good, "--source", "10.9.9.9"}, 1, "(maildirector connects from 10.9.9.9)"},
 		{"not doveconf output", []string{"--dovecot", garbage}, 1, "not doveconf output"},
 		{"bad source", []string{"--dovecot", good, "--source", "x"}, 2, "--source"},
 		{"stray argument", []string{"extra"}, 2, "unexpected argument"},
