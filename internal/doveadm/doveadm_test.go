@@ -13,6 +13,7 @@ const mapTable = `user                      hash       mail server ip expire tim
 user1                     617210206  127.0.0.2      2026-12-01 04:53:59
 alice@example.com         3244357836 127.0.0.4      2026-12-01 04:54:00
 <unknown>                 12345      127.0.0.6      2026-12-01 05:00:00
+john smith                42         127.0.0.6      2026-12-01 05:00:00
 `
 
 const mapTab = "user\thash\tmail server ip\texpire time\n" +
@@ -47,8 +48,11 @@ func TestParseMap(t *testing.T) {
 		}
 	}
 	out, _ := Parse(strings.NewReader(mapTable), time.UTC)
-	if len(out.Assignments) != 3 || out.Assignments[1].User != "alice@example.com" || out.Assignments[2].User != "" || out.Assignments[2].Hash != 12345 {
+	if len(out.Assignments) != 4 || out.Assignments[1].User != "alice@example.com" || out.Assignments[2].User != "" || out.Assignments[2].Hash != 12345 {
 		t.Errorf("got %+v, want alice and an unknown user with hash 12345", out.Assignments)
+	}
+	if a := out.Assignments[3]; a.User != "john smith" || a.Hash != 42 {
+		t.Errorf("a user name with a space (columns read from the right): got %+v", a)
 	}
 	berlin := time.FixedZone("CET", 3600)
 	out, _ = Parse(strings.NewReader(mapTab), berlin)

@@ -125,6 +125,13 @@ func TestLint(t *testing.T) {
 	if f, notes := Lint(labConfig(t, nil), mustParse(t, labN), loopback); len(f) != 0 || len(notes) != 1 {
 		t.Fatalf("correct pair: got %v, notes %v; want no mismatch and the session correlation note", f, notes)
 	}
+	nfs := strings.Replace(labN, "ssl = no", "ssl = no\nmail_nfs_storage = yes", 1)
+	next := func(s string) string {
+		return strings.Replace(s, `login_server_down = "tempfail"`, "", 1) + "[frontend.lmtp.lmtp]\nserver_down = \"next\"\n"
+	}
+	if f, _ := Lint(labConfig(t, next), mustParse(t, nfs), loopback); len(f) != 0 {
+		t.Errorf("next with shared storage (mail_nfs_storage = yes): got %v, want no mismatch", f)
+	}
 	tests := []struct {
 		name         string
 		md           func(string) string // edit of the maildirector configuration
