@@ -6,6 +6,9 @@
 //	maildirector check -c /etc/maildirector/maildirector.toml
 //	maildirector run   -c /etc/maildirector/maildirector.toml
 //	maildirector ctl show servers
+//	maildirector check -c maildirector.toml --dovecot mail1.doveconf
+//	maildirector import-haproxy /etc/haproxy/haproxy.cfg
+//	maildirector import-director -c maildirector.toml director-map.txt
 //	maildirector version
 package main
 
