@@ -92,14 +92,9 @@ type proxy struct {
 	httpchk    *httpCheck
 	smtpchk    bool
 	expect     int // http-check expect status
-	// redispatchSet says option redispatch was on or off explicitly.
-	redispatchSet bool
-	servers       []*server
-	defServer     server
-	// HTTP-only or unsupported statements inherited from defaults are
-	// warned once, at the defaults section; ownHTTP records this proxy's.
-	httpStmts []Stmt
-	stats     struct {
+	servers    []*server
+	defServer  server
+	stats      struct {
 		enabled bool
 		auth    []string
 		admin   bool
@@ -119,14 +114,13 @@ type timeoutVal struct {
 }
 
 type bindAddr struct {
-	host    string // "" for every address
-	port    int
-	ssl     bool
-	crts    []string
-	accept  bool // accept-proxy
-	stmt    Stmt
-	minTLS  string
-	ipv6Any bool
+	host   string // "" for every address
+	port   int
+	ssl    bool
+	crts   []string
+	accept bool // accept-proxy
+	stmt   Stmt
+	minTLS string
 }
 
 // server is a server line, or a default-server line's settings.
@@ -158,7 +152,7 @@ func newProxy(kind string, s *Section, defaults *proxy) *proxy {
 		p.mode, p.modeStmt = defaults.mode, defaults.modeStmt
 		p.balance, p.balStmt = defaults.balance, defaults.balStmt
 		p.retries, p.redispatch, p.allBackups, p.maxconn = defaults.retries, defaults.redispatch, defaults.allBackups, defaults.maxconn
-		p.redispatchSet, p.retriesAt = defaults.redispatchSet, defaults.retriesAt
+		p.retriesAt = defaults.retriesAt
 		for k, v := range defaults.timeouts {
 			p.timeouts[k] = v
 		}
@@ -391,7 +385,6 @@ func (t *translator) proxyStmt(p *proxy, s Stmt) {
 	case "capture", "http-request", "http-response", "http-after-response", "http-reuse", "http-send-name-header",
 		"compression", "cookie", "errorfile", "errorloc", "errorloc302", "errorloc303", "redirect", "monitor-uri",
 		"unique-id-format", "unique-id-header", "http-error", "errorfiles", "reqadd", "rspadd":
-		p.httpStmts = append(p.httpStmts, s)
 		t.warn(s, "not translated: %s", httpPathMissing)
 	case "acl":
 		t.warn(s, "ACLs are not translated: maildirector routes every session of a frontend to its backend")
@@ -436,7 +429,6 @@ func (t *translator) timeout(p *proxy, s Stmt) {
 	case "client", "server", "connect", "check", "tunnel":
 		p.timeouts[name] = timeoutVal{d, s}
 	case "http-request", "http-keep-alive":
-		p.httpStmts = append(p.httpStmts, s)
 		t.warn(s, "not translated: %s", httpPathMissing)
 	case "queue":
 		t.warn(s, "not translated: maildirector queues nothing; a full frontend waits backlog_wait, then refuses in the protocol's words")
@@ -454,7 +446,7 @@ func (t *translator) option(p *proxy, s Stmt, on bool) {
 	name := s.Words[1]
 	switch {
 	case name == "redispatch":
-		p.redispatch, p.redispatchSet = on, true
+		p.redispatch = on
 	case name == "allbackups":
 		p.allBackups = on
 	case name == "httpchk" && on:
@@ -474,7 +466,6 @@ func (t *translator) option(p *proxy, s Stmt, on bool) {
 	case name == "httplog" || name == "forwardfor" || name == "http-server-close" || name == "httpclose" ||
 		name == "http-keep-alive" || name == "http-pretend-keepalive" || name == "http-buffer-request" || name == "http-use-htx" ||
 		name == "originalto" || name == "http-no-delay":
-		p.httpStmts = append(p.httpStmts, s)
 		t.warn(s, "not translated: %s", httpPathMissing)
 	case name == "dontlognull" || name == "dontlog-normal" || name == "log-separate-errors" || name == "log-health-checks":
 		t.warn(s, "not translated: maildirector logs every session and every server state change")
@@ -549,7 +540,7 @@ func (t *translator) bind(p *proxy, s Stmt) {
 				i++
 			}
 		case "v4v6":
-			params.ipv6Any = true
+			// Go's [::] listeners take IPv4 too.
 		case "alpn", "npn", "ciphers", "ciphersuites", "curves", "ecdhe", "ca-file", "crl-file", "verify", "name", "id",
 			"process", "interface", "mss", "backlog", "maxconn", "nice", "mode", "user", "group", "level", "tcp-ut", "namespace", "ssl-max-ver":
 			t.warn(s, "bind option %s %s is not translated", w[i], next(w, i))
