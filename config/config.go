@@ -229,6 +229,12 @@ type Backend struct {
 	Name string `toml:"-"`
 	// Balance is the server selection algorithm. Default "user".
 	Balance Balance `toml:"balance"`
+	// DirectorUsernameHash is Dovecot's director_username_hash: the name
+	// whose MD5 places a user on the ring of balance "director" (%u the
+	// login name as given, %n its part before '@', %d after it, with the
+	// modifiers L U T R). Default "%Lu", Dovecot's; only with balance
+	// "director".
+	DirectorUsernameHash string `toml:"director_username_hash"`
 	// UserExpire is how long a sticky user assignment is kept after the
 	// user's last session ends. Default 15m; range 0..168h.
 	UserExpire Duration `toml:"user_expire"`
@@ -361,6 +367,12 @@ type Server struct {
 	// Weight is the server's share of users: weight / sum of weights.
 	// Default 100; range 0..1000; 0 gets no new users.
 	Weight int `toml:"weight"`
+	// VhostCount is the server's number of points on the ring of balance
+	// "director", Dovecot's vhost_count: its share of new users is
+	// vhost_count / sum of vhost_counts. Default 100; range 0..10000; 0
+	// gets no new users. Only with balance "director" (weight is then
+	// only "0 = no new users").
+	VhostCount int `toml:"vhost_count"`
 	// Backup marks a server used only when no active server is usable.
 	// Default false.
 	Backup bool `toml:"backup"`

@@ -219,6 +219,14 @@ expect_status = 204
 name = "ring1"
 address = "10.0.1.1:81"
 ports = { http = 81, tcp = 81 }
+
+[backend.ring]
+balance = "director"
+director_username_hash = "%Ln"
+[[backend.ring.server]]
+name = "d1"
+address = "10.0.2.1"
+vhost_count = 250
 `
 
 func fullConfigText(t *testing.T) string {
@@ -235,7 +243,7 @@ func fullConfigText(t *testing.T) string {
 func TestParseFull(t *testing.T) {
 	c := mustParse(t, fullConfigText(t))
 
-	if got, want := c.Summary(), "4 frontends (imap, lmtp, sproxyd, submission), 2 backends (dovecot: 3 servers, objects: 1 server), 5 listeners"; got != want {
+	if got, want := c.Summary(), "4 frontends (imap, lmtp, sproxyd, submission), 3 backends (dovecot: 3 servers, objects: 1 server, ring: 1 server), 5 listeners"; got != want {
 		t.Errorf("Summary: got %q, want %q", got, want)
 	}
 	if g := c.Global; !strings.HasSuffix(g.LogFile, "/maildirector.log") || g.Syslog != "udp:127.0.0.1:514" || g.SyslogFacility.Code() != 2 || g.SyslogTag != "md-eu1" {
@@ -292,6 +300,10 @@ func TestParseFull(t *testing.T) {
 	if got, want := b.CheckSendProxy(b.Servers[0]), CheckProxyLocal; got != want {
 		t.Errorf("check send_proxy auto: got %s, want %s", got, want)
 	}
+	if r := c.Backends["ring"]; r.Balance != BalanceDirector || r.DirectorUsernameHash != "%Ln" || r.Servers[0].VhostCount != 250 {
+		t.Errorf("backend ring: got balance %s, director_username_hash %q, vhost_count %d; want director, %%Ln, 250",
+			r.Balance, r.DirectorUsernameHash, r.Servers[0].VhostCount)
+	}
 }
 
 func TestParseInvalid(t *testing.T) {
@@ -313,6 +325,11 @@ func TestParseInvalid(t *testing.T) {
 		{name: "stats unknown key", extra: "[stats]\nbnid = \"127.0.0.1:8404\"\n", key: "stats.bnid", msg: `did you mean "bind"`},
 		{name: "stats admin without auth", extra: "[stats]\nbind = \"127.0.0.1:8404\"\nadmin = true\n", key: "stats.admin", msg: "needs stats.auth"},
 		{name: "control mode", extra: "[control]\nmode = \"rw\"\n", key: "control.mode", msg: "octal"},
+		{name: "vhost_count without balance director", old: `weight = 100`, new: "weight = 100\nvhost_count = 50", key: "backend.dovecot.server[0].vhost_count", msg: `does nothing with balance "user"`},
+		{name: "director_username_hash without balance director", old: `retries = 2`, new: "retries = 2\ndirector_username_hash = \"%u\"", key: "backend.dovecot.director_username_hash", msg: "does nothing"},
+		{name: "balance director with a host name", old: `balance = "user"`, new: `balance = "director"`, extra: "[[backend.dovecot.server]]\nname = \"mail3\"\naddress = \"mail3.example.org\"\n", key: "backend.dovecot.server[2].address", msg: "needs an IP address"},
+		{name: "vhost_count range", old: "balance = \"user\"\nretries = 2", new: "balance = \"director\"\nretries = 2", extra: "[[backend.dovecot.server]]\nname = \"mail3\"\naddress = \"10.0.0.13\"\nvhost_count = 10001\n", key: "backend.dovecot.server[2].vhost_count", msg: "range"},
+		{name: "director_username_hash empty", old: "balance = \"user\"\nretries = 2", new: "balance = \"director\"\nretries = 2\ndirector_username_hash = \"\"", key: "backend.dovecot.director_username_hash", msg: "%Lu"},
 		{name: "control mode range", extra: "[control]\nmode = \"1777\"\n", key: "control.mode", msg: "octal"},
 		{name: "control freeze_wait", extra: "[control]\nfreeze_wait = \"1h\"\n", key: "control.freeze_wait", msg: "range"},
 		{name: "control socket", extra: "[control]\nsocket = \"ctl.sock\"\n", key: "control.socket", msg: "want a path"},
@@ -486,6 +503,7 @@ func TestParseValidVariants(t *testing.T) {
 		{name: "user check without login", old: `type = "imap"`, new: "type = \"imap\"\nuser = \"\""},
 		{name: "tcp leastconn with ports.tcp", extra: tcpFrontend + "[backend.plain]\nbalance = \"leastconn\"\n[[backend.plain.server]]\nname = \"s1\"\naddress = \"10.0.0.21\"\nports = { tcp = 8080 }\n"},
 		{name: "frontend idle zero inherits", extra: "[frontend.imap.timeouts]\nidle = \"0s\"\n"},
+		{name: "balance director", old: "balance = \"user\"\nretries = 2", new: "balance = \"director\"\nretries = 2\ndirector_username_hash = \"%Ln\"", extra: "[[backend.dovecot.server]]\nname = \"mail3\"\naddress = \"[2001:db8::13]:143\"\nvhost_count = 0\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -644,6 +662,9 @@ tls = { enabled = true }
 	s := b.Servers[0]
 	if s.Weight != 100 || s.State != ServerStateReady || s.SendProxy != SendProxyV2SSL || !s.Check || s.Backup || s.MaxConn != 0 {
 		t.Errorf("server: got %+v", s)
+	}
+	if s.VhostCount != 100 || b.DirectorUsernameHash != "%Lu" {
+		t.Errorf("director defaults: got vhost_count %d, director_username_hash %q; want Dovecot's 100 and %%Lu", s.VhostCount, b.DirectorUsernameHash)
 	}
 	if !s.TLS.Verify || s.TLS.ServerName != "10.0.0.1" {
 		t.Errorf("server tls: got %+v, want verify and server_name 10.0.0.1", s.TLS)

@@ -167,6 +167,7 @@ const (
 	BalanceLeastConn  Balance = "leastconn"  // fewest live sessions
 	BalanceRoundRobin Balance = "roundrobin" // weighted round robin
 	BalanceSource     Balance = "source"     // hash of the client IP
+	BalanceDirector   Balance = "director"   // Dovecot 2.3 director's ring (vhost_count, director_username_hash), sticky
 )
 
 // OnMarkedDown is backend.NAME.on_marked_down.

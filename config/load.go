@@ -74,6 +74,7 @@ func parse(data []byte, noFiles bool) (*Config, error) {
 	var p problems
 	checkKeys(&p, md, raw)
 	c.checkProtocolKeys(&p, table(raw))
+	c.checkBalanceKeys(&p, table(raw))
 	c.applyDefaults(table(raw))
 	c.loadSecrets(&p)
 	if err := c.Validate(); err != nil {
@@ -255,6 +256,31 @@ func (c *Config) checkProtocolKeys(p *problems, raw table) {
 	}
 }
 
+// checkBalanceKeys reports the keys of balance "director" set on a backend
+// with another balance, which would silently do nothing.
+func (c *Config) checkBalanceKeys(p *problems, raw table) {
+	for _, name := range c.BackendNames() {
+		b := c.Backends[name]
+		if b == nil || b.Balance == BalanceDirector {
+			continue
+		}
+		braw := raw.sub("backend").sub(name)
+		at := path("backend", keyPart(name))
+		why := fmt.Sprintf("does nothing with balance %q (only balance \"director\" places users on Dovecot's ring); remove it", string(b.Balance))
+		if b.Balance == "" {
+			why = `does nothing with the default balance "user" (only balance "director" places users on Dovecot's ring); remove it`
+		}
+		if braw.has("director_username_hash") {
+			p.addf(at+".director_username_hash", "%s", why)
+		}
+		for i := range b.Servers {
+			if braw.elem("server", i).has("vhost_count") {
+				p.addf(at+".server"+idx(i)+".vhost_count", "%s", why)
+			}
+		}
+	}
+}
+
 // unknownKey builds the error for key k in a table whose valid keys are
 // names: the case-sensitive spelling, the closest name, or the full list.
 func unknownKey(k string, names []string) error {
@@ -352,6 +378,10 @@ const (
 	defaultFall             = 3
 	defaultExpectStatus     = 200
 	defaultWeight           = 100
+	// defaultVhostCount and defaultUsernameHash are Dovecot 2.3's
+	// (VHOST_MULTIPLIER in src/director/mail-host.c, director_username_hash).
+	defaultVhostCount   = 100
+	defaultUsernameHash = "%Lu"
 	// defaultRecipientDelimiter is Dovecot's recipient_delimiter default.
 	defaultRecipientDelimiter = "+"
 	// lmtpIdle is an LMTP frontend's idle timeout unless one is set: RFC
@@ -512,6 +542,9 @@ func (c *Config) applyDefaults(raw table) {
 		braw := raw.sub("backend").sub(name)
 		b.Name = name
 		setStr(&b.Balance, BalanceUser)
+		if !braw.has("director_username_hash") {
+			b.DirectorUsernameHash = defaultUsernameHash
+		}
 		setDur(&b.UserExpire, braw, "user_expire", defaultUserExpire)
 		setInt(&b.Retries, braw, "retries", defaultRetries)
 		setInt(&b.ErrorLimit, braw, "error_limit", defaultErrorLimit)
@@ -543,6 +576,7 @@ func (c *Config) applyDefaults(raw table) {
 			}
 			sraw := braw.elem("server", i)
 			setInt(&s.Weight, sraw, "weight", defaultWeight)
+			setInt(&s.VhostCount, sraw, "vhost_count", defaultVhostCount)
 			setStr(&s.State, ServerStateReady)
 			setStr(&s.SendProxy, b.defaultSendProxy(s))
 			if !sraw.has("check") {

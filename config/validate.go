@@ -391,7 +391,10 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 		if !validName(name) {
 			p.addf(at, "backend name %q: use only letters, digits, '.', '_' and '-'", name)
 		}
-		p.enum(at+".balance", oneOf(b.Balance, BalanceUser, BalanceLeastConn, BalanceRoundRobin, BalanceSource))
+		p.enum(at+".balance", oneOf(b.Balance, BalanceUser, BalanceLeastConn, BalanceRoundRobin, BalanceSource, BalanceDirector))
+		if b.Balance == BalanceDirector && (b.DirectorUsernameHash == "" || !oneLine(b.DirectorUsernameHash)) {
+			p.addf(at+".director_username_hash", "%q: write Dovecot's director_username_hash, e.g. \"%%Lu\"", b.DirectorUsernameHash)
+		}
 		p.durRange(at+".user_expire", b.UserExpire, 0, 168*time.Hour)
 		if d := b.DefaultDomain; d != "" {
 			if strings.HasPrefix(d, "@") {
@@ -430,8 +433,8 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 				tcpUser = f
 			}
 		}
-		if tcpUser != nil && b.Balance == BalanceUser {
-			p.addf(at+".balance", `balance "user" needs a protocol with a login, but frontend.%s (protocol tcp) uses this backend; use "leastconn", "roundrobin" or "source"`, keyPart(tcpUser.Name))
+		if tcpUser != nil && (b.Balance == BalanceUser || b.Balance == BalanceDirector) {
+			p.addf(at+".balance", `balance %q needs a protocol with a login, but frontend.%s (protocol tcp) uses this backend; use "leastconn", "roundrobin" or "source"`, string(b.Balance), keyPart(tcpUser.Name))
 		}
 
 		if len(b.Servers) == 0 {
@@ -450,8 +453,16 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 					names[s.Name] = i
 				}
 			}
-			if _, _, err := splitAddress(s.Address); err != nil {
+			host, _, err := splitAddress(s.Address)
+			if err != nil {
 				continue // reported by validateServer
+			}
+			if b.Balance == BalanceDirector {
+				// The ring hashes "<ip>-<i>": a host name would give other points.
+				if _, err := netip.ParseAddr(host); err != nil {
+					p.addf(sat+".address", "%q: balance \"director\" needs an IP address, the one in Dovecot's director_mail_servers (the ring hashes it)", s.Address)
+				}
+				p.intRange(sat+".vhost_count", s.VhostCount, 0, 10000)
 			}
 			if tcpUser != nil && s.Port(ProtocolTCP) == 0 {
 				p.addf(sat+".address", "no port for protocol tcp (frontend.%s uses this backend): add one to the address, e.g. \"%s:8080\", or set ports.tcp", keyPart(tcpUser.Name), bracket(s.Host()))

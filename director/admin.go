@@ -81,6 +81,74 @@ func (d *Director) SetWeight(name string, w int) error {
 	return nil
 }
 
+// SetVhostCount sets a server's points on the ring under BalanceDirector
+// (0..MaxVhostCount; 0 takes no new users), as `doveadm director add HOST
+// COUNT` does. Sticky users stay. It is a no-op under the other
+// algorithms, which place by weight.
+func (d *Director) SetVhostCount(name string, n int) error {
+	if n < 0 || n > MaxVhostCount {
+		return fmt.Errorf("director %s: set vhost count of %q: %d: want 0..%d", d.name, name, n, MaxVhostCount)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return err
+	}
+	s := &d.servers[i]
+	if d.balance != BalanceDirector || len(s.vhosts) == n {
+		return nil
+	}
+	d.log.Info("server vhost count change", "backend", d.name, "server", s.name, "from", len(s.vhosts), "to", n)
+	s.vhosts = vhostPoints(s.ip, n)
+	d.rings = nil
+	return nil
+}
+
+// Assign restores an assignment made elsewhere, such as a Dovecot
+// director's (maildirector import-director): user is pinned to server as
+// if its last session there had just ended, until expires, when the entry
+// expires like any other; a later session refreshes it as usual. Unlike
+// Move it is no operator's move (Placement.Moved stays false). An expires
+// in the past, or a server that is down or in maintenance, changes nothing
+// and returns an error. user is a login name.
+func (d *Director) Assign(user, name string, expires time.Time) error {
+	user = d.names.normalize(user, false)
+	if user == "" {
+		return fmt.Errorf("director %s: assign: empty user name", d.name)
+	}
+	now := time.Now()
+	if !expires.After(now) {
+		return fmt.Errorf("director %s: assign %q to %s: expired at %s", d.name, user, name, expires.Format(time.RFC3339))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, err := d.lookupServer(name)
+	if err != nil {
+		return err
+	}
+	if s := &d.servers[i]; !s.up || s.admin == AdminMaint {
+		return fmt.Errorf("director %s: assign %q to %s: %w", d.name, user, name, ErrServerUnavailable)
+	}
+	e, ok := d.table.Get(user)
+	if !ok {
+		if e, ok = d.pending[user]; ok {
+			delete(d.pending, user)
+		} else {
+			e = &sticky{}
+		}
+		d.addLocked(user, e)
+	}
+	d.setServerLocked(e, i)
+	e.since, e.active, e.moved = now, now, false
+	if e.live == 0 {
+		e.expires = expires
+	} else {
+		e.refresh = true // expires once the live leases end
+	}
+	return nil
+}
+
 // Move pins user to server: new sessions go there, and the entry lives
 // like any other (it starts to expire now if the user has no live
 // session). Existing sessions are the caller's business (kick them).

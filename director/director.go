@@ -22,6 +22,13 @@ const (
 	// DefaultStickySize bounds the sticky table when Options.StickySize is
 	// zero: about a million users, a few hundred bytes each.
 	DefaultStickySize = 1 << 20
+	// DefaultVhostCount is a server's points on the ring when
+	// ServerOptions.VhostCount is zero: Dovecot's VHOST_MULTIPLIER, the
+	// vhost_count of a server added without one.
+	DefaultVhostCount = 100
+	// MaxVhostCount bounds ServerOptions.VhostCount: a ring of a hundred
+	// servers at the maximum is a million points.
+	MaxVhostCount = 10000
 )
 
 // ServerOptions describes one server of a backend.
@@ -42,6 +49,17 @@ type ServerOptions struct {
 	// (Request.Recipient): they neither fill a server nor are refused by
 	// a full one. Zero (or negative) means unlimited.
 	MaxConn int
+	// IP is the server's address: under BalanceDirector the seed of its
+	// points on the ring, as Dovecot's director hashes "<ip>-<i>"
+	// (required then); ignored by the other algorithms.
+	IP netip.Addr
+	// VhostCount is the server's number of points on the ring under
+	// BalanceDirector, Dovecot's vhost_count (doveadm director add HOST
+	// COUNT): its share of new users is VhostCount / Σ VhostCount. Zero
+	// means DefaultVhostCount; negative means none: no new users, as
+	// Dovecot's vhost_count 0. Ignored by the other algorithms, which use
+	// Weight.
+	VhostCount int
 }
 
 // Options configures a Director.
@@ -79,6 +97,11 @@ type Options struct {
 	// none; it must be a single character (byte) that DefaultDomain does
 	// not contain.
 	MasterSeparator string
+	// UsernameHash is Dovecot's director_username_hash, the name whose MD5
+	// places a user on the ring under BalanceDirector; see usernameHash for
+	// what is expanded. "" means DefaultUsernameHash, "%Lu". Ignored by the
+	// other algorithms.
+	UsernameHash string
 	// AllBackups spreads users over all usable backups with the balance
 	// algorithm when no active server is usable. False means only the first
 	// usable backup in configuration order is used.
@@ -160,11 +183,14 @@ type server struct {
 	failed       uint64 // Failed leases, ever
 	passiveDowns uint64 // times Failed leases took the server down
 
-	sessions   int    // live leases of logins (not Request.Recipient)
-	recipients int    // live leases of LMTP recipients (Request.Recipient)
-	picks      uint64 // leases handed out, ever
-	failures   int    // consecutive Failed leases
-	rrCur      int    // smooth weighted round robin "current weight"
+	sessions   int      // live leases of logins (not Request.Recipient)
+	recipients int      // live leases of LMTP recipients (Request.Recipient)
+	ip         string   // ServerOptions.IP as net_ip2addr prints it ("" without one)
+	ipKey      []byte   // the address in net_ip_cmp's order (ipKey)
+	vhosts     []uint32 // the hashes of the server's ring points (BalanceDirector)
+	picks      uint64   // leases handed out, ever
+	failures   int      // consecutive Failed leases
+	rrCur      int      // smooth weighted round robin "current weight"
 }
 
 // Director places users on the servers of one backend. All methods are
@@ -189,12 +215,16 @@ type Director struct {
 	// bounded by the live leases; StickyLen does not count it.
 	pending map[string]*sticky
 	rr      int // tie-break rotation for leastconn
+	// userHash places users on the ring (BalanceDirector); rings are the
+	// rings built so far, by membership (ringLocked).
+	userHash usernameHash
+	rings    []cachedRing
 }
 
 // New validates opts and returns a Director with every server up.
 func New(opts Options) (*Director, error) {
 	var errs []error
-	if opts.Balance < BalanceUser || opts.Balance > BalanceSource {
+	if opts.Balance < BalanceUser || opts.Balance > BalanceDirector {
 		errs = append(errs, fmt.Errorf("balance: %w: %d", ErrUnknownBalance, int(opts.Balance)))
 	}
 	if len(opts.Servers) == 0 {
@@ -219,7 +249,7 @@ func New(opts Options) (*Director, error) {
 		balance:    opts.Balance,
 		userExpire: opts.UserExpire,
 		names: userNames{
-			domain:     asciiLower(strings.TrimSpace(opts.DefaultDomain)),
+			domain:     strings.TrimSpace(opts.DefaultDomain),
 			delimiters: asciiLower(opts.RecipientDelimiter),
 			masterSep:  asciiLower(opts.MasterSeparator),
 			stripLogin: opts.StripLoginDetail,
@@ -234,6 +264,12 @@ func New(opts Options) (*Director, error) {
 	}
 	if d.userExpire == 0 {
 		d.userExpire = DefaultUserExpire
+	}
+	if d.balance == BalanceDirector {
+		var err error
+		if d.userHash, err = parseUsernameHash(opts.UsernameHash); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -251,6 +287,12 @@ func New(opts Options) (*Director, error) {
 		if so.Admin < AdminReady || so.Admin > AdminMaint {
 			errs = append(errs, fmt.Errorf("server[%d]: %w: %d", i, ErrUnknownAdminState, int(so.Admin)))
 		}
+		if so.VhostCount > MaxVhostCount {
+			errs = append(errs, fmt.Errorf("server[%d]: vhost count %d: want at most %d", i, so.VhostCount, MaxVhostCount))
+		}
+		if d.balance == BalanceDirector && !so.IP.IsValid() {
+			errs = append(errs, fmt.Errorf("server[%d]: balance director needs the server's IP address (the ring hashes it)", i))
+		}
 		d.byName[so.Name] = i
 		d.servers[i] = server{
 			name:    so.Name,
@@ -262,6 +304,11 @@ func New(opts Options) (*Director, error) {
 			up:      true,
 			reason:  "initial state",
 			changed: time.Now(),
+		}
+		if so.IP.IsValid() && d.balance == BalanceDirector {
+			ip := so.IP.Unmap()
+			d.servers[i].ip, d.servers[i].ipKey = ip.String(), ipKey(ip)
+			d.servers[i].vhosts = vhostPoints(d.servers[i].ip, vhostCount(so.VhostCount))
 		}
 	}
 	size := opts.StickySize
@@ -277,6 +324,18 @@ func New(opts Options) (*Director, error) {
 		return nil, fmt.Errorf("director %s: %w", opts.Name, err)
 	}
 	return d, nil
+}
+
+// vhostCount resolves ServerOptions.VhostCount: zero is the default,
+// negative none.
+func vhostCount(n int) int {
+	switch {
+	case n == 0:
+		return DefaultVhostCount
+	case n < 0:
+		return 0
+	}
+	return min(n, MaxVhostCount)
 }
 
 // Name returns the backend name.

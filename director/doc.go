@@ -69,6 +69,14 @@
 // record sticky entries so a user's later sessions follow the first one.
 // BalanceSource hashes the client IP address (HRW again) and keeps no table.
 //
+// BalanceDirector replaces HRW by Dovecot 2.3's director placement, for
+// sites that migrate from a Dovecot director tier without moving anyone:
+// each server contributes ServerOptions.VhostCount points MD5("<ip>-<i>")
+// to a ring, and a user goes to the first point at or after the MD5 of
+// Options.UsernameHash expanded for the name (ring.go cites the Dovecot
+// functions each rule reproduces). It keeps the sticky table as
+// BalanceUser does; Assign restores the director's own assignments.
+//
 // # Server states
 //
 // A server takes new users when it is up, AdminReady, has weight > 0 and is

@@ -23,6 +23,7 @@ import (
 // lease ends without one, as a move does not outlive such leases either.
 func (d *Director) Pick(req Request) (*Lease, error) {
 	user := d.names.normalize(req.User, req.Recipient)
+	hashName := d.hashName(req.User, req.Recipient)
 	useTable := d.balance != BalanceSource && user != ""
 	now := time.Now()
 	if ch := d.holds.held(user); ch != nil && user != "" {
@@ -37,7 +38,7 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	idx, reason := -1, ""
 	switch {
 	case req.Stay:
-		idx, reason = d.homeLocked(entry, user, req)
+		idx, reason = d.homeLocked(entry, user, hashName, req)
 		if idx >= 0 && !d.stickyOKLocked(idx, choice{recipient: req.Recipient}) {
 			name := d.servers[idx].name
 			d.mu.Unlock()
@@ -46,7 +47,7 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	case entry != nil && d.stickyOKLocked(entry.server, choice{exclude: req.Exclude, recipient: req.Recipient}):
 		idx, reason = entry.server, "sticky"
 	default:
-		idx, reason = d.chooseLocked(choice{user: user, client: req.Client, exclude: req.Exclude, commit: true, recipient: req.Recipient})
+		idx, reason = d.chooseLocked(choice{user: user, hashName: hashName, client: req.Client, exclude: req.Exclude, commit: true, recipient: req.Recipient})
 	}
 	if idx < 0 {
 		d.mu.Unlock()
@@ -83,20 +84,34 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 
 // homeLocked is the user's own server for Request.Stay: its sticky server,
 // else the choice of the balance algorithm with every server counted as up.
-func (d *Director) homeLocked(entry *sticky, user string, req Request) (int, string) {
+func (d *Director) homeLocked(entry *sticky, user, hashName string, req Request) (int, string) {
 	if entry != nil {
 		return entry.server, "sticky"
 	}
-	return d.chooseLocked(choice{user: user, client: req.Client, assumeUp: true, recipient: req.Recipient})
+	return d.chooseLocked(choice{user: user, hashName: hashName, client: req.Client, assumeUp: true, recipient: req.Recipient})
+}
+
+// hashName is the name BalanceDirector hashes for user (a login name, or
+// with recipient an LMTP recipient): normalised but in the case the client
+// wrote it, since director_username_hash decides about case (%Lu or %u).
+// It is "" under the other algorithms, which hash the normalised name.
+func (d *Director) hashName(user string, recipient bool) string {
+	if d.balance != BalanceDirector {
+		return ""
+	}
+	return d.names.asGiven(user, recipient)
 }
 
 // choice is one placement question as the balance algorithms see it. It
 // lives for one call, so whatever mode a request needs travels here and
 // never on the Director.
 type choice struct {
-	user    string         // normalised user name: the BalanceUser key
-	client  netip.AddrPort // the BalanceSource key
-	exclude []string       // servers already tried
+	user string // normalised user name: the BalanceUser key
+	// hashName is the user name as given (Director.hashName): the
+	// BalanceDirector key, which director_username_hash expands.
+	hashName string
+	client   netip.AddrPort // the BalanceSource key
+	exclude  []string       // servers already tried
 	// commit lets the call advance the round-robin and leastconn rotation;
 	// false for predictions (Where, Request.Stay's home server).
 	commit bool
@@ -187,6 +202,10 @@ func (d *Director) reasonName() string {
 	return d.balance.String()
 }
 
+// hashes reports whether the balance algorithm places a user by its name
+// alone (BalanceUser, BalanceDirector), so that Where can predict it.
+func (d *Director) hashes() bool { return d.balance == BalanceUser || d.balance == BalanceDirector }
+
 // balanceLocked runs the balance algorithm over the usable servers whose
 // backup flag equals backup.
 func (d *Director) balanceLocked(backup bool, c choice) int {
@@ -197,6 +216,8 @@ func (d *Director) balanceLocked(backup bool, c choice) int {
 		return d.roundRobinLocked(backup, c)
 	case BalanceSource:
 		return d.hrwLocked(backup, sourceHash(c.client), c)
+	case BalanceDirector:
+		return d.directorLocked(backup, c)
 	default:
 		return d.hrwLocked(backup, keyHash(c.user), c)
 	}
@@ -277,11 +298,16 @@ func (d *Director) roundRobinLocked(backup bool, c choice) int {
 }
 
 // HashOrder returns the servers that take new users in the user's
-// rendezvous-hash preference order: usable actives first, then usable
-// backups (in hash order with AllBackups, else configuration order). It
-// ignores the sticky table; Pick's answer comes first, HashOrder says where
-// to go next (LMTP redelivery, retries). user is a login name.
+// preference order: usable actives first, then usable backups (in hash
+// order with AllBackups, else configuration order). The order is the
+// rendezvous-hash one, or under BalanceDirector the order in which the
+// ring offers servers to the user. It ignores the sticky table; Pick's
+// answer comes first, HashOrder says where to go next (LMTP redelivery,
+// retries). user is a login name.
 func (d *Director) HashOrder(user string) []string {
+	if d.balance == BalanceDirector {
+		return d.ringOrder(user)
+	}
 	key := keyHash(d.names.normalize(user, false))
 	type scored struct {
 		i      int
@@ -315,5 +341,27 @@ func (d *Director) HashOrder(user string) []string {
 		out[k] = d.servers[x.i].name
 	}
 	d.mu.Unlock()
+	return out
+}
+
+// ringOrder is HashOrder under BalanceDirector.
+func (d *Director) ringOrder(user string) []string {
+	c := choice{hashName: d.hashName(user, false)}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	order := d.ringOrderLocked(false, c)
+	if d.allBackups {
+		order = append(order, d.ringOrderLocked(true, c)...)
+	} else {
+		for i := range d.servers {
+			if d.servers[i].backup && d.newUsersLocked(i, c) {
+				order = append(order, i)
+			}
+		}
+	}
+	out := make([]string, len(order))
+	for k, i := range order {
+		out[k] = d.servers[i].name
+	}
 	return out
 }

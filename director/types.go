@@ -20,6 +20,11 @@ const (
 	BalanceRoundRobin
 	// BalanceSource hashes the client IP address; no sticky table.
 	BalanceSource
+	// BalanceDirector places users as Dovecot 2.3's director does (a ring
+	// of ServerOptions.VhostCount MD5 points per server, the user's MD5 of
+	// Options.UsernameHash looked up on it; see ring.go) and keeps them on
+	// their server through the sticky table, as BalanceUser does.
+	BalanceDirector
 )
 
 var balanceNames = [...]string{
@@ -27,6 +32,7 @@ var balanceNames = [...]string{
 	BalanceLeastConn:  "leastconn",
 	BalanceRoundRobin: "roundrobin",
 	BalanceSource:     "source",
+	BalanceDirector:   "director",
 }
 
 // String returns the configuration spelling of b ("user", "leastconn", ...).

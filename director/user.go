@@ -7,7 +7,7 @@ import "strings"
 // sticky table and of the hash. Routing on any other name would put one
 // mailbox on two servers. New builds it from Options; it never changes.
 type userNames struct {
-	domain     string // lower-cased Options.DefaultDomain; empty for none
+	domain     string // Options.DefaultDomain as configured (trimmed); empty for none
 	delimiters string // lower-cased Options.RecipientDelimiter; empty for none
 	masterSep  string // lower-cased Options.MasterSeparator: "" or one byte
 	stripLogin bool   // Options.StripLoginDetail
@@ -34,9 +34,18 @@ type userNames struct {
 // The empty name stays empty. normalize is idempotent, and its result has no
 // delimiter in the local part when the detail was stripped.
 func (n userNames) normalize(user string, recipient bool) string {
-	u := asciiLower(strings.TrimSpace(user))
+	return asciiLower(n.asGiven(user, recipient))
+}
+
+// asGiven is normalize without the lower-casing: the same steps, with the
+// separators and delimiters matched regardless of case, on the name as the
+// client wrote it. It is the name Dovecot's director hashes under a
+// director_username_hash without L (BalanceDirector); normalize(u) is
+// always asciiLower(asGiven(u)).
+func (n userNames) asGiven(user string, recipient bool) string {
+	u := strings.TrimSpace(user)
 	if !recipient && n.masterSep != "" {
-		if i := strings.Index(u, n.masterSep); i > 0 {
+		if i := strings.Index(asciiLower(u), n.masterSep); i > 0 {
 			u = strings.TrimSpace(u[:i])
 		}
 	}
@@ -52,14 +61,19 @@ func (n userNames) normalize(user string, recipient bool) string {
 // stripDetail removes the detail from addr: from the first byte of the
 // local part (before the last '@') that is in delimiters up to the '@', or
 // to the end when addr has no '@'. Each byte of delimiters is a delimiter,
-// as Dovecot's recipient_delimiter ("+-" means '+' or '-').
+// as Dovecot's recipient_delimiter ("+-" means '+' or '-'); delimiters is
+// lower-case and matches either case.
 func stripDetail(addr, delimiters string) string {
 	local, domain := addr, ""
 	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
 		local, domain = addr[:at], addr[at:]
 	}
 	for i := 0; i < len(local); i++ {
-		if strings.IndexByte(delimiters, local[i]) >= 0 {
+		c := local[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if strings.IndexByte(delimiters, c) >= 0 {
 			return strings.TrimSpace(local[:i]) + domain
 		}
 	}

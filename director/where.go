@@ -13,6 +13,9 @@ type ServerStatus struct {
 	Backup  bool
 	Admin   AdminState
 	MaxConn int
+	// VhostCount is the server's points on the ring (BalanceDirector);
+	// zero under the other algorithms.
+	VhostCount int
 	// Up is the health; Reason says why it is what it is.
 	Up     bool
 	Reason string
@@ -45,6 +48,7 @@ func (d *Director) Servers() []ServerStatus {
 			Name: s.name, Index: i, Weight: s.weight, Backup: s.backup, Admin: s.admin, MaxConn: s.maxConn,
 			Up: s.up, Reason: s.reason, Sessions: s.sessions, Recipients: s.recipients, Picks: s.picks, Failures: s.failures,
 			Changed: s.changed, Assigned: s.assigned, Failed: s.failed, PassiveDowns: s.passiveDowns,
+			VhostCount: len(s.vhosts),
 		}
 	}
 	return out
@@ -81,7 +85,8 @@ type Placement struct {
 	Since time.Time
 	Moved bool
 	// Hashed is where the balance algorithm alone would place the user now
-	// (BalanceUser); empty for the others or when no server is usable.
+	// (BalanceUser, BalanceDirector); empty for the others or when no
+	// server is usable.
 	Hashed string
 	// Frozen says an operator froze the user (Holds): no session or
 	// delivery goes anywhere until the user is released.
@@ -91,14 +96,15 @@ type Placement struct {
 // Where reports where user's next session would go and why, without
 // changing anything but expired-entry cleanup. user is a login name.
 func (d *Director) Where(user string) Placement {
+	hashName := d.hashName(user, false)
 	user = d.names.normalize(user, false)
 	p := Placement{User: user}
 	now := time.Now()
 	p.Frozen = user != "" && d.holds.held(user) != nil
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.balance == BalanceUser && user != "" {
-		if i, _ := d.chooseLocked(choice{user: user}); i >= 0 {
+	if d.hashes() && user != "" {
+		if i, _ := d.chooseLocked(choice{user: user, hashName: hashName}); i >= 0 {
 			p.Hashed = d.servers[i].name
 		}
 	}
@@ -145,7 +151,7 @@ func (d *Director) Where(user string) Placement {
 		p.Reason = prefix + " (decided at login)"
 		return p
 	}
-	i, how := d.chooseLocked(choice{user: user})
+	i, how := d.chooseLocked(choice{user: user, hashName: hashName})
 	if i < 0 {
 		p.Reason = prefix + "; no usable server"
 		return p

@@ -182,7 +182,7 @@ func sameDirectorOptions(a, b *config.Backend) bool {
 	noCheck := func(c *config.Backend) bool { return c.Check.Type == config.CheckTypeNone }
 	return a.Balance == b.Balance && a.UserExpire == b.UserExpire && a.DefaultDomain == b.DefaultDomain &&
 		a.RecipientDelimiter == b.RecipientDelimiter && a.StripLoginDetail == b.StripLoginDetail &&
-		a.MasterUserSeparator == b.MasterUserSeparator &&
+		a.MasterUserSeparator == b.MasterUserSeparator && a.DirectorUsernameHash == b.DirectorUsernameHash &&
 		a.AllBackups == b.AllBackups && a.ErrorLimit == b.ErrorLimit && noCheck(a) == noCheck(b)
 }
 
@@ -195,6 +195,7 @@ func (bb *backendBuild) commit() {
 		for _, s := range bb.cfg.Servers {
 			admin, _ := adminState(s.State) // parsed without error by buildBackend
 			b.dir.SetWeight(s.Name, s.Weight)
+			b.dir.SetVhostCount(s.Name, s.VhostCount)
 			b.dir.SetAdmin(s.Name, admin)
 		}
 	}

@@ -9,12 +9,14 @@ import (
 	"github.com/maildirector/maildirector/config"
 )
 
-// cmdCheck validates a configuration file the way `run` and a reload would.
+// cmdCheck validates a configuration file the way `run` and a reload would,
+// and with --dovecot its pairing with the Dovecot backends (lintcheck.go).
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check", args, stderr)
+	a, ok := parseCheckArgs(args, stderr)
 	if !ok {
 		return 2
 	}
+	path := a.path
 	cfg, err := config.Load(path)
 	if err != nil {
 		for _, e := range flatten(err) {
@@ -27,6 +29,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK: %s\n", path, cfg.Summary())
+	if len(a.dovecot) > 0 {
+		return lintDovecot(cfg, a, stdout, stderr)
+	}
 	return 0
 }
 

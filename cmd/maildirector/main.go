@@ -6,6 +6,9 @@
 //	maildirector check -c /etc/maildirector/maildirector.toml
 //	maildirector run   -c /etc/maildirector/maildirector.toml
 //	maildirector ctl show servers
+//	maildirector check -c maildirector.toml --dovecot mail1.doveconf
+//	maildirector import-haproxy /etc/haproxy/haproxy.cfg
+//	maildirector import-director -c maildirector.toml director-map.txt
 //	maildirector version
 package main
 
@@ -39,6 +42,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return cmdWhere(rest, stdout, stderr)
 	case "ctl":
 		return cmdCtl(rest, stdout, stderr)
+	case "import-director":
+		return cmdImportDirector(rest, stdout, stderr)
+	case "import-haproxy":
+		return cmdImportHAProxy(rest, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "maildirector %s\n", version)
 		return 0
@@ -59,9 +66,16 @@ commands:
   run     -c FILE   serve the frontends in FILE (SIGHUP reloads, SIGTERM/SIGINT shut down gracefully)
           [--upgrade-from SOCKET]  first take the listening sockets over from the maildirector
                     whose control socket that is, then tell it to drain (ctl upgrade does this)
-  check   -c FILE   validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path
+  check   -c FILE [--dovecot DOVECONF]... [--source IP]
+                    validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path;
+                    with --dovecot, also every mismatch with a backend's doveconf -n output
   where   -c FILE USER...  which server each user is hashed to on every backend balanced by user
   ctl     [-s SOCKET] [--json] COMMAND...  steer a running instance (ctl help lists the commands)
+  import-director [-c FILE] [-b BACKEND] [-n] [FILE...]
+                    take over a Dovecot 2.3 director's assignments (doveadm director map
+                    output) into control.state_file, restored at start with their expiry
+  import-haproxy [-o FILE] haproxy.cfg
+                    print an equivalent configuration; a warning names every line not translated
   version           print the version
 `)
 }

@@ -10,6 +10,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"net/netip"
 
 	"github.com/maildirector/maildirector/checks"
 	"github.com/maildirector/maildirector/config"
@@ -166,6 +167,7 @@ func directorOptions(b *config.Backend) (director.Options, error) {
 		RecipientDelimiter: b.RecipientDelimiter,
 		StripLoginDetail:   b.StripLoginDetail,
 		MasterSeparator:    b.MasterUserSeparator,
+		UsernameHash:       b.DirectorUsernameHash,
 		AllBackups:         b.AllBackups,
 		ErrorLimit:         b.ErrorLimit,
 	}
@@ -183,8 +185,10 @@ func directorOptions(b *config.Backend) (director.Options, error) {
 		if err != nil {
 			return opts, fmt.Errorf("server[%d].state: %w", i, err)
 		}
+		ip, _ := netip.ParseAddr(s.Host()) // balance director: validated as an IP by config
 		opts.Servers = append(opts.Servers, director.ServerOptions{
 			Name: s.Name, Weight: s.Weight, Backup: s.Backup, Admin: admin, MaxConn: s.MaxConn,
+			IP: ip, VhostCount: none(s.VhostCount),
 		})
 	}
 	return opts, nil

@@ -36,9 +36,13 @@ type serverOverride struct {
 	Weight *int   `json:"weight,omitempty"`
 }
 
+// move is one user's placement: an operator's move (ctl move), or with
+// Expires an assignment imported from a Dovecot director
+// (import-director), which is restored with its own expiry and is no move.
 type move struct {
-	Server string    `json:"server"`
-	At     time.Time `json:"at"`
+	Server  string    `json:"server"`
+	At      time.Time `json:"at"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // loadState reads path; a missing file is an empty state.
@@ -159,9 +163,12 @@ func (st *runState) applyTo(backend string, dir *director.Director, fresh bool, 
 		return
 	}
 	for user, m := range st.Moves[backend] {
-		if userExpire > 0 && time.Since(m.At) > userExpire {
-			continue
+		switch {
+		case !m.Expires.IsZero():
+			dir.Assign(user, m.Server, m.Expires) // an error: expired, or the server is gone
+		case userExpire > 0 && time.Since(m.At) > userExpire:
+		default:
+			dir.Move(user, m.Server)
 		}
-		dir.Move(user, m.Server)
 	}
 }

@@ -47,6 +47,15 @@
 //	if err != nil { ... }
 //	defer lab.Close()
 //
+// StartDirector runs a Dovecot 2.3 director instead (the director service
+// alone, a ring of one on a loopback port, director_mail_servers given as
+// IPs it never connects to), for comparing maildirector's balance
+// "director" with the real thing through doveadm director:
+//
+//	d := dovecotlab.StartDirectorT(t, dovecotlab.DirectorOptions{MailServers: []string{"127.0.0.2", "127.0.0.3"}})
+//	_, _ = d.Doveadm("director", "add", "127.0.0.2", "50")
+//	ip, _ := d.Hashed("user000") // doveadm director status user000: "Hashed:"
+//
 // The machine needs the Debian packages dovecot-imapd, dovecot-pop3d,
 // dovecot-lmtpd and dovecot-submissiond (scripts/deps.sh) and root, since
 // the master runs as root and drops privileges like a packaged Dovecot.
