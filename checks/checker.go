@@ -34,21 +34,23 @@ type Type int
 
 // Check types. The zero value is TypeTCP.
 const (
-	TypeTCP  Type = iota // connect (and TLS handshake, if configured), then close
-	TypeIMAP             // greeting, CAPABILITY, optional LOGIN and SELECT INBOX, LOGOUT
-	TypePOP3             // greeting, CAPA, QUIT
-	TypeLMTP             // greeting, LHLO, QUIT
-	TypeSMTP             // greeting, EHLO, QUIT
-	TypeHTTP             // one request with Connection: close, status compared
+	TypeTCP         Type = iota // connect (and TLS handshake, if configured), then close
+	TypeIMAP                    // greeting, CAPABILITY, optional LOGIN and SELECT INBOX, LOGOUT
+	TypePOP3                    // greeting, CAPA, QUIT
+	TypeLMTP                    // greeting, LHLO, QUIT
+	TypeSMTP                    // greeting, EHLO, QUIT
+	TypeHTTP                    // one request with Connection: close, status compared
+	TypeManageSieve             // greeting with its capabilities, LOGOUT (RFC 5804)
 )
 
 var typeNames = [...]string{
-	TypeTCP:  "tcp",
-	TypeIMAP: "imap",
-	TypePOP3: "pop3",
-	TypeLMTP: "lmtp",
-	TypeSMTP: "smtp",
-	TypeHTTP: "http",
+	TypeTCP:         "tcp",
+	TypeIMAP:        "imap",
+	TypePOP3:        "pop3",
+	TypeLMTP:        "lmtp",
+	TypeSMTP:        "smtp",
+	TypeHTTP:        "http",
+	TypeManageSieve: "managesieve",
 }
 
 // String returns the lower-case name used in configuration and reasons.
@@ -64,8 +66,8 @@ func (t Type) valid() bool { return t >= 0 && int(t) < len(typeNames) }
 // ErrUnknownType is returned by ParseType for a name it does not know.
 var ErrUnknownType = errors.New("unknown check type")
 
-// ParseType returns the Type named s: "tcp", "imap", "pop3", "lmtp", "smtp"
-// or "http".
+// ParseType returns the Type named s: "tcp", "imap", "pop3", "lmtp", "smtp",
+// "http" or "managesieve".
 func ParseType(s string) (Type, error) {
 	for i, name := range typeNames {
 		if s == name {
@@ -262,7 +264,8 @@ type Status struct {
 	// LastCheck is when the last check ended; zero before the first.
 	LastCheck time.Time
 	// Capabilities are those of the last passing check (IMAP CAPABILITY
-	// atoms, POP3 CAPA lines, EHLO/LHLO keywords).
+	// atoms, POP3 CAPA lines, EHLO/LHLO keywords, ManageSieve greeting
+	// lines as "NAME value").
 	Capabilities []string
 	// Health is the HAProxy-style counter, 0..Rise+Fall-1; up when >= Rise.
 	Health int

@@ -387,7 +387,7 @@ func TestNewJoinsAllProblems(t *testing.T) {
 }
 
 func TestParseType(t *testing.T) {
-	for _, typ := range []Type{TypeTCP, TypeIMAP, TypePOP3, TypeLMTP, TypeSMTP, TypeHTTP} {
+	for _, typ := range []Type{TypeTCP, TypeIMAP, TypePOP3, TypeLMTP, TypeSMTP, TypeHTTP, TypeManageSieve} {
 		got, err := ParseType(typ.String())
 		if err != nil || got != typ {
 			t.Errorf("ParseType(%q): got %v, %v, want %v", typ.String(), got, err, typ)

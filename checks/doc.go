@@ -2,11 +2,12 @@
 // each server's up/down state with HAProxy-style rise/fall hysteresis.
 //
 // One Checker watches one server. It probes the server's protocol (tcp, imap,
-// pop3, lmtp, smtp or http), ends every conversation politely (LOGOUT or QUIT)
-// so the server does not log aborted sessions, and optionally sends a PROXY v2
-// header first, as Dovecot listeners with "haproxy = yes" require. Transitions
-// between up and down are logged and reported to Options.OnChange, which is
-// where the director and stats learn about them.
+// pop3, lmtp, smtp, http or managesieve), ends every conversation politely
+// (LOGOUT or QUIT) so the server does not log aborted sessions, and
+// optionally sends a PROXY v2 header first, as Dovecot listeners with
+// "haproxy = yes" require. Transitions between up and down are logged and
+// reported to Options.OnChange, which is where the director and stats learn
+// about them.
 //
 //	c, err := checks.New(checks.Options{
 //		Server:  "mail1",

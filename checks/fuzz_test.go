@@ -98,11 +98,12 @@ func FuzzProbes(f *testing.F) {
 		"+OK\r\n+OK\r\nTOP\r\n.\r\n+OK\r\n",
 		"220 x\r\n250-x\r\n250 y\r\n221 z\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"\"SIEVE\" {8}\r\nfileinto\r\n\"VERSION\" \"1.0\"\r\nOK\r\nOK \"bye\"\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, typ := range []Type{TypeIMAP, TypePOP3, TypeSMTP, TypeHTTP} {
+		for _, typ := range []Type{TypeIMAP, TypePOP3, TypeSMTP, TypeHTTP, TypeManageSieve} {
 			s := &session{typ: typ, timeout: time.Second, conn: &scriptedConn{r: bytes.NewReader(data)}}
 			s.r = bufio.NewReader(s.conn)
 			var err error
@@ -115,6 +116,8 @@ func FuzzProbes(f *testing.F) {
 				_, err = s.smtp("EHLO", "x")
 			case TypeHTTP:
 				err = s.http("GET", "/", "h", 200)
+			case TypeManageSieve:
+				_, err = s.managesieve()
 			}
 			if err == nil {
 				continue

@@ -191,6 +191,8 @@ func (c *Checker) converse(ctx context.Context) ([]string, error) {
 		return s.smtp("EHLO", c.opts.Hostname)
 	case TypeHTTP:
 		return nil, s.http(c.opts.HTTPMethod, c.opts.HTTPPath, c.opts.HTTPHost, c.opts.ExpectStatus)
+	case TypeManageSieve:
+		return s.managesieve()
 	}
 	return nil, nil // TypeTCP: connected (and handshaken) is enough
 }

@@ -322,6 +322,66 @@ func TestPOP3Probe(t *testing.T) {
 	})
 }
 
+func TestManageSieveProbe(t *testing.T) {
+	sieve := Options{Type: TypeManageSieve}
+	// Dovecot 2.3.19's greeting through a haproxy = yes listener.
+	greeting := []string{
+		`"IMPLEMENTATION" "Dovecot (Debian) Pigeonhole"`,
+		`"SIEVE" "fileinto reject envelope"`,
+		`"NOTIFY" "mailto"`,
+		`"SASL" "PLAIN LOGIN"`,
+		`"VERSION" "1.0"`,
+		`OK "Dovecot (Debian) ready."`,
+	}
+	caps := []string{"IMPLEMENTATION Dovecot (Debian) Pigeonhole", "SIEVE fileinto reject envelope", "NOTIFY mailto", "SASL PLAIN LOGIN", "VERSION 1.0"}
+	logout := step{"LOGOUT", []string{`OK "Logout completed."`}}
+	runProbeCases(t, []probeCase{
+		{
+			name:  "good",
+			opts:  sieve,
+			serve: serveScript(greeting, logout),
+			ok:    true, caps: caps, saw: []string{"LOGOUT"},
+		},
+		{
+			name:  "literal capability value",
+			opts:  sieve,
+			serve: serveScript([]string{`"SIEVE" {8}`, `fileinto`, `"STARTTLS"`, `OK`}, logout),
+			ok:    true, caps: []string{"SIEVE fileinto", "STARTTLS"},
+		},
+		{
+			name:   "BYE greeting",
+			opts:   sieve,
+			serve:  serveScript([]string{`BYE (TRYLATER) "Too many connections"`}),
+			reason: `managesieve: greeting "BYE (TRYLATER) \"Too many connections\"", want "OK"`,
+		},
+		{
+			name:   "not ManageSieve",
+			opts:   sieve,
+			serve:  serveScript([]string{"* OK [CAPABILITY IMAP4rev1] Dovecot ready."}),
+			reason: `managesieve: greeting "* OK [CAPABILITY IMAP4rev1] Dovecot ready.", want "OK"`,
+		},
+		{
+			name:   "wrong LOGOUT reply",
+			opts:   sieve,
+			serve:  serveScript(greeting, step{"LOGOUT", []string{`NO "no"`}}),
+			reason: `managesieve: LOGOUT answered "NO \"no\"", want "OK"`,
+		},
+		{
+			name:   "greeting never ends",
+			opts:   Options{Type: TypeManageSieve, Timeout: stallTimeout},
+			serve:  serveScript(greeting[:2]),
+			reason: "managesieve: timeout after 300ms reading greeting",
+		},
+		{
+			name:     "PROXY LOCAL header first",
+			opts:     Options{Type: TypeManageSieve, Proxy: ProxyLocal},
+			serve:    serveScript(greeting, logout),
+			fakeOpts: []fakeOption{withProxy()},
+			ok:       true,
+		},
+	})
+}
+
 func TestLMTPAndSMTPProbes(t *testing.T) {
 	lmtp := Options{Type: TypeLMTP, Hostname: "director.example"}
 	greeting := []string{"220-mail1.example Dovecot ready.", "220 more text"}

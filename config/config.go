@@ -108,7 +108,7 @@ type Timeouts struct {
 	// is: greeting, pre-login commands, TLS handshakes and failed
 	// attempts together (Dovecot's login processes allow 3 minutes), so a
 	// client sending a byte now and then cannot hold a slot. Default 3m;
-	// range 10s..1h; imap, pop3 and submission.
+	// range 10s..1h; imap, pop3, submission and managesieve.
 	Login Duration `toml:"login"`
 	// Data bounds receiving a DATA body from the client (LMTP, submission)
 	// and a server's answer to DATA. Default 10m; range 10s..1h.
@@ -293,9 +293,11 @@ type Backend struct {
 type Check struct {
 	// Type is the probe. Default (resolved at load) the protocol of the
 	// frontends using the backend: imap, else pop3, else lmtp, else smtp
-	// (for submission), else tcp. A protocol check notices a Dovecot that
-	// accepts connections but no longer answers; a tcp check does not.
-	// "none" means no checks: servers are always up.
+	// (for submission), else managesieve, else tcp. A protocol check
+	// notices a Dovecot that accepts connections but no longer answers; a
+	// tcp check does not. The imap, pop3 and managesieve checks also learn
+	// what the servers announce before login, which the frontends of that
+	// protocol advertise. "none" means no checks: servers are always up.
 	Type CheckType `toml:"type"`
 	// Inter is the interval between checks while a server is steadily up.
 	// Default 2s; range 100ms..1h.
@@ -361,8 +363,8 @@ type Server struct {
 	// Address is "host" or "host:port" (IPv6 in brackets). Required. See
 	// [Server.Port] for how the port is chosen.
 	Address string `toml:"address"`
-	// Ports maps a protocol (imap pop3 lmtp submission http tcp) to the
-	// server's port for it. Default empty.
+	// Ports maps a protocol (imap pop3 lmtp submission http managesieve
+	// tcp) to the server's port for it. Default empty.
 	Ports map[Protocol]int `toml:"ports"`
 	// Weight is the server's share of users: weight / sum of weights.
 	// Default 100; range 0..1000; 0 gets no new users.

@@ -18,10 +18,13 @@ const (
 	ProtocolLMTP       Protocol = "lmtp"
 	ProtocolTCP        Protocol = "tcp"
 	ProtocolHTTP       Protocol = "http"
+	// ProtocolManageSieve is ManageSieve (RFC 5804): Sieve scripts.
+	ProtocolManageSieve Protocol = "managesieve"
 )
 
 // StandardPort returns the IANA port of p: imap 143, pop3 110, lmtp 24,
-// submission 587 (RFC 6409), http 80; tcp and unknown protocols give 0.
+// submission 587 (RFC 6409), http 80, managesieve 4190 (RFC 5804 section
+// 1.8); tcp and unknown protocols give 0.
 func StandardPort(p Protocol) int {
 	switch p {
 	case ProtocolIMAP:
@@ -34,6 +37,8 @@ func StandardPort(p Protocol) int {
 		return 587
 	case ProtocolHTTP:
 		return 80
+	case ProtocolManageSieve:
+		return 4190
 	default:
 		return 0
 	}
@@ -191,6 +196,9 @@ const (
 	CheckTypeLMTP CheckType = "lmtp"
 	CheckTypeSMTP CheckType = "smtp"
 	CheckTypeHTTP CheckType = "http"
+	// CheckTypeManageSieve reads the ManageSieve greeting (its capabilities,
+	// which the managesieve frontends advertise) and logs out.
+	CheckTypeManageSieve CheckType = "managesieve"
 )
 
 // CheckProxy is backend.NAME.check.send_proxy.

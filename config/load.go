@@ -225,15 +225,15 @@ var protocolKeys = []struct {
 	usedBy []Protocol
 	why    string
 }{
-	{"greeting", []Protocol{ProtocolIMAP, ProtocolPOP3}, "SMTP and LMTP greet with hostname; tcp says nothing"},
+	{"greeting", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolManageSieve}, "SMTP and LMTP greet with hostname; tcp says nothing"},
 	{"hostname", []Protocol{ProtocolSubmission, ProtocolLMTP}, "only SMTP and LMTP greetings name the host"},
-	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
-	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
-	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "only the login protocols have a login to bound"},
+	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
+	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
+	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "only the login protocols have a login to bound"},
 	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
 }
 
-var knownProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP}
+var knownProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolManageSieve}
 
 // checkProtocolKeys reports keys set on a frontend whose protocol does not
 // use them. Unknown protocols are left to Validate.
@@ -392,10 +392,10 @@ const (
 )
 
 // defaultCheckType is the check that matches what the frontends using b
-// speak: the first of imap, pop3, lmtp, submission (smtp) that one of them
-// uses, else tcp.
+// speak: the first of imap, pop3, lmtp, submission (smtp), managesieve that
+// one of them uses, else tcp.
 func (b *Backend) defaultCheckType() CheckType {
-	for _, p := range []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission} {
+	for _, p := range []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolManageSieve} {
 		if slices.Contains(b.Protocols, p) {
 			if p == ProtocolSubmission {
 				return CheckTypeSMTP

@@ -242,11 +242,11 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 	g := &c.Global
 	switch f.Protocol {
 	case "":
-		p.addf(at+".protocol", `required: one of "imap", "pop3", "submission", "lmtp", "tcp"`)
+		p.addf(at+".protocol", `required: one of "imap", "pop3", "submission", "lmtp", "managesieve", "tcp"`)
 	case ProtocolHTTP:
 		p.addf(at+".protocol", `protocol "http" is not supported yet; for now use "tcp" to pass HTTP through`)
 	default:
-		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP))
+		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolManageSieve))
 	}
 	p.intRange(at+".maxconn", f.MaxConn, 0, maxConnLimit)
 	p.intRange(at+".reserve", f.Reserve, 0, 100000)
@@ -258,7 +258,7 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 		validatePrefixes(p, at+".trusted_proxies", f.TrustedProxies)
 	}
 	p.enum(at+".plaintext_login", oneOf(f.PlaintextLogin, PlaintextLoginAuto, PlaintextLoginAllow, PlaintextLoginDeny))
-	loginProto := f.Protocol == ProtocolIMAP || f.Protocol == ProtocolPOP3 || f.Protocol == ProtocolSubmission
+	loginProto := f.Protocol == ProtocolIMAP || f.Protocol == ProtocolPOP3 || f.Protocol == ProtocolSubmission || f.Protocol == ProtocolManageSieve
 	if loginProto && f.PlaintextLogin == PlaintextLoginDeny && f.TLS.Mode == TLSModeNone {
 		p.addf(at+".plaintext_login", `"deny" with tls.mode "none" means nobody can log in; set tls.mode to "starttls" or "implicit", or plaintext_login = "allow"`)
 	}
@@ -474,7 +474,7 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 }
 
 func checkTypeValid(t CheckType) error {
-	return oneOf(t, CheckTypeNone, CheckTypeTCP, CheckTypeIMAP, CheckTypePOP3, CheckTypeLMTP, CheckTypeSMTP, CheckTypeHTTP)
+	return oneOf(t, CheckTypeNone, CheckTypeTCP, CheckTypeIMAP, CheckTypePOP3, CheckTypeLMTP, CheckTypeSMTP, CheckTypeHTTP, CheckTypeManageSieve)
 }
 
 func validateCheck(p *problems, at string, ck *Check) {
@@ -533,7 +533,7 @@ func validateSeparators(p *problems, key, seps string) {
 }
 
 // portProtocols are the valid keys of Server.Ports.
-var portProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolHTTP, ProtocolTCP}
+var portProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolHTTP, ProtocolTCP, ProtocolManageSieve}
 
 func validateServer(p *problems, at string, s *Server, noFiles bool) {
 	switch {
@@ -550,7 +550,7 @@ func validateServer(p *problems, at string, s *Server, noFiles bool) {
 	for _, proto := range sortedKeys(s.Ports) {
 		key := at + ".ports." + keyPart(string(proto))
 		if !slices.Contains(portProtocols, proto) {
-			p.addf(key, "unknown protocol; use imap, pop3, lmtp, submission, http or tcp")
+			p.addf(key, "unknown protocol; use imap, pop3, lmtp, submission, http, managesieve or tcp")
 			continue
 		}
 		p.intRange(key, s.Ports[proto], 1, 65535)

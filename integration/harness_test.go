@@ -103,6 +103,10 @@ type frontendSpec struct {
 	TLS       string // none, starttls, implicit
 	Plaintext string // auto, allow, deny ("" = auto)
 	Extra     string // more TOML lines for the frontend table
+	// Host is the IP the frontend listens on; "" means 127.0.0.1. A client
+	// that cannot choose its source address (an external program) comes
+	// from 127.0.0.1, so a frontend on 127.0.0.3 keeps rip and lip apart.
+	Host string
 }
 
 // setupSpec describes a test deployment.
@@ -175,7 +179,7 @@ func (e *env) config() string {
 	// off unless a test is about them.
 	fmt.Fprintf(&b, "[global.limits]\n%s\n\n", or(e.spec.Limits, noLimits))
 	for _, f := range e.spec.Frontends {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("%s:%d", or(f.Host, "127.0.0.1"), freePort(t))
 		e.addrs[f.Name] = addr
 		fmt.Fprintf(&b, "[frontend.%s]\nprotocol = %q\nbind = [%q]\nbackend = \"dovecot\"\n", f.Name, f.Protocol, addr)
 		if f.Plaintext != "" {
@@ -207,7 +211,11 @@ func (e *env) config() string {
 	for i, in := range e.lab.Instances {
 		p := in.Ports
 		fmt.Fprintf(&b, "[[backend.dovecot.server]]\nname = %q\naddress = \"127.0.0.1\"\n", serverName(i))
-		fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d }\n", p.IMAP, p.POP3, p.LMTP, p.Submission)
+		sieve := ""
+		if p.ManageSieve != 0 {
+			sieve = fmt.Sprintf(", managesieve = %d", p.ManageSieve)
+		}
+		fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d%s }\n", p.IMAP, p.POP3, p.LMTP, p.Submission, sieve)
 		b.WriteString("send_proxy = \"v2-ssl\"\n")
 		if e.spec.ServerExtra != nil {
 			b.WriteString(e.spec.ServerExtra(i) + "\n")

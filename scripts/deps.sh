@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh: install what maildirector's tests, demo and benchmarks need on a
-# Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP and submission, HAProxy,
+# Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP, submission and
+# ManageSieve, sieve-connect as the real ManageSieve client, HAProxy,
 # OpenSSL, systemd's tools to verify the shipped unit, Postfix as the MTA of
 # the end-to-end LMTP test, Chromium for the headless dashboard test), and
 # make sure the packaged Dovecot, HAProxy and Postfix services are not left
@@ -10,10 +11,11 @@ set -eu
 
 need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/dovecot/pop3-login
 /usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy
+/usr/lib/dovecot/managesieve-login /usr/lib/dovecot/managesieve /usr/bin/sieve-connect
 /usr/bin/systemd-analyze /usr/bin/systemd-sysusers
 /usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf
 /usr/bin/chromium"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd postfix chromium"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium"
 
 missing=""
 for f in $need; do

@@ -303,7 +303,8 @@ func (b *backend) close() {
 }
 
 // capabilities returns what the checks of type typ learned from the first
-// server that is up (IMAP CAPABILITY, POP3 CAPA), for frontends to advertise.
+// server that is up (IMAP CAPABILITY, POP3 CAPA, the ManageSieve greeting),
+// for frontends to advertise.
 func (b *backend) capabilities(typ config.CheckType) func() []string {
 	return func() []string {
 		b.mu.Lock()
@@ -330,7 +331,7 @@ func (bb *backendBuild) pickerFor(p config.Protocol) (*picker, error) {
 	if err != nil {
 		return nil, err
 	}
-	login := p == config.ProtocolIMAP || p == config.ProtocolPOP3 || p == config.ProtocolSubmission
+	login := p == config.ProtocolIMAP || p == config.ProtocolPOP3 || p == config.ProtocolSubmission || p == config.ProtocolManageSieve
 	return &picker{
 		dir: bb.b.dir, targets: t,
 		recipients: p == config.ProtocolLMTP,

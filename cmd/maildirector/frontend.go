@@ -6,6 +6,7 @@ import (
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/protocols/imap"
 	"github.com/maildirector/maildirector/protocols/lmtp"
+	"github.com/maildirector/maildirector/protocols/managesieve"
 	"github.com/maildirector/maildirector/protocols/pop3"
 	"github.com/maildirector/maildirector/protocols/submission"
 	"github.com/maildirector/maildirector/protocols/tcp"
@@ -40,6 +41,8 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 		fe.Handler = h
 	case config.ProtocolTCP:
 		fe.Handler = tcp.New(tcpOptions(p))
+	case config.ProtocolManageSieve:
+		fe.Handler = managesieve.New(managesieveOptions(f, p, bb.b.capabilities(config.CheckTypeManageSieve)))
 	default:
 		return fe, fmt.Errorf("protocol %q is not supported", f.Protocol)
 	}

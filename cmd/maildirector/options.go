@@ -17,6 +17,7 @@ import (
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/protocols/imap"
 	"github.com/maildirector/maildirector/protocols/lmtp"
+	"github.com/maildirector/maildirector/protocols/managesieve"
 	"github.com/maildirector/maildirector/protocols/pop3"
 	"github.com/maildirector/maildirector/protocols/submission"
 	"github.com/maildirector/maildirector/protocols/tcp"
@@ -55,7 +56,7 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 		},
 	}
 	switch f.Protocol {
-	case config.ProtocolIMAP, config.ProtocolPOP3, config.ProtocolSubmission:
+	case config.ProtocolIMAP, config.ProtocolPOP3, config.ProtocolSubmission, config.ProtocolManageSieve:
 		fe.Timeouts.LoginDeadline = t.Login.D()
 	}
 	l := f.Limits // resolved at load: the global value where f sets none
@@ -98,6 +99,16 @@ func imapOptions(f *config.Frontend, p proxy.Picker, caps func() []string) imap.
 
 func pop3Options(f *config.Frontend, p proxy.Picker, caps func() []string) pop3.Options {
 	return pop3.Options{
+		Picker:             p,
+		Greeting:           f.Greeting,
+		PlaintextLogin:     f.PlaintextAllowed(),
+		MaxLoginAttempts:   f.MaxLoginAttempts,
+		ServerCapabilities: caps,
+	}
+}
+
+func managesieveOptions(f *config.Frontend, p proxy.Picker, caps func() []string) managesieve.Options {
+	return managesieve.Options{
 		Picker:             p,
 		Greeting:           f.Greeting,
 		PlaintextLogin:     f.PlaintextAllowed(),

@@ -32,6 +32,7 @@ var forbidden = map[string][]string{
 	"protocols/submission":    {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp"},
 	"stats":                   {"protocols/", "config", "cmd/"},
 	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission"},
+	"protocols/managesieve":   {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
 }
 
 type pkg struct {

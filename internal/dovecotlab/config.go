@@ -37,6 +37,10 @@ type configParams struct {
 	// XOAUTH2 whose token introspection (RFC 7662, POST) goes there;
 	// OAuth2File is its dovecot-oauth2.conf.ext.
 	OAuth2URL, OAuth2File string
+	// ManageSieve adds the sieve protocol: a managesieve-login listener
+	// with haproxy = yes on Ports.ManageSieve and the Sieve plugin's
+	// script storage (Pigeonhole, Debian's dovecot-managesieved).
+	ManageSieve bool
 }
 
 // configTemplate is the whole dovecot.conf of one instance: no include of
@@ -45,7 +49,7 @@ var configTemplate = template.Must(template.New("dovecot.conf").Parse(`# Written
 instance_name = {{.InstanceName}}
 base_dir = {{.BaseDir}}
 state_dir = {{.StateDir}}
-protocols = imap pop3 lmtp submission
+protocols = imap pop3 lmtp submission{{if .ManageSieve}} sieve{{end}}
 listen = {{.ListenAddress}}
 {{- if .SSL}}
 ssl = yes
@@ -86,6 +90,11 @@ protocol lmtp {
 }
 plugin {
   quota = maildir:User quota
+{{- if .ManageSieve}}
+  # Pigeonhole's script storage: ManageSieve keeps each user's scripts in
+  # ~/sieve, the active one linked from ~/.dovecot.sieve.
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+{{- end}}
 }
 
 mail_location = maildir:~/Maildir
@@ -165,6 +174,21 @@ service submission-login {
     ssl = yes{{end}}
   }
 }
+{{- if .ManageSieve}}
+service managesieve-login {
+  service_count = {{if .LoginProcessPerConnection}}1{{else}}0{{end}}
+  process_min_avail = 1
+  process_limit = 4
+  inet_listener sieve {
+    address = {{$.ListenAddress}}
+    port = {{.Ports.ManageSieve}}
+    haproxy = yes
+  }
+}
+service managesieve {
+  process_limit = 256
+}
+{{- end}}
 service lmtp {
   process_limit = 32
   unix_listener lmtp {

@@ -81,7 +81,7 @@ func StartDirector(opts DirectorOptions) (_ *Director, err error) {
 	if _, err := os.Stat(directorPath); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotInstalled, err)
 	}
-	if err := checkInstalled(); err != nil {
+	if err := checkInstalled(false); err != nil {
 		return nil, err
 	}
 	if len(opts.MailServers) == 0 {

@@ -9,6 +9,7 @@
 //
 //	IMAP, POP3, LMTP, Submission   haproxy = yes: a PROXY v1/v2 header is mandatory
 //	IMAPDirect, POP3Direct, LMTPDirect   plain, for direct-connection comparisons
+//	ManageSieve   haproxy = yes, only with Options.ManageSieve (Pigeonhole's sieve protocol)
 //
 // Settings: ssl = no (Options.TLS: implicit TLS on the haproxy IMAP, POP3
 // and submission listeners, after the PROXY header), auth_mechanisms = plain login, passwd-file passdb and
@@ -57,6 +58,7 @@
 //	ip, _ := d.Hashed("user000") // doveadm director status user000: "Hashed:"
 //
 // The machine needs the Debian packages dovecot-imapd, dovecot-pop3d,
-// dovecot-lmtpd and dovecot-submissiond (scripts/deps.sh) and root, since
+// dovecot-lmtpd and dovecot-submissiond, and dovecot-managesieved for
+// Options.ManageSieve (scripts/deps.sh), and root, since
 // the master runs as root and drops privileges like a packaged Dovecot.
 package dovecotlab

@@ -148,7 +148,7 @@ func (i *Instance) startFirst() error {
 	fixed := i.Ports
 	var err error
 	for range portAttempts {
-		if i.Ports, err = fillPorts(i.Address, fixed); err != nil {
+		if i.Ports, err = fillPorts(i.Address, fixed, i.params.ManageSieve); err != nil {
 			return err
 		}
 		i.params.Ports = i.Ports
@@ -610,7 +610,7 @@ func (i *Instance) probes() []namedPort {
 	ports := i.Ports.list()
 	if i.params.SSL {
 		for k := range ports {
-			ports[k].tls = ports[k].proxied && ports[k].name != "lmtp"
+			ports[k].tls = ports[k].proxied && ports[k].name != "lmtp" && ports[k].name != "sieve"
 		}
 	}
 	return ports
@@ -714,6 +714,29 @@ func probeSMTP(dial probeDialer) error {
 		return fmt.Errorf("smtp greeting %q", strings.TrimSpace(line))
 	}
 	return goodbye(c, r, "QUIT\r\n")
+}
+
+// probeManageSieve waits for the end of the greeting, the capability lines
+// and OK (RFC 5804 section 1.7), then logs out.
+func probeManageSieve(dial probeDialer) error {
+	c, r, err := dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for range 20 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("managesieve greeting: %w", err)
+		}
+		switch {
+		case strings.HasPrefix(line, "OK"):
+			return goodbye(c, r, "LOGOUT\r\n")
+		case !strings.HasPrefix(line, "\""):
+			return fmt.Errorf("managesieve greeting %q", strings.TrimSpace(line))
+		}
+	}
+	return fmt.Errorf("managesieve greeting: no OK")
 }
 
 // goodbye sends the protocol's logout command and reads until the server

@@ -113,20 +113,30 @@ type Options struct {
 	// URL (RFC 7662: POST token=..., answer {"active": true, "username":
 	// ...}). "" means none.
 	OAuth2URL string
+	// ManageSieve adds a ManageSieve listener (RFC 5804) with haproxy = yes
+	// on Ports.ManageSieve, plaintext even with TLS (clients reach it with
+	// STARTTLS, which a proxy in front answers itself), and the Sieve
+	// plugin's script storage in each user's home. It needs Debian's
+	// dovecot-managesieved. False: no ManageSieve, and the configuration
+	// is the same as without this option.
+	ManageSieve bool
 	// Logger receives one line per instance start and stop; nil discards.
 	Logger *slog.Logger
 }
 
 // InstancePorts are the loopback TCP ports of one instance. IMAP, POP3,
-// LMTP and Submission require a PROXY v1/v2 header (haproxy = yes); the
-// Direct ports take plain connections.
+// LMTP, Submission and ManageSieve require a PROXY v1/v2 header (haproxy =
+// yes); the Direct ports take plain connections. ManageSieve is 0 unless
+// Options.ManageSieve is set.
 type InstancePorts struct {
 	IMAP, IMAPDirect, POP3, POP3Direct, LMTP, LMTPDirect, Submission int
+	// ManageSieve is the sieve listener (Options.ManageSieve), else 0.
+	ManageSieve int
 }
 
 // list returns the ports in a fixed order, with their listener names.
 func (p InstancePorts) list() []namedPort {
-	return []namedPort{
+	ports := []namedPort{
 		{"imap", p.IMAP, probeIMAP, true, false},
 		{"imap-direct", p.IMAPDirect, probeIMAP, false, false},
 		{"pop3", p.POP3, probePOP3, true, false},
@@ -135,6 +145,10 @@ func (p InstancePorts) list() []namedPort {
 		{"lmtp-direct", p.LMTPDirect, probeSMTP, false, false},
 		{"submission", p.Submission, probeSMTP, true, false},
 	}
+	if p.ManageSieve != 0 {
+		ports = append(ports, namedPort{"sieve", p.ManageSieve, probeManageSieve, true, false})
+	}
+	return ports
 }
 
 // Lab is a set of running Dovecot instances. Close stops them all.
@@ -155,7 +169,7 @@ type Lab struct {
 // doveconf, starts the masters and waits until every port answers. On error
 // nothing is left running.
 func Start(opts Options) (*Lab, error) {
-	if err := checkInstalled(); err != nil {
+	if err := checkInstalled(opts.ManageSieve); err != nil {
 		return nil, err
 	}
 	mailUser, err := user.Lookup(mailUserName)
@@ -223,6 +237,7 @@ func Start(opts Options) (*Lab, error) {
 			SSL:                       opts.TLS,
 			LoginProcessPerConnection: opts.LoginProcessPerConnection,
 			OAuth2URL:                 opts.OAuth2URL,
+			ManageSieve:               opts.ManageSieve,
 		})
 		if err != nil {
 			l.Close()
@@ -281,10 +296,16 @@ func userNames(n int) []string {
 	return append(users, "alice", "bob")
 }
 
-func checkInstalled() error {
-	for _, p := range []string{dovecotPath, doveconfPath,
+// checkInstalled looks for the binaries the lab runs; sieve adds
+// Pigeonhole's ManageSieve (dovecot-managesieved).
+func checkInstalled(sieve bool) error {
+	bins := []string{dovecotPath, doveconfPath,
 		"/usr/lib/dovecot/imap-login", "/usr/lib/dovecot/pop3-login",
-		"/usr/lib/dovecot/lmtp", "/usr/lib/dovecot/submission-login"} {
+		"/usr/lib/dovecot/lmtp", "/usr/lib/dovecot/submission-login"}
+	if sieve {
+		bins = append(bins, "/usr/lib/dovecot/managesieve-login", "/usr/lib/dovecot/managesieve")
+	}
+	for _, p := range bins {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%w: %v", ErrNotInstalled, err)
 		}

@@ -201,6 +201,9 @@ func TestRenderConfig(t *testing.T) {
 	if strings.Contains(conf, "!include") {
 		t.Error("config must not include the packaged configuration")
 	}
+	if strings.Contains(conf, "sieve") {
+		t.Error("config without ManageSieve mentions sieve")
+	}
 
 	p.SSL, p.CertFile, p.KeyFile, p.ListenAddress = true, "/lab/c.crt", "/lab/c.key", "::1"
 	if b, err = renderConfig(p); err != nil {
@@ -214,6 +217,24 @@ func TestRenderConfig(t *testing.T) {
 	} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("TLS/IPv6 config lacks %q", want)
+		}
+	}
+}
+
+func TestRenderConfigManageSieve(t *testing.T) {
+	p := configParams{ListenAddress: "127.0.0.1", ManageSieve: true, Ports: InstancePorts{ManageSieve: 14190}}
+	b, err := renderConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	for _, want := range []string{
+		"protocols = imap pop3 lmtp submission sieve\n",
+		"inet_listener sieve {\n    address = 127.0.0.1\n    port = 14190\n    haproxy = yes\n  }",
+		"sieve = file:~/sieve;active=~/.dovecot.sieve",
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("config lacks %q", want)
 		}
 	}
 }

@@ -6,12 +6,15 @@ import (
 )
 
 // fillPorts returns fixed with every zero port replaced by a free port of
-// addr. The ports are found by listening on addr:0 (all at once, so
+// addr; the ManageSieve port only when sieve is set. The ports are found by listening on addr:0 (all at once, so
 // they differ) and closing; another process may take one before Dovecot
 // binds it, which Start handles by picking again.
-func fillPorts(addr string, fixed InstancePorts) (InstancePorts, error) {
+func fillPorts(addr string, fixed InstancePorts, sieve bool) (InstancePorts, error) {
 	p := fixed
 	fields := []*int{&p.IMAP, &p.IMAPDirect, &p.POP3, &p.POP3Direct, &p.LMTP, &p.LMTPDirect, &p.Submission}
+	if sieve {
+		fields = append(fields, &p.ManageSieve)
+	}
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -229,4 +230,69 @@ func asciiUpper(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// FuzzSieveLine: whatever ReadSieveLine returns fits the cap; the tokens
+// ParseSieveLine finds in it, written out again (strings with SieveString,
+// as a client sends them), read and parse back to the same tokens; a
+// status response and a capability line are never both.
+func FuzzSieveLine(f *testing.F) {
+	for _, s := range []string{
+		"AUTHENTICATE \"PLAIN\" \"AGEAYg==\"\r\n",
+		"AUTHENTICATE \"PLAIN\" {8+}\r\nAGEAYg==\r\n",
+		"{3}\r\nabc\r\n",
+		"OK (TAG \"x\") \"Done\"\r\n",
+		"NO (TRYLATER) {5}\r\nlater\r\n",
+		"\"SIEVE\" \"fileinto\"\r\n",
+		"PUTSCRIPT \"a\" {6+}\r\nkeep;\n\r\n",
+		"NOOP \"a\\\"b\"\n",
+		"A {99999+}\r\n",
+		"\x16\x03\x01",
+	} {
+		f.Add([]byte(s))
+	}
+	const max = 256
+	f.Fuzz(func(t *testing.T, data []byte) {
+		line, err := ReadSieveLine(bufio.NewReaderSize(bytes.NewReader(data), 16), max)
+		if err != nil {
+			return
+		}
+		if len(line) > max {
+			t.Fatalf("got %d octets with cap %d", len(line), max)
+		}
+		toks, err := ParseSieveLine(line)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedSieve) {
+				t.Fatalf("got %v, want %v", err, ErrMalformedSieve)
+			}
+			return
+		}
+		var parts []string
+		for _, tok := range toks {
+			switch tok.Kind {
+			case SieveKindAtom:
+				parts = append(parts, tok.Value)
+			case SieveKindString:
+				parts = append(parts, SieveString(tok.Value, true))
+			case SieveKindOpen:
+				parts = append(parts, "(")
+			case SieveKindClose:
+				parts = append(parts, ")")
+			}
+		}
+		again := strings.Join(parts, " ")
+		reread, err := ReadSieveLine(bufio.NewReader(strings.NewReader(again+"\r\n")), 1<<20)
+		if err != nil || reread != again {
+			t.Fatalf("reread of %q: got %q, %v", again, reread, err)
+		}
+		toks2, err := ParseSieveLine(again)
+		if err != nil || !slices.Equal(toks2, toks) {
+			t.Fatalf("reparse of %q (from %q): got %+v, %v; want %+v", again, line, toks2, err, toks)
+		}
+		_, isResp := ParseSieveResponse(toks)
+		_, isCap := ParseSieveCapability(toks)
+		if isResp && isCap {
+			t.Fatalf("%q: both a response and a capability", line)
+		}
+	})
 }
