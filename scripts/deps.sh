@@ -2,17 +2,18 @@
 # deps.sh: install what maildirector's tests, demo and benchmarks need on a
 # Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP and submission, HAProxy,
 # OpenSSL, systemd's tools to verify the shipped unit, Postfix as the MTA of
-# the end-to-end LMTP test), and make sure the packaged Dovecot, HAProxy and
-# Postfix services are not left running: the tests start their own instances
-# on loopback.
+# the end-to-end LMTP test, nginx with its WebDAV PUT/DELETE as the object
+# store of the HTTP path's tests), and make sure the packaged Dovecot,
+# HAProxy, Postfix and nginx services are not left running: the tests start
+# their own instances on loopback.
 # Idempotent; runs no apt when everything is present. Prints one line.
 set -eu
 
 need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/dovecot/pop3-login
 /usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy
 /usr/bin/systemd-analyze /usr/bin/systemd-sysusers
-/usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd postfix"
+/usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf /usr/sbin/nginx"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd postfix nginx"
 
 missing=""
 for f in $need; do
@@ -64,13 +65,13 @@ fi
 # by their own pid files (our labs use other base_dirs and are left alone).
 stopped=""
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	for s in dovecot haproxy postfix; do
+	for s in dovecot haproxy postfix nginx; do
 		if systemctl is-active --quiet "$s" 2>/dev/null || systemctl is-enabled --quiet "$s" 2>/dev/null; then
 			systemctl disable --now "$s" >/dev/null 2>&1 && stopped="$stopped $s"
 		fi
 	done
 fi
-for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/var/spool/postfix/pid/master.pid; do
+for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/var/spool/postfix/pid/master.pid nginx:/run/nginx.pid; do
 	name=${entry%%:*}
 	pf=${entry#*:}
 	if [ -s "$pf" ]; then
@@ -81,4 +82,4 @@ for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/v
 	fi
 done
 
-echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null): $did${stopped:+; stopped packaged service:$stopped}"
+echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), nginx $(nginx -v 2>&1 | sed 's,.*/,,'): $did${stopped:+; stopped packaged service:$stopped}"
