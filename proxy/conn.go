@@ -186,11 +186,32 @@ func (c *Conn) SetPhase(p Phase) {
 	case PhaseRelay:
 		d = t.idle()
 	}
-	if c.endingReason() != "" {
+	if c.stopping() {
 		c.sock.SetDeadline(time.Now()) // the engine is ending the session: the next read fails at once
 		return
 	}
 	c.sock.SetDeadline(deadlineFor(d))
+}
+
+// SetReadDeadline sets the deadline of reads from the client, for a
+// handler that keeps its own timeouts ([protocols/http] under net/http);
+// the zero time means none. While the engine is ending the session (stop,
+// not drain) the deadline is the present whatever t says, so a handler
+// cannot keep a session the engine ends.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.stopping() {
+		t = time.Now()
+	}
+	return c.netConn().SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the deadline of writes to the client, as
+// [Conn.SetReadDeadline] does for reads.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.stopping() {
+		t = time.Now()
+	}
+	return c.netConn().SetWriteDeadline(t)
 }
 
 // SetUser records the login name for the session's log line and the registry.

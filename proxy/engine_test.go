@@ -142,3 +142,72 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 	}
 	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
 }
+
+// finisher answers "ready", then on its context's end says "finishing"
+// and serves one more line (the work in flight) before it returns.
+func finisher() Handler {
+	return HandlerFunc(func(ctx context.Context, c *Conn) error {
+		if err := c.WriteString("ready\n"); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		c.SetReadDeadline(time.Time{}) // what a handler with its own timeouts does
+		if err := c.WriteString("finishing\n"); err != nil {
+			return err
+		}
+		line, err := c.Reader().ReadString('\n')
+		if err != nil {
+			return err
+		}
+		return c.WriteString("done " + line)
+	})
+}
+
+func TestShutdownLetsGracefulSessionsFinish(t *testing.T) {
+	tests := []struct {
+		name     string
+		graceful bool
+		want     string // what the client reads after "finishing"
+	}{
+		{"graceful: the work in flight ends", true, "done last\n"},
+		{"not graceful: ended at once", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, addr := startServer(t, Frontend{Handler: finisher(), Graceful: tt.graceful})
+			c, r := dialLine(t, addr)
+			if l, _ := r.ReadString('\n'); l != "ready\n" {
+				t.Fatalf("got %q, want ready", l)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Shutdown(context.Background()) }()
+			if l, _ := r.ReadString('\n'); l != "finishing\n" {
+				t.Fatalf("got %q, want finishing", l)
+			}
+			io.WriteString(c, "last\n")
+			if got, _ := io.ReadAll(r); string(got) != tt.want {
+				t.Errorf("after shutdown: got %q, want %q", got, tt.want)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+func TestShutdownGraceOverEndsGracefulSessions(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Handler: finisher(), Graceful: true})
+	_, r := dialLine(t, addr)
+	r.ReadString('\n')
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	r.ReadString('\n') // finishing; the client never sends its last line
+	if got, _ := io.ReadAll(r); len(got) != 0 {
+		t.Errorf("after the grace: got %q, want the connection closed", got)
+	}
+	if err := <-done; err != context.DeadlineExceeded {
+		t.Errorf("Shutdown: got %v, want the grace's deadline exceeded", err)
+	}
+}

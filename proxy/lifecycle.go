@@ -30,7 +30,10 @@ import (
 //
 // Apart from the state, ended records that the engine (shutdown, kick,
 // idle timeout) asked the session to end and why; the first reason wins and
-// is the one logged. A session that is ending is never handed off: stop and
+// is the one logged. A graceful frontend's serving session may first be
+// drained (Shutdown: its context cancelled, its deadlines left alone, so
+// the request in flight completes) and stopped later (the grace is over).
+// A session that is ending is never handed off: stop and
 // handOff both decide under c.mu, so either handOff sees ended and refuses,
 // or stop sees connRelaying and asks the relay, which also looks at ended
 // once it has registered the session (relay.add).
@@ -51,6 +54,10 @@ type connLife struct {
 	cancel  context.CancelFunc // ends the handler's context; nil once the handler returned
 	ended   string             // why the engine ended the session; "" if it did not
 	goodbye []byte             // what the client is told when the engine ends the session
+	// draining: the engine asked a graceful frontend's session to end
+	// after its work in flight ([Frontend.Graceful]); its handler's context
+	// is cancelled but its deadlines stand until a stop.
+	draining bool
 }
 
 // goodbyeTimeout bounds writing the goodbye: a client that does not read
@@ -109,6 +116,7 @@ func (c *Conn) stop(reason string) {
 	if c.life.ended == "" {
 		c.life.ended = reason
 	}
+	c.life.draining = false
 	state, cancel := c.life.state, c.life.cancel
 	c.mu.Unlock()
 	if state == connRelaying {
@@ -119,6 +127,34 @@ func (c *Conn) stop(reason string) {
 		cancel()
 	}
 	c.sock.SetReadDeadline(time.Now())
+}
+
+// drain asks a serving session of a graceful frontend ([Frontend.Graceful])
+// to end for reason once its work in flight is done: its handler's context
+// is cancelled and nothing else; the handler ends the session itself (an
+// HTTP connection after the response it is sending). A later stop ends it
+// at once. A session already ending or finished is left alone.
+func (c *Conn) drain(reason string) {
+	c.mu.Lock()
+	if c.life.state != connServing || c.life.ended != "" {
+		c.mu.Unlock()
+		return
+	}
+	c.life.ended, c.life.draining = reason, true
+	cancel := c.life.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// stopping reports whether the engine is ending the session now (stop),
+// as opposed to not at all or after its work in flight (drain): then every
+// deadline a handler sets is the present.
+func (c *Conn) stopping() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.life.ended != "" && !c.life.draining
 }
 
 // markEnding records that the engine ends the session for reason; "" (a

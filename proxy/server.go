@@ -83,6 +83,12 @@ type Frontend struct {
 	Retries int
 	// Stats receives the frontend's session events; nil: none.
 	Stats Recorder
+	// Graceful: the handler ends its sessions itself, after the work in
+	// flight, once their context is cancelled (HTTP: after the response
+	// being sent; an idle keep-alive connection at once). [Server.Shutdown]
+	// then only cancels their context until its grace is over, instead of
+	// ending them at once as it does sessions that have not logged in.
+	Graceful bool
 
 	sem chan struct{}
 }
@@ -539,8 +545,8 @@ func (s *Server) Close() error {
 }
 
 // Shutdown stops accepting, ends sessions that have not logged in yet with
-// their goodbye (IMAP "* BYE", SMTP "421"), lets relayed sessions finish
-// until ctx is done, then closes them, telling the client goodbye where the
+// their goodbye (IMAP "* BYE", SMTP "421"), lets relayed sessions and
+// those of graceful frontends ([Frontend.Graceful]) finish until ctx is done, then closes them, telling the client goodbye where the
 // server is not in the middle of sending. It returns ctx.Err() if sessions
 // had to be force-closed.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -554,7 +560,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
-		if !c.relaying() {
+		switch {
+		case c.fe.Graceful:
+			c.drain(EndShutdown)
+		case !c.relaying():
 			c.stop(EndShutdown)
 		}
 	}
