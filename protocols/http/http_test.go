@@ -385,6 +385,7 @@ func TestShutdownDrains(t *testing.T) {
 	} else {
 		io.ReadAll(resp.Body)
 	}
+	time.Sleep(100 * time.Millisecond) // net/http has moved it to idle by now
 	busy, err := net.Dial("tcp", f.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +394,9 @@ func TestShutdownDrains(t *testing.T) {
 	fmt.Fprintf(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
 	done := make(chan error, 1)
-	go func() { done <- f.srv.Shutdown(ctx(t)) }()
+	shutdownCtx, cancel := context.WithTimeout(ctx(t), 3*time.Second)
+	defer cancel()
+	go func() { done <- f.srv.Shutdown(shutdownCtx) }()
 
 	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := idleR.Read(make([]byte, 1)); err != io.EOF {
@@ -519,4 +522,3 @@ func TestDrainAfterKickStopsAtOnce(t *testing.T) {
 	}
 }
 
-var _ = context.Background
