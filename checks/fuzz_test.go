@@ -114,7 +114,7 @@ func FuzzProbes(f *testing.F) {
 			case TypeSMTP:
 				_, err = s.smtp("EHLO", "x")
 			case TypeHTTP:
-				err = s.http("GET", "/", "h", 200)
+				err = s.http("GET", "/", "h", 200, 200)
 			}
 			if err == nil {
 				continue
