@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,12 @@ type clientConn struct {
 	remote net.Addr
 	local  net.Addr
 	done   chan struct{} // closed by Close
+
+	// x is the exchange being served (nil between requests): the
+	// handler's goroutine sets it; a dial for it, on the transport's, reads
+	// it. writeAt is when the write deadline moves next, the handler's.
+	x       atomic.Pointer[exchange]
+	writeAt time.Time
 
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when reading drops to 0 after Close

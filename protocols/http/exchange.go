@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maildirector/maildirector/proxy"
@@ -31,7 +32,7 @@ type exchange struct {
 	w        *respWriter
 
 	queued    time.Duration // waiting for a slot
-	connect   time.Duration // getting a connection to the last server tried (0: a pooled one)
+	connect   atomic.Int64  // ns dialling a connection for this request (0: a pooled one); set by the dial's goroutine
 	response  time.Duration // from the connection to the response headers
 	server    string        // the last server tried
 	tried     int           // servers tried
@@ -39,14 +40,17 @@ type exchange struct {
 	term      string        // HAProxy's termination state, when an error decided it
 	serverErr error         // reading the response body from the server failed
 
-	getConn time.Time // the trace's GetConn
+	sent time.Time // when the last attempt went to the transport
 }
 
-type exchangeKey struct{}
-
+// exchangeOf returns the exchange a request's context belongs to: its
+// connection's current one (HTTP/1.1 serves one request at a time on a
+// connection), so that no context or request is made per request for it.
 func exchangeOf(ctx context.Context) *exchange {
-	x, _ := ctx.Value(exchangeKey{}).(*exchange)
-	return x
+	if cc := connOf(ctx); cc != nil {
+		return cc.x.Load()
+	}
+	return nil
 }
 
 // ServeHTTP proxies one request: capture, queue, Rewrite, RoundTrip (with
@@ -68,6 +72,7 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x.w = &respWriter{ResponseWriter: w, x: x, timeout: f.opts.Timeouts.client()}
 	x.w.refresh(x.start)
+	cc.x.Store(x)
 	defer func() {
 		p := recover() // ReverseProxy aborts a response cut short with http.ErrAbortHandler
 		x.end(p)
@@ -76,30 +81,28 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
-	out := r.WithContext(ctx)
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		x.body = newClientBody(r.Body, x, f.opts.replayBuffer())
-		out.Body = x.body
+		x.body = newClientBody(r.Body, x, f.opts.replayBuffer()) // the outgoing body: see rewrite
 		// A server may answer before it has read the whole body (an early
 		// error, or a stream): pass its answer on at once instead of
 		// letting net/http read the rest of the body first.
 		http.NewResponseController(w).EnableFullDuplex()
 	}
 	began := time.Now()
-	err := f.queue.acquire(ctx, f.opts.Timeouts.queue())
+	err := f.queue.acquire(r.Context(), f.opts.Timeouts.queue())
 	x.queued = time.Since(began)
 	if err != nil {
-		f.answerError(x.w, out, err)
+		f.answerError(x.w, r, err)
 		return
 	}
 	defer f.queue.release()
-	f.rp.ServeHTTP(x.w, out)
+	f.rp.ServeHTTP(x.w, r)
 }
 
 // end writes the access log line and counts the request; p is the
 // handler's panic, if any (an aborted response).
 func (x *exchange) end(p any) {
+	x.cc.x.Store(nil)
 	if x.body != nil {
 		x.body.finish()
 	}
@@ -178,6 +181,7 @@ var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Ho
 // as they came, and with ForwardFor the client's address is added to
 // X-Forwarded-For (HAProxy's option forwardfor: except from the networks
 // listed). The Host header is the client's; RoundTrip sets the server.
+// The body is the exchange's, which RoundTrip reads once per attempt.
 func (f *Frontend) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = pr.In.Host
@@ -186,11 +190,14 @@ func (f *Frontend) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header[h] = v
 		}
 	}
-	if !f.opts.ForwardFor {
-		return
-	}
 	x := exchangeOf(pr.In.Context())
 	if x == nil {
+		return
+	}
+	if x.body != nil {
+		pr.Out.Body = x.body
+	}
+	if !f.opts.ForwardFor {
 		return
 	}
 	for _, p := range f.opts.ForwardForExcept {
@@ -210,12 +217,11 @@ func (f *Frontend) rewrite(pr *httputil.ProxyRequest) {
 // ahead of each write.
 type respWriter struct {
 	http.ResponseWriter
-	x         *exchange
-	timeout   time.Duration
-	refreshAt time.Time
-	status    int // the final status written; 0 before
-	n         int64
-	err       error // the first write error: the client's
+	x       *exchange
+	timeout time.Duration
+	status  int // the final status written; 0 before
+	n       int64
+	err     error // the first write error: the client's
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -253,14 +259,15 @@ func (w *respWriter) last() {
 func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // refresh moves the write deadline to now+timeout, at most every
-// timeout/16: a deadline per write would cost a timer update per write for
-// nothing.
+// timeout/16 on a connection: a deadline per write, or per request, would
+// cost a timer update each for nothing.
 func (w *respWriter) refresh(now time.Time) {
-	if w.timeout <= 0 || now.Before(w.refreshAt) {
+	cc := w.x.cc
+	if w.timeout <= 0 || now.Before(cc.writeAt) {
 		return
 	}
-	w.x.cc.SetWriteDeadline(now.Add(w.timeout))
-	w.refreshAt = now.Add(w.timeout / 16)
+	cc.SetWriteDeadline(now.Add(w.timeout))
+	cc.writeAt = now.Add(w.timeout / 16)
 }
 
 // errAttemptOver is what a request body reader of an attempt that was

@@ -79,7 +79,7 @@ func startStore(t *testing.T) (*store, string) {
 }
 
 // startBackend runs h on 127.0.0.1 and returns its address.
-func startBackend(t *testing.T, h http.Handler) string {
+func startBackend(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)

@@ -521,4 +521,3 @@ func TestDrainAfterKickStopsAtOnce(t *testing.T) {
 		t.Errorf("session line: got %v, want end kicked", lines)
 	}
 }
-

@@ -28,13 +28,16 @@ const maxLoggedURI = 2048
 //	method, uri       the request line
 //	err               why maildirector answered it itself or a transfer broke
 func (x *exchange) log(status int, in int64, total time.Duration, term string, p any) {
+	if !x.cc.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	attrs := make([]slog.Attr, 0, 20)
 	attrs = append(attrs,
 		slog.String("backend", x.f.opts.Backend),
 		slog.String("server", x.server),
 		slog.Duration("request", x.start.Sub(x.reqStart).Round(time.Microsecond)),
 		slog.Duration("queue", x.queued.Round(time.Microsecond)),
-		slog.Duration("connect", x.connect.Round(time.Microsecond)),
+		slog.Duration("connect", time.Duration(x.connect.Load()).Round(time.Microsecond)),
 		slog.Duration("response", x.response.Round(time.Microsecond)),
 		slog.Duration("total", total.Round(time.Microsecond)),
 		slog.Int("status", status),

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"time"
 
 	"github.com/maildirector/maildirector/proxy"
@@ -63,10 +62,17 @@ func (e *dialError) Error() string { return fmt.Sprintf("connect to %s: %v", e.a
 func (e *dialError) Unwrap() error { return e.err }
 
 // dial opens a connection to a server within Timeouts.Connect, whose
-// reads and writes then time out after Timeouts.Server of silence.
+// reads and writes then time out after Timeouts.Server of silence. The
+// transport dials for a request (the context carries its connection, so
+// its exchange): the dial's time is the request's connect time, also when
+// another connection came free first and served it.
 func (f *Frontend) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	began := time.Now()
 	d := net.Dialer{Timeout: f.opts.Timeouts.connect()}
 	nc, err := d.DialContext(ctx, "tcp", addr)
+	if x := exchangeOf(ctx); x != nil {
+		x.connect.Store(int64(time.Since(began)))
+	}
 	if err != nil {
 		return nil, &dialError{addr, err}
 	}
@@ -166,7 +172,7 @@ func (f *Frontend) RoundTrip(req *http.Request) (*http.Response, error) {
 		out := x.attemptRequest(req, t)
 		resp, err := f.transport(t).RoundTrip(out)
 		if err == nil {
-			x.response = time.Since(x.getConn) - x.connect
+			x.response = time.Since(x.sent) - time.Duration(x.connect.Load())
 			lease.Established()
 			resp.Body = &serverBody{ReadCloser: resp.Body, x: x, lease: lease}
 			return resp, nil
@@ -202,18 +208,10 @@ func (e *serverError) Error() string { return fmt.Sprintf("server %s: %v", e.ser
 func (e *serverError) Unwrap() error { return e.err }
 
 // attemptRequest is req as sent to t: its URL names t, its body is a new
-// attempt's reader, its trace times the connection.
+// attempt's reader.
 func (x *exchange) attemptRequest(req *http.Request, t proxy.Target) *http.Request {
-	trace := &httptrace.ClientTrace{
-		GetConn: func(string) { x.getConn = time.Now() },
-		GotConn: func(info httptrace.GotConnInfo) {
-			x.connect = 0
-			if !info.Reused {
-				x.connect = time.Since(x.getConn)
-			}
-		},
-	}
-	out := req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	out := new(http.Request)
+	*out = *req // a shallow copy, as Request.WithContext makes: the context stays
 	u := *req.URL
 	u.Scheme, u.Host = "http", t.Address
 	if t.TLS != nil {
@@ -223,7 +221,8 @@ func (x *exchange) attemptRequest(req *http.Request, t proxy.Target) *http.Reque
 	if req.Body != nil && x.body != nil {
 		out.Body = x.body.attempt()
 	}
-	x.getConn = time.Now()
+	x.connect.Store(0)
+	x.sent = time.Now()
 	return out
 }
 
