@@ -6,10 +6,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -519,5 +522,44 @@ func TestDrainAfterKickStopsAtOnce(t *testing.T) {
 	lines := f.log.waitLines(t, "session", 1)
 	if len(lines) != 1 || lines[0]["end"] != proxy.EndKicked {
 		t.Errorf("session line: got %v, want end kicked", lines)
+	}
+}
+
+func TestTLSBothWays(t *testing.T) {
+	// The client speaks HTTPS to the frontend (implicit TLS by the engine)
+	// and the frontend speaks HTTPS to the server, verifying it.
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secret object")
+	}))
+	t.Cleanup(ts.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	target := proxy.Target{Server: "s1", Address: strings.TrimPrefix(ts.URL, "https://"), TLS: &tls.Config{RootCAs: pool, ServerName: "example.com"}}
+	fe := New(Options{Picker: &proxytest.Picker{Targets: []proxy.Target{target}}})
+	addr := proxytest.Serve(t, proxy.Frontend{Name: "web", Protocol: "http", Handler: fe, Graceful: true, TLS: proxytest.ServerTLS(t), ImplicitTLS: true})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+	resp, err := c.Get("https://" + addr + "/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "secret object" || resp.TLS == nil {
+		t.Errorf("got %s %q (TLS %v), want the object over TLS", resp.Status, body, resp.TLS != nil)
+	}
+
+	// A server whose certificate does not verify is a failed connect: 503.
+	bad := target
+	bad.TLS = &tls.Config{ServerName: "example.com"} // the system roots: the test CA is not one
+	fe2 := New(Options{Picker: &proxytest.Picker{Targets: []proxy.Target{bad}}})
+	addr2 := proxytest.Serve(t, proxy.Frontend{Name: "web2", Protocol: "http", Handler: fe2, Graceful: true, Retries: -1})
+	resp2, err := http.Get("http://" + addr2 + "/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	body2, _ := io.ReadAll(resp2.Body)
+	if resp2.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body2), "tls") {
+		t.Errorf("unverified server: got %s %q, want 503 naming TLS", resp2.Status, body2)
 	}
 }
