@@ -16,7 +16,10 @@ import (
 // connections, 16 at once (the bench's HTTP test, in one process).
 func BenchmarkSmallGET(b *testing.B) {
 	body := make([]byte, 4096)
-	addr := startBackendB(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	addr := startBackendB(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4096") // as nginx: no chunking
+		w.Write(body)
+	}))
 	f := serveB(b, addr)
 	b.SetParallelism(8)
 	var once sync.Once
