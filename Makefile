@@ -1,6 +1,7 @@
 # maildirector — the two commands a mail admin needs are `make demo` and `make test`.
 GO        ?= go
 FUZZTIME  ?= 2s
+FUZZLONG  ?= 10m
 BIN       := bin/maildirector
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
@@ -8,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 export GOTOOLCHAIN := local
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps lint test unit integration fuzz-smoke demo bench clean
+.PHONY: all build deps lint test unit integration fuzz-smoke fuzz soak demo bench clean
 
 all: build
 
@@ -34,9 +35,19 @@ test: deps lint
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
+## soak: the long end-to-end runs (issue 12), beyond make test's budget: 100 reloads over 2 minutes of IMAP
+## logins and LMTP deliveries, SIGTERM with 1,000 IMAP IDLE sessions, upgrades under login load, the LMTP soak
+soak: deps
+	CGO_ENABLED=1 MAILDIRECTOR_SOAK=1 $(GO) test -race -count=1 -timeout 30m -v \
+		-run 'TestReloadUnderLoad|TestShutdownIdleSessionsHearBye|TestUpgradeUnderLoad|TestLMTPSoakServerRestarts' ./integration
+
 ## fuzz-smoke: run every fuzz target for FUZZTIME
 fuzz-smoke:
 	@scripts/fuzz-smoke.sh $(FUZZTIME)
+
+## fuzz: run every fuzz target for FUZZLONG (10 minutes each by default; outside make test)
+fuzz:
+	@scripts/fuzz-smoke.sh $(FUZZLONG)
 
 ## demo: local Dovecot backends with maildirector in front of them (Ctrl-C stops everything)
 demo: deps build

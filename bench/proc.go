@@ -137,6 +137,11 @@ idle = "1h"
 [stats]
 bind = "127.0.0.1:0"
 
+# The bench's clients all come from one address.
+[global.limits]
+max_per_client = 0
+max_rate = 0
+
 [frontend.bench]
 protocol = %[1]q
 bind = [%[2]q]

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -496,6 +497,13 @@ func (c *Checker) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if localResource(res.Err) {
+			// This host is out of descriptors or memory: the probe says
+			// nothing of the server, so it counts neither way.
+			c.log.Warn("check skipped: local resources exhausted (not the server's fault)", "err", res.Err)
+			timer.Reset(c.interval())
+			continue
+		}
 		c.record(res)
 		timer.Reset(c.interval())
 	}
@@ -609,4 +617,12 @@ func (c *Checker) interval() time.Duration {
 	default:
 		return c.opts.FastInter
 	}
+}
+
+// localResource reports whether err is this host's resource limit (out of
+// descriptors, EMFILE/ENFILE, or of kernel memory, ENOBUFS/ENOMEM), not
+// the server's failure.
+func localResource(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -476,4 +479,32 @@ func TestOnResultSeesEveryResult(t *testing.T) {
 	if len(got) != 3 || got[0].Reason != "a" || got[1].Latency != 2*time.Millisecond || got[2].OK {
 		t.Fatalf("OnResult got %+v, want the three results in order", got)
 	}
+}
+
+// TestLocalResourceFailureCountsNeitherWay: a probe that fails because this
+// host is out of descriptors (EMFILE on dial) does not take the server
+// down: it is the proxy's trouble, not the server's.
+func TestLocalResourceFailureCountsNeitherWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var changes []Transition
+		c, _ := newFakeChecker(t, Options{Rise: 1, Fall: 1, OnChange: func(tr Transition) { changes = append(changes, tr) }}, nil, nil)
+		probes := 0
+		c.probe = func(context.Context) Result {
+			probes++
+			err := &CheckError{Type: TypeIMAP, Step: "connecting", Err: &net.OpError{Op: "dial", Err: os.NewSyscallError("socket", syscall.EMFILE)}}
+			return Result{Reason: err.Error(), Err: err}
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		go c.Run(ctx)
+		time.Sleep(7 * time.Second) // probes at 0, 2, 4, 6s
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		if probes < 3 {
+			t.Fatalf("%d probes, want several", probes)
+		}
+		if st := c.Status(); !st.Up || len(changes) != 0 {
+			t.Errorf("after %d EMFILE probes: %+v, transitions %v; want still up", probes, st, changes)
+		}
+	})
 }

@@ -66,11 +66,21 @@ type Global struct {
 	// Headers from other sources are not parsed. Default empty: no PROXY
 	// headers are accepted. Frontends inherit it unless they set their own.
 	TrustedProxies []string `toml:"trusted_proxies"`
-	// ShutdownGrace is how long live sessions get after SIGTERM before they
-	// are closed. Default 30s; range 0..1h.
+	// ShutdownGrace is the longest live sessions get after SIGTERM (or an
+	// upgrade's handover) to reach a clean point of their protocol before
+	// they are closed. Default 30s; range 0..1h.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// BacklogWait is how long new connections of a full frontend (maxconn
+	// reached) wait in the listen backlog; past it they are accepted and
+	// refused in the protocol's words until a slot frees. Default 10s;
+	// range 0..10m; 0: they wait. Frontends inherit it unless they set
+	// their own.
+	BacklogWait Duration `toml:"backlog_wait"`
 	// Timeouts are the defaults for every frontend.
 	Timeouts Timeouts `toml:"timeouts"`
+	// Limits are the per-client limits and the failed-login penalty, the
+	// defaults for every frontend.
+	Limits Limits `toml:"limits"`
 }
 
 // Timeouts are the per-phase deadlines of a session. In [global.timeouts]
@@ -94,6 +104,12 @@ type Timeouts struct {
 	// (RFC 3501 section 5.4: the autologout timer is at least 30 minutes,
 	// and IDLE clients are silent for long stretches).
 	Idle Duration `toml:"idle"`
+	// Login bounds the whole time before login however active the client
+	// is: greeting, pre-login commands, TLS handshakes and failed
+	// attempts together (Dovecot's login processes allow 3 minutes), so a
+	// client sending a byte now and then cannot hold a slot. Default 3m;
+	// range 10s..1h; imap, pop3 and submission.
+	Login Duration `toml:"login"`
 	// Data bounds receiving a DATA body from the client (LMTP, submission)
 	// and a server's answer to DATA. Default 10m; range 10s..1h.
 	Data Duration `toml:"data"`
@@ -135,6 +151,14 @@ type Frontend struct {
 	// MaxConn caps this frontend's live sessions. Default 0: only the
 	// global limit applies.
 	MaxConn int `toml:"maxconn"`
+	// Reserve is how many sessions this frontend may have beyond
+	// global.maxconn, in slots no other frontend can take, so that a flood
+	// on one port cannot lock the MTA out of LMTP. Default 100 for lmtp
+	// frontends, 0 for the others; range 0..100000.
+	Reserve int `toml:"reserve"`
+	// BacklogWait overrides Global.BacklogWait. Resolved at load: after
+	// Parse it holds the effective value.
+	BacklogWait Duration `toml:"backlog_wait"`
 	// TrustedProxies overrides Global.TrustedProxies when present (an empty
 	// list trusts nobody). Resolved at load: after Parse it holds the
 	// effective list.
@@ -154,6 +178,9 @@ type Frontend struct {
 	// Timeouts override Global.Timeouts key by key. Resolved at load: after
 	// Parse every key holds the effective value.
 	Timeouts Timeouts `toml:"timeouts"`
+	// Limits override Global.Limits key by key. Resolved at load: after
+	// Parse every key holds the effective value.
+	Limits Limits `toml:"limits"`
 	// TLS is the client-side TLS setup.
 	TLS FrontendTLS `toml:"tls"`
 	// LMTP holds the LMTP delivery settings. Only allowed for protocol
@@ -482,6 +509,7 @@ func (f *Frontend) EffectiveTimeouts(g Global) Timeouts {
 	over(&t.ServerLogin, f.Timeouts.ServerLogin)
 	over(&t.Idle, f.Timeouts.Idle)
 	over(&t.Data, f.Timeouts.Data)
+	over(&t.Login, f.Timeouts.Login)
 	over(&t.Request, f.Timeouts.Request)
 	over(&t.Queue, f.Timeouts.Queue)
 	over(&t.Client, f.Timeouts.Client)
@@ -607,6 +635,9 @@ type Stats struct {
 	Auth []string `toml:"auth"`
 	// TLS, when both files are set, serves HTTPS instead of HTTP.
 	TLS StatsTLS `toml:"tls"`
+	// Pprof serves Go's profiles at /debug/pprof/ (CPU, heap, goroutines)
+	// behind Auth, for finding where time goes. Default false.
+	Pprof bool `toml:"pprof"`
 	// Admin also accepts the control socket's commands over this listener
 	// (POST /ctl, one command in the body), behind Auth. Default false;
 	// it needs Auth.
@@ -662,4 +693,48 @@ type Control struct {
 func (c *Control) SocketMode() uint32 {
 	m, _ := strconv.ParseUint(c.Mode, 8, 32)
 	return uint32(m)
+}
+
+// Limits are the [global.limits] and [frontend.NAME.limits] tables: what
+// one client address may do, and the penalty for failed logins (as
+// Dovecot's auth_penalty). A count or a duration of 0 turns its limit off.
+type Limits struct {
+	// MaxPerClient caps one client's live connections. Default 500 (a
+	// company behind one NAT address is one client); 0: none.
+	MaxPerClient int `toml:"max_per_client"`
+	// MaxRate caps one client's new connections per RateWindow. Default
+	// 200 per 10s; 0: none.
+	MaxRate    int      `toml:"max_rate"`
+	RateWindow Duration `toml:"rate_window"`
+	// IPv6Prefix is how much of an IPv6 address is one client. Default 64.
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// Exempt lists networks (monitoring, webmail servers) without
+	// per-client limits or penalty. Default empty.
+	Exempt []string `toml:"exempt"`
+	// PenaltyInit delays the answer to a failed login; it doubles with
+	// each further failure of the client or of the user name, up to
+	// PenaltyMax. Defaults 2s and 15s; penalty_init 0: no penalty.
+	PenaltyInit Duration `toml:"penalty_init"`
+	PenaltyMax  Duration `toml:"penalty_max"`
+	// BlockAfter failed logins from one client (forgotten BlockFor after
+	// its last failure; a success of a user clears that user's count), its
+	// logins get a temporary failure for BlockFor. Defaults 20 and 5m;
+	// block_after 0: never.
+	BlockAfter int      `toml:"block_after"`
+	BlockFor   Duration `toml:"block_for"`
+	// TableSize bounds the clients and the user names tracked (each).
+	// Default 65536.
+	TableSize int `toml:"table_size"`
+}
+
+// ExemptPrefixes returns Exempt parsed; entries that do not parse are
+// skipped (Validate reports them).
+func (l *Limits) ExemptPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(l.Exempt))
+	for _, s := range l.Exempt {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -316,6 +316,7 @@ func TestParseInvalid(t *testing.T) {
 		{name: "control mode range", extra: "[control]\nmode = \"1777\"\n", key: "control.mode", msg: "octal"},
 		{name: "control freeze_wait", extra: "[control]\nfreeze_wait = \"1h\"\n", key: "control.freeze_wait", msg: "range"},
 		{name: "control socket", extra: "[control]\nsocket = \"ctl.sock\"\n", key: "control.socket", msg: "want a path"},
+		{name: "master separator is a delimiter", old: `retries = 2`, new: "retries = 2\nmaster_user_separator = \"+\"", key: "backend.dovecot.master_user_separator", msg: "also in recipient_delimiter"},
 		{name: "unknown key", old: `retries = 2`, new: "retries = 2\nbalanse = \"user\"", key: "backend.dovecot.balanse", msg: `did you mean "balance"`},
 		{name: "unknown key in server", old: `weight = 100`, new: "weight = 100\nadress = \"x\"", key: "backend.dovecot.server[0].adress", msg: "unknown key"},
 		{name: "unknown key second server", old: `state = "ready"`, new: "state = \"ready\"\nbogus = 1", key: "backend.dovecot.server[1].bogus", msg: "valid keys here"},
@@ -949,6 +950,19 @@ func TestHTTPDefaults(t *testing.T) {
 				t.Errorf("expect_status: got %v, want 204", got)
 			}
 		}},
+		{"per-client connection limits off for http", httpFrontend("store", "") + storeBackend(""), func(t *testing.T, c *Config) {
+			if l := c.Frontends["web"].Limits; l.MaxPerClient != 0 || l.MaxRate != 0 {
+				t.Errorf("http limits: got max_per_client %d, max_rate %d; want both off", l.MaxPerClient, l.MaxRate)
+			}
+			if l := c.Frontends["imap"].Limits; l.MaxPerClient != 500 || l.MaxRate != 200 {
+				t.Errorf("imap limits: got %d, %d; want the defaults", l.MaxPerClient, l.MaxRate)
+			}
+		}},
+		{"per-client connection limits of http when set", httpFrontend("store", "[frontend.web.limits]\nmax_per_client = 50\n") + storeBackend(""), func(t *testing.T, c *Config) {
+			if l := c.Frontends["web"].Limits; l.MaxPerClient != 50 || l.MaxRate != 0 {
+				t.Errorf("http limits: got max_per_client %d, max_rate %d; want 50 and off", l.MaxPerClient, l.MaxRate)
+			}
+		}},
 		{"global http timeouts are inherited", httpFrontend("store", "") + storeBackend(""), func(t *testing.T, c *Config) {
 			if got := c.Frontends["web"].Timeouts.Server; got != Duration(30*time.Second) {
 				t.Errorf("server timeout: got %s, want 30s", got)
@@ -985,5 +999,39 @@ func TestStatusRangeText(t *testing.T) {
 		if (err != nil) != tt.err || err == nil && r != tt.want {
 			t.Errorf("%q: got %v, %v; want %v (error %v)", tt.in, r, err, tt.want, tt.err)
 		}
+	}
+}
+
+// TestLimitsInheritKeyByKey: a frontend's [limits] overrides the global
+// keys it sets, an explicit 0 included, and inherits the others; the
+// defaults fill what neither sets.
+func TestLimitsInheritKeyByKey(t *testing.T) {
+	c := mustParse(t, `
+[global.limits]
+max_per_client = 100
+exempt = ["192.0.2.0/24"]
+[frontend.imap]
+protocol = "imap"
+bind = ["127.0.0.1:1143"]
+backend = "d"
+[frontend.imap.limits]
+max_rate = 0
+penalty_init = "1s"
+[frontend.pop3]
+protocol = "pop3"
+bind = ["127.0.0.1:1110"]
+backend = "d"
+[backend.d]
+[[backend.d.server]]
+name = "s1"
+address = "10.0.0.1"
+`)
+	imap, pop3 := c.Frontends["imap"].Limits, c.Frontends["pop3"].Limits
+	if imap.MaxPerClient != 100 || imap.MaxRate != 0 || imap.PenaltyInit.D() != time.Second || imap.PenaltyMax.D() != 15*time.Second ||
+		len(imap.ExemptPrefixes()) != 1 || imap.BlockAfter != 20 {
+		t.Errorf("imap limits: %+v", imap)
+	}
+	if pop3.MaxPerClient != 100 || pop3.MaxRate != 200 || pop3.PenaltyInit.D() != 2*time.Second || pop3.RateWindow.D() != 10*time.Second {
+		t.Errorf("pop3 limits: %+v", pop3)
 	}
 }

@@ -228,6 +228,7 @@ var protocolKeys = []struct {
 	{"hostname", []Protocol{ProtocolSubmission, ProtocolLMTP}, "only SMTP and LMTP greetings name the host"},
 	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
 	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "it has no login"},
+	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission}, "only the login protocols have a login to bound"},
 	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
 	{"timeouts.preauth", mailProtocols, "HTTP waits for a request's headers for timeouts.request"},
 	{"timeouts.server_login", mailProtocols, "HTTP has no server login; a server's answer is bounded by timeouts.server"},
@@ -430,6 +431,7 @@ var DefaultTimeouts = Timeouts{
 	ServerLogin: Duration(30 * time.Second),
 	Idle:        Duration(time.Hour),
 	Data:        Duration(10 * time.Minute),
+	Login:       Duration(3 * time.Minute),
 	// The HTTP path's, as in the HAProxy setup Dovecot documents for
 	// object storage.
 	Request:   Duration(time.Minute),
@@ -469,6 +471,7 @@ func (c *Config) applyDefaults(raw table) {
 	setStr(&g.SyslogTag, defaultSyslogTag)
 	setInt(&g.MaxConn, graw, "maxconn", defaultMaxConn)
 	setDur(&g.ShutdownGrace, graw, "shutdown_grace", defaultShutdownGrace)
+	setDur(&g.BacklogWait, graw, "backlog_wait", 10*time.Second)
 	traw := graw.sub("timeouts")
 	setDur(&g.Timeouts.Handshake, traw, "handshake", DefaultTimeouts.Handshake.D())
 	setDur(&g.Timeouts.Preauth, traw, "preauth", DefaultTimeouts.Preauth.D())
@@ -476,6 +479,8 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&g.Timeouts.ServerLogin, traw, "server_login", DefaultTimeouts.ServerLogin.D())
 	setDur(&g.Timeouts.Idle, traw, "idle", DefaultTimeouts.Idle.D())
 	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
+	setDur(&g.Timeouts.Login, traw, "login", DefaultTimeouts.Login.D())
+	g.Limits.defaults(graw.sub("limits"))
 	setDur(&g.Timeouts.Request, traw, "request", DefaultTimeouts.Request.D())
 	setDur(&g.Timeouts.Queue, traw, "queue", DefaultTimeouts.Queue.D())
 	setDur(&g.Timeouts.Client, traw, "client", DefaultTimeouts.Client.D())
@@ -500,6 +505,26 @@ func (c *Config) applyDefaults(raw table) {
 		setInt(&f.MaxLoginAttempts, fraw, "max_login_attempts", defaultMaxLoginAttempts)
 		setStr(&f.Hostname, hostname)
 		f.Timeouts = f.EffectiveTimeouts(*g)
+		f.Limits.inherit(fraw.sub("limits"), g.Limits)
+		if f.Protocol == ProtocolHTTP {
+			// An http frontend's clients are a few Dovecot hosts, each with
+			// as many connections as its processes' HTTP clients open:
+			// per-client connection limits are off unless a table sets them.
+			for _, k := range []struct {
+				key string
+				dst *int
+			}{{"max_per_client", &f.Limits.MaxPerClient}, {"max_rate", &f.Limits.MaxRate}} {
+				if !fraw.sub("limits").has(k.key) && !graw.sub("limits").has(k.key) {
+					*k.dst = 0
+				}
+			}
+		}
+		setDur(&f.BacklogWait, fraw, "backlog_wait", g.BacklogWait.D())
+		reserve := 0
+		if f.Protocol == ProtocolLMTP {
+			reserve = 100
+		}
+		setInt(&f.Reserve, fraw, "reserve", reserve)
 		if f.Protocol == ProtocolLMTP && !fraw.sub("timeouts").has("idle") && !traw.has("idle") {
 			f.Timeouts.Idle = Duration(lmtpIdle)
 		}
@@ -626,4 +651,44 @@ func (c *Config) loadSecrets(p *problems) {
 		}
 		ck.Password = strings.TrimRight(string(data), "\r\n")
 	}
+}
+
+// defaults fills the [global.limits] keys t does not set.
+func (l *Limits) defaults(t table) {
+	setInt(&l.MaxPerClient, t, "max_per_client", 500)
+	setInt(&l.MaxRate, t, "max_rate", 200)
+	setDur(&l.RateWindow, t, "rate_window", 10*time.Second)
+	setInt(&l.IPv6Prefix, t, "ipv6_prefix", 64)
+	setDur(&l.PenaltyInit, t, "penalty_init", 2*time.Second)
+	setDur(&l.PenaltyMax, t, "penalty_max", 15*time.Second)
+	setInt(&l.BlockAfter, t, "block_after", 20)
+	setDur(&l.BlockFor, t, "block_for", 5*time.Minute)
+	setInt(&l.TableSize, t, "table_size", 65536)
+}
+
+// inherit takes from g every key that the frontend's table t does not set.
+func (l *Limits) inherit(t table, g Limits) {
+	keep := func(key string, dst, src any) {
+		if t.has(key) {
+			return
+		}
+		switch d := dst.(type) {
+		case *int:
+			*d = *src.(*int)
+		case *Duration:
+			*d = *src.(*Duration)
+		case *[]string:
+			*d = slices.Clone(*src.(*[]string))
+		}
+	}
+	keep("max_per_client", &l.MaxPerClient, &g.MaxPerClient)
+	keep("max_rate", &l.MaxRate, &g.MaxRate)
+	keep("rate_window", &l.RateWindow, &g.RateWindow)
+	keep("ipv6_prefix", &l.IPv6Prefix, &g.IPv6Prefix)
+	keep("exempt", &l.Exempt, &g.Exempt)
+	keep("penalty_init", &l.PenaltyInit, &g.PenaltyInit)
+	keep("penalty_max", &l.PenaltyMax, &g.PenaltyMax)
+	keep("block_after", &l.BlockAfter, &g.BlockAfter)
+	keep("block_for", &l.BlockFor, &g.BlockFor)
+	keep("table_size", &l.TableSize, &g.TableSize)
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ var timeoutKeys = []struct {
 	{"server_login", func(t *Timeouts) Duration { return t.ServerLogin }, time.Second, 5 * time.Minute},
 	{"idle", func(t *Timeouts) Duration { return t.Idle }, time.Minute, 24 * time.Hour},
 	{"data", func(t *Timeouts) Duration { return t.Data }, 10 * time.Second, time.Hour},
+	{"login", func(t *Timeouts) Duration { return t.Login }, 10 * time.Second, time.Hour},
 	{"request", func(t *Timeouts) Duration { return t.Request }, time.Second, 10 * time.Minute},
 	{"queue", func(t *Timeouts) Duration { return t.Queue }, time.Second, 10 * time.Minute},
 	{"client", func(t *Timeouts) Duration { return t.Client }, time.Second, time.Hour},
@@ -103,9 +105,27 @@ func (c *Config) validateGlobal(p *problems) {
 	p.intRange("global.maxconn", g.MaxConn, 0, maxConnLimit)
 	validatePrefixes(p, "global.trusted_proxies", g.TrustedProxies)
 	p.durRange("global.shutdown_grace", g.ShutdownGrace, 0, time.Hour)
+	p.durRange("global.backlog_wait", g.BacklogWait, 0, 10*time.Minute)
 	for _, k := range timeoutKeys {
 		p.durRange("global.timeouts."+k.key, k.get(&g.Timeouts), k.lo, k.hi)
 	}
+	validateLimits(p, "global.limits", &g.Limits)
+}
+
+func validateLimits(p *problems, at string, l *Limits) {
+	p.intRange(at+".max_per_client", l.MaxPerClient, 0, maxConnLimit)
+	p.intRange(at+".max_rate", l.MaxRate, 0, maxConnLimit)
+	p.durRange(at+".rate_window", l.RateWindow, time.Second, time.Hour)
+	p.intRange(at+".ipv6_prefix", l.IPv6Prefix, 32, 128)
+	validatePrefixes(p, at+".exempt", l.Exempt)
+	p.durRange(at+".penalty_init", l.PenaltyInit, 0, time.Minute)
+	p.durRange(at+".penalty_max", l.PenaltyMax, 0, 5*time.Minute)
+	if l.PenaltyInit > l.PenaltyMax {
+		p.addf(at+".penalty_init", "%s is more than penalty_max %s", l.PenaltyInit, l.PenaltyMax)
+	}
+	p.intRange(at+".block_after", l.BlockAfter, 0, 100000)
+	p.durRange(at+".block_for", l.BlockFor, time.Second, 24*time.Hour)
+	p.intRange(at+".table_size", l.TableSize, 16, 10000000)
 }
 
 // validateLogSinks checks where the log goes: log_file, or syslog with its
@@ -232,6 +252,11 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolHTTP))
 	}
 	p.intRange(at+".maxconn", f.MaxConn, 0, maxConnLimit)
+	p.intRange(at+".reserve", f.Reserve, 0, 100000)
+	p.durRange(at+".backlog_wait", f.BacklogWait, 0, 10*time.Minute)
+	if !reflect.DeepEqual(f.Limits, g.Limits) {
+		validateLimits(p, at+".limits", &f.Limits) // inherited values were checked under global
+	}
 	if !slices.Equal(f.TrustedProxies, g.TrustedProxies) {
 		validatePrefixes(p, at+".trusted_proxies", f.TrustedProxies)
 	}
@@ -447,6 +472,9 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 		}
 		if b.MasterUserSeparator != "" && strings.Contains(b.DefaultDomain, b.MasterUserSeparator) {
 			p.addf(at+".default_domain", "%q contains master_user_separator %q", b.DefaultDomain, b.MasterUserSeparator)
+		}
+		if b.MasterUserSeparator != "" && strings.Contains(strings.ToLower(b.RecipientDelimiter), strings.ToLower(b.MasterUserSeparator)) {
+			p.addf(at+".master_user_separator", "%q is also in recipient_delimiter %q: a name could not be read both ways", b.MasterUserSeparator, b.RecipientDelimiter)
 		}
 		p.enum(at+".login_server_down", oneOf(b.LoginServerDown, ServerDownNext, ServerDownTempfail))
 		p.intRange(at+".retries", b.Retries, 0, 10)

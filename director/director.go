@@ -207,6 +207,11 @@ func New(opts Options) (*Director, error) {
 		errs = append(errs, fmt.Errorf("master user separator %q: want one character", sep))
 	} else if sep != "" && strings.Contains(asciiLower(opts.DefaultDomain), asciiLower(sep)) {
 		errs = append(errs, fmt.Errorf("default domain %q contains the master user separator %q", opts.DefaultDomain, sep))
+	} else if sep != "" && strings.Contains(asciiLower(opts.RecipientDelimiter), asciiLower(sep)) {
+		// "alice+bob" could be alice's detail or alice logged in by the
+		// master user bob: no one reading can tell (found by fuzzing:
+		// normalizing twice gave another name).
+		errs = append(errs, fmt.Errorf("master user separator %q is also a recipient delimiter (%q)", sep, opts.RecipientDelimiter))
 	}
 	d := &Director{
 		holds:      opts.Holds,

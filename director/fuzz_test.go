@@ -13,7 +13,7 @@ func FuzzNormalizeUser(f *testing.F) {
 		f.Add(s, "", "", "", true, false)
 	}
 	f.Fuzz(func(t *testing.T, user, domain, delimiters, sep string, recipient, stripLogin bool) {
-		if len(sep) > 1 || (sep != "" && strings.Contains(asciiLower(domain), asciiLower(sep))) || strings.Contains(domain, "@") {
+		if len(sep) > 1 || (sep != "" && (strings.Contains(asciiLower(domain), asciiLower(sep)) || strings.Contains(asciiLower(delimiters), asciiLower(sep)))) || strings.Contains(domain, "@") {
 			return // New rejects these options
 		}
 		d, err := New(Options{Servers: servers(1), DefaultDomain: domain, RecipientDelimiter: delimiters,

@@ -106,15 +106,17 @@ func TestNewRejectsUserNameOptions(t *testing.T) {
 	tests := []struct {
 		name          string
 		sep, domain   string
+		delimiters    string
 		wantErrSubstr string
 	}{
+		{name: "a recipient delimiter", sep: "+", delimiters: "-+", wantErrSubstr: "also a recipient delimiter"},
 		{name: "two characters", sep: "**", wantErrSubstr: "want one character"},
 		{name: "in default domain", sep: ".", domain: "example.org", wantErrSubstr: "contains the master user separator"},
 		{name: "default domain with @", domain: "x@example.org", wantErrSubstr: "contains '@'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(Options{Servers: servers(1), MasterSeparator: tt.sep, DefaultDomain: tt.domain})
+			_, err := New(Options{Servers: servers(1), MasterSeparator: tt.sep, DefaultDomain: tt.domain, RecipientDelimiter: tt.delimiters})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErrSubstr) {
 				t.Errorf("got %v, want an error containing %q", err, tt.wantErrSubstr)
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -79,12 +80,20 @@ func clientTLS() *tls.Config {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below Linux's ephemeral range (32768 and up): a port the kernel gave
+	// this test could otherwise be taken by any outgoing connection (of
+	// another test, of Dovecot) before maildirector binds it.
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port between 20000 and 32000")
+	return 0
 }
 
 // frontendSpec is one [frontend.NAME] of a test configuration.
@@ -111,10 +120,17 @@ type setupSpec struct {
 	ServerExtra func(i int) string
 	// Lab holds options for the Dovecot lab; Instances above wins.
 	Lab dovecotlab.Options
+	// Limits are the [global.limits] lines; "" means noLimits.
+	Limits string
 	// Stats adds a [stats] listener (addrs["stats"]) with these more
 	// TOML lines, e.g. `refresh = "500ms"`; "" and StatsOn false: none.
 	Stats   string
 	StatsOn bool
+	// Control adds a [control] table with its socket at e.ctlSocket()
+	// and these more TOML lines, e.g. `mode = "0600"`; "" and ControlOn
+	// false: none.
+	Control   string
+	ControlOn bool
 }
 
 // env is a running lab with maildirector in front of it.
@@ -155,6 +171,9 @@ func (e *env) config() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\nlog_level = \"debug\"\nshutdown_grace = \"2s\"\n%s\n\n", e.spec.Global)
+	// Every test client comes from one address: the per-client limits are
+	// off unless a test is about them.
+	fmt.Fprintf(&b, "[global.limits]\n%s\n\n", or(e.spec.Limits, noLimits))
 	for _, f := range e.spec.Frontends {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.addrs[f.Name] = addr
@@ -173,6 +192,9 @@ func (e *env) config() string {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.addrs["stats"] = addr
 		fmt.Fprintf(&b, "[stats]\nbind = %q\n%s\n\n", addr, e.spec.Stats)
+	}
+	if e.spec.ControlOn {
+		fmt.Fprintf(&b, "[control]\nsocket = %q\n%s\n\n", e.ctlSocket(), e.spec.Control)
 	}
 	balance := or(e.spec.Balance, "user")
 	fmt.Fprintf(&b, "[backend.dovecot]\nbalance = %q\n", balance)
@@ -194,6 +216,9 @@ func (e *env) config() string {
 	}
 	return b.String()
 }
+
+// noLimits turns the per-client limits and the login penalty off.
+const noLimits = "max_per_client = 0\nmax_rate = 0\npenalty_init = \"0s\"\nblock_after = 0"
 
 func or(s, def string) string {
 	if s != "" {

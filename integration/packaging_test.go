@@ -9,7 +9,9 @@ import (
 	"testing"
 )
 
-// TestSystemdUnit: the shipped unit passes `systemd-analyze verify`, runs
+// TestSystemdUnit: the shipped units (the service, and the optional socket
+// unit) pass `systemd-analyze verify`; the service is Type=notify with
+// NotifyAccess=all (for `ctl upgrade`), runs
 // as a fixed system user (a DynamicUser cannot be given read access to
 // the private keys, so its pre-start check would fail), and that user and
 // group are what the shipped sysusers.d entry creates.
@@ -29,6 +31,26 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// The optional socket unit, next to the service it activates.
+	socket, err := os.ReadFile("../etc/maildirector.socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	socketPath := filepath.Join(dir, "maildirector.socket")
+	if err := os.WriteFile(socketPath, socket, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command("systemd-analyze", "verify", socketPath).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify maildirector.socket: %v\n%s", err, out)
+	}
+	// maildirector speaks sd_notify, and `ctl upgrade`'s new process (a
+	// child of the main one) must be heard when it sends MAINPID=.
+	for _, want := range []string{`(?m)^Type=notify$`, `(?m)^NotifyAccess=all$`} {
+		if !regexp.MustCompile(want).Match(unit) {
+			t.Errorf("the unit lacks %s", want)
+		}
 	}
 
 	if regexp.MustCompile(`(?m)^DynamicUser\s*=\s*yes`).Match(unit) {

@@ -52,10 +52,13 @@ type Conn struct {
 	remote  netip.AddrPort // the real client (from a trusted PROXY header, else the socket)
 	local   netip.AddrPort // the address the client connected to
 	sock    *sockConn      // the client socket
-	sem     chan struct{}  // the frontend maxconn slot this session holds
+	slots   slots          // the maxconn slots this session holds
 	tlsConn *tls.Conn      // non-nil once the client is on TLS
 	r       *bufio.Reader
 	proxied bool // remote came from an inbound PROXY header
+	// admitted: the frontend's guard counts this connection against its
+	// client (see Limits); finish releases it.
+	admitted bool
 
 	bytesIn  atomic.Int64 // client → maildirector
 	bytesOut atomic.Int64 // maildirector → client
@@ -86,10 +89,40 @@ func (r clientReader) Read(p []byte) (int, error) {
 func (c *Conn) ID() uint64 { return c.id }
 
 // Logger returns a logger with the connection's attributes (conn,
-// frontend, proto, remote). It is built on each call, so that a relayed
-// session holds no logger: keep it for the length of a handler.
+// frontend, proto, remote), added to each line when it is written rather
+// than formatted up front: a session that logs nothing at the configured
+// level pays nothing for them. It is built on each call, so that a
+// relayed session holds no logger: keep it for the length of a handler.
 func (c *Conn) Logger() *slog.Logger {
-	return c.srv.log.With("conn", c.id, "frontend", c.fe.Name, "proto", c.fe.Protocol, "remote", c.remote.String())
+	return slog.New(connHandler{c.srv.log.Handler(), c})
+}
+
+// connHandler puts the connection's attributes first on each record it
+// passes on.
+type connHandler struct {
+	h slog.Handler
+	c *Conn
+}
+
+func (h connHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.h.Enabled(ctx, l) }
+
+func (h connHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(slog.Uint64("conn", h.c.id), slog.String("frontend", h.c.fe.Name),
+		slog.String("proto", h.c.fe.Protocol), slog.String("remote", h.c.remote.String()))
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(a)
+		return true
+	})
+	return h.h.Handle(ctx, out)
+}
+
+func (h connHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return connHandler{h.h.WithAttrs(as), h.c}
+}
+
+func (h connHandler) WithGroup(name string) slog.Handler {
+	return connHandler{h.h.WithGroup(name), h.c}
 }
 
 // Retries is how many other servers this session may be tried on after a
@@ -186,18 +219,25 @@ func (c *Conn) SetPhase(p Phase) {
 	case PhaseRelay:
 		d = t.idle()
 	}
-	if c.stopping() {
+	if c.endingReason() != "" {
 		c.sock.SetDeadline(time.Now()) // the engine is ending the session: the next read fails at once
 		return
 	}
-	c.sock.SetDeadline(deadlineFor(d))
+	dl := deadlineFor(d)
+	if t.LoginDeadline > 0 && p != PhaseLogin && p != PhaseRelay {
+		if end := c.start.Add(t.LoginDeadline); dl.IsZero() || end.Before(dl) {
+			dl = end // before login, no phase outlasts the login deadline
+		}
+	}
+	c.sock.SetDeadline(dl)
 }
 
 // SetReadDeadline sets the deadline of reads from the client, for a
 // handler that keeps its own timeouts ([protocols/http] under net/http);
-// the zero time means none. While the engine is ending the session (stop,
-// not drain) the deadline is the present whatever t says, so a handler
-// cannot keep a session the engine ends.
+// the zero time means none. While the engine is ending the session now
+// (a stop; not a graceful shutdown's drain, [Conn.SetDrain]) the deadline is
+// the present whatever t says, so a handler cannot keep a session the
+// engine ends.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	if c.stopping() {
 		t = time.Now()

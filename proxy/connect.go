@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -44,36 +45,60 @@ type LoginFunc func(ctx context.Context, server net.Conn, t Target) (fromServer 
 // ([ErrLocalResource]), which is tried on no other server and counted
 // against none.
 func (c *Conn) Connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {
+	g := c.fe.guard
+	if user != "" && g != nil && g.blocked(c.remote.Addr(), time.Now()) {
+		c.countLogin(ctx, user, ErrBlocked, 0)
+		return nil, nil, ErrBlocked
+	}
 	srv, fromServer, err := c.connect(ctx, p, user, login)
-	c.countLogin(ctx, user, err)
+	var wait time.Duration
+	if g != nil && user != "" && err != nil && loginResult(err) == LoginRejected {
+		// Dovecot's auth_penalty: the answer to a failed login waits,
+		// longer with each failure of this client or of this user.
+		wait = g.failed(c.remote.Addr(), strings.ToLower(user), time.Now())
+	}
+	if c.countLogin(ctx, user, err, wait) == LoginOK && g != nil {
+		g.succeeded(strings.ToLower(user))
+	}
+	sleepCtx(ctx, wait)
 	return srv, fromServer, err
+}
+
+// loginResult classifies a login's outcome for the statistics.
+func loginResult(err error) LoginResult {
+	var temp Temporary
+	switch {
+	case err == nil:
+		return LoginOK
+	case errors.Is(err, ErrLocalResource), errors.Is(err, ErrHeld), errors.Is(err, ErrBlocked):
+		return LoginTempFail
+	case errors.Is(err, ErrUnavailable):
+		return LoginNoServer
+	case errors.As(err, &temp) && temp.Temporary():
+		return LoginTempFail
+	}
+	return LoginRejected
 }
 
 // countLogin records a login's outcome in the frontend's statistics and
 // logs a failed one: one line with the user, the client (the logger's
-// remote) and the reason, never the password. A session without a login
-// (tcp) and one the engine ended are not counted.
-func (c *Conn) countLogin(ctx context.Context, user string, err error) {
+// remote), the result and the penalty its answer waits, never the
+// password. A session without a login (tcp) and one the engine ended are
+// not counted.
+func (c *Conn) countLogin(ctx context.Context, user string, err error, penalty time.Duration) LoginResult {
 	if user == "" || ctx.Err() != nil {
-		return
+		return ""
 	}
-	var result LoginResult
-	var temp Temporary
-	switch {
-	case err == nil:
-		c.fe.stats().Login(LoginOK)
-		return
-	case errors.Is(err, ErrLocalResource), errors.Is(err, ErrHeld):
-		result = LoginTempFail
-	case errors.Is(err, ErrUnavailable):
-		result = LoginNoServer
-	case errors.As(err, &temp) && temp.Temporary():
-		result = LoginTempFail
-	default:
-		result = LoginRejected
-	}
+	result := loginResult(err)
 	c.fe.stats().Login(result)
-	c.Logger().Info("login failed", "user", user, "result", string(result), "err", err.Error())
+	if result != LoginOK {
+		attrs := []any{"user", user, "result", string(result), "err", err.Error()}
+		if penalty > 0 {
+			attrs = append(attrs, "penalty", penalty)
+		}
+		c.Logger().Info("login failed", attrs...)
+	}
+	return result
 }
 
 func (c *Conn) connect(ctx context.Context, p Picker, user string, login LoginFunc) (net.Conn, []byte, error) {

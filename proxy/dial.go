@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 
 	"github.com/pires/go-proxyproto"
@@ -36,6 +37,15 @@ func isLocalResource(err error) bool {
 // inject errors the kernel will not produce on demand.
 var dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
 	var d net.Dialer
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		// An IP address, as servers usually are: no resolver on the way
+		// (a fifth of a login's allocations went there).
+		c, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
+		if err != nil {
+			return nil, err // not a nil *TCPConn in a non-nil net.Conn
+		}
+		return c, nil
+	}
 	return d.DialContext(ctx, "tcp", address)
 }
 

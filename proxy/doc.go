@@ -14,7 +14,7 @@
 //		Handler: imapFrontend, TLS: tlsConfig,
 //	}})
 //	...
-//	srv.Shutdown(ctx) // stop accepting, say goodbye, wait, then force-close
+//	srv.Shutdown(ctx) // stop accepting, end each session at a clean point, force-close at ctx's end
 //
 // # Relay and memory
 //

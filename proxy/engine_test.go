@@ -143,14 +143,22 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
 }
 
-// finisher answers "ready", then on its context's end says "finishing"
-// and serves one more line (the work in flight) before it returns.
-func finisher() Handler {
+// finisher answers "ready", then, when a graceful shutdown drains it
+// (with drain) or its context ends, says "finishing" and serves one more
+// line (the work in flight) before it returns.
+func finisher(drain bool) Handler {
 	return HandlerFunc(func(ctx context.Context, c *Conn) error {
+		drained := make(chan struct{})
+		if drain {
+			c.SetDrain(func() { close(drained) })
+		}
 		if err := c.WriteString("ready\n"); err != nil {
 			return err
 		}
-		<-ctx.Done()
+		select {
+		case <-drained:
+		case <-ctx.Done():
+		}
 		c.SetReadDeadline(time.Time{}) // what a handler with its own timeouts does
 		if err := c.WriteString("finishing\n"); err != nil {
 			return err
@@ -163,18 +171,22 @@ func finisher() Handler {
 	})
 }
 
-func TestShutdownLetsGracefulSessionsFinish(t *testing.T) {
+// TestDrainingSessionSetsItsDeadlines: a session that drains itself
+// (SetDrain) may set its own client deadlines (SetReadDeadline) and finish
+// its work in flight; one that does not is stopped, whatever deadline its
+// handler sets.
+func TestDrainingSessionSetsItsDeadlines(t *testing.T) {
 	tests := []struct {
-		name     string
-		graceful bool
-		want     string // what the client reads after "finishing"
+		name  string
+		drain bool
+		want  string // what the client reads after "finishing"
 	}{
-		{"graceful: the work in flight ends", true, "done last\n"},
-		{"not graceful: ended at once", false, ""},
+		{"drains itself: the work in flight ends", true, "done last\n"},
+		{"no drain: ended at once", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, addr := startServer(t, Frontend{Handler: finisher(), Graceful: tt.graceful})
+			srv, addr := startServer(t, Frontend{Handler: finisher(tt.drain)})
 			c, r := dialLine(t, addr)
 			if l, _ := r.ReadString('\n'); l != "ready\n" {
 				t.Fatalf("got %q, want ready", l)
@@ -195,8 +207,11 @@ func TestShutdownLetsGracefulSessionsFinish(t *testing.T) {
 	}
 }
 
-func TestShutdownGraceOverEndsGracefulSessions(t *testing.T) {
-	srv, addr := startServer(t, Frontend{Handler: finisher(), Graceful: true})
+// TestShutdownGraceOverEndsDrainingSessions: a draining session whose work
+// does not end is stopped when the grace is over, its own deadlines
+// notwithstanding.
+func TestShutdownGraceOverEndsDrainingSessions(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Handler: finisher(true)})
 	_, r := dialLine(t, addr)
 	r.ReadString('\n')
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

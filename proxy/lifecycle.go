@@ -18,8 +18,9 @@ import (
 //	                           │                        │
 //	                           └──────── finish ────────┴──▶ connClosed
 //
-//   - new: accepted, not yet known to the Server. If the Server is
-//     stopping, register refuses it and the accept path closes the socket.
+//   - new: accepted, not yet known to the Server. Once the Server's
+//     accept loops have ended at shutdown, register refuses it and the
+//     accept path closes the socket.
 //   - serving: registered (Sessions, Kick and shutdown see it) and the
 //     frontend's handler runs in serveConn, with a context stop cancels.
 //   - relaying: the handler gave the session to the relay with
@@ -30,13 +31,18 @@ import (
 //
 // Apart from the state, ended records that the engine (shutdown, kick,
 // idle timeout) asked the session to end and why; the first reason wins and
-// is the one logged. A graceful frontend's serving session may first be
-// drained (Shutdown: its context cancelled, its deadlines left alone, so
-// the request in flight completes) and stopped later (the grace is over).
-// A session that is ending is never handed off: stop and
+// is the one logged. A session that is ending is never handed off: stop and
 // handOff both decide under c.mu, so either handOff sees ended and refuses,
 // or stop sees connRelaying and asks the relay, which also looks at ended
 // once it has registered the session (relay.add).
+//
+// A graceful shutdown ends each session at a clean point of its protocol
+// rather than at once: a serving session is stopped with its goodbye, or,
+// if its frontend drains itself (SetDrain, LMTP), asked to end after the
+// transaction in progress; a relayed session that asked for it
+// (EndAtPause: IMAP, POP3, submission) is ended by the relay at the first
+// pause after a server reply; whatever is left at the end of the grace
+// period is stopped.
 
 // connState is where a Conn is in its life; it only moves forward.
 type connState int
@@ -53,10 +59,15 @@ type connLife struct {
 	state   connState
 	cancel  context.CancelFunc // ends the handler's context; nil once the handler returned
 	ended   string             // why the engine ended the session; "" if it did not
-	goodbye []byte             // what the client is told when the engine ends the session
-	// draining: the engine asked a graceful frontend's session to end
-	// after its work in flight ([Frontend.Graceful]); its handler's context
-	// is cancelled but its deadlines stand until a stop.
+	goodbye string             // what the client is told when the engine ends the session
+	// drain is how the frontend ends a serving session itself when a
+	// graceful shutdown starts (SetDrain); nil: the engine stops it.
+	drain func()
+	// atPause: once relayed, a graceful shutdown ends the session at a
+	// pause after a server reply (EndAtPause), not at the end of the grace.
+	atPause bool
+	// draining: a graceful shutdown asked the frontend to end the session
+	// itself (SetDrain): the deadlines its handler sets stand until a stop.
 	draining bool
 }
 
@@ -65,8 +76,8 @@ type connLife struct {
 const goodbyeTimeout = time.Second
 
 // register makes c a live session of its Server and returns the handler's
-// context. It reports false when the Server is stopping; c then stays new
-// and the caller closes the socket.
+// context. It reports false when the Server is sealed (stopping, its
+// accept loops ended); c then stays new and the caller closes the socket.
 func (c *Conn) register() (context.Context, bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.life.cancel = cancel // c is not visible to stop yet: no lock needed
@@ -129,28 +140,76 @@ func (c *Conn) stop(reason string) {
 	c.sock.SetReadDeadline(time.Now())
 }
 
-// drain asks a serving session of a graceful frontend ([Frontend.Graceful])
-// to end for reason once its work in flight is done: its handler's context
-// is cancelled and nothing else; the handler ends the session itself (an
-// HTTP connection after the response it is sending). A later stop ends it
-// at once. A session already ending or finished is left alone.
-func (c *Conn) drain(reason string) {
+// beginShutdown starts the graceful end of a serving session (Shutdown):
+// the reason is recorded, so that a session still logging in is never
+// handed to the relay and its goodbye is said when its handler returns;
+// then a frontend that drains itself (SetDrain) is asked to, and any
+// other session is stopped as by stop. With letLogin (Handover), a
+// session without a drain function is left alone to finish its login; the
+// relay then ends it at a pause. A relayed or finished session is left to
+// the relay and the shutdown's pause and grace handling.
+func (c *Conn) beginShutdown(letLogin bool) {
 	c.mu.Lock()
 	if c.life.state != connServing || c.life.ended != "" {
 		c.mu.Unlock()
 		return
 	}
-	c.life.ended, c.life.draining = reason, true
-	cancel := c.life.cancel
+	drain, cancel := c.life.drain, c.life.cancel
+	if drain == nil && letLogin {
+		c.mu.Unlock()
+		return
+	}
+	c.life.ended = EndShutdown
+	c.life.drain = nil // asked once
+	c.life.draining = drain != nil
 	c.mu.Unlock()
+	if drain != nil {
+		drain()
+		return
+	}
 	if cancel != nil {
 		cancel()
 	}
+	c.sock.SetReadDeadline(time.Now())
 }
 
-// stopping reports whether the engine is ending the session now (stop),
-// as opposed to not at all or after its work in flight (drain): then every
-// deadline a handler sets is the present.
+// SetDrain registers how the frontend ends its session itself when a
+// graceful shutdown starts ([Server.Shutdown], [Server.Handover]): drain is
+// called once, from the shutdown's goroutine, and must not block; the
+// handler then returns at its next clean point (LMTP: once the transaction
+// in progress is answered) and the engine says the goodbye. Without it, a
+// session that has not been handed to the relay is stopped at once. A
+// session still open at the end of the grace period is stopped either way.
+func (c *Conn) SetDrain(drain func()) {
+	c.mu.Lock()
+	c.life.drain = drain
+	c.mu.Unlock()
+}
+
+// EndAtPause asks the engine to end the session, once relayed, at the
+// first pause after a server reply when a graceful shutdown starts, with
+// the goodbye (IMAP "* BYE", POP3 "-ERR", submission "421"), rather than
+// at the end of the grace period: the client is then between commands,
+// not in the middle of a reply, and reconnects. Without it a relayed
+// session runs until it ends or the grace period does (the tcp frontend:
+// the engine cannot tell where its protocol pauses).
+func (c *Conn) EndAtPause() {
+	c.mu.Lock()
+	c.life.atPause = true
+	c.mu.Unlock()
+}
+
+// endsAtPause reports whether EndAtPause was asked for.
+func (c *Conn) endsAtPause() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.life.atPause
+}
+
+// stopping reports whether the engine is ending the session now (stop, or
+// a shutdown of a session without a drain function), as opposed to not at
+// all or after its work in flight (SetDrain): then every deadline a
+// handler sets is the present.
 func (c *Conn) stopping() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -188,7 +247,7 @@ func (c *Conn) relaying() bool {
 // (shutdown, kick): IMAP "* BYE ...\r\n", SMTP "421 ...\r\n".
 func (c *Conn) SetGoodbye(msg string) {
 	c.mu.Lock()
-	c.life.goodbye = []byte(msg)
+	c.life.goodbye = msg
 	c.mu.Unlock()
 }
 
@@ -205,13 +264,13 @@ func (c *Conn) sayGoodbye(reason string, w io.Writer) {
 	c.mu.Lock()
 	msg := c.life.goodbye
 	c.mu.Unlock()
-	if msg == nil {
+	if msg == "" {
 		return
 	}
 	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		d.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
 	}
-	w.Write(msg)
+	io.WriteString(w, msg)
 }
 
 // finish ends the session once: the goodbye (for a serving session the
@@ -240,9 +299,11 @@ func (c *Conn) finish(err error) {
 	if lease != nil {
 		lease.Release()
 	}
+	if c.admitted {
+		c.fe.guard.leave(c.remote.Addr())
+	}
 	c.srv.removeConn(c)
-	release(c.sem)
-	release(c.srv.sem)
+	c.slots.release()
 	info, end := c.Info(), endReason(err, ended)
 	c.fe.stats().SessionEnded(info, end)
 	c.logSession(info, end, errText(err, ended, end))
@@ -254,6 +315,15 @@ func (c *Conn) finish(err error) {
 // user, server, bytes_in, bytes_out, connect, login, duration, end, and err
 // when an error ended the session.
 func (c *Conn) logSession(info Info, reason, errText string) {
+	level := slog.LevelInfo
+	if info.BytesIn == 0 && info.User == "" {
+		// The client sent nothing: a port scan, or an upstream balancer's
+		// TCP check. Logged at debug, as HAProxy's "option dontlognull".
+		level = slog.LevelDebug
+	}
+	if !c.srv.log.Enabled(context.Background(), level) {
+		return // nothing to build: the logger and its attributes cost per session
+	}
 	attrs := make([]any, 0, 32)
 	if c.proxied {
 		attrs = append(attrs, "via_proxy", true)
@@ -272,12 +342,6 @@ func (c *Conn) logSession(info Info, reason, errText string) {
 	)
 	if errText != "" {
 		attrs = append(attrs, "err", errText)
-	}
-	level := slog.LevelInfo
-	if info.BytesIn == 0 && info.User == "" {
-		// The client sent nothing: a port scan, or an upstream balancer's
-		// TCP check. Logged at debug, as HAProxy's "option dontlognull".
-		level = slog.LevelDebug
 	}
 	c.Logger().Log(context.Background(), level, "session", attrs...)
 }
@@ -311,6 +375,9 @@ const (
 	// EndTimeout: the client did not finish a phase before its deadline
 	// (pre-login, TLS handshake, an LMTP command or its data).
 	EndTimeout = "timeout"
+	// EndRefused: a per-client limit refused the connection before the
+	// handler ran ([Limits]).
+	EndRefused = "refused"
 	// EndError: anything else; the line's err says what.
 	EndError = "error"
 )
@@ -321,7 +388,7 @@ const (
 func endReason(err error, ended string) string {
 	if ended != "" {
 		switch ended {
-		case EndIdleTimeout, EndKicked, EndServerDown, EndShutdown:
+		case EndIdleTimeout, EndKicked, EndServerDown, EndShutdown, EndRefused:
 			return ended
 		}
 		return EndKicked // another Kick reason: the set stays bounded
@@ -340,6 +407,8 @@ func endReason(err error, ended string) string {
 		case isTimeout(pc.err):
 			return EndIdleTimeout // the relay's write deadline: a peer that took nothing
 		}
+	case errors.Is(err, errRefused):
+		return EndRefused
 	case errors.Is(err, ErrUnavailable):
 		// No server could be reached (the tcp frontend ends on it): the
 		// err says which failed and how.

@@ -96,11 +96,11 @@ func TestProxyHeaderOnlyFromTrustedSources(t *testing.T) {
 }
 
 // acceptWaitsForSlot reports whether an accept loop is blocked waiting for a
-// maxconn slot (its goroutine sits in acquire).
+// maxconn slot (its goroutine sits in takeSlots).
 func acceptWaitsForSlot() bool {
 	buf := make([]byte, 1<<20)
 	n := runtime.Stack(buf, true)
-	return bytes.Contains(buf[:n], []byte("proxy.acquire("))
+	return bytes.Contains(buf[:n], []byte("proxy.(*Server).takeSlots("))
 }
 
 // named greets with its own name and serves until the client sends a line.

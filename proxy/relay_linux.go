@@ -56,12 +56,16 @@ type direction struct {
 	from    int
 	running atomic.Bool   // a netpoller pump runs (TLS sessions)
 	bytes   *atomic.Int64 // the Conn counter this direction feeds
+	last    atomic.Int64  // unix nanos of the last byte this way
 
 	// Detached sessions only; state is guarded by session.mu, pending is
 	// touched only by the running pump.
 	state    dirState
 	pending  *pipe // holds pendingN bytes the destination did not take yet
 	pendingN int
+	// pendingBuf holds bytes read without a pipe (none could be made: the
+	// process is out of descriptors) that the destination did not take yet.
+	pendingBuf []byte
 }
 
 const wakeKey = 0 // epoll key of the eventfd; session keys are id<<1|dir with id >= 1
@@ -133,7 +137,9 @@ func (r *relay) add(c *Conn, client, server leg) {
 	s := &session{r: r, c: c, legs: [2]leg{client, server}}
 	s.dirs[0] = direction{s: s, from: 0, bytes: &c.bytesIn}
 	s.dirs[1] = direction{s: s, from: 1, bytes: &c.bytesOut}
-	s.active.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	s.active.Store(now)
+	s.dirs[1].last.Store(now) // the server's login reply came last
 	for _, l := range s.legs {
 		l.sock.SetDeadline(time.Time{})
 		l.sock.nonblock.Store(true)
@@ -290,7 +296,58 @@ func (d *direction) pump() {
 
 func (d *direction) moved(n int) {
 	d.bytes.Add(int64(n))
-	d.s.active.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	d.last.Store(now)
+	d.s.active.Store(now)
+}
+
+// drainPause is how long a session that ends at a pause ([Conn.EndAtPause])
+// must have been quiet both ways, with a server reply the last thing that
+// moved, before a graceful shutdown ends it there. Servers write a reply in
+// one go, so a reply does not pause this long in its middle; an IDLE
+// session is quiet for minutes.
+const drainPause = 200 * time.Millisecond
+
+// endPaused ends, with their goodbye, the sessions that asked to end at a
+// pause and are in one at now ([Server.Shutdown]); it returns how many.
+func (r *relay) endPaused(now time.Time) int {
+	r.mu.Lock()
+	all := make([]*session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	n := 0
+	for _, s := range all {
+		if s.atPause(now) {
+			s.end(EndShutdown, nil)
+			n++
+		}
+	}
+	return n
+}
+
+// atPause reports whether s asked to end at a pause and is in one: nothing
+// moving either way for drainPause, nothing held for a peer, and the
+// server spoke last (the client's latest command is answered).
+func (s *session) atPause(now time.Time) bool {
+	if !s.c.endsAtPause() || now.UnixNano()-s.active.Load() < int64(drainPause) {
+		return false
+	}
+	if s.dirs[0].last.Load() > s.dirs[1].last.Load() {
+		return false
+	}
+	if !s.raw {
+		return !s.dirs[0].running.Load() && !s.dirs[1].running.Load()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.dirs {
+		if st := s.dirs[i].state; st == dirRunning || st == dirWaitWrite {
+			return false
+		}
+	}
+	return true
 }
 
 // copy moves bytes through a pooled buffer (a TLS leg cannot splice). An
@@ -303,10 +360,13 @@ func (d *direction) copy(src, dst leg) error {
 	for {
 		n, err := src.conn.Read(buf)
 		if n > 0 {
+			// Counted when read, as the detached relay does: a reply
+			// the destination answers at once must not look older than
+			// the bytes it answers (atPause compares the two).
+			d.moved(n)
 			if _, werr := dst.conn.Write(buf[:n]); werr != nil {
 				return onLeg(1-d.from, werr)
 			}
-			d.moved(n)
 		}
 		if err != nil {
 			if wouldBlock(err) {
@@ -384,14 +444,17 @@ func (s *session) endRawLocked(reason string) {
 	if s.fdsClosed {
 		return
 	}
-	if s.dirs[1].state != dirRunning && s.dirs[1].pending == nil {
+	if s.dirs[1].state != dirRunning && s.dirs[1].pending == nil && s.dirs[1].pendingBuf == nil {
 		s.c.sayGoodbye(reason, rawFD(s.fds[0]))
 	}
+	if s.busy == 0 {
+		s.closeFDsLocked() // close ends both connections: no shutdown needed
+		return
+	}
+	// A pump is inside a splice or a write on these sockets: shut them
+	// down to wake it; the last pump closes them.
 	unix.Shutdown(s.fds[0], unix.SHUT_RDWR)
 	unix.Shutdown(s.fds[1], unix.SHUT_RDWR)
-	if s.busy == 0 {
-		s.closeFDsLocked()
-	}
 }
 
 // stop ends c's session for reason (shutdown, kick).

@@ -2,6 +2,8 @@
 
 package proxy
 
+import "time"
+
 // maildirector runs on Linux only: the relay is built on epoll(7) and
 // splice(2) (relay_linux.go, relay_raw_linux.go), which is what keeps an idle
 // relayed session at two descriptors and no goroutine. There is no relay for
@@ -17,5 +19,7 @@ func newRelay(*Server) *relay      { return &relay{} }
 func (*relay) add(*Conn, leg, leg) {}
 func (*relay) stop(*Conn, string)  {}
 func (*relay) close()              {}
+
+func (*relay) endPaused(time.Time) int { return 0 }
 
 func (*sockConn) readNow([]byte) (int, error) { return 0, nil }

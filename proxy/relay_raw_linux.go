@@ -152,12 +152,25 @@ func (d *direction) spliceRaw(src, dst int) error {
 			return err
 		}
 	}
+	if d.pendingBuf != nil {
+		if err := d.writePendingBuf(dst); err != nil {
+			return err
+		}
+	}
 	pipes := &d.s.r.pipes
 	for {
 		if d.s.stopping.Load() {
 			return errSessionClosed
 		}
 		p, err := pipes.get()
+		if err == unix.EMFILE || err == unix.ENFILE {
+			// Out of descriptors for a pipe: the session goes on through
+			// a buffer, as a TLS leg does, rather than failing.
+			if err := d.copyRaw(src, dst); err != errNoMore {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -179,6 +192,53 @@ func (d *direction) spliceRaw(src, dst int) error {
 			return err
 		}
 	}
+}
+
+// errNoMore: copyRaw moved one buffer and the pump may go on.
+var errNoMore = errors.New("moved")
+
+// copyRaw moves one buffer src → dst with read and write, for when no pipe
+// can be made; what dst does not take waits in pendingBuf.
+func (d *direction) copyRaw(src, dst int) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	n, err := unix.Read(src, *bp)
+	for err == unix.EINTR {
+		n, err = unix.Read(src, *bp)
+	}
+	switch {
+	case err == unix.EAGAIN:
+		return errWouldBlock
+	case err != nil:
+		return onLeg(d.from, err)
+	case n == 0:
+		return io.EOF
+	}
+	d.moved(n)
+	d.pendingBuf = append([]byte(nil), (*bp)[:n]...)
+	if err := d.writePendingBuf(dst); err != nil {
+		return err
+	}
+	return errNoMore
+}
+
+// writePendingBuf writes pendingBuf to dst.
+func (d *direction) writePendingBuf(dst int) error {
+	for len(d.pendingBuf) > 0 {
+		m, err := unix.Write(dst, d.pendingBuf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return errWouldBlockWrite
+		case err != nil:
+			d.pendingBuf = nil
+			return onLeg(1-d.from, err)
+		}
+		d.pendingBuf = d.pendingBuf[m:]
+	}
+	d.pendingBuf = nil
+	return nil
 }
 
 // drainPending writes the pipe's bytes to dst and returns the pipe to the pool.

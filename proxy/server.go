@@ -42,6 +42,12 @@ type Timeouts struct {
 	// way; default 1h. IMAP needs at least 30 minutes (RFC 3501 section 5.4:
 	// the autologout timer is at least 30 minutes, and IDLE lasts hours).
 	Idle time.Duration
+	// LoginDeadline bounds the whole time from accept to login, however
+	// active the client is: every pre-login read and handshake ends by
+	// then, so a client sending a byte now and then cannot hold a slot
+	// (Dovecot's login processes allow 3 minutes). Zero means none: the
+	// frontends without a login (LMTP, tcp) have none.
+	LoginDeadline time.Duration
 }
 
 // orDefault resolves a duration option: zero is def, negative is none
@@ -75,7 +81,19 @@ type Frontend struct {
 	// and honoured; a connection from elsewhere is never parsed for one.
 	TrustedProxies []netip.Prefix
 	MaxConn        int // 0: only the server's limit
-	Timeouts       Timeouts
+	// Reserve is how many sessions this frontend may have beyond the
+	// server's MaxConn, in slots no other frontend can take: a flood on
+	// one frontend cannot lock another out (the MTA's LMTP). They are used
+	// once the server's slots are all taken. Zero: none.
+	Reserve int
+	// BacklogWait is how long a full frontend (no slot free) lets new
+	// connections wait in the listen backlog; past it they are accepted
+	// and refused in the protocol's words (see [Refuser]) until a slot
+	// frees. Zero: they wait.
+	BacklogWait time.Duration
+	Timeouts    Timeouts
+	// Limits are the per-client limits and the failed-login penalty.
+	Limits Limits
 	// Retries is how many other servers a session is tried on after a
 	// server fails before it answered (HAProxy's retries with redispatch):
 	// [Conn.Connect] and LMTP's per-recipient redelivery use it. Zero: 2;
@@ -83,14 +101,10 @@ type Frontend struct {
 	Retries int
 	// Stats receives the frontend's session events; nil: none.
 	Stats Recorder
-	// Graceful: the handler ends its sessions itself, after the work in
-	// flight, once their context is cancelled (HTTP: after the response
-	// being sent; an idle keep-alive connection at once). [Server.Shutdown]
-	// then only cancels their context until its grace is over, instead of
-	// ending them at once as it does sessions that have not logged in.
-	Graceful bool
 
-	sem chan struct{}
+	sem     chan struct{}
+	reserve chan struct{} // Reserve slots; kept across reloads by Name
+	guard   *guard        // kept across reloads by Name
 }
 
 // defaultRetries is Frontend.Retries when zero, as HAProxy's default retries.
@@ -110,6 +124,11 @@ func (f *Frontend) retries() int {
 type Options struct {
 	Logger  *slog.Logger // nil: discard
 	MaxConn int          // sessions over all frontends; 0: unlimited
+	// Listen opens the listening socket of a new address ("tcp4", "tcp6"
+	// or "tcp", and the normalised address); nil: net.Listen. cmd passes
+	// one that first takes a socket inherited from systemd or from the
+	// process being upgraded.
+	Listen func(network, address string) (net.Listener, error)
 }
 
 // Server runs frontends: it owns their listeners, their connections and the relay.
@@ -118,16 +137,21 @@ type Server struct {
 	sem   chan struct{} // global maxconn; nil: unlimited
 	relay *relay
 
+	listen func(network, address string) (net.Listener, error) // Options.Listen, or net.Listen
+
 	nextID atomic.Uint64
 
 	// Warnings about conditions that hit every connection, one a second.
-	maxConnLog, proxyHeaderLog rateLimit
+	maxConnLog, proxyHeaderLog, acceptLog, refusedLog rateLimit
 
 	mu        sync.Mutex
 	listeners map[string]*listener     // by normalised address
 	sems      map[string]chan struct{} // per-frontend maxconn slots, kept across reloads
+	reserves  map[string]chan struct{} // per-frontend reserved slots, kept across reloads
+	guards    map[string]*guard        // per-frontend client tables, kept across reloads
 	conns     map[*Conn]struct{}
 	stopping  bool
+	sealed    bool           // stopping, and the accept loops ended: no new session registers
 	wg        sync.WaitGroup // accept loops and connection goroutines
 	drained   chan struct{}  // closed when conns becomes empty during shutdown
 }
@@ -137,6 +161,7 @@ type listener struct {
 	ln   net.Listener
 	fe   atomic.Pointer[Frontend]
 	done chan struct{}
+	gone chan struct{} // closed when acceptLoop has returned
 }
 
 // New returns a Server with no listeners; call Configure.
@@ -147,12 +172,18 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		log:       log,
+		listen:    opts.Listen,
 		listeners: make(map[string]*listener),
 		sems:      make(map[string]chan struct{}),
+		reserves:  make(map[string]chan struct{}),
+		guards:    make(map[string]*guard),
 		conns:     make(map[*Conn]struct{}),
 	}
 	if opts.MaxConn > 0 {
 		s.sem = make(chan struct{}, opts.MaxConn)
+	}
+	if s.listen == nil {
+		s.listen = net.Listen
 	}
 	s.relay = newRelay(s)
 	return s
@@ -166,11 +197,24 @@ func New(opts Options) *Server {
 func (s *Server) Configure(frontends []Frontend) error {
 	want := make(map[string]*Frontend)
 	s.mu.Lock()
-	oldSems := s.sems
+	oldSems, oldReserves, oldGuards := s.sems, s.reserves, s.guards
 	s.mu.Unlock()
 	sems := make(map[string]chan struct{})
+	reserves := make(map[string]chan struct{})
+	guards := make(map[string]*guard)
 	for i := range frontends {
 		fe := &frontends[i]
+		if fe.Limits.active() {
+			// A reload keeps the frontend's client tables: a client
+			// over its limit stays over it.
+			if g := oldGuards[fe.Name]; g != nil {
+				g.setLimits(fe.Limits)
+				fe.guard = g
+			} else {
+				fe.guard = newGuard(fe.Limits)
+			}
+			guards[fe.Name] = fe.guard
+		}
 		if fe.MaxConn > 0 {
 			// Live sessions hold slots of the semaphore they started
 			// with: keep it while the limit is unchanged, so a reload
@@ -181,6 +225,14 @@ func (s *Server) Configure(frontends []Frontend) error {
 				fe.sem = make(chan struct{}, fe.MaxConn)
 			}
 			sems[fe.Name] = fe.sem
+		}
+		if fe.Reserve > 0 {
+			if old := oldReserves[fe.Name]; old != nil && cap(old) == fe.Reserve {
+				fe.reserve = old
+			} else {
+				fe.reserve = make(chan struct{}, fe.Reserve)
+			}
+			reserves[fe.Name] = fe.reserve
 		}
 		for _, a := range fe.Addrs {
 			key, err := normalizeAddr(a)
@@ -204,7 +256,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		if _, ok := s.listeners[key]; ok {
 			continue
 		}
-		ln, err := net.Listen(network(key), key)
+		ln, err := s.listen(network(key), key)
 		if err != nil {
 			for _, l := range opened {
 				l.Close()
@@ -222,13 +274,13 @@ func (s *Server) Configure(frontends []Frontend) error {
 		delete(s.listeners, key)
 	}
 	for key, ln := range opened {
-		l := &listener{addr: key, ln: ln, done: make(chan struct{})}
+		l := &listener{addr: key, ln: ln, done: make(chan struct{}), gone: make(chan struct{})}
 		l.fe.Store(want[key])
 		s.listeners[key] = l
 		s.wg.Add(1)
 		go s.acceptLoop(l)
 	}
-	s.sems = sems
+	s.sems, s.reserves, s.guards = sems, reserves, guards
 	return nil
 }
 
@@ -240,6 +292,19 @@ func (s *Server) Addrs() map[string]net.Addr {
 	m := make(map[string]net.Addr, len(s.listeners))
 	for key, l := range s.listeners {
 		m[key] = l.ln.Addr()
+	}
+	return m
+}
+
+// Listeners returns the open listening sockets keyed by normalised
+// address, for handing them to a new process (an upgrade). The Server goes
+// on using them: the caller must not close them.
+func (s *Server) Listeners() map[string]net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]net.Listener, len(s.listeners))
+	for key, l := range s.listeners {
+		m[key] = l.ln
 	}
 	return m
 }
@@ -289,30 +354,50 @@ func normalizeAddr(a string) (string, error) {
 // new connections wait in the kernel's backlog, as with HAProxy.
 func (s *Server) acceptLoop(l *listener) {
 	defer s.wg.Done()
+	defer close(l.gone)
+	var fullSince time.Time // when the frontend was last found full; zero: it is not
 	for {
 		fe := l.fe.Load()
-		if !s.acquireSlot(s.sem, l, "global.maxconn") {
-			return
+		var deadline time.Time
+		if fe.BacklogWait > 0 {
+			if fullSince.IsZero() {
+				fullSince = time.Now()
+			}
+			deadline = fullSince.Add(fe.BacklogWait)
 		}
-		if !s.acquireSlot(fe.sem, l, "frontend."+fe.Name+".maxconn") {
-			release(s.sem)
+		sl, res := s.takeSlots(l, fe, deadline)
+		if res == closing {
 			return
 		}
 		nc, err := l.ln.Accept()
 		if err != nil {
-			release(fe.sem)
-			release(s.sem)
+			sl.release()
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.log.Warn("accept failed", "addr", l.addr, "err", err)
-			time.Sleep(50 * time.Millisecond) // EMFILE and friends: do not spin
+			// EMFILE, ENFILE and friends: the sessions that are open go
+			// on; this loop backs off instead of spinning, and says so
+			// once a second, not on every try.
+			if s.acceptLog.allow(time.Now()) {
+				s.log.Warn("accept failed, retrying (sessions already open are served)", "addr", l.addr, "err", err)
+			}
+			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		if res == waitedTooLong {
+			// Full for longer than the frontend's backlog_wait: refuse
+			// in the protocol's words rather than let clients wait on.
+			if s.refusedLog.allow(time.Now()) {
+				s.log.Warn("maxconn reached for longer than backlog_wait: new connections are refused", "frontend", fe.Name, "addr", l.addr, "backlog_wait", fe.BacklogWait)
+			}
+			go s.refuse(fe, nc)
+			continue
+		}
+		fullSince = time.Time{}
 		// Serve with the frontend as it is now (a reload may have come
-		// while this loop waited for a slot); the slot taken is released
-		// into the semaphore it came from.
-		s.startConn(l.fe.Load(), fe.sem, nc.(*net.TCPConn))
+		// while this loop waited for a slot); the slots taken are
+		// released into the semaphores they came from.
+		s.startConn(l.fe.Load(), sl, nc.(*net.TCPConn))
 	}
 }
 
@@ -321,32 +406,6 @@ func (s *Server) acceptLoop(l *listener) {
 // maxconn) when none is free; a full limit is logged, once a second, since
 // the clients waiting in the backlog see nothing but a slow connect. It
 // returns false when l is closed.
-func (s *Server) acquireSlot(sem chan struct{}, l *listener, key string) bool {
-	if sem == nil {
-		return true
-	}
-	select {
-	case sem <- struct{}{}:
-		return true
-	default:
-	}
-	if s.maxConnLog.allow(time.Now()) {
-		s.log.Warn("maxconn reached: new connections wait in the listen backlog", "limit", key, "max", cap(sem), "addr", l.addr)
-	}
-	return acquire(sem, l.done)
-}
-
-func acquire(sem chan struct{}, done <-chan struct{}) bool {
-	if sem == nil {
-		return true
-	}
-	select {
-	case sem <- struct{}{}:
-		return true
-	case <-done:
-		return false
-	}
-}
 
 func release(sem chan struct{}) {
 	if sem != nil {
@@ -354,12 +413,11 @@ func release(sem chan struct{}) {
 	}
 }
 
-func (s *Server) startConn(fe *Frontend, sem chan struct{}, tc *net.TCPConn) {
+func (s *Server) startConn(fe *Frontend, sl slots, tc *net.TCPConn) {
 	sock, err := newSockConn(tc)
 	if err != nil {
 		tc.Close()
-		release(sem)
-		release(s.sem)
+		sl.release()
 		return
 	}
 	remote := addrPort(tc.RemoteAddr())
@@ -371,13 +429,12 @@ func (s *Server) startConn(fe *Frontend, sem chan struct{}, tc *net.TCPConn) {
 		remote: remote,
 		local:  addrPort(tc.LocalAddr()),
 		sock:   sock,
-		sem:    sem,
+		slots:  sl,
 	}
 	ctx, ok := c.register()
 	if !ok {
 		tc.Close()
-		release(sem)
-		release(s.sem)
+		sl.release()
 		return
 	}
 	go s.serveConn(ctx, c)
@@ -398,6 +455,9 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	c.r = getReader(clientReader{c})
 	err := s.prepare(ctx, c)
 	if err == nil {
+		err = c.admit()
+	}
+	if err == nil {
 		err = s.runHandler(ctx, c)
 	}
 	if c.handlerReturned() {
@@ -407,11 +467,11 @@ func (s *Server) serveConn(ctx context.Context, c *Conn) {
 }
 
 // addConn registers c as live, with its goroutine counted in wg, unless the
-// server is stopping.
+// server is stopping and its accept loops have ended (sealed).
 func (s *Server) addConn(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.sealed {
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -544,12 +604,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Shutdown stops accepting, ends sessions that have not logged in yet with
-// their goodbye (IMAP "* BYE", SMTP "421"), lets relayed sessions and
-// those of graceful frontends ([Frontend.Graceful]) finish until ctx is done, then closes them, telling the client goodbye where the
-// server is not in the middle of sending. It returns ctx.Err() if sessions
-// had to be force-closed.
-func (s *Server) Shutdown(ctx context.Context) error {
+// Shutdown stops accepting and ends every session at a clean point of its
+// protocol, telling the client goodbye: a session that has not logged in
+// yet at once (IMAP "* BYE", POP3 "-ERR", SMTP "421"); one whose frontend
+// drains itself ([Conn.SetDrain]: LMTP) after the transaction in progress;
+// a relayed session that asked for it ([Conn.EndAtPause]) at the first
+// pause after a server reply. Sessions still open when ctx is done are
+// closed, with the goodbye where the server is not in the middle of
+// sending, and Shutdown returns ctx.Err(); else nil once the last session
+// has ended.
+func (s *Server) Shutdown(ctx context.Context) error { return s.shutdown(ctx, false) }
+
+// Handover is Shutdown for a process whose listening sockets a new process
+// has taken over (an upgrade): the listeners close here and stay open
+// there, and a session still logging in may finish its login before it is
+// ended like the others, so that no login fails because of the upgrade.
+func (s *Server) Handover(ctx context.Context) error { return s.shutdown(ctx, true) }
+
+// drainEvery is how often a graceful shutdown looks for relayed sessions
+// at a pause.
+const drainEvery = 100 * time.Millisecond
+
+func (s *Server) shutdown(ctx context.Context, letLogin bool) error {
 	s.closeListeners()
 	s.mu.Lock()
 	drained := make(chan struct{})
@@ -560,20 +636,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range s.liveConns() {
-		switch {
-		case c.fe.Graceful:
-			c.drain(EndShutdown)
-		case !c.relaying():
-			c.stop(EndShutdown)
-		}
+		c.beginShutdown(letLogin)
 	}
+	t := time.NewTicker(drainEvery)
+	defer t.Stop()
 	var err error
-	select {
-	case <-drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-		for _, c := range s.liveConns() {
-			c.stop(EndShutdown)
+wait:
+	for {
+		s.relay.endPaused(time.Now())
+		select {
+		case <-drained:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			for _, c := range s.liveConns() {
+				c.stop(EndShutdown)
+			}
+			break wait
+		case <-t.C:
 		}
 	}
 	s.wg.Wait()
@@ -581,13 +661,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// closeListeners closes every listener and waits for the accept loops to
+// end, so that a connection accepted just before is a live session, ended
+// as the others are (at an upgrade's handover it still logs in), not
+// closed unseen; then no new session registers.
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	s.stopping = true
+	var closed []*listener
 	for key, l := range s.listeners {
 		l.close()
 		delete(s.listeners, key)
+		closed = append(closed, l)
 	}
+	s.mu.Unlock()
+	for _, l := range closed {
+		<-l.gone
+	}
+	s.mu.Lock()
+	s.sealed = true
 	s.mu.Unlock()
 }
 

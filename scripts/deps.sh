@@ -2,18 +2,19 @@
 # deps.sh: install what maildirector's tests, demo and benchmarks need on a
 # Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP and submission, HAProxy,
 # OpenSSL, systemd's tools to verify the shipped unit, Postfix as the MTA of
-# the end-to-end LMTP test, nginx with its WebDAV PUT/DELETE as the object
-# store of the HTTP path's tests), and make sure the packaged Dovecot,
-# HAProxy, Postfix and nginx services are not left running: the tests start
-# their own instances on loopback.
+# the end-to-end LMTP test, Chromium for the headless dashboard test, nginx
+# with its WebDAV PUT/DELETE as the object store of the HTTP path's tests),
+# and make sure the packaged Dovecot, HAProxy, Postfix and nginx services are
+# not left running: the tests start their own instances on loopback.
 # Idempotent; runs no apt when everything is present. Prints one line.
 set -eu
 
 need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/dovecot/pop3-login
 /usr/lib/dovecot/lmtp /usr/lib/dovecot/submission-login /usr/sbin/haproxy
 /usr/bin/systemd-analyze /usr/bin/systemd-sysusers
-/usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf /usr/sbin/nginx"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd postfix nginx"
+/usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf
+/usr/bin/chromium /usr/sbin/nginx"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond haproxy openssl curl systemd postfix chromium nginx"
 
 missing=""
 for f in $need; do
@@ -82,4 +83,4 @@ for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/v
 	fi
 done
 
-echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), nginx $(nginx -v 2>&1 | sed 's,.*/,,'): $did${stopped:+; stopped packaged service:$stopped}"
+echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), chromium $(chromium --version 2>/dev/null | cut -d' ' -f2), nginx $(nginx -v 2>&1 | sed 's,.*/,,'): $did${stopped:+; stopped packaged service:$stopped}"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,36 @@ type Controller interface {
 	Release(user, server string) (Released, error)
 	Frozen() []string
 	Reload() error
+}
+
+// Handover is implemented by a Controller whose process can give its
+// listening sockets to a new one (an upgrade: `maildirector run
+// --upgrade-from SOCKET`). Its two verbs are internal: answered on the
+// control socket only (they need a unix socket; over HTTP they are unknown
+// commands) and left out of help. In the order the new process sends
+// them, on one connection:
+//
+//	_listeners   "listeners N", then one line per listening socket ("KIND
+//	             ADDRESS", each written with its descriptor attached as
+//	             SCM_RIGHTS), then the empty line
+//	_handover    the new process serves now: this one answers OK, then
+//	             stops accepting, drains its sessions and exits
+type Handover interface {
+	SendListeners(conn *net.UnixConn) error
+	HandOver() error
+}
+
+// Upgrader is implemented by a Controller whose process can start its
+// successor ("upgrade"): the binary installed at its path now, which takes
+// the listening sockets over (see [Handover]) while this process drains.
+type Upgrader interface {
+	Upgrade() (Upgraded, error)
+}
+
+// Upgraded is "upgrade": the new process serves, the old one drains.
+type Upgraded struct {
+	PID    int `json:"pid"`
+	OldPID int `json:"old_pid"`
 }
 
 // Info is "show info".
@@ -154,6 +185,7 @@ const usage = `commands:
   freeze USER
   release USER [SERVER]
   reload
+  upgrade
 SERVER is BACKEND/SERVER, or SERVER when one backend has it. Add --json for JSON.`
 
 // command is one parsed command line.
@@ -167,12 +199,15 @@ type command struct {
 func parseCommand(line string) (command, error) {
 	var c command
 	f := strings.Fields(line)
+	// --json first: an error about another flag is answered in JSON too
+	// (`maildirector ctl --json` puts it at the end of the line).
+	isJSON := func(w string) bool { return w == "--json" || w == "-j" }
+	c.json = slices.ContainsFunc(f, isJSON)
 	for i := 0; i < len(f); i++ {
 		switch f[i] {
-		case "--json", "-j":
-			c.json = true
+		case "--json", "-j": // read above
 		case "--max-parallel":
-			if i+1 >= len(f) {
+			if i+1 >= len(f) || isJSON(f[i+1]) {
 				return c, errUsage("--max-parallel needs a number")
 			}
 			n, err := strconv.Atoi(f[i+1])
@@ -417,6 +452,15 @@ func (c *Control) run(cmd command) (any, error) {
 			return nil, err
 		}
 		return text("OK"), nil
+	case "upgrade":
+		if err := argc(1); err != nil {
+			return nil, err
+		}
+		u, ok := c.ctl.(Upgrader)
+		if !ok {
+			return nil, errors.New("upgrade: not available here")
+		}
+		return u.Upgrade()
 	}
 	return nil, errUsage(fmt.Sprintf("unknown command %q; try help", w[0]))
 }
@@ -446,7 +490,9 @@ func (c *Control) Serve(ln net.Listener) error {
 // line that is too long, or stays silent for controlIdle.
 func (c *Control) ServeConn(conn net.Conn) {
 	defer conn.Close()
-	br := bufio.NewReaderSize(conn, maxCommandLine)
+	in := &countingReader{r: conn}
+	br := bufio.NewReaderSize(in, maxCommandLine)
+	var used int64 // the bytes of the lines read
 	for {
 		conn.SetReadDeadline(time.Now().Add(controlIdle))
 		line, err := mailwire.ReadLine(br, maxCommandLine)
@@ -454,10 +500,21 @@ func (c *Control) ServeConn(conn net.Conn) {
 			fmt.Fprintf(conn, "error: command line longer than %d bytes\n\n", maxCommandLine)
 			return
 		}
+		if errors.Is(err, io.EOF) && in.n > used {
+			// The client ended its input in the middle of a line (and may
+			// still read): a command cut short is not run, and it is told.
+			conn.SetWriteDeadline(time.Now().Add(time.Minute))
+			io.WriteString(conn, "error: command line cut off by the end of input; end it with a newline\n\n")
+			return
+		}
 		if err != nil {
 			return
 		}
-		if strings.TrimSpace(line) == "" {
+		used += int64(len(line))
+		if verb := strings.TrimSpace(line); strings.HasPrefix(verb, "_") {
+			if err := c.internal(conn, verb); err != nil {
+				return
+			}
 			continue
 		}
 		answer, _ := c.Do(line)
@@ -466,6 +523,43 @@ func (c *Control) ServeConn(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// internal answers an internal verb (see [Handover]); an error means the
+// connection is unusable.
+func (c *Control) internal(conn net.Conn, verb string) error {
+	uc, isUnix := conn.(*net.UnixConn)
+	h, can := c.ctl.(Handover)
+	conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	var err error
+	switch {
+	case verb != "_listeners" && verb != "_handover":
+		err = errUsage(fmt.Sprintf("unknown command %q; try help", verb))
+	case !isUnix || !can:
+		err = errors.New(verb + ": only on the control socket of a running maildirector")
+	case verb == "_listeners":
+		return h.SendListeners(uc)
+	default:
+		err = h.HandOver()
+	}
+	answer := "OK"
+	if err != nil {
+		answer = "error: " + errorLines(err.Error())
+	}
+	_, werr := io.WriteString(conn, answer+"\n\n")
+	return werr
 }
 
 // serverRow is one line of "show servers".
@@ -574,6 +668,8 @@ func human(out any) string {
 			s += "; nothing under way"
 		}
 		return s
+	case Upgraded:
+		return fmt.Sprintf("upgraded: pid %d serves on the listening sockets now; pid %d drains its sessions and exits", v.PID, v.OldPID)
 	case Released:
 		if v.Server != "" {
 			return fmt.Sprintf("%s released to %s", v.User, v.Server)

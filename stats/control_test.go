@@ -220,3 +220,122 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// handoverController is a fakeController whose process can hand its
+// listeners over.
+type handoverController struct {
+	fakeController
+	sent, handed int
+}
+
+func (h *handoverController) SendListeners(conn *net.UnixConn) error {
+	h.sent++
+	_, err := conn.Write([]byte("listeners 0\n\n"))
+	return err
+}
+
+func (h *handoverController) HandOver() error { h.handed++; return nil }
+
+// TestControlHandoverVerbs: the upgrade's internal verbs reach a
+// Controller that implements Handover on a unix socket only, in order on
+// one connection; anywhere else (another connection type, HTTP's Do, a
+// controller without it) they are errors, and help does not list them.
+func TestControlHandoverVerbs(t *testing.T) {
+	s, _ := newFake(t)
+	sock := t.TempDir() + "/ctl.sock"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &handoverController{}
+	go s.NewControl(h).Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	ask := func(conn net.Conn, br *bufio.Reader, line string) string {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(line + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: read: %v (so far %q)", line, err, lines)
+			}
+			if l == "\n" {
+				return strings.Join(lines, "\n")
+			}
+			lines = append(lines, strings.TrimSuffix(l, "\n"))
+		}
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	if got := ask(conn, br, "_listeners"); got != "listeners 0" || h.sent != 1 || h.handed != 0 {
+		t.Errorf("_listeners on the control socket: got %q (sent %d, handed %d), want the controller's answer", got, h.sent, h.handed)
+	}
+	if got := ask(conn, br, "_handover"); got != "OK" || h.handed != 1 {
+		t.Errorf("_handover on the control socket: got %q (handed %d), want OK", got, h.handed)
+	}
+	if got := ask(conn, br, "_bogus"); !strings.HasPrefix(got, "error: unknown command") {
+		t.Errorf("_bogus: got %q, want unknown command", got)
+	}
+
+	client, server := net.Pipe()
+	go s.NewControl(h).ServeConn(server)
+	defer client.Close()
+	if got := ask(client, bufio.NewReader(client), "_listeners"); !strings.HasPrefix(got, "error: ") || h.sent != 1 {
+		t.Errorf("_listeners on a connection that cannot carry descriptors: got %q (sent %d), want an error", got, h.sent)
+	}
+	if got, failed := s.NewControl(h).Do("_handover"); !failed || h.handed != 1 {
+		t.Errorf("_handover through Do (the HTTP path): got %q, handed %d; want an error", got, h.handed)
+	}
+	sock2 := t.TempDir() + "/other.sock"
+	ln2, err := net.Listen("unix", sock2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.NewControl(&fakeController{}).Serve(ln2)
+	t.Cleanup(func() { ln2.Close() })
+	other, err := net.Dial("unix", sock2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if got := ask(other, bufio.NewReader(other), "_listeners"); !strings.HasPrefix(got, "error: ") {
+		t.Errorf("_listeners to a controller that cannot hand over: got %q, want an error", got)
+	}
+	if help, _ := s.NewControl(h).Do("help"); strings.Contains(help, "_") {
+		t.Errorf("help lists an internal verb: %q", help)
+	}
+}
+
+func (h *handoverController) Upgrade() (Upgraded, error) {
+	h.call("upgrade")
+	return Upgraded{PID: 2, OldPID: 1}, h.err
+}
+
+// TestControlUpgrade: "upgrade" reaches a Controller that can start its
+// successor and says which process serves; elsewhere it is an error.
+func TestControlUpgrade(t *testing.T) {
+	s, _ := newFake(t)
+	h := &handoverController{}
+	if got, failed := s.NewControl(h).Do("upgrade"); failed || got != "upgraded: pid 2 serves on the listening sockets now; pid 1 drains its sessions and exits" || len(h.calls) != 1 {
+		t.Errorf("upgrade: got %q (failed %v, calls %q)", got, failed, h.calls)
+	}
+	if got, _ := s.NewControl(h).Do("upgrade --json"); got != `{"pid":2,"old_pid":1}` {
+		t.Errorf("upgrade --json: got %q", got)
+	}
+	if got, failed := s.NewControl(h).Do("upgrade now"); !failed || !strings.Contains(got, "too many arguments") {
+		t.Errorf("upgrade now: got %q, want a usage error", got)
+	}
+	if got, failed := s.NewControl(&fakeController{}).Do("upgrade"); !failed || !strings.Contains(got, "not available") {
+		t.Errorf("upgrade without an Upgrader: got %q, want an error", got)
+	}
+	if help, _ := s.NewControl(h).Do("help"); !strings.Contains(help, "upgrade") {
+		t.Errorf("help does not list upgrade: %q", help)
+	}
+}

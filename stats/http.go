@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -21,6 +22,8 @@ type HandlerOptions struct {
 	Users map[string]string
 	// Realm is the basic-auth realm. Default "maildirector".
 	Realm string
+	// Pprof serves net/http/pprof's profiles at /debug/pprof/.
+	Pprof bool
 	// Control, when set, also takes the control socket's commands: POST
 	// /ctl with one command line as the body; the answer is the socket's.
 	// Only behind Users.
@@ -68,6 +71,13 @@ func (s *Stats) Handler(opts HandlerOptions) http.Handler {
 	mux.HandleFunc("GET /stats.csv", serveCSV)
 	mux.HandleFunc("GET /stats;csv", serveCSV)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	if opts.Control != nil && len(opts.Users) > 0 {
 		mux.HandleFunc("POST /ctl", func(w http.ResponseWriter, r *http.Request) {
 			body, err := io.ReadAll(io.LimitReader(r.Body, maxCommandLine+1))

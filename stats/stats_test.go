@@ -319,3 +319,19 @@ func TestBasicAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	s, _ := newFake(t)
+	for _, on := range []bool{false, true} {
+		srv := httptest.NewServer(s.Handler(HandlerOptions{Pprof: on}))
+		resp, err := http.Get(srv.URL + "/debug/pprof/")
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: 404, true: 200}[on]; resp.StatusCode != want {
+			t.Errorf("pprof %v: /debug/pprof/ answered %d, want %d", on, resp.StatusCode, want)
+		}
+	}
+}

@@ -373,14 +373,19 @@ func (rt *runtime) openControl(cfg config.Control) (*controlSocket, error) {
 	if cfg.Socket == "" {
 		return nil, nil
 	}
-	if conn, err := net.Dial("unix", cfg.Socket); err == nil {
-		conn.Close()
-		return nil, fmt.Errorf("control.socket %s: another process is listening on it", cfg.Socket)
-	}
-	os.Remove(cfg.Socket)
-	ln, err := net.Listen("unix", cfg.Socket)
-	if err != nil {
-		return nil, fmt.Errorf("control.socket: %w", err)
+	// An upgrade (or systemd) hands over the socket itself: commands keep
+	// reaching a process through the same path, without a gap.
+	ln := rt.inh.take("unix " + cfg.Socket)
+	var err error
+	if ln == nil {
+		if conn, err := net.Dial("unix", cfg.Socket); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("control.socket %s: another process is listening on it", cfg.Socket)
+		}
+		os.Remove(cfg.Socket)
+		if ln, err = net.Listen("unix", cfg.Socket); err != nil {
+			return nil, fmt.Errorf("control.socket: %w", err)
+		}
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(true)
 	fail := func(err error) (*controlSocket, error) {

@@ -49,7 +49,7 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 		}
 		h := httpfe.New(httpOptions(f, p, rec))
 		rt.pendingHTTP = append(rt.pendingHTTP, h)
-		fe.Handler, fe.Graceful = h, true
+		fe.Handler = h
 	default:
 		return fe, fmt.Errorf("protocol %q is not supported", f.Protocol)
 	}

@@ -57,6 +57,8 @@ func usage(w io.Writer) {
 
 commands:
   run     -c FILE   serve the frontends in FILE (SIGHUP reloads, SIGTERM/SIGINT shut down gracefully)
+          [--upgrade-from SOCKET]  first take the listening sockets over from the maildirector
+                    whose control socket that is, then tell it to drain (ctl upgrade does this)
   check   -c FILE   validate FILE: exit 0 with a summary, or exit 1 listing every problem by key path
   where   -c FILE USER...  which server each user is hashed to on every backend balanced by user
   ctl     [-s SOCKET] [--json] COMMAND...  steer a running instance (ctl help lists the commands)

@@ -230,7 +230,7 @@ func TestCheckVerdictIsRunVerdict(t *testing.T) {
 
 			runOK := false
 			if cfg, err := config.Load(path); err == nil {
-				rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler), "", new(slog.LevelVar))
+				rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler), "", new(slog.LevelVar), nil)
 				if err == nil {
 					runOK = true
 					rt.shutdown(0)

@@ -43,6 +43,8 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 		ImplicitTLS:    f.TLS.Mode == config.TLSModeImplicit,
 		TrustedProxies: f.TrustedPrefixes(),
 		MaxConn:        f.MaxConn,
+		Reserve:        f.Reserve,
+		BacklogWait:    f.BacklogWait.D(),
 		Retries:        none(b.Retries),
 		Timeouts: proxy.Timeouts{
 			Handshake:   t.Handshake.D(),
@@ -51,6 +53,23 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 			ServerLogin: t.ServerLogin.D(),
 			Idle:        t.Idle.D(),
 		},
+	}
+	switch f.Protocol {
+	case config.ProtocolIMAP, config.ProtocolPOP3, config.ProtocolSubmission:
+		fe.Timeouts.LoginDeadline = t.Login.D()
+	}
+	l := f.Limits // resolved at load: the global value where f sets none
+	fe.Limits = proxy.Limits{
+		MaxPerClient: l.MaxPerClient,
+		MaxRate:      l.MaxRate,
+		RateWindow:   l.RateWindow.D(),
+		IPv6Prefix:   l.IPv6Prefix,
+		Exempt:       l.ExemptPrefixes(),
+		PenaltyInit:  l.PenaltyInit.D(),
+		PenaltyMax:   l.PenaltyMax.D(),
+		BlockAfter:   l.BlockAfter,
+		BlockFor:     l.BlockFor.D(),
+		TableSize:    l.TableSize,
 	}
 	if f.TLS.Mode == config.TLSModeNone {
 		return fe, nil

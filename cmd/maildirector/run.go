@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,9 +22,12 @@ import (
 // the new file is loaded and validated and only then swapped in; if
 // anything fails the running configuration stays and the log says why.
 // SIGUSR1 reopens the log file (after logrotate renamed it) and reconnects
-// to syslog.
+// to syslog. Listening sockets passed by systemd (socket activation) are
+// used for their addresses; with --upgrade-from SOCKET the process takes
+// over the listening sockets of the maildirector whose control socket that
+// is, and tells it to drain once it serves (README "Upgrade").
 func cmdRun(args []string, stderr io.Writer) int {
-	path, ok := configFlag("run", args, stderr)
+	path, upgradeFrom, ok := runFlags(args, stderr)
 	if !ok {
 		return 2
 	}
@@ -45,13 +51,49 @@ func cmdRun(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 
-	rt, err := newRuntime(cfg, log, path, level)
+	inh := &inherited{}
+	lns, err := systemdListeners()
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	inh.add(lns)
+	var up *upgradeConn
+	if upgradeFrom != "" {
+		if up, lns, err = takeListeners(upgradeFrom); err != nil {
+			log.Error("cannot start: the running process keeps serving", "err", err)
+			return 1
+		}
+		inh.add(lns)
+		log.Info("took over the listening sockets of the running process", "from", upgradeFrom, "sockets", len(lns))
+	}
+	rt, err := newRuntime(cfg, log, path, level, inh)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		if up != nil {
+			up.conn.Close() // the old process goes on as if nothing happened
+		}
+		return 1
+	}
+	inh.closeUnused(log)
 	log.Info("maildirector started", "version", version, "config", path, "summary", cfg.Summary())
+	if up != nil {
+		// Under systemd the previous process started this one (ctl
+		// upgrade): this is the main process from now on.
+		rt.notify.mainPID(rt.statusLine())
+		if err := up.handOver(); err != nil {
+			log.Warn("the process upgraded from did not confirm the handover: both serve until it is stopped", "err", err)
+		} else {
+			log.Info("upgrade: the previous process drains and exits")
+		}
+	} else {
+		rt.notify.ready(rt.statusLine())
+	}
+	statusCtx, stopStatus := context.WithCancel(context.Background())
+	defer stopStatus()
+	go rt.runStatus(statusCtx)
 
+	handover := rt.handover   // closed when a new process took the sockets over
 	var stopped chan struct{} // closed when a graceful shutdown has ended; nil before it starts
 	for {
 		select {
@@ -64,6 +106,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			case stopped == nil:
 				grace := rt.currentConfig().Global.ShutdownGrace.D()
 				log.Info("shutting down", "signal", sig.String(), "grace", grace)
+				rt.notify.stopping("stopping: " + rt.statusLine())
 				stopped = make(chan struct{})
 				go rt.shutdownAndSignal(grace, stopped)
 			default:
@@ -71,10 +114,34 @@ func cmdRun(args []string, stderr io.Writer) int {
 				log.Warn("second signal: closing all sessions now", "signal", sig.String())
 				rt.srv.Close()
 			}
+		case <-handover:
+			handover = nil
+			if stopped == nil {
+				grace := rt.currentConfig().Global.ShutdownGrace.D()
+				log.Info("shutting down after an upgrade: the new process serves", "grace", grace)
+				stopped = make(chan struct{})
+				go rt.shutdownAndSignal(grace, stopped)
+			}
 		case <-stopped:
 			return 0
 		}
 	}
+}
+
+// runFlags parses run's flags: "-c FILE" and "--upgrade-from SOCKET".
+func runFlags(args []string, stderr io.Writer) (path, upgradeFrom string, ok bool) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&path, "c", defaultConfig, "configuration file")
+	fs.StringVar(&upgradeFrom, "upgrade-from", "", "take over the listening sockets of the maildirector whose control socket this is, then tell it to drain")
+	if err := fs.Parse(args); err != nil {
+		return "", "", false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "maildirector run: unexpected argument %q\n", fs.Arg(0))
+		return "", "", false
+	}
+	return path, upgradeFrom, true
 }
 
 // shutdownAndSignal runs the graceful shutdown and closes done when it ends.
@@ -160,6 +227,15 @@ func (s *logSinks) close() {
 // reload applies the configuration file again, or keeps everything as it
 // is and says why (SIGHUP, `maildirector ctl reload`).
 func (rt *runtime) reload() error {
+	rt.mu.Lock()
+	handedOver := rt.handedOver
+	rt.mu.Unlock()
+	if handedOver {
+		err := errors.New("this process has handed its sockets over to a new one and is draining: reload that one")
+		rt.log.Error("reload refused", "err", err)
+		return err
+	}
+	rt.notify.reloading()
 	path := rt.path
 	old := rt.currentConfig()
 	cfg, err := config.Load(path)
@@ -168,8 +244,10 @@ func (rt *runtime) reload() error {
 	}
 	if err != nil {
 		rt.log.Error("reload failed, keeping the running configuration", "config", path, "err", err)
+		rt.notify.ready("reload failed, running the previous configuration; " + rt.statusLine())
 		return err
 	}
+	defer rt.notify.ready(rt.statusLine())
 	rt.level.Set(cfg.Global.LogLevel.SlogLevel())
 	attrs := []any{"config", path, "summary", cfg.Summary()}
 	if keys := restartKeys(old, cfg); len(keys) > 0 {

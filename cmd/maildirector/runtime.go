@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maildirector/maildirector/config"
@@ -35,10 +36,20 @@ type runtime struct {
 	// stopStats ends the statistics' sampling.
 	stopStats context.CancelFunc
 
-	mu       sync.Mutex // serialises reloads
-	cfg      *config.Config
-	backends map[string]*backend
-	lmtp     []*lmtp.Frontend // running LMTP frontends, whose server pools need closing
+	// inh holds the listening sockets given at start (systemd socket
+	// activation, an upgrade) until the first configuration takes them.
+	inh    *inherited
+	notify *notifier
+	// handover is closed when a new process has taken the listening
+	// sockets over (HandOver): this one drains and exits.
+	handover  chan struct{}
+	upgrading atomic.Bool // a `ctl upgrade` waits for its new process
+
+	mu         sync.Mutex // serialises reloads
+	handedOver bool       // handover is closed
+	cfg        *config.Config
+	backends   map[string]*backend
+	lmtp       []*lmtp.Frontend // running LMTP frontends, whose server pools need closing
 	// pendingLMTP collects the LMTP frontends an apply builds.
 	pendingLMTP []*lmtp.Frontend
 	// http are the running HTTP frontends (their client connections and
@@ -47,14 +58,17 @@ type runtime struct {
 	http, pendingHTTP []*httpfe.Frontend
 }
 
-func newRuntime(cfg *config.Config, log *slog.Logger, path string, level *slog.LevelVar) (*runtime, error) {
+// newRuntime starts serving cfg. Listening sockets come from inh where it
+// has one for the address (nil: none), else they are opened.
+func newRuntime(cfg *config.Config, log *slog.Logger, path string, level *slog.LevelVar, inh *inherited) (*runtime, error) {
 	state, err := loadState(cfg.Control.StateFile)
 	if err != nil {
 		return nil, err
 	}
 	rt := &runtime{
 		log: log, path: path, level: level, started: time.Now(), state: state,
-		srv:      proxy.New(proxy.Options{Logger: log, MaxConn: cfg.Global.MaxConn}),
+		inh: inh, notify: newNotifier(log), handover: make(chan struct{}),
+		srv:      proxy.New(proxy.Options{Logger: log, MaxConn: cfg.Global.MaxConn, Listen: inh.listen}),
 		stats:    stats.New(stats.Options{Version: version, Refresh: cfg.Stats.Refresh.D()}),
 		holds:    director.NewHolds(),
 		backends: make(map[string]*backend),
@@ -179,12 +193,22 @@ func (rt *runtime) apply(cfg *config.Config) error {
 	return nil
 }
 
-// shutdown stops accepting, lets sessions finish for grace, then closes them,
-// and stops the checkers.
+// shutdown stops accepting, ends every session at a clean point of its
+// protocol within grace (closing what is left then), and stops the
+// checkers. After a handover (an upgrade) the sessions still
+// logging in finish their login first (proxy.Server.Handover).
 func (rt *runtime) shutdown(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	err := rt.srv.Shutdown(ctx)
+	rt.mu.Lock()
+	handedOver := rt.handedOver
+	rt.mu.Unlock()
+	var err error
+	if handedOver {
+		err = rt.srv.Handover(ctx)
+	} else {
+		err = rt.srv.Shutdown(ctx)
+	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.stopStats()

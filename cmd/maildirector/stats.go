@@ -68,6 +68,7 @@ type statsListener struct {
 	cfg config.Stats
 	srv *http.Server
 	ln  net.Listener
+	raw net.Listener // ln without TLS: the socket an upgrade hands over
 }
 
 // statsListenerLocked returns the listener cfg asks for: the running one
@@ -90,10 +91,11 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 	if cfg.Bind == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", cfg.Bind)
+	ln, err := rt.inh.listen("tcp", cfg.Bind)
 	if err != nil {
 		return nil, fmt.Errorf("stats.bind: %w", err)
 	}
+	raw := ln
 	if cfg.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
@@ -102,7 +104,7 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	ho := stats.HandlerOptions{Users: cfg.Users()}
+	ho := stats.HandlerOptions{Users: cfg.Users(), Pprof: cfg.Pprof}
 	if cfg.Admin {
 		ho.Control = rt.stats.NewControl(controller{rt})
 	}
@@ -114,7 +116,7 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 		}
 	}()
 	rt.log.Info("stats listener started", "bind", cfg.Bind, "tls", cfg.TLS.Cert != "", "auth", len(cfg.Auth) > 0)
-	return &statsListener{cfg: cfg, srv: srv, ln: ln}, nil
+	return &statsListener{cfg: cfg, srv: srv, ln: ln, raw: raw}, nil
 }
 
 func (l *statsListener) close() {
@@ -131,5 +133,5 @@ func (l *statsListener) same(cfg config.Stats) bool {
 	if l == nil {
 		return cfg.Bind == ""
 	}
-	return l.cfg.Bind == cfg.Bind && l.cfg.TLS == cfg.TLS && l.cfg.Admin == cfg.Admin && slices.Equal(l.cfg.Auth, cfg.Auth)
+	return l.cfg.Bind == cfg.Bind && l.cfg.TLS == cfg.TLS && l.cfg.Admin == cfg.Admin && l.cfg.Pprof == cfg.Pprof && slices.Equal(l.cfg.Auth, cfg.Auth)
 }

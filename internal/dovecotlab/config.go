@@ -33,6 +33,10 @@ type configParams struct {
 	CertFile, KeyFile string
 	// LoginProcessPerConnection sets service_count = 1 on the login services.
 	LoginProcessPerConnection bool
+	// OAuth2URL, when set, adds an oauth2 passdb for OAUTHBEARER and
+	// XOAUTH2 whose token introspection (RFC 7662, POST) goes there;
+	// OAuth2File is its dovecot-oauth2.conf.ext.
+	OAuth2URL, OAuth2File string
 }
 
 // configTemplate is the whole dovecot.conf of one instance: no include of
@@ -61,7 +65,7 @@ auth_verbose = yes
 # TLS SNI name (local_name; a PROXY v2 AUTHORITY TLV sets it), which Dovecot
 # leaves out when it is empty.
 login_log_format_elements = user=<%u> method=%m rip=%r rport=%{rport} lip=%l mpid=%e %c session=<%{session}> local_name=%{local_name}
-auth_mechanisms = plain login
+auth_mechanisms = plain login{{if .OAuth2URL}} oauthbearer xoauth2{{end}}
 # "user000@lab.test" and "user000" are the same user, for LMTP RCPT and logins.
 auth_username_format = %Ln
 auth_failure_delay = 0
@@ -96,6 +100,13 @@ default_process_limit = 100
 default_client_limit = 1000
 default_vsz_limit = 256 M
 
+{{- if .OAuth2URL}}
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {{.OAuth2File}}
+}
+{{- end}}
 passdb {
   driver = passwd-file
   args = {{.UsersFile}}

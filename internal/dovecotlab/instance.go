@@ -166,6 +166,14 @@ func (i *Instance) startFirst() error {
 
 // writeConfig renders dovecot.conf and checks it with doveconf.
 func (i *Instance) writeConfig() error {
+	if i.params.OAuth2URL != "" {
+		i.params.OAuth2File = filepath.Join(filepath.Dir(i.ConfigPath), "dovecot-oauth2.conf.ext")
+		ext := "introspection_mode = post\nintrospection_url = " + i.params.OAuth2URL +
+			"\nusername_attribute = username\nactive_attribute = active\nactive_value = true\nforce_introspection = yes\n"
+		if err := os.WriteFile(i.params.OAuth2File, []byte(ext), 0o644); err != nil {
+			return fmt.Errorf("write dovecot-oauth2.conf.ext: %w", err)
+		}
+	}
 	conf, err := renderConfig(i.params)
 	if err != nil {
 		return err

@@ -108,6 +108,11 @@ type Options struct {
 	// of a PROXY v2 AUTHORITY TLV only for its first two connections, then
 	// none; tests that look at local_name need this.
 	LoginProcessPerConnection bool
+	// OAuth2URL, when set, gives every instance an oauth2 passdb (the
+	// OAUTHBEARER and XOAUTH2 mechanisms) that introspects tokens at this
+	// URL (RFC 7662: POST token=..., answer {"active": true, "username":
+	// ...}). "" means none.
+	OAuth2URL string
 	// Logger receives one line per instance start and stop; nil discards.
 	Logger *slog.Logger
 }
@@ -217,6 +222,7 @@ func Start(opts Options) (*Lab, error) {
 			ListenAddress:             listen,
 			SSL:                       opts.TLS,
 			LoginProcessPerConnection: opts.LoginProcessPerConnection,
+			OAuth2URL:                 opts.OAuth2URL,
 		})
 		if err != nil {
 			l.Close()

@@ -65,7 +65,7 @@ func (nopRecorder) Request(string, string, int, int64, int64, time.Duration, boo
 func serveB(b *testing.B, addr string) string {
 	fe := New(Options{Picker: &fixedPicker{proxy.Target{Server: "s1", Address: addr}}, Stats: nopRecorder{}})
 	srv := proxy.New(proxy.Options{})
-	if err := srv.Configure([]proxy.Frontend{{Name: "web", Protocol: "http", Addrs: []string{"127.0.0.1:0"}, Handler: fe, Graceful: true}}); err != nil {
+	if err := srv.Configure([]proxy.Frontend{{Name: "web", Protocol: "http", Addrs: []string{"127.0.0.1:0"}, Handler: fe}}); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srv.Close() })

@@ -25,12 +25,12 @@
 // have (client and server inactivity while a body streams) are deadlines
 // set through the proxy.Conn and on the server connections.
 //
-// The frontend is graceful (proxy.Frontend.Graceful): at shutdown an idle
-// keep-alive connection is closed at once and a busy one after the response
-// it is sending ("Connection: close"); a reload's [Frontend.Close] does the
-// same to the connections of the frontend it replaces and closes its idle
-// server connections. The engine ends a connection at once on a kick or
-// when the shutdown grace is over.
+// Each connection drains itself at a graceful shutdown (proxy.Conn.SetDrain):
+// an idle keep-alive connection is closed at once and a busy one after the
+// response it is sending ("Connection: close"); a reload's [Frontend.Close]
+// does the same to the connections of the frontend it replaces and closes
+// its idle server connections. The engine ends a connection at once on a
+// kick or when the shutdown grace is over.
 //
 // A request goes through: the queue (Options.MaxRequests requests in
 // flight, the rest wait up to Timeouts.Queue), Rewrite (X-Forwarded-For),
@@ -43,7 +43,7 @@
 // or 504 with the reason in its body (errors.go).
 //
 //	fe := proxy.Frontend{
-//		Name: "scality", Protocol: "http", Addrs: []string{"[::]:81"}, Graceful: true,
+//		Name: "scality", Protocol: "http", Addrs: []string{"[::]:81"},
 //		Handler: http.New(http.Options{Picker: picker, ForwardFor: true}),
 //	}
 package http

@@ -179,7 +179,7 @@ func serve(t *testing.T, opts Options, retries int, targets ...proxy.Target) *fr
 	}
 	f.fe = New(opts)
 	f.srv = proxy.New(proxy.Options{Logger: slog.New(slog.NewJSONHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	pfe := proxy.Frontend{Name: "web", Protocol: "http", Addrs: []string{"127.0.0.1:0"}, Handler: f.fe, Retries: retries, Graceful: true}
+	pfe := proxy.Frontend{Name: "web", Protocol: "http", Addrs: []string{"127.0.0.1:0"}, Handler: f.fe, Retries: retries}
 	if err := f.srv.Configure([]proxy.Frontend{pfe}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -215,8 +216,8 @@ func (p *bufferPool) Get() []byte  { return (*sync.Pool)(p).Get().([]byte) }
 func (p *bufferPool) Put(b []byte) { (*sync.Pool)(p).Put(b) }
 
 // ServeConn serves HTTP requests on c until the client or net/http closes
-// it, or the engine ends it: cancelling ctx drains it (closed at once when
-// idle, after the response in flight otherwise). The engine closes c after
+// it, or the engine ends it: a graceful shutdown drains it (closed at once
+// when idle, after the response in flight otherwise), a kick ends it. The engine closes c after
 // ServeConn returns. The error says how the client ended: nil when net/http
 // closed the connection (the client asked to, keep-alive ended, a reload),
 // else the client's close or a request that did not arrive in time.
@@ -225,10 +226,22 @@ func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	// The engine's first phase set a deadline for both directions; from
 	// here on net/http and the exchanges set their own.
 	c.SetWriteDeadline(time.Time{})
+	// A graceful shutdown drains the connection; a kick (the context's
+	// end, with every deadline the present) ends it at once.
+	c.SetDrain(cc.drain)
 	stop := context.AfterFunc(ctx, cc.drain)
 	defer stop()
 	f.srv.Serve(&oneConnListener{cc: cc}) // returns once cc is closed
 	return cc.endErr()
+}
+
+// Refusal is what a connection the engine refuses (a per-client limit)
+// is told before it is closed (proxy.Refuser): a 503 with the reason, as
+// the answer to the request it is sending.
+func (f *Frontend) Refusal(why string) string {
+	body := "maildirector: " + why + "\n"
+	return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 }
 
 // Close ends the frontend when a reload replaced it: its client

@@ -536,7 +536,7 @@ func TestTLSBothWays(t *testing.T) {
 	pool.AddCert(ts.Certificate())
 	target := proxy.Target{Server: "s1", Address: strings.TrimPrefix(ts.URL, "https://"), TLS: &tls.Config{RootCAs: pool, ServerName: "example.com"}}
 	fe := New(Options{Picker: &proxytest.Picker{Targets: []proxy.Target{target}}})
-	addr := proxytest.Serve(t, proxy.Frontend{Name: "web", Protocol: "http", Handler: fe, Graceful: true, TLS: proxytest.ServerTLS(t), ImplicitTLS: true})
+	addr := proxytest.Serve(t, proxy.Frontend{Name: "web", Protocol: "http", Handler: fe, TLS: proxytest.ServerTLS(t), ImplicitTLS: true})
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
 	resp, err := c.Get("https://" + addr + "/obj")
 	if err != nil {
@@ -552,7 +552,7 @@ func TestTLSBothWays(t *testing.T) {
 	bad := target
 	bad.TLS = &tls.Config{ServerName: "example.com"} // the system roots: the test CA is not one
 	fe2 := New(Options{Picker: &proxytest.Picker{Targets: []proxy.Target{bad}}})
-	addr2 := proxytest.Serve(t, proxy.Frontend{Name: "web2", Protocol: "http", Handler: fe2, Graceful: true, Retries: -1})
+	addr2 := proxytest.Serve(t, proxy.Frontend{Name: "web2", Protocol: "http", Handler: fe2, Retries: -1})
 	resp2, err := http.Get("http://" + addr2 + "/obj")
 	if err != nil {
 		t.Fatal(err)
@@ -561,5 +561,38 @@ func TestTLSBothWays(t *testing.T) {
 	body2, _ := io.ReadAll(resp2.Body)
 	if resp2.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body2), "tls") {
 		t.Errorf("unverified server: got %s %q, want 503 naming TLS", resp2.Status, body2)
+	}
+}
+
+func TestRefusedConnectionGets503(t *testing.T) {
+	// A per-client limit of the engine refuses the second connection: the
+	// client reads a 503 with the reason as the answer to its request.
+	_, addr := startStore(t)
+	fe := New(Options{Picker: &proxytest.Picker{Targets: []proxy.Target{{Server: "s1", Address: addr}}}})
+	front := proxytest.Serve(t, proxy.Frontend{Name: "web", Protocol: "http", Handler: fe, Limits: proxy.Limits{MaxPerClient: 1}})
+	first, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	io.WriteString(first, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(first), nil); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("first connection: got %v, %v; want the store's 404", resp, err)
+	}
+	second, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	io.WriteString(second, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(second), nil)
+	if err != nil {
+		t.Fatalf("second connection: %v, want a 503", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(string(body), "maildirector: ") || !resp.Close {
+		t.Errorf("second connection: got %s %q (close %v), want 503 with the reason and Connection: close", resp.Status, body, resp.Close)
 	}
 }

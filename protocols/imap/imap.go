@@ -71,11 +71,20 @@ func New(opts Options) *Frontend {
 	return &Frontend{opts: opts}
 }
 
+// Refusal is the greeting of a connection the engine refuses (a
+// per-client limit): a BYE instead of the greeting (RFC 9051 section
+// 7.1.5), with the UNAVAILABLE code (RFC 5530 section 3).
+func (f *Frontend) Refusal(why string) string { return "* BYE [UNAVAILABLE] " + why + ".\r\n" }
+
 // ServeConn runs one client's pre-login session. The engine closes c after
 // ServeConn returns, unless the login succeeded and c was handed to the
 // relay. The error, if any, says why the session ended.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
+	// At shutdown a logged-in session hears "* BYE" at the first pause
+	// after a server reply (RFC 9051 section 7.1.5: the server may close
+	// with an untagged BYE at any time), so IDLE clients reconnect at once.
+	c.EndAtPause()
 	// Per-command detail goes to the engine's connection logger (conn,
 	// frontend, proto, remote) at Debug, never a password or SASL payload;
 	// the per-session line is the engine's.

@@ -691,3 +691,27 @@ func TestTooManyCommandsBeforeLogin(t *testing.T) {
 		t.Fatalf("after %d NOOPs: got last lines %q, want the BYE and a close", maxCommands, lines[max(0, len(lines)-2):])
 	}
 }
+
+// TestLoginDeadline: a client that keeps the pre-login timeout from firing
+// with a NOOP now and then is still closed at the login deadline, well
+// before its commands run out (found by an adversarial review: one byte a
+// minute held a slot for hours).
+func TestLoginDeadline(t *testing.T) {
+	e := newEnv(t, envConfig{timeouts: proxy.Timeouts{PreAuth: 5 * time.Second, LoginDeadline: time.Second}})
+	c := e.greeted(t)
+	const noops = 60 // 60 × 100ms: 6 pre-login timeouts' worth of chatter, under maxCommands
+	for i := range noops {
+		if _, err := fmt.Fprintf(c.conn, "n%d NOOP\r\n", i); err != nil {
+			break // closed: the deadline hit
+		}
+		l, err := c.line()
+		if err != nil || strings.HasPrefix(l, "* BYE") {
+			if !strings.HasPrefix(l, "* BYE") && l != "" {
+				t.Fatalf("after %d NOOPs: %q, %v; want a BYE", i, l, err)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the session is still open after %d NOOPs spread over 6s with a 1s login deadline", noops)
+}

@@ -295,13 +295,21 @@ func (l *Frontend) Close() error {
 	return nil
 }
 
+// Refusal is the greeting of a connection the engine refuses (a
+// per-client limit): 421 (RFC 5321 section 3.1), 4.7.0 (RFC 3463).
+func (l *Frontend) Refusal(why string) string { return "421 4.7.0 " + why + "\r\n" }
+
 // ServeConn runs one LMTP session. The engine closes c after ServeConn
-// returns; on shutdown it tells the client "421 4.3.2" (RFC 5321 section
-// 3.8) once the current command is done.
+// returns. A graceful shutdown lets the transaction in progress finish (its
+// replies are the MTA's receipt: cutting it would make the MTA send again
+// what was delivered), then the client hears "421 4.3.2" (RFC 5321 section
+// 3.8); a session between transactions hears it at once, and one still in
+// a transaction at the end of the grace period is closed.
 func (l *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye("421 4.3.2 Service shutting down\r\n")
 	nc := c.NetConn()
 	s := &session{l: l, c: c, ctx: ctx, log: c.Logger(), nc: nc, w: bufio.NewWriter(nc)}
+	c.SetDrain(s.drain)
 	err := s.serve()
 	if ctx.Err() != nil {
 		return nil // the engine ended the session and says why

@@ -535,6 +535,50 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// TestShutdownFinishesTransaction: a graceful shutdown that comes in the
+// middle of a transaction lets the MTA finish it (the message is delivered
+// and answered 250), then says 421 and closes; the MTA has nothing to send
+// again.
+func TestShutdownFinishesTransaction(t *testing.T) {
+	f := startFakeServer(t, "s1", false)
+	picker := pickerFor(map[string][]*fakeServer{"a@example.org": {f}})
+	addr, _, srv := startFrontend(t, Options{Picker: picker})
+	c := dialLMTP(t, addr)
+	if r := c.cmd("MAIL FROM:<sender@example.net>"); r.code != 250 {
+		t.Fatalf("MAIL: got %v, want 250", r)
+	}
+	if r := c.cmd("RCPT TO:<a@example.org>"); r.code != 250 {
+		t.Fatalf("RCPT: got %v, want 250", r)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	for range 500 { // the listener closes first, then the sessions are drained
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		nc.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // paced: the drain has reached the session
+	if r := c.cmd("DATA"); r.code != 354 {
+		t.Fatalf("DATA during a graceful shutdown, inside a transaction: got %v, want 354", r)
+	}
+	c.writeRaw(testBody + ".\r\n")
+	if r := c.read(); r.code != 250 {
+		t.Errorf("reply after the data: got %v, want 250", r)
+	}
+	if r := c.read(); r.code != 421 || !strings.HasPrefix(r.msg, "4.3.2 ") {
+		t.Errorf("after the transaction: got %v, want 421 4.3.2", r)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if n := len(f.messages()); n != 1 {
+		t.Errorf("messages delivered: got %d, want 1", n)
+	}
+}
+
 func TestSpoolRemovesFile(t *testing.T) {
 	dir := t.TempDir()
 	sp := &spool{dir: dir, limit: 4}

@@ -45,6 +45,50 @@ type session struct {
 	errors  int  // commands refused for their syntax or sequence
 	discard bool // STARTTLS: the rest of the batch was sent in plaintext, drop it
 	tx      *txn // the transaction from MAIL on; nil outside one
+
+	// A graceful shutdown (drain) ends the session between transactions.
+	drainMu  sync.Mutex
+	draining bool // the engine asked the session to end
+	idle     bool // waiting for a command outside a transaction
+}
+
+// errDrained ends a session that a graceful shutdown asked to end, at a
+// point outside a transaction; the engine then says 421 (RFC 5321 section
+// 3.8).
+var errDrained = errors.New("draining")
+
+// drain is the session's [proxy.Conn.SetDrain]: the session ends once the
+// transaction in progress is answered, or at once when it waits for a
+// command outside one (its read is woken).
+func (s *session) drain() {
+	s.drainMu.Lock()
+	s.draining = true
+	if s.idle {
+		s.nc.SetReadDeadline(time.Now())
+	}
+	s.drainMu.Unlock()
+}
+
+// waitCommand prepares the read of the next command: errDrained when the
+// session is to end here (draining, outside a transaction), else the
+// client's deadline. Under drainMu, so a drain either sees idle and wakes
+// the read, or comes before and is seen here.
+func (s *session) waitCommand() error {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	s.idle = s.state != stateMail
+	if s.idle && s.draining {
+		return errDrained
+	}
+	return s.waitClient(s.l.opts.clientTimeout())
+}
+
+// drained reports whether a graceful shutdown ended the session outside a
+// transaction (a failed read there is the drain waking it).
+func (s *session) drained() bool {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	return s.draining && s.state != stateMail
 }
 
 // serve writes the greeting and answers commands until QUIT, an error,
@@ -82,7 +126,7 @@ func (s *session) serve() error {
 // the engine ends it (the engine says why), else with the read's error,
 // which an EOF makes the session's "client closed" (no QUIT came).
 func (s *session) readFailed(err error) error {
-	if s.ctx.Err() != nil {
+	if s.ctx.Err() != nil || s.drained() {
 		return nil
 	}
 	return fmt.Errorf("read command: %w", err)
@@ -111,7 +155,7 @@ func (s *session) maxLine() int {
 // maxBatch, stopping after a command whose data or TLS follows (RFC 2920
 // section 3.1: DATA, BDAT, STARTTLS and QUIT end a group).
 func (s *session) readBatch() ([]string, error) {
-	if err := s.waitClient(s.l.opts.clientTimeout()); err != nil {
+	if err := s.waitCommand(); err != nil {
 		return nil, err
 	}
 	r := s.c.Reader()

@@ -73,10 +73,17 @@ func (f *Frontend) maxLoginAttempts() int {
 // (shutdown, kick).
 const goodbye = "-ERR Server shutting down.\r\n"
 
+// Refusal is the greeting of a connection the engine refuses (a
+// per-client limit): -ERR with SYS/TEMP (RFC 3206 section 4).
+func (f *Frontend) Refusal(why string) string { return "-ERR [SYS/TEMP] " + why + ".\r\n" }
+
 // ServeConn runs one POP3 session. The engine closes c after ServeConn
 // returns, unless the session was handed to the relay after a login.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
+	// At shutdown a logged-in session ends once the server has answered
+	// the current command: nothing is cut in the middle of a RETR.
+	c.EndAtPause()
 	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }

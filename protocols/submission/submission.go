@@ -81,10 +81,19 @@ func (f *Frontend) maxLoginAttempts() int {
 // (shutdown, kick): RFC 5321 section 3.8.
 const goodbye = "421 4.3.2 Service shutting down\r\n"
 
+// Refusal is the greeting of a connection the engine refuses (a
+// per-client limit): 421 (RFC 5321 section 3.1), 4.7.0 (RFC 3463).
+func (f *Frontend) Refusal(why string) string { return "421 4.7.0 " + why + "\r\n" }
+
 // ServeConn runs one submission session. The engine closes c after
 // ServeConn returns, unless the session was handed to the relay after AUTH.
 func (f *Frontend) ServeConn(ctx context.Context, c *proxy.Conn) error {
 	c.SetGoodbye(goodbye)
+	// At shutdown a relayed session hears 421 at the first pause after a
+	// server reply: never between the end of the data and its reply, so a
+	// message is accepted once or sent again, not lost (the relay does not
+	// read SMTP, so a pause between the commands of a transaction counts).
+	c.EndAtPause()
 	s := &session{f: f, c: c, log: c.Logger()}
 	return s.serve(ctx)
 }
