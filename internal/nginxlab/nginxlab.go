@@ -24,6 +24,7 @@ package nginxlab
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -312,8 +313,10 @@ func (in *Instance) ErrorLog() string {
 	return strings.TrimSpace(string(b))
 }
 
-// freePorts returns n distinct free loopback ports, found by listening on
-// 127.0.0.1:0 (all at once, so they differ) and closing.
+// freePorts returns n distinct free loopback ports below Linux's ephemeral
+// range (32768 and up): a port from that range could be taken by any
+// outgoing connection before nginx binds it, or while a stopped instance
+// waits to start again on it. They are held open together, so they differ.
 func freePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
@@ -322,13 +325,17 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, errors.New("pick free port: none free between 20000 and 32000")
+		}
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, fmt.Errorf("pick free port: %w", err)
+			continue
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
