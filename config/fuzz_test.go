@@ -64,6 +64,7 @@ func FuzzHTTPCapture(f *testing.F) {
 	f.Add("A", int64(1), "a", int64(1024))
 	f.Add("", int64(0), "X Y", int64(-1))
 	f.Add("X\"", int64(5000), "é", int64(40))
+	f.Add("X Y", int64(40), "A", int64(1))
 	f.Fuzz(func(t *testing.T, n1 string, l1 int64, n2 string, l2 int64) {
 		text := fmt.Sprintf("[frontend.web]\nprotocol = \"http\"\nbind = [\"127.0.0.1:81\"]\nbackend = \"store\"\n[frontend.web.http]\ncapture = [{name = %q, len = %d}, {name = %q, len = %d}]\n[backend.store]\n[[backend.store.server]]\nname = \"s\"\naddress = \"127.0.0.1:80\"\n", n1, l1, n2, l2)
 		c, err := Parse([]byte(text))
