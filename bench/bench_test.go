@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/internal/mailwire"
+	"github.com/maildirector/maildirector/internal/nginxlab"
 )
 
 func startTestBackend(t *testing.T) *backend {
@@ -277,6 +279,7 @@ func TestMaildirectorConfigLoads(t *testing.T) {
 		{"tcp", maildirectorConfig("tcp", "127.0.0.1:1", "127.0.0.1:2", "warn")},
 		{"lmtp to dovecot", maildirectorLMTPConfig("127.0.0.1:1", "127.0.0.1:2", "v2-ssl", "warn")},
 		{"lmtp to sink", maildirectorLMTPConfig("127.0.0.1:1", "127.0.0.1:2", "none", "warn")},
+		{"http", maildirectorHTTPConfig("127.0.0.1:1", "127.0.0.1:2", "warn")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,16 +301,49 @@ func TestHAProxyConfigValid(t *testing.T) {
 			t.Fatal("haproxy is not installed: run scripts/deps.sh (make test does)")
 		}
 	}
-	for _, opts := range []string{"", "send-proxy-v2"} {
-		t.Run("server options "+opts, func(t *testing.T) {
+	cfgs := map[string]string{
+		"tcp":                    haproxyConfig("127.0.0.1:1", "127.0.0.1:2", "", haproxyMaxconn),
+		"tcp, send-proxy-v2":     haproxyConfig("127.0.0.1:1", "127.0.0.1:2", "send-proxy-v2", haproxyMaxconn),
+		"http, as Dovecot's doc": haproxyHTTPConfig("127.0.0.1:1", "127.0.0.1:2"),
+	}
+	for name, cfg := range cfgs {
+		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "haproxy.cfg")
-			if err := os.WriteFile(path, []byte(haproxyConfig("127.0.0.1:1", "127.0.0.1:2", opts, haproxyMaxconn)), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
-				t.Errorf("haproxy -c: got %v: %s, want a valid config", err, out)
+			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil || bytes.Contains(out, []byte("WARNING")) {
+				t.Errorf("haproxy -c: got %v: %s, want a valid config without warnings", err, out)
 			}
 		})
+	}
+}
+
+// TestMeasureHTTPOnNginx runs the HTTP measurements on the direct path to a
+// real nginx for a moment: the objects come back whole, and the rates and
+// the ratios are computed from them.
+func TestMeasureHTTPOnNginx(t *testing.T) {
+	lab := nginxlab.StartT(t, nginxlab.Options{})
+	if err := writeObject(filepath.Join(lab.Data, smallObject), 4<<10); err != nil {
+		t.Fatal(err)
+	}
+	small := measureHTTP(lab.Instances[0].Addr, 0, 4, smallObject, 4<<10, 300*time.Millisecond)
+	if small.Requests == 0 || small.Failed != 0 || small.ReqPerS <= 0 || small.P50ms <= 0 {
+		t.Fatalf("4 KiB GETs: got %+v, want requests without failures", small)
+	}
+	wrong := measureHTTP(lab.Instances[0].Addr, 0, 1, smallObject, 5<<10, 100*time.Millisecond)
+	if wrong.Requests != 0 || wrong.Failed == 0 || !strings.Contains(wrong.FirstError, "got 4096 bytes, want 5120") {
+		t.Errorf("GETs of the wrong size: got %+v, want them failed", wrong)
+	}
+	small.Test, small.Path = testSmall, pathDirect
+	half := small
+	half.Path, half.ReqPerS, half.MBPerS = pathMDHTTP, small.ReqPerS/2, small.MBPerS/2
+	ratios, paired := httpRatios([]HTTPRun{small, half}, map[string][]HTTPRun{testSmall + " " + pathDirect: {small}, testSmall + " " + pathMDHTTP: {half}})
+	if got := ratios[testSmall+" md-http/direct"]["requests/s"]; got != 0.5 {
+		t.Errorf("md-http/direct requests/s: got %v, want 0.5", got)
+	}
+	if got := paired[testSmall+" md-http/direct"]; len(got) != 1 || got[0] != 0.5 {
+		t.Errorf("paired: got %v, want [0.5]", got)
 	}
 }
 
@@ -353,8 +389,8 @@ func TestParseFlagsLMTP(t *testing.T) {
 		wantBytes  int
 		wantTime   time.Duration
 	}{
-		{name: "defaults", wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
-		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
+		{name: "defaults", wantSuites: []string{"imap", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
+		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
 		{name: "lmtp only", args: []string{"-suites", "lmtp", "-lmtp-rcpts", "3", "-lmtp-kib", "1", "-lmtp-time", "2s"},
 			wantSuites: []string{"lmtp"}, wantRcpts: []int{3}, wantBytes: 1024, wantTime: 2 * time.Second},
 	}

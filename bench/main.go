@@ -11,6 +11,12 @@
 // test: 2 fds and at most 3.5 KiB per idle proxied session (HAProxy 2.6:
 // 3.5 KiB, 2 fds).
 //
+// The http suite (http.go) GETs objects from a real nginx object store
+// (internal/nginxlab) directly, through HAProxy in mode http and through
+// maildirector's http frontend: requests/s of 4 KiB GETs with 16 keep-alive
+// clients, MB/s of 100 MiB GETs, and maildirector's VmRSS through a 1 GiB
+// PUT and GET. The issue's goal: at least HAProxy's rate and throughput.
+//
 // The lmtp suite (lmtp.go) has several MTA clients deliver 10 KiB messages
 // with one and with two recipients to real Dovecot LMTP (internal/dovecotlab)
 // and to an in-process discard sink, directly, through HAProxy and through
@@ -22,6 +28,7 @@
 //	go run ./bench -maildirector bin/maildirector -quick -json /tmp/bench.json
 //	go run ./bench -maildirector bin/maildirector -paths haproxy,md-imap -n 8000
 //	go run ./bench -maildirector bin/maildirector -suites lmtp -lmtp-targets dovecot
+//	go run ./bench -maildirector bin/maildirector -suites http
 //
 // Every loop is bounded in count and time; the full run takes about seven
 // minutes (each suite about half), -quick about a minute. The lmtp suite
@@ -71,14 +78,20 @@ type options struct {
 	lmtpRepeat   int
 	lmtpMailDir  string
 	lmtpTime     time.Duration
+
+	httpClients int
+	httpTime    time.Duration
+	httpRepeat  int
+	httpBigMiB  int
 }
 
 // allSuites in run order.
-var allSuites = []string{suiteIMAP, suiteLMTP}
+var allSuites = []string{suiteIMAP, suiteLMTP, suiteHTTP}
 
 const (
 	suiteIMAP = "imap"
 	suiteLMTP = "lmtp"
+	suiteHTTP = "http"
 )
 
 // allPaths in run order.
@@ -115,7 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "md-log-level", "warn", "maildirector log_level (HAProxy logs nothing here)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
-	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink)")
+	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store)")
 	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
 	rcpts := fs.String("lmtp-rcpts", "1,2", "recipients per LMTP message, comma separated; each is a row")
 	fs.IntVar(&o.lmtpClients, "lmtp-clients", 4, "concurrent LMTP sessions (the MTA's delivery agents)")
@@ -124,6 +137,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.lmtpTime, "lmtp-time", 2*time.Second, "time limit of one LMTP run")
 	fs.StringVar(&o.lmtpMailDir, "lmtp-mail-dir", "", "where Dovecot's maildirs go, in a new subdirectory (default: the system's temporary directory; /dev/shm takes the disk out)")
 	fs.IntVar(&o.lmtpRepeat, "lmtp-repeat", 7, "runs of each LMTP row, the paths taking turns; the median is reported")
+	fs.IntVar(&o.httpClients, "http-clients", 16, "keep-alive clients of the HTTP 4 KiB GET test")
+	fs.DurationVar(&o.httpTime, "http-time", 5*time.Second, "time limit of one HTTP run")
+	fs.IntVar(&o.httpRepeat, "http-repeat", 3, "runs of each HTTP test and path, the paths taking turns; the median is reported")
+	fs.IntVar(&o.httpBigMiB, "http-big-mib", 100, "size of the HTTP big object in MiB")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -147,6 +164,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		quick("extra-wait", func() { o.extra = 2 * time.Second })
 		quick("lmtp-time", func() { o.lmtpTime = time.Second })
 		quick("lmtp-repeat", func() { o.lmtpRepeat = 1 })
+		quick("http-time", func() { o.httpTime = 2 * time.Second })
+		quick("http-repeat", func() { o.httpRepeat = 1 })
 	}
 	o.bytes = *mib << 20
 	for p := range strings.SplitSeq(*paths, ",") {
@@ -185,6 +204,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		errs = append(errs, errors.New("-lmtp-kib must be 1..10240, -lmtp-clients 1..100, -lmtp-messages at least 1, -lmtp-time positive, -lmtp-repeat 1..99"))
 	}
 	o.lmtpBytes = *kib << 10
+	if o.httpClients < 1 || o.httpClients > 1000 || o.httpTime <= 0 || o.httpRepeat < 1 || o.httpRepeat > 20 || o.httpBigMiB < 1 || o.httpBigMiB > 4096 {
+		errs = append(errs, errors.New("-http-clients must be 1..1000, -http-time positive, -http-repeat 1..20, -http-big-mib 1..4096"))
+	}
 	if o.n < 1 || o.n > haproxyMaxconn-500 {
 		errs = append(errs, fmt.Errorf("-n %d: want 1..%d (fd limit)", o.n, haproxyMaxconn-500))
 	}
@@ -254,6 +276,7 @@ type Report struct {
 	Ratios  map[string]Ratios  `json:"ratios"` // "md-imap/haproxy" → metric → ratio
 	Budget  map[string]Verdict `json:"budget,omitempty"`
 	LMTP    *LMTPReport        `json:"lmtp,omitempty"`
+	HTTP    *HTTPReport        `json:"http,omitempty"`
 	Notes   []string           `json:"notes"`
 }
 
@@ -281,11 +304,12 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"idle_sessions": o.n, "xfer_bytes": o.bytes, "xfer_time_limit": o.xferLimit.String(),
 			"parallel": o.parallel, "repeat": o.repeat, "logins": o.logins, "login_workers": o.loginWorkers,
 			"settle": o.settle.String(), "extra_wait": o.extra.String(), "md_log_level": o.logLevel, "quick": o.quick,
-			"suites": o.suites,
+			"suites": o.suites, "http_clients": o.httpClients, "http_time": o.httpTime.String(), "http_repeat": o.httpRepeat,
 		},
 	}
 	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
-	needMD := lmtp && len(o.lmtpTargets) > 0
+	httpSuite := slices.Contains(o.suites, suiteHTTP)
+	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite
 	for _, p := range o.paths {
 		needMD = needMD || (imap && strings.HasPrefix(p, "md-"))
 	}
@@ -305,6 +329,10 @@ func run(o options, progress io.Writer) (*Report, error) {
 	// After the IMAP suite, so that Dovecot's maildir writes cannot slow it.
 	if lmtp {
 		rep.LMTP = runLMTP(o, dir, progress)
+	}
+	// Last: its 1 GiB PUT writes to the disk the others' servers use.
+	if httpSuite {
+		rep.HTTP = runHTTP(o, dir, progress)
 	}
 	return rep, nil
 }

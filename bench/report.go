@@ -169,6 +169,12 @@ func printReport(w io.Writer, rep *Report) {
 		}
 		printLMTP(w, rep.LMTP)
 	}
+	if rep.HTTP != nil {
+		if len(rep.Paths) > 0 || rep.LMTP != nil {
+			fmt.Fprintln(w)
+		}
+		printHTTP(w, rep.HTTP)
+	}
 }
 
 // printIMAP is the table of the IMAP suite, its budget lines and notes.

@@ -224,6 +224,10 @@ type Options struct {
 	HTTPHost string
 	// ExpectStatus is the status code an HTTP check wants. Zero: 200.
 	ExpectStatus int
+	// ExpectStatusMax, when above ExpectStatus, makes the check accept any
+	// status from ExpectStatus to it ("200-399", as HAProxy's http-check
+	// expect status). Zero: ExpectStatus only.
+	ExpectStatusMax int
 
 	// Logger receives transitions (Warn for down, Info for up) and every
 	// check result at Debug. Zero: slog.Default().
@@ -439,6 +443,12 @@ func (o *Options) resolve() error {
 	}
 	if o.ExpectStatus < 100 || o.ExpectStatus > 999 {
 		bad("ExpectStatus", "%d is not a three-digit status", o.ExpectStatus)
+	}
+	if o.ExpectStatusMax == 0 {
+		o.ExpectStatusMax = o.ExpectStatus
+	}
+	if o.ExpectStatusMax < o.ExpectStatus || o.ExpectStatusMax > 999 {
+		bad("ExpectStatusMax", "%d is not a three-digit status from ExpectStatus (%d)", o.ExpectStatusMax, o.ExpectStatus)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -362,6 +362,7 @@ func TestNewRejects(t *testing.T) {
 		{"relative path", Options{Address: "h:1", Type: TypeHTTP, HTTPPath: "health"}, "HTTPPath"},
 		{"CRLF in host", Options{Address: "h:1", Type: TypeHTTP, HTTPHost: "a\r\nX: y"}, "HTTPHost"},
 		{"status out of range", Options{Address: "h:1", Type: TypeHTTP, ExpectStatus: 42}, "ExpectStatus"},
+		{"status range upside down", Options{Address: "h:1", Type: TypeHTTP, ExpectStatus: 399, ExpectStatusMax: 200}, "ExpectStatusMax"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

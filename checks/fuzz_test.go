@@ -115,7 +115,7 @@ func FuzzProbes(f *testing.F) {
 			case TypeSMTP:
 				_, err = s.smtp("EHLO", "x")
 			case TypeHTTP:
-				err = s.http("GET", "/", "h", 200)
+				err = s.http("GET", "/", "h", 200, 200)
 			case TypeManageSieve:
 				_, err = s.managesieve()
 			}

@@ -14,8 +14,8 @@ const maxHTTPResponse = 64 << 10
 
 // http sends one request with "Connection: close" (RFC 9112 section 9.6) so
 // the server ends the connection after its response, reads the response and
-// compares its status with want.
-func (s *session) http(method, path, host string, want int) error {
+// checks that its status is from want to wantMax.
+func (s *session) http(method, path, host string, want, wantMax int) error {
 	cmd := method + " " + path
 	req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: maildirector-check\r\nAccept: */*\r\nConnection: close\r\n\r\n", method, path, host)
 	if _, err := io.WriteString(s.conn, req); err != nil {
@@ -30,8 +30,12 @@ func (s *session) http(method, path, host string, want int) error {
 	// not meet a reset; errors here do not change the verdict.
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != want {
-		return s.unexpected(cmd, resp.Proto+" "+resp.Status, strconv.Itoa(want))
+	if resp.StatusCode < want || resp.StatusCode > wantMax {
+		expect := strconv.Itoa(want)
+		if wantMax > want {
+			expect += "-" + strconv.Itoa(wantMax)
+		}
+		return s.unexpected(cmd, resp.Proto+" "+resp.Status, expect)
 	}
 	return nil
 }

@@ -190,7 +190,7 @@ func (c *Checker) converse(ctx context.Context) ([]string, error) {
 	case TypeSMTP:
 		return s.smtp("EHLO", c.opts.Hostname)
 	case TypeHTTP:
-		return nil, s.http(c.opts.HTTPMethod, c.opts.HTTPPath, c.opts.HTTPHost, c.opts.ExpectStatus)
+		return nil, s.http(c.opts.HTTPMethod, c.opts.HTTPPath, c.opts.HTTPHost, c.opts.ExpectStatus, c.opts.ExpectStatusMax)
 	case TypeManageSieve:
 		return s.managesieve()
 	}

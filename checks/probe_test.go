@@ -503,6 +503,18 @@ func TestHTTPProbe(t *testing.T) {
 			ok:    true,
 		},
 		{
+			name:  "status in the expected range",
+			opts:  Options{Type: TypeHTTP, ExpectStatus: 200, ExpectStatusMax: 399},
+			serve: serveHTTP("302 Found", ""),
+			ok:    true,
+		},
+		{
+			name:   "status past the expected range",
+			opts:   Options{Type: TypeHTTP, ExpectStatus: 200, ExpectStatusMax: 399},
+			serve:  serveHTTP("405 Method Not Allowed", ""),
+			reason: `http: GET / answered "HTTP/1.1 405 Method Not Allowed", want 200-399`,
+		},
+		{
 			name:     "not HTTP",
 			opts:     Options{Type: TypeHTTP},
 			serve:    serveScript([]string{"* OK IMAP"}),

@@ -113,6 +113,26 @@ type Timeouts struct {
 	// Data bounds receiving a DATA body from the client (LMTP, submission)
 	// and a server's answer to DATA. Default 10m; range 10s..1h.
 	Data Duration `toml:"data"`
+	// Request bounds receiving an HTTP request's headers, from its first
+	// byte (HAProxy's timeout http-request). Default 1m; range 1s..10m;
+	// http only.
+	Request Duration `toml:"request"`
+	// Queue bounds how long an HTTP request waits for a slot under
+	// http.max_requests before it gets 503 (HAProxy's timeout queue).
+	// Default 1m; range 1s..10m; http only.
+	Queue Duration `toml:"queue"`
+	// Client closes an HTTP connection whose client is silent this long
+	// while its request body is read or the response written (HAProxy's
+	// timeout client). Default 1m; range 1s..1h; http only.
+	Client Duration `toml:"client"`
+	// Server fails an HTTP request whose server is silent this long: its
+	// response headers (504), a body either way (HAProxy's timeout
+	// server). Default 1m; range 1s..1h; http only.
+	Server Duration `toml:"server"`
+	// KeepAlive closes an idle HTTP client connection after this long
+	// between requests (HAProxy's timeout http-keep-alive). Default 10m;
+	// range 1s..1h; http only.
+	KeepAlive Duration `toml:"keep_alive"`
 }
 
 // Frontend is one [frontend.NAME] table: a set of listeners speaking one
@@ -166,6 +186,66 @@ type Frontend struct {
 	// LMTP holds the LMTP delivery settings. Only allowed for protocol
 	// lmtp; after Parse it is non-nil exactly for lmtp frontends.
 	LMTP *LMTP `toml:"lmtp"`
+	// HTTP holds the HTTP proxy's settings. Only allowed for protocol
+	// http; after Parse it is non-nil exactly for http frontends.
+	HTTP *HTTP `toml:"http"`
+}
+
+// HTTP is a [frontend.NAME.http] table: the HTTP path to Dovecot's object
+// storage.
+type HTTP struct {
+	// ForwardFor adds the client's address to the X-Forwarded-For header
+	// the servers get, after the values the client sent (HAProxy's option
+	// forwardfor). Default false: the client's header passes unchanged.
+	ForwardFor bool `toml:"forwardfor"`
+	// ForwardForExcept lists CIDRs or addresses whose clients get no
+	// X-Forwarded-For added (HAProxy's forwardfor except). Default empty.
+	ForwardForExcept []string `toml:"forwardfor_except"`
+	// Capture lists the request headers written into each request's
+	// access log line, each cut to its length (HAProxy's capture request
+	// header NAME len N). Default (absent): X-Dovecot-Reason 40,
+	// X-Dovecot-Username 40, X-Dovecot-Session-Id 70; [] captures none.
+	Capture []Capture `toml:"capture"`
+	// ReasonHeader is the request header the statistics count requests
+	// by. Default "X-Dovecot-Reason".
+	ReasonHeader string `toml:"reason_header"`
+	// MaxReasons is how many distinct reasons the statistics count on
+	// their own; requests of further reasons count as "other", so the
+	// metrics' label set stays bounded. Default 20; range 1..1000.
+	MaxReasons int `toml:"max_reasons"`
+	// MaxRequests caps the requests in flight to the servers; further
+	// requests wait in a queue for up to timeouts.queue, then get 503.
+	// Default 0: no limit; range 0..10000000.
+	MaxRequests int `toml:"max_requests"`
+	// ServerClose closes the server connection after each response
+	// (HAProxy's option http-server-close). Default false: connections to
+	// the servers are kept alive and pooled.
+	ServerClose bool `toml:"server_close"`
+	// MaxIdlePerServer caps the idle pooled connections to each server.
+	// Default 64; range 0..10000 (0 keeps none).
+	MaxIdlePerServer int `toml:"max_idle_per_server"`
+	// ReplayBuffer is how much of a request body is kept so that the
+	// request can go to another server after a failure; a body read past
+	// it is never sent twice. Default 128KiB; range 0..64MiB.
+	ReplayBuffer Size `toml:"replay_buffer"`
+}
+
+// Capture is one entry of frontend.NAME.http.capture.
+type Capture struct {
+	// Name is the header's name (an HTTP token). Required.
+	Name string `toml:"name"`
+	// Len is how many bytes of its value are logged. Required; range
+	// 1..1024.
+	Len int `toml:"len"`
+}
+
+// DefaultCapture is frontend.NAME.http.capture when absent: the headers
+// Dovecot's HTTP client sends to object storage, with the lengths of
+// Dovecot's documented HAProxy setup.
+var DefaultCapture = []Capture{
+	{Name: "X-Dovecot-Reason", Len: 40},
+	{Name: "X-Dovecot-Username", Len: 40},
+	{Name: "X-Dovecot-Session-Id", Len: 70},
 }
 
 // FrontendTLS is a [frontend.NAME.tls] table.
@@ -350,9 +430,10 @@ type Check struct {
 	// HTTPHost is the Host header of an http check. Default empty: the
 	// check address.
 	HTTPHost string `toml:"http_host"`
-	// ExpectStatus is the HTTP status a passing http check returns.
-	// Default 200; range 100..599.
-	ExpectStatus int `toml:"expect_status"`
+	// ExpectStatus is the HTTP status a passing http check returns: one
+	// status (200) or a range ("200-399", HAProxy's http-check expect
+	// status). Default 200; range 100..599.
+	ExpectStatus StatusRange `toml:"expect_status"`
 }
 
 // Server is one [[backend.NAME.server]] entry.
@@ -443,6 +524,11 @@ func (f *Frontend) EffectiveTimeouts(g Global) Timeouts {
 	over(&t.Idle, f.Timeouts.Idle)
 	over(&t.Data, f.Timeouts.Data)
 	over(&t.Login, f.Timeouts.Login)
+	over(&t.Request, f.Timeouts.Request)
+	over(&t.Queue, f.Timeouts.Queue)
+	over(&t.Client, f.Timeouts.Client)
+	over(&t.Server, f.Timeouts.Server)
+	over(&t.KeepAlive, f.Timeouts.KeepAlive)
 	return t
 }
 
@@ -459,6 +545,19 @@ func (f *Frontend) PlaintextAllowed() bool {
 	default:
 		return f.TLS.Mode != TLSModeStartTLS
 	}
+}
+
+// ForwardForExceptPrefixes returns h.ForwardForExcept parsed; bare
+// addresses become single-address prefixes. Entries that do not parse are
+// skipped (Validate reports them).
+func (h *HTTP) ForwardForExceptPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(h.ForwardForExcept))
+	for _, s := range h.ForwardForExcept {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TrustedPrefixes returns f.TrustedProxies parsed; bare addresses become

@@ -356,7 +356,26 @@ func TestParseInvalid(t *testing.T) {
 		{name: "ports range", old: `weight = 100`, new: "weight = 100\nports = { imap = 0 }", key: "backend.dovecot.server[0].ports.imap", msg: "out of range"},
 		{name: "ports protocol", old: `weight = 100`, new: "weight = 100\nports = { imaps = 993 }", key: "backend.dovecot.server[0].ports.imaps", msg: "unknown protocol"},
 		{name: "unknown protocol", old: `protocol = "imap"`, new: `protocol = "imap4"`, key: "frontend.imap.protocol", msg: `unknown value "imap4"`},
-		{name: "http not yet", old: `protocol = "imap"`, new: `protocol = "http"`, key: "frontend.imap.protocol", msg: "not supported yet"},
+		{name: "http frontend on a mail backend", extra: httpFrontend("dovecot", ""), key: "backend.dovecot", msg: "give the http frontend a backend of its own"},
+		{name: "http table on imap", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\n[frontend.imap.http]\nforwardfor = true\n", key: "frontend.imap.http", msg: `only allowed for protocol "http"`},
+		{name: "http timeout on imap", extra: "[frontend.imap.timeouts]\nkeep_alive = \"5m\"\n", key: "frontend.imap.timeouts.keep_alive", msg: "does nothing for protocol imap"},
+		{name: "idle on http", extra: httpFrontend("store", "[frontend.web.timeouts]\nidle = \"5m\"\n") + storeBackend(""), key: "frontend.web.timeouts.idle", msg: "does nothing for protocol http"},
+		{name: "http greeting", extra: httpFrontend("store", "greeting = \"hi\"\n") + storeBackend(""), key: "frontend.web.greeting", msg: "does nothing for protocol http"},
+		{name: "http starttls", extra: httpFrontend("store", "[frontend.web.tls]\nmode = \"starttls\"\n") + storeBackend(""), key: "frontend.web.tls.mode", msg: "http has no STARTTLS"},
+		{name: "http capture name", extra: httpFrontend("store", "[frontend.web.http]\ncapture = [{name = \"X Reason\", len = 4}]\n") + storeBackend(""), key: "frontend.web.http.capture[0].name", msg: "not an HTTP header name"},
+		{name: "http capture twice", extra: httpFrontend("store", "[frontend.web.http]\ncapture = [{name = \"A\", len = 4}, {name = \"a\", len = 5}]\n") + storeBackend(""), key: "frontend.web.http.capture[1].name", msg: "already captured by capture[0]"},
+		{name: "http capture len", extra: httpFrontend("store", "[frontend.web.http]\ncapture = [{name = \"A\", len = 0}]\n") + storeBackend(""), key: "frontend.web.http.capture[0].len", msg: "out of range 1..1024"},
+		{name: "http capture unknown key", extra: httpFrontend("store", "[frontend.web.http]\ncapture = [{name = \"A\", len = 4, length = 4}]\n") + storeBackend(""), key: "frontend.web.http.capture[0].length", msg: "unknown key"},
+		{name: "http forwardfor_except", extra: httpFrontend("store", "[frontend.web.http]\nforwardfor = true\nforwardfor_except = [\"127.0.0.0/33\"]\n") + storeBackend(""), key: "frontend.web.http.forwardfor_except[0]", msg: ""},
+		{name: "http except without forwardfor", extra: httpFrontend("store", "[frontend.web.http]\nforwardfor_except = [\"127.0.0.0/8\"]\n") + storeBackend(""), key: "frontend.web.http.forwardfor_except", msg: "does nothing without forwardfor"},
+		{name: "http max_reasons", extra: httpFrontend("store", "[frontend.web.http]\nmax_reasons = 0\n") + storeBackend(""), key: "frontend.web.http.max_reasons", msg: "out of range 1..1000"},
+		{name: "http replay_buffer", extra: httpFrontend("store", "[frontend.web.http]\nreplay_buffer = \"1GiB\"\n") + storeBackend(""), key: "frontend.web.http.replay_buffer", msg: "out of range 0..64MiB"},
+		{name: "http reason_header", extra: httpFrontend("store", "[frontend.web.http]\nreason_header = \"X Reason\"\n") + storeBackend(""), key: "frontend.web.http.reason_header", msg: "not an HTTP header name"},
+		{name: "http request timeout", extra: httpFrontend("store", "[frontend.web.timeouts]\nrequest = \"1h\"\n") + storeBackend(""), key: "frontend.web.timeouts.request", msg: "out of range 1s..10m"},
+		{name: "http balance user", extra: httpFrontend("store", "") + storeBackend("balance = \"user\"\n"), key: "backend.store.balance", msg: "protocol http"},
+		{name: "http send_proxy", extra: httpFrontend("store", "") + strings.Replace(storeBackend(""), "address = \"10.10.10.2:81\"", "address = \"10.10.10.2:81\"\nsend_proxy = \"v2\"", 1), key: "backend.store.server[1].send_proxy", msg: "get no PROXY header"},
+		{name: "http expect_status order", extra: httpFrontend("store", "") + storeBackend("[backend.store.check]\nexpect_status = \"399-200\"\n"), key: "backend.store.check.expect_status", msg: "the first status is above the second"},
+		{name: "http expect_status range", extra: httpFrontend("store", "") + storeBackend("[backend.store.check]\nexpect_status = \"200-999\"\n"), key: "backend.store.check.expect_status", msg: "out of range 100..599"},
 		{name: "protocol missing", old: `protocol = "imap"`, new: ``, key: "frontend.imap.protocol", msg: "required"},
 		{name: "balance", old: `balance = "user"`, new: `balance = "hash"`, key: "backend.dovecot.balance", msg: `use one of "user"`},
 		{name: "tls mode", old: `mode = "starttls"`, new: `mode = "ssl"`, key: "frontend.imap.tls.mode", msg: "unknown value"},
@@ -475,6 +494,24 @@ func TestParseInvalid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// httpFrontend is an http frontend "web" on backend, with more TOML lines.
+func httpFrontend(backend, more string) string {
+	return "\n[frontend.web]\nprotocol = \"http\"\nbind = [\"127.0.0.1:8081\"]\nbackend = \"" + backend + "\"\n" + more
+}
+
+// storeBackend is an object-store backend "store" of two servers, with
+// more TOML lines for its table (subtables included).
+func storeBackend(more string) string {
+	return "\n[backend.store]\n" + more + `
+[[backend.store.server]]
+name = "10.10.10.1"
+address = "10.10.10.1:81"
+[[backend.store.server]]
+name = "10.10.10.2"
+address = "10.10.10.2:81"
+`
 }
 
 const tcpFrontend = `
@@ -654,7 +691,7 @@ tls = { enabled = true }
 	}
 	wantCheck := Check{
 		Type: CheckTypeIMAP, Inter: Duration(2 * time.Second), FastInter: Duration(2 * time.Second), DownInter: Duration(2 * time.Second),
-		Rise: 2, Fall: 3, Timeout: Duration(2 * time.Second), SendProxy: CheckProxyAuto, HTTPMethod: "GET", HTTPPath: "/", ExpectStatus: 200,
+		Rise: 2, Fall: 3, Timeout: Duration(2 * time.Second), SendProxy: CheckProxyAuto, HTTPMethod: "GET", HTTPPath: "/", ExpectStatus: StatusRange{200, 200},
 	}
 	if b.Check != wantCheck {
 		t.Errorf("check: got %+v, want %+v", b.Check, wantCheck)
@@ -819,6 +856,170 @@ func TestUnknownKeyIsErrUnknownKey(t *testing.T) {
 	// A misspelt table is reported once, not once per key inside it.
 	if n := len(Problems(err)); n != 1 {
 		t.Errorf("got %d problems, want 1:\n%v", n, err)
+	}
+}
+
+// seedTranslation is Dovecot's documented HAProxy setup for Scality
+// sproxyd, in maildirector's TOML (the README shows both side by side).
+const seedTranslation = `
+[global]
+maxconn = 60000
+syslog = "udp:127.0.0.1:514"
+syslog_facility = "local2"
+
+[global.timeouts]
+connect = "10s"
+
+[frontend.scality_in]
+protocol = "http"
+bind = ["0.0.0.0:81", "[::]:81"]
+backend = "scality_ring"
+maxconn = 5000
+
+[frontend.scality_in.timeouts]
+request = "1m"
+queue = "1m"
+client = "1m"
+server = "1m"
+keep_alive = "10m"
+
+[frontend.scality_in.http]
+forwardfor = true
+forwardfor_except = ["127.0.0.0/8"]
+capture = [
+  { name = "X-Dovecot-Reason", len = 40 },
+  { name = "X-Dovecot-Username", len = 40 },
+  { name = "X-Dovecot-Session-Id", len = 70 },
+]
+
+[backend.scality_ring]
+balance = "roundrobin"
+retries = 3
+
+[backend.scality_ring.check]
+type = "http"
+http_method = "OPTIONS"
+expect_status = "200-399"
+inter = "30s"
+timeout = "10s"
+
+[[backend.scality_ring.server]]
+name = "10.10.10.1"
+address = "10.10.10.1:81"
+[[backend.scality_ring.server]]
+name = "10.10.10.2"
+address = "10.10.10.2:81"
+`
+
+func TestParseHTTP(t *testing.T) {
+	c := mustParse(t, seedTranslation)
+	f := c.Frontends["scality_in"]
+	if f.HTTP == nil || !f.HTTP.ForwardFor || !slices.Equal(f.HTTP.ForwardForExcept, []string{"127.0.0.0/8"}) {
+		t.Fatalf("http table: got %+v", f.HTTP)
+	}
+	if !slices.Equal(f.HTTP.Capture, DefaultCapture) || f.HTTP.ReasonHeader != "X-Dovecot-Reason" || f.HTTP.MaxReasons != 20 ||
+		f.HTTP.MaxIdlePerServer != 64 || f.HTTP.ReplayBuffer != 128*KiB || f.HTTP.MaxRequests != 0 || f.HTTP.ServerClose {
+		t.Errorf("http defaults: got %+v", f.HTTP)
+	}
+	if got := f.Timeouts; got.Connect != Duration(10*time.Second) || got.Request != Duration(time.Minute) || got.KeepAlive != Duration(10*time.Minute) {
+		t.Errorf("timeouts: got %+v", got)
+	}
+	b := c.Backends["scality_ring"]
+	if b.Check.Type != CheckTypeHTTP || b.Check.ExpectStatus != (StatusRange{200, 399}) || b.Check.HTTPMethod != "OPTIONS" || b.Retries != 3 {
+		t.Errorf("backend: got %+v", b.Check)
+	}
+	for _, s := range b.Servers {
+		if s.SendProxy != SendProxyNone || s.DialAddress(ProtocolHTTP) != s.Address || b.CheckAddress(s) != s.Address {
+			t.Errorf("server %s: send_proxy %s, dial %s, check %s; want none and its address", s.Name, s.SendProxy, s.DialAddress(ProtocolHTTP), b.CheckAddress(s))
+		}
+	}
+	if pfx := f.HTTP.ForwardForExceptPrefixes(); len(pfx) != 1 || pfx[0].String() != "127.0.0.0/8" {
+		t.Errorf("except prefixes: got %v", pfx)
+	}
+}
+
+func TestHTTPDefaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		extra string
+		check func(t *testing.T, c *Config)
+	}{
+		{"balance defaults to roundrobin, check to http, send_proxy to none", httpFrontend("store", "") + storeBackend(""), func(t *testing.T, c *Config) {
+			b := c.Backends["store"]
+			if b.Balance != BalanceRoundRobin || b.Check.Type != CheckTypeHTTP || b.Servers[0].SendProxy != SendProxyNone || b.Check.ExpectStatus != (StatusRange{200, 200}) {
+				t.Errorf("got balance %s, check %s, send_proxy %s, expect %s", b.Balance, b.Check.Type, b.Servers[0].SendProxy, b.Check.ExpectStatus)
+			}
+			if c.Backends["dovecot"].Balance != BalanceUser {
+				t.Errorf("a mail backend's balance: got %s, want user", c.Backends["dovecot"].Balance)
+			}
+			if got := c.Frontends["web"].HTTP.Capture; !slices.Equal(got, DefaultCapture) {
+				t.Errorf("capture: got %v, want the X-Dovecot headers", got)
+			}
+		}},
+		{"frontend http timeouts override the global ones", httpFrontend("store", "[frontend.web.timeouts]\nkeep_alive = \"2m\"\nrequest = \"5s\"\n") + storeBackend(""), func(t *testing.T, c *Config) {
+			if got := c.Frontends["web"].Timeouts; got.KeepAlive != Duration(2*time.Minute) || got.Request != Duration(5*time.Second) || got.Queue != Duration(time.Minute) {
+				t.Errorf("timeouts: got keep_alive %s, request %s, queue %s; want 2m, 5s, 1m", got.KeepAlive, got.Request, got.Queue)
+			}
+		}},
+		{"capture = [] captures nothing", httpFrontend("store", "[frontend.web.http]\ncapture = []\n") + storeBackend(""), func(t *testing.T, c *Config) {
+			if got := c.Frontends["web"].HTTP.Capture; got == nil || len(got) != 0 {
+				t.Errorf("capture: got %#v, want empty, not nil", got)
+			}
+		}},
+		{"expect_status as an integer", httpFrontend("store", "") + storeBackend("[backend.store.check]\nexpect_status = 204\n"), func(t *testing.T, c *Config) {
+			if got := c.Backends["store"].Check.ExpectStatus; got != (StatusRange{204, 204}) {
+				t.Errorf("expect_status: got %v, want 204", got)
+			}
+		}},
+		{"per-client connection limits off for http", httpFrontend("store", "") + storeBackend(""), func(t *testing.T, c *Config) {
+			if l := c.Frontends["web"].Limits; l.MaxPerClient != 0 || l.MaxRate != 0 {
+				t.Errorf("http limits: got max_per_client %d, max_rate %d; want both off", l.MaxPerClient, l.MaxRate)
+			}
+			if l := c.Frontends["imap"].Limits; l.MaxPerClient != 500 || l.MaxRate != 200 {
+				t.Errorf("imap limits: got %d, %d; want the defaults", l.MaxPerClient, l.MaxRate)
+			}
+		}},
+		{"per-client connection limits of http when set", httpFrontend("store", "[frontend.web.limits]\nmax_per_client = 50\n") + storeBackend(""), func(t *testing.T, c *Config) {
+			if l := c.Frontends["web"].Limits; l.MaxPerClient != 50 || l.MaxRate != 0 {
+				t.Errorf("http limits: got max_per_client %d, max_rate %d; want 50 and off", l.MaxPerClient, l.MaxRate)
+			}
+		}},
+		{"global http timeouts are inherited", httpFrontend("store", "") + storeBackend(""), func(t *testing.T, c *Config) {
+			if got := c.Frontends["web"].Timeouts.Server; got != Duration(30*time.Second) {
+				t.Errorf("server timeout: got %s, want 30s", got)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := strings.Replace(baseConfig, "idle = \"1h\"\n", "idle = \"1h\"\nserver = \"30s\"\n", 1)
+			tt.check(t, mustParse(t, withCert(t, base+tt.extra)))
+		})
+	}
+}
+
+func TestStatusRangeText(t *testing.T) {
+	tests := []struct {
+		in   string
+		want StatusRange
+		err  bool
+	}{
+		{"200", StatusRange{200, 200}, false},
+		{" 200-399 ", StatusRange{200, 399}, false},
+		{"200 - 204", StatusRange{200, 204}, false},
+		{"2xx", StatusRange{}, true},
+		{"20", StatusRange{}, true},
+		{"200-", StatusRange{}, true},
+		{"-200", StatusRange{}, true},
+		{"200-399-500", StatusRange{}, true},
+		{"+200", StatusRange{}, true},
+	}
+	for _, tt := range tests {
+		var r StatusRange
+		err := r.UnmarshalText([]byte(tt.in))
+		if (err != nil) != tt.err || err == nil && r != tt.want {
+			t.Errorf("%q: got %v, %v; want %v (error %v)", tt.in, r, err, tt.want, tt.err)
+		}
 	}
 }
 

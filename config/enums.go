@@ -9,15 +9,14 @@ import (
 // Protocol is a frontend protocol, also used as a key of Server.Ports.
 type Protocol string
 
-// Protocols. ProtocolHTTP is accepted as a Server.Ports key and check type
-// but not yet as a frontend protocol.
+// Protocols. Each is a frontend protocol and a Server.Ports key.
 const (
 	ProtocolIMAP       Protocol = "imap"
 	ProtocolPOP3       Protocol = "pop3"
 	ProtocolSubmission Protocol = "submission"
 	ProtocolLMTP       Protocol = "lmtp"
 	ProtocolTCP        Protocol = "tcp"
-	ProtocolHTTP       Protocol = "http"
+	ProtocolHTTP       Protocol = "http" // HTTP/1.1 to object storage (Scality sproxyd, S3-like)
 	// ProtocolManageSieve is ManageSieve (RFC 5804): Sieve scripts.
 	ProtocolManageSieve Protocol = "managesieve"
 )

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +31,55 @@ func FuzzParse(f *testing.F) {
 					_ = s.DialAddress(ProtocolIMAP)
 				}
 			}
+		}
+	})
+}
+
+// FuzzStatusRange checks that a status range that parses prints back as
+// text that parses to the same range, of three-digit statuses.
+func FuzzStatusRange(f *testing.F) {
+	for _, s := range []string{"200", "200-399", " 204 ", "2xx", "399-200", "", "-", "999-000", "007"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var r StatusRange
+		if err := r.UnmarshalText([]byte(s)); err != nil {
+			return
+		}
+		if r.Lo < 0 || r.Lo > 999 || r.Hi < 0 || r.Hi > 999 {
+			t.Fatalf("%q: got %v, want three-digit statuses", s, r)
+		}
+		var again StatusRange
+		if err := again.UnmarshalText([]byte(r.String())); err != nil || again != r {
+			t.Fatalf("%q: %v printed %q, which parses to %v, %v", s, r, r.String(), again, err)
+		}
+	})
+}
+
+// FuzzHTTPCapture checks the capture list of an http frontend: Parse
+// never panics, and a configuration it accepts captures only header
+// names that are HTTP tokens, each once, with a length in range.
+func FuzzHTTPCapture(f *testing.F) {
+	f.Add("X-Dovecot-Reason", int64(40), "X-Dovecot-Username", int64(40))
+	f.Add("A", int64(1), "a", int64(1024))
+	f.Add("", int64(0), "X Y", int64(-1))
+	f.Add("X\"", int64(5000), "é", int64(40))
+	f.Add("X Y", int64(40), "A", int64(1))
+	f.Fuzz(func(t *testing.T, n1 string, l1 int64, n2 string, l2 int64) {
+		text := fmt.Sprintf("[frontend.web]\nprotocol = \"http\"\nbind = [\"127.0.0.1:81\"]\nbackend = \"store\"\n[frontend.web.http]\ncapture = [{name = %q, len = %d}, {name = %q, len = %d}]\n[backend.store]\n[[backend.store.server]]\nname = \"s\"\naddress = \"127.0.0.1:80\"\n", n1, l1, n2, l2)
+		c, err := Parse([]byte(text))
+		if (c == nil) == (err == nil) {
+			t.Fatalf("got Config %v and error %v, want exactly one", c != nil, err)
+		}
+		if c == nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, cp := range c.Frontends["web"].HTTP.Capture {
+			if !isToken(cp.Name) || cp.Len < 1 || cp.Len > maxCaptureLen || seen[strings.ToLower(cp.Name)] {
+				t.Fatalf("accepted capture %+v of %q", cp, text)
+			}
+			seen[strings.ToLower(cp.Name)] = true
 		}
 	})
 }

@@ -231,9 +231,23 @@ var protocolKeys = []struct {
 	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
 	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "only the login protocols have a login to bound"},
 	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
+	{"timeouts.preauth", mailProtocols, "HTTP waits for a request's headers for timeouts.request"},
+	{"timeouts.server_login", mailProtocols, "HTTP has no server login; a server's answer is bounded by timeouts.server"},
+	{"timeouts.idle", mailProtocols, "HTTP uses timeouts.keep_alive between requests and timeouts.client and timeouts.server within one"},
+	{"timeouts.request", httpOnly, "only HTTP reads requests"},
+	{"timeouts.queue", httpOnly, "only HTTP requests queue (http.max_requests)"},
+	{"timeouts.client", httpOnly, "other sessions use idle"},
+	{"timeouts.server", httpOnly, "other sessions use server_login and idle"},
+	{"timeouts.keep_alive", httpOnly, "only HTTP connections are kept alive between requests; other sessions use idle"},
 }
 
-var knownProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolManageSieve}
+var (
+	knownProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolHTTP, ProtocolManageSieve}
+	// mailProtocols are the protocols of the engine's sessions: every one
+	// but http, whose requests net/http reads.
+	mailProtocols = []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolManageSieve}
+	httpOnly      = []Protocol{ProtocolHTTP}
+)
 
 // checkProtocolKeys reports keys set on a frontend whose protocol does not
 // use them. Unknown protocols are left to Validate.
@@ -380,8 +394,11 @@ const (
 	defaultWeight           = 100
 	// defaultVhostCount and defaultUsernameHash are Dovecot 2.3's
 	// (VHOST_MULTIPLIER in src/director/mail-host.c, director_username_hash).
-	defaultVhostCount   = 100
-	defaultUsernameHash = "%Lu"
+	defaultVhostCount       = 100
+	defaultUsernameHash     = "%Lu"
+	defaultMaxReasons       = 20
+	defaultMaxIdlePerServer = 64
+	defaultReplayBuffer     = 128 * KiB
 	// defaultRecipientDelimiter is Dovecot's recipient_delimiter default.
 	defaultRecipientDelimiter = "+"
 	// lmtpIdle is an LMTP frontend's idle timeout unless one is set: RFC
@@ -395,7 +412,7 @@ const (
 // speak: the first of imap, pop3, lmtp, submission (smtp), managesieve that
 // one of them uses, else tcp.
 func (b *Backend) defaultCheckType() CheckType {
-	for _, p := range []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolManageSieve} {
+	for _, p := range []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolLMTP, ProtocolSubmission, ProtocolManageSieve, ProtocolHTTP} {
 		if slices.Contains(b.Protocols, p) {
 			if p == ProtocolSubmission {
 				return CheckTypeSMTP
@@ -406,16 +423,30 @@ func (b *Backend) defaultCheckType() CheckType {
 	return CheckTypeTCP
 }
 
+// httpOnly reports whether only http frontends use b.
+func (b *Backend) httpOnly() bool {
+	return len(b.Protocols) > 0 && !slices.ContainsFunc(b.Protocols, func(p Protocol) bool { return p != ProtocolHTTP })
+}
+
+// defaultBalance is "user", or "roundrobin" for a backend only http
+// frontends use: HTTP requests carry no login to route by.
+func (b *Backend) defaultBalance() Balance {
+	if b.httpOnly() {
+		return BalanceRoundRobin
+	}
+	return BalanceUser
+}
+
 // defaultSendProxy is the PROXY header a server gets unless it says:
 // v2-ssl, what the Dovecot recipe (haproxy = yes listeners) needs, for a
-// backend that mail frontends use; none for a tcp-only or unused backend,
-// and for a server that gets XCLIENT instead.
+// backend that mail frontends use; none for a tcp-only, http or unused
+// backend, and for a server that gets XCLIENT instead.
 func (b *Backend) defaultSendProxy(s *Server) SendProxy {
 	if s.XClient {
 		return SendProxyNone
 	}
 	for _, p := range b.Protocols {
-		if p != ProtocolTCP {
+		if p != ProtocolTCP && p != ProtocolHTTP {
 			return SendProxyV2SSL
 		}
 	}
@@ -431,6 +462,13 @@ var DefaultTimeouts = Timeouts{
 	Idle:        Duration(time.Hour),
 	Data:        Duration(10 * time.Minute),
 	Login:       Duration(3 * time.Minute),
+	// The HTTP path's, as in the HAProxy setup Dovecot documents for
+	// object storage.
+	Request:   Duration(time.Minute),
+	Queue:     Duration(time.Minute),
+	Client:    Duration(time.Minute),
+	Server:    Duration(time.Minute),
+	KeepAlive: Duration(10 * time.Minute),
 }
 
 // setInt and friends set *dst to def when the key is absent from t.
@@ -473,6 +511,11 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&g.Timeouts.Data, traw, "data", DefaultTimeouts.Data.D())
 	setDur(&g.Timeouts.Login, traw, "login", DefaultTimeouts.Login.D())
 	g.Limits.defaults(graw.sub("limits"))
+	setDur(&g.Timeouts.Request, traw, "request", DefaultTimeouts.Request.D())
+	setDur(&g.Timeouts.Queue, traw, "queue", DefaultTimeouts.Queue.D())
+	setDur(&g.Timeouts.Client, traw, "client", DefaultTimeouts.Client.D())
+	setDur(&g.Timeouts.Server, traw, "server", DefaultTimeouts.Server.D())
+	setDur(&g.Timeouts.KeepAlive, traw, "keep_alive", DefaultTimeouts.KeepAlive.D())
 	setDur(&c.Stats.Refresh, raw.sub("stats"), "refresh", defaultStatsRefresh)
 	setStr(&c.Control.Mode, "0660")
 	setDur(&c.Control.FreezeWait, raw.sub("control"), "freeze_wait", defaultFreezeWait)
@@ -493,6 +536,19 @@ func (c *Config) applyDefaults(raw table) {
 		setStr(&f.Hostname, hostname)
 		f.Timeouts = f.EffectiveTimeouts(*g)
 		f.Limits.inherit(fraw.sub("limits"), g.Limits)
+		if f.Protocol == ProtocolHTTP {
+			// An http frontend's clients are a few Dovecot hosts, each with
+			// as many connections as its processes' HTTP clients open:
+			// per-client connection limits are off unless a table sets them.
+			for _, k := range []struct {
+				key string
+				dst *int
+			}{{"max_per_client", &f.Limits.MaxPerClient}, {"max_rate", &f.Limits.MaxRate}} {
+				if !fraw.sub("limits").has(k.key) && !graw.sub("limits").has(k.key) {
+					*k.dst = 0
+				}
+			}
+		}
 		setDur(&f.BacklogWait, fraw, "backlog_wait", g.BacklogWait.D())
 		reserve := 0
 		if f.Protocol == ProtocolLMTP {
@@ -524,6 +580,21 @@ func (c *Config) applyDefaults(raw table) {
 			setStr(&l.BareLF, BareLFNormalize)
 			setInt(&l.MaxServerConns, lraw, "max_server_conns", defaultMaxServerConns)
 		}
+		if f.Protocol == ProtocolHTTP && f.HTTP == nil {
+			f.HTTP = new(HTTP)
+		}
+		if h := f.HTTP; h != nil {
+			hraw := fraw.sub("http")
+			if !hraw.has("capture") { // capture = [] decodes to an empty list: none
+				h.Capture = slices.Clone(DefaultCapture)
+			}
+			setStr(&h.ReasonHeader, "X-Dovecot-Reason")
+			setInt(&h.MaxReasons, hraw, "max_reasons", defaultMaxReasons)
+			setInt(&h.MaxIdlePerServer, hraw, "max_idle_per_server", defaultMaxIdlePerServer)
+			if !hraw.has("replay_buffer") {
+				h.ReplayBuffer = defaultReplayBuffer
+			}
+		}
 	}
 
 	for name, b := range c.Backends {
@@ -541,7 +612,7 @@ func (c *Config) applyDefaults(raw table) {
 	for name, b := range c.Backends {
 		braw := raw.sub("backend").sub(name)
 		b.Name = name
-		setStr(&b.Balance, BalanceUser)
+		setStr(&b.Balance, b.defaultBalance())
 		if !braw.has("director_username_hash") {
 			b.DirectorUsernameHash = defaultUsernameHash
 		}
@@ -568,7 +639,9 @@ func (c *Config) applyDefaults(raw table) {
 		setStr(&ck.SendProxy, CheckProxyAuto)
 		setStr(&ck.HTTPMethod, "GET")
 		setStr(&ck.HTTPPath, "/")
-		setInt(&ck.ExpectStatus, craw, "expect_status", defaultExpectStatus)
+		if !craw.has("expect_status") {
+			ck.ExpectStatus = StatusRange{defaultExpectStatus, defaultExpectStatus}
+		}
 		for i, s := range b.Servers {
 			if s == nil {
 				s = new(Server)

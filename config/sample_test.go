@@ -27,7 +27,7 @@ func TestSampleParses(t *testing.T) {
 	cert, key := writeCert(t)
 	text := strings.NewReplacer(sampleCert, cert, sampleKey, key).Replace(readSample(t))
 	c := mustParse(t, text)
-	want := "7 frontends (imap, imaps, lmtp, pop3, pop3s, submission, submissions), 1 backend (dovecot: 3 servers), 13 listeners"
+	want := "8 frontends (imap, imaps, lmtp, objects, pop3, pop3s, submission, submissions), 2 backends (dovecot: 3 servers, scality: 2 servers), 14 listeners"
 	if got := c.Summary(); got != want {
 		t.Errorf("Summary: got %q, want %q", got, want)
 	}
@@ -45,6 +45,9 @@ func TestSampleParses(t *testing.T) {
 	}
 	if got, want := b.Servers[2].DialAddress(ProtocolLMTP), "10.0.0.13:10024"; got != want {
 		t.Errorf("lmtp dial address: got %s, want %s", got, want)
+	}
+	if h := c.Frontends["objects"].HTTP; h == nil || !h.ForwardFor || len(h.Capture) != 3 || c.Backends["scality"].Servers[0].SendProxy != SendProxyNone {
+		t.Errorf("the http frontend: got %+v, want forwardfor, the default captures and no PROXY header to the store", h)
 	}
 	if c.Frontends["imap"].PlaintextAllowed() {
 		t.Errorf("imap on 143 with STARTTLS: got plaintext allowed, want denied")

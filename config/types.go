@@ -114,3 +114,53 @@ func (s *Size) UnmarshalText(text []byte) error {
 	*s = Size(n) * mult
 	return nil
 }
+
+// StatusRange is an HTTP status or a range of them, written as an integer
+// (200) or a string ("200", "200-399"): check.expect_status.
+type StatusRange struct{ Lo, Hi int }
+
+// Contains reports whether status is in r.
+func (r StatusRange) Contains(status int) bool { return status >= r.Lo && status <= r.Hi }
+
+// String formats r as it is written: "200" or "200-399".
+func (r StatusRange) String() string {
+	if r.Lo == r.Hi {
+		return fmt.Sprintf("%03d", r.Lo)
+	}
+	return fmt.Sprintf("%03d-%03d", r.Lo, r.Hi)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r StatusRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler: three digits, or two
+// groups of three joined by '-' (Validate checks their order and range).
+func (r *StatusRange) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	lo, hi, isRange := strings.Cut(s, "-")
+	if !isRange {
+		hi = lo
+	}
+	a, aok := statusCode(strings.TrimSpace(lo))
+	b, bok := statusCode(strings.TrimSpace(hi))
+	if !aok || !bok {
+		return fmt.Errorf("invalid status %q: write a status, e.g. 200, or a range, e.g. \"200-399\"", s)
+	}
+	*r = StatusRange{a, b}
+	return nil
+}
+
+// statusCode parses three decimal digits.
+func statusCode(s string) (int, bool) {
+	if len(s) != 3 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, true
+}

@@ -37,6 +37,11 @@ var timeoutKeys = []struct {
 	{"idle", func(t *Timeouts) Duration { return t.Idle }, time.Minute, 24 * time.Hour},
 	{"data", func(t *Timeouts) Duration { return t.Data }, 10 * time.Second, time.Hour},
 	{"login", func(t *Timeouts) Duration { return t.Login }, 10 * time.Second, time.Hour},
+	{"request", func(t *Timeouts) Duration { return t.Request }, time.Second, 10 * time.Minute},
+	{"queue", func(t *Timeouts) Duration { return t.Queue }, time.Second, 10 * time.Minute},
+	{"client", func(t *Timeouts) Duration { return t.Client }, time.Second, time.Hour},
+	{"server", func(t *Timeouts) Duration { return t.Server }, time.Second, time.Hour},
+	{"keep_alive", func(t *Timeouts) Duration { return t.KeepAlive }, time.Second, time.Hour},
 }
 
 // Validate checks every value of c and returns all problems at once, joined
@@ -242,11 +247,9 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 	g := &c.Global
 	switch f.Protocol {
 	case "":
-		p.addf(at+".protocol", `required: one of "imap", "pop3", "submission", "lmtp", "managesieve", "tcp"`)
-	case ProtocolHTTP:
-		p.addf(at+".protocol", `protocol "http" is not supported yet; for now use "tcp" to pass HTTP through`)
+		p.addf(at+".protocol", `required: one of "imap", "pop3", "submission", "lmtp", "managesieve", "tcp", "http"`)
 	default:
-		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolManageSieve))
+		p.enum(at+".protocol", oneOf(f.Protocol, ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolLMTP, ProtocolTCP, ProtocolHTTP, ProtocolManageSieve))
 	}
 	p.intRange(at+".maxconn", f.MaxConn, 0, maxConnLimit)
 	p.intRange(at+".reserve", f.Reserve, 0, 100000)
@@ -300,15 +303,75 @@ func (c *Config) validateFrontend(p *problems, at string, f *Frontend) {
 			validateLMTP(p, at+".lmtp", f.LMTP)
 		}
 	}
+	if f.HTTP != nil {
+		if f.Protocol != ProtocolHTTP {
+			p.addf(at+".http", "only allowed for protocol \"http\"; remove this table")
+		} else {
+			validateHTTP(p, at+".http", f.HTTP)
+		}
+	}
+}
+
+// maxCaptureLen caps a captured header's logged length (HAProxy's limit
+// is its buffer size; a log line stays readable with these).
+const maxCaptureLen = 1024
+
+func validateHTTP(p *problems, at string, h *HTTP) {
+	validatePrefixes(p, at+".forwardfor_except", h.ForwardForExcept)
+	if len(h.ForwardForExcept) > 0 && !h.ForwardFor {
+		p.addf(at+".forwardfor_except", "does nothing without forwardfor = true; set it, or remove the list")
+	}
+	seen := map[string]int{}
+	for i, c := range h.Capture {
+		cat := at + ".capture" + idx(i)
+		switch {
+		case c.Name == "":
+			p.addf(cat+".name", `required: a request header, e.g. name = "X-Dovecot-Reason"`)
+		case !isToken(c.Name):
+			p.addf(cat+".name", "%q: not an HTTP header name (RFC 9110 section 5.1: a token)", c.Name)
+		default:
+			key := strings.ToLower(c.Name)
+			if first, dup := seen[key]; dup {
+				p.addf(cat+".name", "%q is already captured by capture[%d]", c.Name, first)
+			} else {
+				seen[key] = i
+			}
+		}
+		p.intRange(cat+".len", c.Len, 1, maxCaptureLen)
+	}
+	if !isToken(h.ReasonHeader) {
+		p.addf(at+".reason_header", "%q: not an HTTP header name (RFC 9110 section 5.1: a token)", h.ReasonHeader)
+	}
+	p.intRange(at+".max_reasons", h.MaxReasons, 1, 1000)
+	p.intRange(at+".max_requests", h.MaxRequests, 0, maxConnLimit)
+	p.intRange(at+".max_idle_per_server", h.MaxIdlePerServer, 0, 10000)
+	if h.ReplayBuffer < 0 || h.ReplayBuffer > 64*MiB {
+		p.addf(at+".replay_buffer", "%s out of range 0..64MiB", h.ReplayBuffer)
+	}
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2),
+// the syntax of a header name.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Config) validateFrontendTLS(p *problems, at string, f *Frontend) {
 	t := &f.TLS
 	var err error
 	switch f.Protocol {
-	case ProtocolTCP:
+	case ProtocolTCP, ProtocolHTTP:
 		if t.Mode == TLSModeStartTLS {
-			err = errorf(`tcp has no STARTTLS; use "implicit" or "none"`)
+			err = errorf(`%s has no STARTTLS; use "implicit" or "none"`, f.Protocol)
 		} else {
 			err = oneOf(t.Mode, TLSModeNone, TLSModeImplicit)
 		}
@@ -436,6 +499,16 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 		if tcpUser != nil && (b.Balance == BalanceUser || b.Balance == BalanceDirector) {
 			p.addf(at+".balance", `balance %q needs a protocol with a login, but frontend.%s (protocol tcp) uses this backend; use "leastconn", "roundrobin" or "source"`, string(b.Balance), keyPart(tcpUser.Name))
 		}
+		var httpUser *Frontend
+		for _, f := range usedBy[name] {
+			if f.Protocol == ProtocolHTTP {
+				httpUser = f
+				break
+			}
+		}
+		if httpUser != nil {
+			c.validateHTTPBackend(p, at, b, httpUser, protos)
+		}
 
 		if len(b.Servers) == 0 {
 			p.addf(at+".server", "no servers; add at least one [[%s.server]] with name and address", at)
@@ -469,6 +542,31 @@ func (c *Config) validateBackends(p *problems, usedBy map[string][]*Frontend) {
 			} else if len(protos) > 0 && s.Check && b.Check.Type != CheckTypeNone && checkTypeValid(b.Check.Type) == nil && used.CheckPort(s) == 0 {
 				p.addf(sat, "no port for the %s check; set %s.check.port or this server's ports", string(b.Check.Type), at)
 			}
+		}
+	}
+}
+
+// validateHTTPBackend checks a backend an http frontend (user) uses: its
+// servers are object stores, not Dovecot, and HTTP requests carry no login.
+func (c *Config) validateHTTPBackend(p *problems, at string, b *Backend, user *Frontend, protos []Protocol) {
+	fe := "frontend." + keyPart(user.Name)
+	for _, proto := range protos {
+		if proto != ProtocolHTTP {
+			p.addf(at, "used by %s (protocol http) and by a %s frontend; an object store and mail servers are different servers: give the http frontend a backend of its own", fe, proto)
+			return
+		}
+	}
+	if b.Balance == BalanceUser {
+		p.addf(at+".balance", `balance "user" needs a protocol with a login, but %s (protocol http) uses this backend; use "roundrobin", "leastconn" or "source"`, fe)
+	}
+	for i, s := range b.Servers {
+		if s.SendProxy != SendProxyNone && s.SendProxy != "" {
+			// A pooled connection carries many clients' requests: a PROXY
+			// header names one. X-Forwarded-For names each request's.
+			p.addf(at+".server"+idx(i)+".send_proxy", "%q: an http frontend's servers get no PROXY header (a pooled connection carries many clients' requests; see http.forwardfor); remove it or set \"none\"", string(s.SendProxy))
+		}
+		if s.XClient {
+			p.addf(at+".server"+idx(i)+".xclient", "XCLIENT is SMTP; %s (protocol http) uses this backend: remove it", fe)
 		}
 	}
 }
@@ -520,7 +618,12 @@ func validateCheck(p *problems, at string, ck *Check) {
 	if ck.HTTPHost != "" && (!oneLine(ck.HTTPHost) || strings.ContainsRune(ck.HTTPHost, ' ')) {
 		p.addf(at+".http_host", "%q: must be a host name", ck.HTTPHost)
 	}
-	p.intRange(at+".expect_status", ck.ExpectStatus, 100, 599)
+	switch r := ck.ExpectStatus; {
+	case r.Lo > r.Hi:
+		p.addf(at+".expect_status", "%q: the first status is above the second", r.String())
+	case r.Lo < 100 || r.Hi > 599:
+		p.addf(at+".expect_status", "%s out of range 100..599", r)
+	}
 }
 
 // validateSeparators checks a set of separator characters (Dovecot's

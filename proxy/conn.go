@@ -232,6 +232,28 @@ func (c *Conn) SetPhase(p Phase) {
 	c.sock.SetDeadline(dl)
 }
 
+// SetReadDeadline sets the deadline of reads from the client, for a
+// handler that keeps its own timeouts ([protocols/http] under net/http);
+// the zero time means none. While the engine is ending the session now
+// (a stop; not a graceful shutdown's drain, [Conn.SetDrain]) the deadline is
+// the present whatever t says, so a handler cannot keep a session the
+// engine ends.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.stopping() {
+		t = time.Now()
+	}
+	return c.netConn().SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the deadline of writes to the client, as
+// [Conn.SetReadDeadline] does for reads.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.stopping() {
+		t = time.Now()
+	}
+	return c.netConn().SetWriteDeadline(t)
+}
+
 // SetUser records the login name for the session's log line and the registry.
 func (c *Conn) SetUser(user string) {
 	c.mu.Lock()

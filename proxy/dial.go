@@ -22,9 +22,12 @@ import (
 // way, so [Conn.Connect] answers [ErrUnavailable] at once.
 var ErrLocalResource = errors.New("local resources exhausted")
 
-// isLocalResource reports whether err is one of this host's resource
+// IsLocalResource reports whether err is one of this host's resource
 // limits (socket(2) and connect(2) errors, wrapped by net as
-// *net.OpError and *os.SyscallError).
+// *net.OpError and *os.SyscallError): [ErrLocalResource]'s causes, for a
+// frontend that dials by itself (protocols/http's connection pool).
+func IsLocalResource(err error) bool { return isLocalResource(err) }
+
 func isLocalResource(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)

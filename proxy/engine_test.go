@@ -142,3 +142,87 @@ func TestHandlerPanicEndsOnlyItsSession(t *testing.T) {
 	}
 	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
 }
+
+// finisher answers "ready", then, when a graceful shutdown drains it
+// (with drain) or its context ends, says "finishing" and serves one more
+// line (the work in flight) before it returns.
+func finisher(drain bool) Handler {
+	return HandlerFunc(func(ctx context.Context, c *Conn) error {
+		drained := make(chan struct{})
+		if drain {
+			c.SetDrain(func() { close(drained) })
+		}
+		if err := c.WriteString("ready\n"); err != nil {
+			return err
+		}
+		select {
+		case <-drained:
+		case <-ctx.Done():
+		}
+		c.SetReadDeadline(time.Time{}) // what a handler with its own timeouts does
+		if err := c.WriteString("finishing\n"); err != nil {
+			return err
+		}
+		line, err := c.Reader().ReadString('\n')
+		if err != nil {
+			return err
+		}
+		return c.WriteString("done " + line)
+	})
+}
+
+// TestDrainingSessionSetsItsDeadlines: a session that drains itself
+// (SetDrain) may set its own client deadlines (SetReadDeadline) and finish
+// its work in flight; one that does not is stopped, whatever deadline its
+// handler sets.
+func TestDrainingSessionSetsItsDeadlines(t *testing.T) {
+	tests := []struct {
+		name  string
+		drain bool
+		want  string // what the client reads after "finishing"
+	}{
+		{"drains itself: the work in flight ends", true, "done last\n"},
+		{"no drain: ended at once", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, addr := startServer(t, Frontend{Handler: finisher(tt.drain)})
+			c, r := dialLine(t, addr)
+			if l, _ := r.ReadString('\n'); l != "ready\n" {
+				t.Fatalf("got %q, want ready", l)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Shutdown(context.Background()) }()
+			if l, _ := r.ReadString('\n'); l != "finishing\n" {
+				t.Fatalf("got %q, want finishing", l)
+			}
+			io.WriteString(c, "last\n")
+			if got, _ := io.ReadAll(r); string(got) != tt.want {
+				t.Errorf("after shutdown: got %q, want %q", got, tt.want)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// TestShutdownGraceOverEndsDrainingSessions: a draining session whose work
+// does not end is stopped when the grace is over, its own deadlines
+// notwithstanding.
+func TestShutdownGraceOverEndsDrainingSessions(t *testing.T) {
+	srv, addr := startServer(t, Frontend{Handler: finisher(true)})
+	_, r := dialLine(t, addr)
+	r.ReadString('\n')
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	r.ReadString('\n') // finishing; the client never sends its last line
+	if got, _ := io.ReadAll(r); len(got) != 0 {
+		t.Errorf("after the grace: got %q, want the connection closed", got)
+	}
+	if err := <-done; err != context.DeadlineExceeded {
+		t.Errorf("Shutdown: got %v, want the grace's deadline exceeded", err)
+	}
+}

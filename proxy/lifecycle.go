@@ -66,6 +66,9 @@ type connLife struct {
 	// atPause: once relayed, a graceful shutdown ends the session at a
 	// pause after a server reply (EndAtPause), not at the end of the grace.
 	atPause bool
+	// draining: a graceful shutdown asked the frontend to end the session
+	// itself (SetDrain): the deadlines its handler sets stand until a stop.
+	draining bool
 }
 
 // goodbyeTimeout bounds writing the goodbye: a client that does not read
@@ -124,6 +127,7 @@ func (c *Conn) stop(reason string) {
 	if c.life.ended == "" {
 		c.life.ended = reason
 	}
+	c.life.draining = false
 	state, cancel := c.life.state, c.life.cancel
 	c.mu.Unlock()
 	if state == connRelaying {
@@ -157,6 +161,7 @@ func (c *Conn) beginShutdown(letLogin bool) {
 	}
 	c.life.ended = EndShutdown
 	c.life.drain = nil // asked once
+	c.life.draining = drain != nil
 	c.mu.Unlock()
 	if drain != nil {
 		drain()
@@ -199,6 +204,16 @@ func (c *Conn) endsAtPause() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.life.atPause
+}
+
+// stopping reports whether the engine is ending the session now (stop, or
+// a shutdown of a session without a drain function), as opposed to not at
+// all or after its work in flight (SetDrain): then every deadline a
+// handler sets is the present.
+func (c *Conn) stopping() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.life.ended != "" && !c.life.draining
 }
 
 // markEnding records that the engine ends the session for reason; "" (a

@@ -3,9 +3,10 @@
 # Debian machine (Dovecot 2.3 with IMAP, POP3, LMTP, submission and
 # ManageSieve, sieve-connect as the real ManageSieve client, HAProxy,
 # OpenSSL, systemd's tools to verify the shipped unit, Postfix as the MTA of
-# the end-to-end LMTP test, Chromium for the headless dashboard test), and
-# make sure the packaged Dovecot, HAProxy and Postfix services are not left
-# running: the tests start their own instances on loopback.
+# the end-to-end LMTP test, Chromium for the headless dashboard test, nginx
+# with its WebDAV PUT/DELETE as the object store of the HTTP path's tests),
+# and make sure the packaged Dovecot, HAProxy, Postfix and nginx services are
+# not left running: the tests start their own instances on loopback.
 # Idempotent; runs no apt when everything is present. Prints one line.
 set -eu
 
@@ -14,8 +15,8 @@ need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/d
 /usr/lib/dovecot/managesieve-login /usr/lib/dovecot/managesieve /usr/bin/sieve-connect
 /usr/bin/systemd-analyze /usr/bin/systemd-sysusers
 /usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf
-/usr/bin/chromium"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium"
+/usr/bin/chromium /usr/sbin/nginx"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium nginx"
 
 missing=""
 for f in $need; do
@@ -67,13 +68,13 @@ fi
 # by their own pid files (our labs use other base_dirs and are left alone).
 stopped=""
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	for s in dovecot haproxy postfix; do
+	for s in dovecot haproxy postfix nginx; do
 		if systemctl is-active --quiet "$s" 2>/dev/null || systemctl is-enabled --quiet "$s" 2>/dev/null; then
 			systemctl disable --now "$s" >/dev/null 2>&1 && stopped="$stopped $s"
 		fi
 	done
 fi
-for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/var/spool/postfix/pid/master.pid; do
+for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/var/spool/postfix/pid/master.pid nginx:/run/nginx.pid; do
 	name=${entry%%:*}
 	pf=${entry#*:}
 	if [ -s "$pf" ]; then
@@ -84,4 +85,4 @@ for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/v
 	fi
 done
 
-echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), chromium $(chromium --version 2>/dev/null | cut -d' ' -f2): $did${stopped:+; stopped packaged service:$stopped}"
+echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), chromium $(chromium --version 2>/dev/null | cut -d' ' -f2), nginx $(nginx -v 2>&1 | sed 's,.*/,,'): $did${stopped:+; stopped packaged service:$stopped}"

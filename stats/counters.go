@@ -31,11 +31,15 @@ type Frontend struct {
 
 	backend atomic.Pointer[string] // where its sessions go, for the servers' bytes
 
-	mu   sync.Mutex // guards ends; taken once per ended session
+	mu   sync.Mutex // guards ends and http; taken once per ended session
 	ends map[string]uint64
+	http *HTTP // an HTTP frontend's requests by reason; nil for others
 
-	rate rateMeter
-	hist ring // current sessions, one per history step
+	requests atomic.Uint64 // HTTP requests, for the request rate
+
+	rate    rateMeter
+	reqRate rateMeter // HTTP requests per second
+	hist    ring      // current sessions, one per history step
 }
 
 var _ proxy.Recorder = (*Frontend)(nil)

@@ -26,6 +26,7 @@ var ownColumns = []string{
 	"protocol", "admin", "reason", "assigned", "lmtp_recipients", "passive_downs",
 	"logins_ok", "logins_rejected", "logins_no_server", "logins_temp_fail",
 	"lmtp_2xx", "lmtp_4xx", "lmtp_5xx", "tls_sessions", "tls_share",
+	"http_reason", "http_errors", "http_p50_ms", "http_p90_ms", "http_p99_ms",
 }
 
 // Columns is the CSV header, HAProxy's columns then maildirector's.
@@ -37,9 +38,20 @@ type row map[string]string
 func (r row) int(col string, v int64)   { r[col] = strconv.FormatInt(v, 10) }
 func (r row) uint(col string, v uint64) { r[col] = strconv.FormatUint(v, 10) }
 
+// responses fills HAProxy's hrsp_* columns from status classes.
+func (r row) responses(by map[string]uint64) {
+	for _, c := range responseClasses {
+		r.uint("hrsp_"+c, by[c])
+	}
+}
+
 // WriteCSV writes snap as HAProxy writes its CSV: a "# " header, one row
 // per frontend, then per backend its servers and a BACKEND row, each line
-// ending with a comma.
+// ending with a comma. An HTTP frontend's row is in mode http with its
+// req_tot, req_rate and hrsp_* columns, and is followed by one REASON row
+// per X-Dovecot-Reason (svname REASON, type empty: no HAProxy type; the
+// reason in http_reason, its requests, responses and bytes in HAProxy's
+// columns, errors and latency percentiles in maildirector's).
 func WriteCSV(w io.Writer, snap Snapshot) error {
 	cols := Columns()
 	cw := csv.NewWriter(w)
@@ -78,7 +90,31 @@ func WriteCSV(w io.Writer, snap Snapshot) error {
 		}
 		r.uint("tls_sessions", f.TLS)
 		r["tls_share"] = strconv.FormatFloat(f.TLSShare, 'f', 3, 64)
+		if f.Responses != nil {
+			r["mode"] = "http"
+			r.uint("req_tot", f.Requests)
+			r.uint("req_rate", f.RequestRate)
+			r.uint("req_rate_max", f.RequestRateMax)
+			r.responses(f.Responses)
+			r.uint("http_errors", f.HTTPErrors)
+		}
 		write(r)
+		for _, h := range snap.HTTP {
+			if h.Frontend != f.Name {
+				continue
+			}
+			r := row{"pxname": f.Name, "svname": "REASON", "pid": pid, "mode": "http", "protocol": f.Protocol, "http_reason": h.Reason}
+			r.int("iid", int64(i+1))
+			r.uint("req_tot", h.Requests)
+			r.responses(h.Responses)
+			r.int("bin", h.BytesIn)
+			r.int("bout", h.BytesOut)
+			r.uint("http_errors", h.Errors)
+			r["http_p50_ms"] = strconv.FormatFloat(h.P50, 'f', 3, 64)
+			r["http_p90_ms"] = strconv.FormatFloat(h.P90, 'f', 3, 64)
+			r["http_p99_ms"] = strconv.FormatFloat(h.P99, 'f', 3, 64)
+			write(r)
+		}
 	}
 	for i, b := range snap.Backends {
 		iid := int64(len(snap.Frontends) + i + 1)

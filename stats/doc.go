@@ -10,4 +10,11 @@
 // sticky assignments are read from the directors and checkers at snapshot
 // time through [Source], which cmd implements; so every view reads the
 // same snapshot and nothing is counted twice.
+//
+// HTTP frontends report each request through protocols/http's Recorder,
+// which [HTTP] implements without this package importing the frontend:
+// per X-Dovecot-Reason requests by status class, errors, bytes and a
+// latency histogram (percentiles in the JSON and CSV, a histogram in
+// /metrics); reasons past a frontend's limit count as "other", so the
+// label set stays bounded whatever clients send.
 package stats

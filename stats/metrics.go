@@ -7,8 +7,10 @@ import (
 
 // Metric names follow Prometheus's conventions: the maildirector_ prefix,
 // base units (seconds, bytes), _total on counters. Labels are bounded:
-// frontend, protocol, backend, server, check type, result, reason, state;
-// never a user or a client address.
+// frontend, protocol, backend, server, check type, result, reason, state,
+// code (a status class); never a user or a client address. The HTTP
+// reason is a header's value, bounded by folding reasons past a
+// frontend's max_reasons into "other".
 var (
 	feLabels  = []string{"frontend", "protocol"}
 	srvLabels = []string{"backend", "server"}
@@ -39,6 +41,14 @@ var (
 	mChkDur      = prometheus.NewDesc("maildirector_server_check_duration_seconds", "Health check durations.", append(srvLabels, "check"), nil)
 	mChkFail     = prometheus.NewDesc("maildirector_server_check_failures_total", "Failed health checks.", append(srvLabels, "check"), nil)
 	mChkDown     = prometheus.NewDesc("maildirector_server_check_downs_total", "Up to down transitions.", srvLabels, nil)
+
+	httpLabels    = []string{"frontend", "reason"}
+	mHTTPRequests = prometheus.NewDesc("maildirector_http_requests_total", "HTTP requests by reason (X-Dovecot-Reason; none, other past max_reasons) and status class.", append(httpLabels, "code"), nil)
+	mHTTPErrors   = prometheus.NewDesc("maildirector_http_request_errors_total", "HTTP requests maildirector answered itself (no server could) or whose transfer broke.", httpLabels, nil)
+	mHTTPBytesIn  = prometheus.NewDesc("maildirector_http_received_bytes_total", "HTTP request body bytes from clients.", httpLabels, nil)
+	mHTTPBytesOut = prometheus.NewDesc("maildirector_http_sent_bytes_total", "HTTP response body bytes to clients.", httpLabels, nil)
+	mHTTPDuration = prometheus.NewDesc("maildirector_http_request_duration_seconds", "HTTP request durations, from the request's first byte to the response's last.", httpLabels, nil)
+	mHTTPReqRate  = prometheus.NewDesc("maildirector_http_request_rate", "HTTP requests in the last second.", []string{"frontend"}, nil)
 
 	mUptime = prometheus.NewDesc("maildirector_uptime_seconds", "Seconds since the process started.", nil, nil)
 	mInfo   = prometheus.NewDesc("maildirector_build_info", "The running version.", []string{"version"}, nil)
@@ -94,6 +104,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(mRecipients, float64(n), f.Name, f.Protocol, result)
 		}
 	}
+	for _, f := range snap.Frontends {
+		if f.Responses != nil {
+			gauge(mHTTPReqRate, float64(f.RequestRate), f.Name)
+		}
+	}
+	for _, h := range snap.HTTP {
+		for code, n := range h.Responses {
+			counter(mHTTPRequests, float64(n), h.Frontend, h.Reason, code)
+		}
+		counter(mHTTPErrors, float64(h.Errors), h.Frontend, h.Reason)
+		counter(mHTTPBytesIn, float64(h.BytesIn), h.Frontend, h.Reason)
+		counter(mHTTPBytesOut, float64(h.BytesOut), h.Frontend, h.Reason)
+		ch <- h.histogram()
+	}
 	for _, b := range snap.Backends {
 		for _, sv := range b.Servers {
 			l := []string{b.Name, sv.Name}
@@ -140,4 +164,16 @@ func (s *Server) histogram(backend, server, check string) prometheus.Metric {
 	count := cum + s.buckets[len(checkBuckets)].Load()
 	sum := float64(s.durSumNs.Load()) / 1e9
 	return prometheus.MustNewConstHistogram(mChkDur, count, sum, buckets, backend, server, check)
+}
+
+// histogram is the reason's request durations as a Prometheus histogram.
+func (h *HTTPReasonSnapshot) histogram() prometheus.Metric {
+	buckets := make(map[float64]uint64, len(httpBuckets))
+	var cum uint64
+	for i, ub := range httpBuckets {
+		cum += h.buckets[i]
+		buckets[ub] = cum
+	}
+	count := cum + h.buckets[len(httpBuckets)]
+	return prometheus.MustNewConstHistogram(mHTTPDuration, count, h.sum, buckets, h.Frontend, h.Reason)
 }

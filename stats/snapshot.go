@@ -24,6 +24,9 @@ type Snapshot struct {
 	HistoryStep float64            `json:"history_step_seconds"` // between two points of a history
 	Frontends   []FrontendSnapshot `json:"frontends"`
 	Backends    []BackendSnapshot  `json:"backends"`
+	// HTTP are the HTTP frontends' requests by reason (X-Dovecot-Reason),
+	// one row per frontend and reason, in frontend order.
+	HTTP []HTTPReasonSnapshot `json:"http,omitempty"`
 }
 
 // FrontendSnapshot is one frontend.
@@ -51,6 +54,17 @@ type FrontendSnapshot struct {
 	Recipients map[string]uint64 `json:"lmtp_recipients,omitempty"`
 	// Ends counts ended sessions by end reason.
 	Ends map[string]uint64 `json:"ends"`
+	// Requests, for an HTTP frontend, are its requests (HAProxy's
+	// req_tot), RequestRate those of the last second and RequestRateMax
+	// the highest such rate; Responses counts them by status class (1xx,
+	// 2xx, 3xx, 4xx, 5xx, other: hrsp_*) and HTTPErrors those
+	// maildirector answered itself or whose transfer broke. Per reason:
+	// Snapshot.HTTP.
+	Requests       uint64            `json:"req_tot,omitempty"`
+	RequestRate    uint64            `json:"req_rate,omitempty"`
+	RequestRateMax uint64            `json:"req_rate_max,omitempty"`
+	Responses      map[string]uint64 `json:"hrsp,omitempty"`
+	HTTPErrors     uint64            `json:"http_errors,omitempty"`
 	// History is the live sessions, one point per HistoryStep, oldest first.
 	History []float64 `json:"sessions_history"`
 }
@@ -192,7 +206,24 @@ func (s *Stats) Snapshot() (Snapshot, error) {
 			ended += v
 		}
 		fs.History = f.hist.values()
+		h := f.http
 		f.mu.Unlock()
+		if h != nil {
+			reasons := h.snapshot(fi.Name)
+			fs.Responses = make(map[string]uint64, len(responseClasses))
+			for _, c := range responseClasses {
+				fs.Responses[c] = 0
+			}
+			for _, r := range reasons {
+				fs.Requests += r.Requests
+				fs.HTTPErrors += r.Errors
+				for c, n := range r.Responses {
+					fs.Responses[c] += n
+				}
+			}
+			fs.RequestRate, fs.RequestRateMax = f.reqRate.get()
+			snap.HTTP = append(snap.HTTP, reasons...)
+		}
 		if n := ended + liveN; n > 0 {
 			fs.TLSShare = float64(fs.TLS) / float64(n)
 		}

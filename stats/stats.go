@@ -172,6 +172,7 @@ func (s *Stats) sampleRates() {
 	defer s.mu.RUnlock()
 	for _, f := range s.frontends {
 		f.rate.sample(f.total.Load())
+		f.reqRate.sample(f.requests.Load())
 	}
 }
 

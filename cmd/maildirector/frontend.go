@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/maildirector/maildirector/config"
+	httpfe "github.com/maildirector/maildirector/protocols/http"
 	"github.com/maildirector/maildirector/protocols/imap"
 	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/protocols/managesieve"
@@ -14,8 +15,9 @@ import (
 )
 
 // buildFrontend builds one [frontend.NAME]: the engine's Frontend with its
-// protocol handler. LMTP handlers hold server pools: they are collected in
-// rt.pendingLMTP, to be swapped in or closed with the build.
+// protocol handler. LMTP and HTTP handlers hold server pools: they are
+// collected in rt.pendingLMTP and rt.pendingHTTP, to be swapped in or
+// closed with the build.
 func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Frontend, error) {
 	fe, err := frontendOptions(f, bb.cfg)
 	if err != nil {
@@ -43,18 +45,33 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 		fe.Handler = tcp.New(tcpOptions(p))
 	case config.ProtocolManageSieve:
 		fe.Handler = managesieve.New(managesieveOptions(f, p, bb.b.capabilities(config.CheckTypeManageSieve)))
+	case config.ProtocolHTTP:
+		var rec httpfe.Recorder
+		if rt.stats != nil {
+			rec = rt.stats.Frontend(f.Name, f.Backend).HTTP(f.HTTP.MaxReasons)
+		}
+		h := httpfe.New(httpOptions(f, p, rec))
+		rt.pendingHTTP = append(rt.pendingHTTP, h)
+		fe.Handler = h
 	default:
 		return fe, fmt.Errorf("protocol %q is not supported", f.Protocol)
 	}
 	return fe, nil
 }
 
-// swapLMTPLocked makes the LMTP frontends just built the running ones and
-// closes the idle server connections of those they replace (sessions still
-// using an old one finish with it; its later transactions dial anew).
+// swapLMTPLocked makes the LMTP and HTTP frontends just built the running
+// ones and closes those they replace: the idle server connections of LMTP
+// ones (sessions still using an old one finish with it; its later
+// transactions dial anew); HTTP ones end their client connections after
+// the request in flight (clients reconnect to the new frontend) and close
+// their idle server connections.
 func (rt *runtime) swapLMTPLocked() {
 	for _, h := range rt.lmtp {
 		h.Close()
 	}
 	rt.lmtp, rt.pendingLMTP = rt.pendingLMTP, nil
+	for _, h := range rt.http {
+		h.Close()
+	}
+	rt.http, rt.pendingHTTP = rt.pendingHTTP, nil
 }

@@ -49,6 +49,23 @@ func TestCheckCommand(t *testing.T) {
 			wantOut: []string{"OK", "1 frontend (imap)", "1 backend (dovecot: 2 servers)"},
 		},
 		{
+			name: "valid with http", config: validConfig + `
+[frontend.scality]
+protocol = "http"
+bind = ["127.0.0.1:1081"]
+backend = "ring"
+[frontend.scality.http]
+forwardfor = true
+[backend.ring]
+[backend.ring.check]
+expect_status = "200-399"
+[[backend.ring.server]]
+name = "r1"
+address = "127.0.0.1:81"
+`, wantCode: 0,
+			wantOut: []string{"OK", "2 frontends (imap, scality)", "ring: 1 server"},
+		},
+		{
 			name: "every problem by key path",
 			config: `
 [global]

@@ -15,6 +15,7 @@ import (
 	"github.com/maildirector/maildirector/checks"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	httpfe "github.com/maildirector/maildirector/protocols/http"
 	"github.com/maildirector/maildirector/protocols/imap"
 	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/protocols/managesieve"
@@ -136,6 +137,38 @@ func submissionOptions(f *config.Frontend, b *config.Backend, p proxy.Picker) su
 }
 
 func tcpOptions(p proxy.Picker) tcp.Options { return tcp.Options{Picker: p} }
+
+// httpOptions: the frontend's HTTP table and its HAProxy-style timeouts
+// (connect is the frontend's, shared with the mail protocols); rec counts
+// its requests (nil in `check`).
+func httpOptions(f *config.Frontend, p proxy.Picker, rec httpfe.Recorder) httpfe.Options {
+	h, t := f.HTTP, f.Timeouts
+	opts := httpfe.Options{
+		Picker:           p,
+		Backend:          f.Backend,
+		ForwardFor:       h.ForwardFor,
+		ForwardForExcept: h.ForwardForExceptPrefixes(),
+		Capture:          make([]httpfe.Capture, len(h.Capture)), // empty, not nil, when none is captured
+		ReasonHeader:     h.ReasonHeader,
+		MaxRequests:      h.MaxRequests,
+		ServerClose:      h.ServerClose,
+		MaxIdlePerServer: none(h.MaxIdlePerServer),
+		ReplayBuffer:     none(int(h.ReplayBuffer)),
+		Timeouts: httpfe.Timeouts{
+			Request:   t.Request.D(),
+			Queue:     t.Queue.D(),
+			Connect:   t.Connect.D(),
+			Client:    t.Client.D(),
+			Server:    t.Server.D(),
+			KeepAlive: t.KeepAlive.D(),
+		},
+		Stats: rec,
+	}
+	for i, c := range h.Capture {
+		opts.Capture[i] = httpfe.Capture{Name: c.Name, Len: c.Len}
+	}
+	return opts
+}
 
 // lmtpOptions: an LMTP session waits for the MTA's next command for the
 // frontend's idle timeout (5m unless set, config resolves it), and for a
@@ -267,7 +300,10 @@ func checkOptions(b *config.Backend, s *config.Server, tc *tls.Config) (checks.O
 		HTTPMethod:   c.HTTPMethod,
 		HTTPPath:     c.HTTPPath,
 		HTTPHost:     c.HTTPHost,
-		ExpectStatus: c.ExpectStatus,
+		ExpectStatus: c.ExpectStatus.Lo,
+		// A range's top; one status: the same, which the checks read as
+		// that status only.
+		ExpectStatusMax: c.ExpectStatus.Hi,
 	}
 	if b.CheckTLS(s) {
 		opts.TLS = tc

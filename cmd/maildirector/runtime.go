@@ -10,6 +10,7 @@ import (
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	httpfe "github.com/maildirector/maildirector/protocols/http"
 	"github.com/maildirector/maildirector/protocols/lmtp"
 	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/stats"
@@ -51,6 +52,10 @@ type runtime struct {
 	lmtp       []*lmtp.Frontend // running LMTP frontends, whose server pools need closing
 	// pendingLMTP collects the LMTP frontends an apply builds.
 	pendingLMTP []*lmtp.Frontend
+	// http are the running HTTP frontends (their client connections and
+	// server pools end when a reload replaces them); pendingHTTP those an
+	// apply builds.
+	http, pendingHTTP []*httpfe.Frontend
 }
 
 // newRuntime starts serving cfg. Listening sockets come from inh where it
@@ -96,7 +101,7 @@ type build struct {
 // On error nothing is left running. Call with rt.mu held.
 func (rt *runtime) buildLocked(cfg *config.Config) (*build, error) {
 	b := &build{backends: make(map[string]*backendBuild, len(cfg.Backends))}
-	rt.pendingLMTP = nil
+	rt.pendingLMTP, rt.pendingHTTP = nil, nil
 	env := &backendEnv{log: rt.log, onDown: rt.closeServerSessions, stats: rt.stats, holds: rt.holds, freezeWait: cfg.Control.FreezeWait.D()}
 	for _, name := range cfg.BackendNames() {
 		bb, err := buildBackend(cfg.Backends[name], rt.backends[name], env)
@@ -124,6 +129,10 @@ func (rt *runtime) abortLocked(*build) {
 		h.Close()
 	}
 	rt.pendingLMTP = nil
+	for _, h := range rt.pendingHTTP {
+		h.Close()
+	}
+	rt.pendingHTTP = nil
 	// Nothing else of a build runs before commit: directors hold no
 	// goroutine and checkers start in commit.
 }
@@ -209,6 +218,9 @@ func (rt *runtime) shutdown(grace time.Duration) error {
 		b.close()
 	}
 	for _, h := range rt.lmtp {
+		h.Close()
+	}
+	for _, h := range rt.http {
 		h.Close()
 	}
 	return err

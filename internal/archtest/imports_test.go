@@ -26,13 +26,14 @@ var forbidden = map[string][]string{
 	"internal/haproxycfg":     {""},
 	"internal/doveconf":       {"proxy", "protocols/", "director", "checks", "stats", "tlsutil", "cmd/", "internal/"},
 	"proxy":                   {"protocols/", "director", "checks", "config", "stats"},
-	"protocols/imap":          {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
-	"protocols/lmtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp"},
-	"protocols/pop3":          {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/submission", "protocols/tcp"},
-	"protocols/submission":    {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp"},
+	"protocols/imap":          {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp", "protocols/http"},
+	"protocols/lmtp":          {"director", "checks", "config", "protocols/imap", "protocols/pop3", "protocols/submission", "protocols/tcp", "protocols/http"},
+	"protocols/pop3":          {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/submission", "protocols/tcp", "protocols/http"},
+	"protocols/submission":    {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/tcp", "protocols/http"},
 	"stats":                   {"protocols/", "config", "cmd/"},
-	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission"},
-	"protocols/managesieve":   {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
+	"protocols/tcp":           {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/http"},
+	"protocols/http":          {"director", "checks", "config", "stats", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp"},
+	"protocols/managesieve":   {"director", "checks", "config", "protocols/imap", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp", "protocols/http"},
 }
 
 type pkg struct {
