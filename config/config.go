@@ -720,8 +720,10 @@ type Limits struct {
 	// 200 per 10s; 0: none.
 	MaxRate    int      `toml:"max_rate"`
 	RateWindow Duration `toml:"rate_window"`
-	// IPv6Prefix is how much of an IPv6 address is one client. Default 64.
-	IPv6Prefix int `toml:"ipv6_prefix"`
+	// IPv6Prefix (client_prefix) is the prefix length of an IPv6 address
+	// that is one client: a host usually gets a /64. Default 64; IPv4
+	// clients count per address.
+	IPv6Prefix int `toml:"client_prefix"`
 	// Exempt lists networks (monitoring, webmail servers) without
 	// per-client limits or penalty. Default empty.
 	Exempt []string `toml:"exempt"`

@@ -116,7 +116,7 @@ func validateLimits(p *problems, at string, l *Limits) {
 	p.intRange(at+".max_per_client", l.MaxPerClient, 0, maxConnLimit)
 	p.intRange(at+".max_rate", l.MaxRate, 0, maxConnLimit)
 	p.durRange(at+".rate_window", l.RateWindow, time.Second, time.Hour)
-	p.intRange(at+".ipv6_prefix", l.IPv6Prefix, 32, 128)
+	p.intRange(at+".client_prefix", l.IPv6Prefix, 32, 128)
 	validatePrefixes(p, at+".exempt", l.Exempt)
 	p.durRange(at+".penalty_init", l.PenaltyInit, 0, time.Minute)
 	p.durRange(at+".penalty_max", l.PenaltyMax, 0, 5*time.Minute)
