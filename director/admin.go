@@ -130,15 +130,7 @@ func (d *Director) Assign(user, name string, expires time.Time) error {
 	if s := &d.servers[i]; !s.up || s.admin == AdminMaint {
 		return fmt.Errorf("director %s: assign %q to %s: %w", d.name, user, name, ErrServerUnavailable)
 	}
-	e, ok := d.table.Get(user)
-	if !ok {
-		if e, ok = d.pending[user]; ok {
-			delete(d.pending, user)
-		} else {
-			e = &sticky{}
-		}
-		d.addLocked(user, e)
-	}
+	e, _ := d.pinEntryLocked(user)
 	d.setServerLocked(e, i)
 	e.since, e.active, e.moved = now, now, false
 	if e.live == 0 {
@@ -168,18 +160,9 @@ func (d *Director) Move(user, name string) error {
 	if s := &d.servers[i]; !s.up || s.admin == AdminMaint {
 		return fmt.Errorf("director %s: move %q to %s: %w", d.name, user, name, ErrServerUnavailable)
 	}
-	e, ok := d.table.Get(user)
-	if !ok {
-		// Logins in progress follow the move; their entry is pinned now.
-		if e, ok = d.pending[user]; ok {
-			delete(d.pending, user)
-		} else {
-			e = &sticky{}
-		}
-		d.addLocked(user, e)
-	}
+	e, had := d.pinEntryLocked(user)
 	from := "(none)"
-	if ok {
+	if had {
 		from = d.servers[e.server].name
 	}
 	d.setServerLocked(e, i)
@@ -227,4 +210,21 @@ func (d *Director) Flush(name string) ([]string, error) {
 		d.log.Info("server flushed", "backend", d.name, "server", name, "users", len(users))
 	}
 	return users, nil
+}
+
+// pinEntryLocked returns user's entry in the sticky table: the one there,
+// else the entry of the user's logins in progress (they follow the new
+// placement), else a new one. had says the user had an entry already.
+func (d *Director) pinEntryLocked(user string) (e *sticky, had bool) {
+	if e, ok := d.table.Get(user); ok {
+		return e, true
+	}
+	e, had = d.pending[user]
+	if had {
+		delete(d.pending, user)
+	} else {
+		e = &sticky{}
+	}
+	d.addLocked(user, e)
+	return e, had
 }
