@@ -90,7 +90,7 @@ func TestParseWords(t *testing.T) {
 // TestTranslateSeedSample: the sample configuration of the seed's Dovecot
 // HAProxy page (HAProxy between Dovecot and Scality sproxyd, all mode http)
 // translates into a configuration maildirector accepts, with every line it
-// cannot carry named: without the HTTP path the frontend relays TCP.
+// cannot carry named: the translator does not write the HTTP path yet, so the frontend relays TCP.
 func TestTranslateSeedSample(t *testing.T) {
 	data, err := os.ReadFile("testdata/seed-sample.cfg")
 	if err != nil {

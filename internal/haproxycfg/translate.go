@@ -28,8 +28,9 @@ type Result struct {
 }
 
 // httpPathMissing is the reason given for what only the HTTP path could
-// carry: this build has no protocol "http" frontend.
-const httpPathMissing = "the HTTP path (frontend protocol \"http\") is not in this build of maildirector"
+// carry: maildirector has a protocol "http" frontend, but this translator
+// does not write it yet, so the admin writes that table by hand.
+const httpPathMissing = "the HTTP path (frontend protocol \"http\", [frontend.NAME.http]) is not written by import-haproxy yet: write it by hand (README: The HTTP path for object storage)"
 
 // Translate turns f into a maildirector configuration.
 func Translate(f *File) *Result {
