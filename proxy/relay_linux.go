@@ -503,14 +503,16 @@ func (p *pipe) close() {
 // while bytes move, so a busy proxy needs about as many as it has
 // concurrent transfers, not sessions.
 type pipePool struct {
-	mu   sync.Mutex
-	free []*pipe
+	mu       sync.Mutex
+	free     []*pipe
+	borrowed atomic.Int64 // pipes handed to pumps, for the tests
 }
 
 // maxIdlePipes bounds the descriptors kept in the pool.
 const maxIdlePipes = 64
 
 func (pp *pipePool) get() (*pipe, error) {
+	pp.borrowed.Add(1)
 	pp.mu.Lock()
 	if n := len(pp.free); n > 0 {
 		p := pp.free[n-1]

@@ -143,9 +143,14 @@ func (d *direction) rawPump() {
 	}
 }
 
-// spliceRaw moves src → pipe → dst. A pipe that still holds bytes when dst
-// is full stays with the direction until dst is writable again. An error
-// of either socket says which leg failed (see [onLeg]).
+// spliceRaw moves src → dst: each pump starts with read and write through
+// a pooled buffer, and moves on to src → pipe → dst only when a read fills
+// the buffer. A login's or a command's few hundred bytes then cost one
+// read and one write and no pipe, where splice(2) would take two splices
+// and a pipe from the pool; bulk transfers still move by splice (HAProxy's
+// splice-auto makes the same choice). A pipe that still holds bytes when
+// dst is full stays with the direction until dst is writable again. An
+// error of either socket says which leg failed (see [onLeg]).
 func (d *direction) spliceRaw(src, dst int) error {
 	if d.pending != nil {
 		if err := d.drainPending(dst); err != nil {
@@ -157,18 +162,25 @@ func (d *direction) spliceRaw(src, dst int) error {
 			return err
 		}
 	}
+	bulk := false
 	pipes := &d.s.r.pipes
 	for {
 		if d.s.stopping.Load() {
 			return errSessionClosed
 		}
+		if !bulk {
+			full, err := d.copyRaw(src, dst)
+			if err != nil {
+				return err
+			}
+			bulk = full
+			continue
+		}
 		p, err := pipes.get()
 		if err == unix.EMFILE || err == unix.ENFILE {
 			// Out of descriptors for a pipe: the session goes on through
-			// a buffer, as a TLS leg does, rather than failing.
-			if err := d.copyRaw(src, dst); err != errNoMore {
-				return err
-			}
+			// the buffer, as a TLS leg does, rather than failing.
+			bulk = false
 			continue
 		}
 		if err != nil {
@@ -194,12 +206,10 @@ func (d *direction) spliceRaw(src, dst int) error {
 	}
 }
 
-// errNoMore: copyRaw moved one buffer and the pump may go on.
-var errNoMore = errors.New("moved")
-
-// copyRaw moves one buffer src → dst with read and write, for when no pipe
-// can be made; what dst does not take waits in pendingBuf.
-func (d *direction) copyRaw(src, dst int) error {
+// copyRaw moves one buffer src → dst with read and write; what dst does
+// not take waits in pendingBuf. full reports that the read filled the
+// buffer: more is likely waiting, which splice moves better.
+func (d *direction) copyRaw(src, dst int) (full bool, err error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	n, err := unix.Read(src, *bp)
@@ -208,18 +218,28 @@ func (d *direction) copyRaw(src, dst int) error {
 	}
 	switch {
 	case err == unix.EAGAIN:
-		return errWouldBlock
+		return false, errWouldBlock
 	case err != nil:
-		return onLeg(d.from, err)
+		return false, onLeg(d.from, err)
 	case n == 0:
-		return io.EOF
+		return false, io.EOF
 	}
 	d.moved(n)
-	d.pendingBuf = append([]byte(nil), (*bp)[:n]...)
-	if err := d.writePendingBuf(dst); err != nil {
-		return err
+	buf := (*bp)[:n]
+	for len(buf) > 0 {
+		m, err := unix.Write(dst, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			d.pendingBuf = append([]byte(nil), buf...) // kept only while dst is full
+			return false, errWouldBlockWrite
+		case err != nil:
+			return false, onLeg(1-d.from, err)
+		}
+		buf = buf[m:]
 	}
-	return errNoMore
+	return n == len(*bp), nil
 }
 
 // writePendingBuf writes pendingBuf to dst.
