@@ -12,9 +12,13 @@ import (
 
 // relay moves bytes for every session that has logged in. Sessions wait in
 // one epoll set (level-triggered, EPOLLONESHOT per socket); a readable
-// socket starts a pump goroutine for that direction, which copies until the
-// socket has nothing more, re-arms it and exits. An idle session therefore
-// costs its two sockets, two small structs and nothing else.
+// socket starts a pump for that direction, which copies until the socket
+// has nothing more, re-arms it and exits. Between two plain TCP legs the
+// loop itself moves the first buffer (read and write), which is all of an
+// interactive command or reply, and only a full buffer hands the rest to a
+// pump goroutine that moves it by splice(2); a TLS leg always gets a pump
+// goroutine. An idle session therefore costs its two sockets, two small
+// structs and nothing else.
 type relay struct {
 	srv   *Server
 	epfd  int
