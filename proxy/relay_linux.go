@@ -3,8 +3,10 @@ package proxy
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +24,9 @@ import (
 type relay struct {
 	srv   *Server
 	epfd  int
-	wake  int // eventfd that ends loop
+	epoll syscall.RawConn // epfd in the Go runtime's poller: loop waits there
+	epf   *os.File        // owns epfd
+	wake  int             // eventfd that ends loop
 	pipes pipePool
 
 	mu       sync.Mutex
@@ -115,7 +119,22 @@ func (r *relay) startLocked() error {
 		unix.Close(wake)
 		return err
 	}
-	r.epfd, r.wake = epfd, wake
+	// The loop waits for the epoll set in the runtime's own poller rather
+	// than in a blocking epoll_wait, which would hold a thread in a system
+	// call and make the scheduler hand its P to another thread each time.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return err
+	}
+	epf := os.NewFile(uintptr(epfd), "relay-epoll")
+	epoll, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		unix.Close(wake)
+		return err
+	}
+	r.epfd, r.epoll, r.epf, r.wake = epfd, epoll, epf, wake
 	r.done = make(chan struct{})
 	r.stopped = make(chan struct{})
 	var wg sync.WaitGroup
@@ -213,9 +232,20 @@ func (r *relay) loop(wg *sync.WaitGroup) {
 	defer wg.Done()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(r.epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
+		var n int
+		var werr error
+		// epoll_wait without blocking; nothing ready parks the loop until
+		// the runtime's poller sees the epoll set readable.
+		err := r.epoll.Read(func(fd uintptr) bool {
+			for {
+				n, werr = unix.EpollWait(int(fd), events, 0)
+				if werr != unix.EINTR {
+					return werr != nil || n > 0
+				}
+			}
+		})
+		if err == nil {
+			err = werr
 		}
 		if err != nil {
 			r.srv.log.Error("relay: epoll_wait failed", "err", err)
@@ -490,7 +520,7 @@ func (r *relay) close() {
 	unix.Write(r.wake, one[:])
 	close(r.stopped)
 	<-r.done
-	unix.Close(r.epfd)
+	r.epf.Close()
 	unix.Close(r.wake)
 	r.pipes.drain()
 }
