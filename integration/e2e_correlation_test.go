@@ -50,7 +50,9 @@ func TestE2ESessionCorrelation(t *testing.T) {
 			}
 			if forward == "id" {
 				spec.ForwardID = true
-				spec.Lab = dovecotlab.Options{LoginTrustedNetworks: "127.0.0.1/32"}
+				// disable_plaintext_auth = yes: the plaintext logins below
+				// work because Dovecot counts trusted networks as secured.
+				spec.Lab = dovecotlab.Options{LoginTrustedNetworks: "127.0.0.1/32", DisablePlaintextAuth: true}
 			}
 			e := startCtlEnv(t, spec)
 			for _, tt := range []struct {
