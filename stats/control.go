@@ -647,10 +647,10 @@ func human(out any) string {
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Backend, r.Server, r.Status, r.Admin, r.Weight, r.Sessions, r.Assigned, r.Since, r.Check)
 		}
 	case []Session:
-		fmt.Fprintln(tw, "ID\tFRONTEND\tREMOTE\tUSER\tBACKEND/SERVER\tTLS\tAGE\tIN\tOUT")
+		fmt.Fprintln(tw, "ID\tFRONTEND\tREMOTE\tUSER\tBACKEND/SERVER\tTLS\tAGE\tIN\tOUT\tSESSION")
 		for _, s := range v {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%s\t%v\t%s\t%d\t%d\n", s.ID, s.Frontend, s.Remote, dash(s.User), s.Backend, dash(s.Server), s.TLS,
-				(time.Duration(s.Age) * time.Second).String(), s.BytesIn, s.BytesOut)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%s\t%v\t%s\t%d\t%d\t%s\n", s.ID, s.Frontend, s.Remote, dash(s.User), s.Backend, dash(s.Server), s.TLS,
+				(time.Duration(s.Age) * time.Second).String(), s.BytesIn, s.BytesOut, dash(s.SessionID))
 		}
 		if len(v) == 0 {
 			return "no sessions"

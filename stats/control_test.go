@@ -74,6 +74,7 @@ func TestControlCommands(t *testing.T) {
 		{"show servers", "", "BACKEND/SERVER"},
 		{"show sessions", "sessions ", "alice"},
 		{"show sessions alice", "sessions alice", "192.0.2.1:5"},
+		{"show sessions", "sessions ", "abcdefgh-8"},
 		{"show session abcdefgh-8", "sessions ", "client:     192.0.2.2:6"},
 		{"show session 8", "sessions ", "bytes in:   42"},
 		{"show session abcdefgh-7", "sessions ", "user:       alice"},
