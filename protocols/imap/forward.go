@@ -17,8 +17,8 @@ import (
 // login (Options.ForwardID).
 const idTag = "L0"
 
-// Client is who a session forwards in-band to the server (Options.ForwardID).
-type Client struct {
+// forwarded is who a session forwards in-band to the server (Options.ForwardID).
+type forwarded struct {
 	// Session is maildirector's session id (proxy.Conn.SessionID): Dovecot
 	// takes it as its own session id.
 	Session string
@@ -34,7 +34,7 @@ type Client struct {
 // them only from login_trusted_networks, judged by the connecting address
 // (on a haproxy = yes listener, by the PROXY header's client: measured on
 // 2.3.19), so they go on a plain connection.
-func idCommand(c Client) []byte {
+func idCommand(c forwarded) []byte {
 	var b strings.Builder
 	b.WriteString(idTag + " ID (")
 	first := true
@@ -70,7 +70,7 @@ func ipString(a netip.Addr) string { return a.Unmap().WithZone("").String() }
 // byte budget. Anything but a tagged OK is the server's failure: every
 // Dovecot answers ID with OK (fields from an untrusted address are
 // ignored, not refused).
-func forwardID(conn net.Conn, br *bufio.Reader, c Client, budget int) (int, error) {
+func forwardID(conn net.Conn, br *bufio.Reader, c forwarded, budget int) (int, error) {
 	if _, err := conn.Write(idCommand(c)); err != nil {
 		return 0, proxy.ServerFailure(fmt.Errorf("send ID: %w", err))
 	}
@@ -78,7 +78,7 @@ func forwardID(conn net.Conn, br *bufio.Reader, c Client, budget int) (int, erro
 	for range maxServerLines {
 		line, err := mailwire.ReadLine(br, budget)
 		if errors.Is(err, mailwire.ErrLineTooLong) {
-			return 0, proxy.ServerFailure(fmt.Errorf("more than %d bytes before the login reply", maxLoginReplyBytes))
+			return 0, proxy.ServerFailure(fmt.Errorf("more than %d bytes before the ID reply", maxLoginReplyBytes))
 		}
 		if err != nil {
 			return 0, proxy.ServerFailure(fmt.Errorf("read ID reply: %w", err))

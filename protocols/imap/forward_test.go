@@ -18,14 +18,14 @@ import (
 func TestIDCommand(t *testing.T) {
 	tests := []struct {
 		name string
-		c    Client
+		c    forwarded
 		want string
 	}{
-		{"ipv4", Client{Session: "k3j9x2qa-17", Remote: netip.MustParseAddrPort("198.51.100.7:50122"), Local: netip.MustParseAddrPort("192.0.2.10:143")},
+		{"ipv4", forwarded{Session: "k3j9x2qa-17", Remote: netip.MustParseAddrPort("198.51.100.7:50122"), Local: netip.MustParseAddrPort("192.0.2.10:143")},
 			`L0 ID ("x-session-ext-id" "k3j9x2qa-17" "x-originating-ip" "198.51.100.7" "x-originating-port" "50122" "x-connected-ip" "192.0.2.10" "x-connected-port" "143")` + "\r\n"},
-		{"ipv6 with zone, mapped ipv4", Client{Session: "s-1", Remote: netip.MustParseAddrPort("[fe80::1%eth0]:1"), Local: netip.MustParseAddrPort("[::ffff:192.0.2.10]:993")},
+		{"ipv6 with zone, mapped ipv4", forwarded{Session: "s-1", Remote: netip.MustParseAddrPort("[fe80::1%eth0]:1"), Local: netip.MustParseAddrPort("[::ffff:192.0.2.10]:993")},
 			`L0 ID ("x-session-ext-id" "s-1" "x-originating-ip" "fe80::1" "x-originating-port" "1" "x-connected-ip" "192.0.2.10" "x-connected-port" "993")` + "\r\n"},
-		{"no addresses", Client{Session: "s-2"}, `L0 ID ("x-session-ext-id" "s-2")` + "\r\n"},
+		{"no addresses", forwarded{Session: "s-2"}, `L0 ID ("x-session-ext-id" "s-2")` + "\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,7 +41,7 @@ func TestIDCommand(t *testing.T) {
 // server that does not answer it OK has failed.
 func TestReplayLoginForwardID(t *testing.T) {
 	const greeting = "* OK [CAPABILITY IMAP4rev1] ready\r\n"
-	fwd := &Client{Session: "abcdefgh-9", Remote: netip.MustParseAddrPort("127.0.0.7:4000"), Local: netip.MustParseAddrPort("127.0.0.1:143")}
+	fwd := &forwarded{Session: "abcdefgh-9", Remote: netip.MustParseAddrPort("127.0.0.7:4000"), Local: netip.MustParseAddrPort("127.0.0.1:143")}
 	tests := []struct {
 		name     string
 		idReply  string

@@ -48,7 +48,7 @@ type loginRequest struct {
 	response string
 	// forward, when set, is sent in an ID command before the login
 	// (Options.ForwardID).
-	forward *Client
+	forward *forwarded
 }
 
 // replayLogin is the session's proxy.LoginFunc; tag is the client's. On the

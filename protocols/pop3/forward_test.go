@@ -17,13 +17,13 @@ import (
 func TestXClientCommand(t *testing.T) {
 	tests := []struct {
 		name string
-		c    Client
+		c    forwarded
 		want string
 	}{
-		{"ipv4", Client{Session: "k3j9x2qa-17", Remote: netip.MustParseAddrPort("198.51.100.7:50122")}, "XCLIENT ADDR=198.51.100.7 PORT=50122 SESSION=k3j9x2qa-17\r\n"},
-		{"ipv6", Client{Session: "s-1", Remote: netip.MustParseAddrPort("[2001:db8::7%eth0]:1")}, "XCLIENT ADDR=2001:db8::7 PORT=1 SESSION=s-1\r\n"},
-		{"mapped", Client{Session: "s-2", Remote: netip.MustParseAddrPort("[::ffff:192.0.2.1]:2")}, "XCLIENT ADDR=192.0.2.1 PORT=2 SESSION=s-2\r\n"},
-		{"no address", Client{Session: "s-3"}, "XCLIENT SESSION=s-3\r\n"},
+		{"ipv4", forwarded{Session: "k3j9x2qa-17", Remote: netip.MustParseAddrPort("198.51.100.7:50122")}, "XCLIENT ADDR=198.51.100.7 PORT=50122 SESSION=k3j9x2qa-17\r\n"},
+		{"ipv6", forwarded{Session: "s-1", Remote: netip.MustParseAddrPort("[2001:db8::7%eth0]:1")}, "XCLIENT ADDR=2001:db8::7 PORT=1 SESSION=s-1\r\n"},
+		{"mapped", forwarded{Session: "s-2", Remote: netip.MustParseAddrPort("[::ffff:192.0.2.1]:2")}, "XCLIENT ADDR=192.0.2.1 PORT=2 SESSION=s-2\r\n"},
+		{"no address", forwarded{Session: "s-3"}, "XCLIENT SESSION=s-3\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +38,7 @@ func TestXClientCommand(t *testing.T) {
 // refusal (Dovecot's answer outside login_trusted_networks) is the
 // server's failure, and no login is sent.
 func TestServerLoginXClient(t *testing.T) {
-	fwd := &Client{Session: "abcdefgh-3", Remote: netip.MustParseAddrPort("127.0.0.7:4000")}
+	fwd := &forwarded{Session: "abcdefgh-3", Remote: netip.MustParseAddrPort("127.0.0.7:4000")}
 	for _, tt := range []struct {
 		name, reply string
 		wantOK      bool

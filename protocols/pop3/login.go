@@ -30,7 +30,7 @@ import (
 // With fwd set (Options.ForwardID), XCLIENT (see xclientCommand) goes
 // between the greeting and AUTH, and anything but +OK to it is the
 // server's failure.
-func serverLogin(creds sasl.Credentials, fwd *Client) proxy.LoginFunc {
+func serverLogin(creds sasl.Credentials, fwd *forwarded) proxy.LoginFunc {
 	ir := sasl.EncodePlain(creds.Authzid, creds.User, creds.Password)
 	return func(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
 		stop := context.AfterFunc(ctx, func() { server.SetDeadline(time.Now()) })
@@ -91,8 +91,8 @@ func serverLogin(creds sasl.Credentials, fwd *Client) proxy.LoginFunc {
 	}
 }
 
-// Client is who a session forwards in-band to the server (Options.ForwardID).
-type Client struct {
+// forwarded is who a session forwards in-band to the server (Options.ForwardID).
+type forwarded struct {
 	// Session is maildirector's session id (proxy.Conn.SessionID).
 	Session string
 	// Remote is the real client.
@@ -103,7 +103,7 @@ type Client struct {
 // proxy in its login_trusted_networks (what Dovecot's own POP3 proxy
 // sends): ADDR and PORT become its rip and rport, SESSION its session id.
 // Dovecot 2.3 has no attribute for the address the client connected to.
-func xclientCommand(c Client) string {
+func xclientCommand(c forwarded) string {
 	var b strings.Builder
 	b.WriteString("XCLIENT")
 	if c.Remote.IsValid() {
