@@ -3,12 +3,15 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,7 @@ const readerSize = 4096
 // a lease is released or a blocking write is made.
 type Conn struct {
 	id      uint64
+	session string // see SessionID
 	srv     *Server
 	fe      *Frontend
 	start   time.Time
@@ -88,6 +92,24 @@ func (r clientReader) Read(p []byte) (int, error) {
 // ID is the connection's number, unique in this process.
 func (c *Conn) ID() uint64 { return c.id }
 
+// SessionID is the session's id: the process's random prefix, "-", and
+// [Conn.ID], e.g. "k3j9x2qa-17"; unique across processes, at most 29
+// characters of [a-z2-7] and digits, so it fits Dovecot's session id
+// (64 characters at most, LOGIN_MAX_SESSION_ID_LEN) as a bare word. It is
+// the "session" of every log line of the connection, what a frontend with
+// forward "id" hands the server as its session id (IMAP ID
+// x-session-ext-id, POP3 XCLIENT SESSION), and what `ctl show session`
+// takes.
+func (c *Conn) SessionID() string { return c.session }
+
+// newSessionPrefix returns 8 random characters of lower-case base32
+// (RFC 4648 section 6, 40 bits).
+func newSessionPrefix() string {
+	var b [5]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24)
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
 // Logger returns a logger with the connection's attributes (conn,
 // frontend, proto, remote), added to each line when it is written rather
 // than formatted up front: a session that logs nothing at the configured
@@ -108,7 +130,7 @@ func (h connHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.
 
 func (h connHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	out.AddAttrs(slog.Uint64("conn", h.c.id), slog.String("frontend", h.c.fe.Name),
+	out.AddAttrs(slog.Uint64("conn", h.c.id), slog.String("session", h.c.session), slog.String("frontend", h.c.fe.Name),
 		slog.String("proto", h.c.fe.Protocol), slog.String("remote", h.c.remote.String()))
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(a)
@@ -299,7 +321,9 @@ func (c *Conn) timeServer(connect, login time.Duration) {
 
 // Info is a snapshot of a live session, for the registry and the log line.
 type Info struct {
-	ID       uint64
+	ID uint64
+	// Session is [Conn.SessionID].
+	Session  string
 	Frontend string
 	Protocol string
 	Remote   netip.AddrPort
@@ -330,7 +354,7 @@ func (c *Conn) Info() Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := Info{
-		ID: c.id, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
+		ID: c.id, Session: c.session, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
 		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
 		Start: c.start, Duration: time.Since(c.start), Connect: c.connDur, Login: c.login,
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),

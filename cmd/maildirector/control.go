@@ -98,7 +98,7 @@ func (c controller) Info() stats.Info {
 // session converts a live session for the control socket.
 func (c controller) session(i proxy.Info) stats.Session {
 	return stats.Session{
-		ID: i.ID, Frontend: i.Frontend, Protocol: i.Protocol, Backend: c.rt.frontendBackend(i.Frontend),
+		ID: i.ID, SessionID: i.Session, Since: i.Start, Frontend: i.Frontend, Protocol: i.Protocol, Backend: c.rt.frontendBackend(i.Frontend),
 		Remote: i.Remote.String(), User: i.User, Server: i.Server, TLS: i.TLS,
 		Age: time.Since(i.Start).Seconds(), BytesIn: i.BytesIn, BytesOut: i.BytesOut,
 	}

@@ -95,6 +95,7 @@ func imapOptions(f *config.Frontend, p proxy.Picker, caps func() []string) imap.
 		PlaintextLogin:     f.PlaintextAllowed(),
 		MaxLoginAttempts:   f.MaxLoginAttempts,
 		ServerCapabilities: caps,
+		ForwardID:          f.Forward == config.ForwardID,
 	}
 }
 
@@ -105,6 +106,7 @@ func pop3Options(f *config.Frontend, p proxy.Picker, caps func() []string) pop3.
 		PlaintextLogin:     f.PlaintextAllowed(),
 		MaxLoginAttempts:   f.MaxLoginAttempts,
 		ServerCapabilities: caps,
+		ForwardID:          f.Forward == config.ForwardID,
 	}
 }
 
