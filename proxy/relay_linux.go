@@ -539,6 +539,7 @@ func (p *pipe) close() {
 type pipePool struct {
 	mu       sync.Mutex
 	free     []*pipe
+	drained  bool         // the relay closed: pipes given back are closed
 	borrowed atomic.Int64 // pipes handed to pumps, for the tests
 }
 
@@ -564,7 +565,7 @@ func (pp *pipePool) get() (*pipe, error) {
 
 func (pp *pipePool) put(p *pipe) {
 	pp.mu.Lock()
-	if len(pp.free) < maxIdlePipes {
+	if !pp.drained && len(pp.free) < maxIdlePipes {
 		pp.free = append(pp.free, p)
 		p = nil
 	}
@@ -577,7 +578,7 @@ func (pp *pipePool) put(p *pipe) {
 func (pp *pipePool) drain() {
 	pp.mu.Lock()
 	free := pp.free
-	pp.free = nil
+	pp.free, pp.drained = nil, true
 	pp.mu.Unlock()
 	for _, p := range free {
 		p.close()
