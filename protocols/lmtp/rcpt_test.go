@@ -25,7 +25,8 @@ type rawServer struct {
 	addr string
 
 	mu        sync.Mutex
-	mode      string // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data)
+	mode      string // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data), "late" (that extra reply a moment later, in its own write)
+	lateSent  bool   // "late": the extra reply was written
 	chunking  bool   // advertise CHUNKING (RFC 3030) and take BDAT
 	verbs     []string
 	bodies    []string // each message as the server received it (DATA unstuffed, BDAT as sent)
@@ -118,6 +119,15 @@ func (f *rawServer) serve(c net.Conn) {
 			}
 			if mode == "extra" {
 				w.WriteString("250 2.0.0 <extra> Saved\r\n")
+			}
+			if mode == "late" {
+				w.Flush()
+				time.Sleep(20 * time.Millisecond) // the proxy has pooled the connection by now
+				w.WriteString("250 2.0.0 <late> Saved\r\n")
+				w.Flush()
+				f.mu.Lock()
+				f.lateSent = true
+				f.mu.Unlock()
 			}
 			rcpts = nil
 		}
@@ -538,5 +548,49 @@ func TestBDATToChunkingServers(t *testing.T) {
 	}
 	if fmt.Sprintf("%q", plainBodies) != fmt.Sprintf("%q", want) {
 		t.Errorf("DATA server's bodies: got %q, want %q", plainBodies, want)
+	}
+}
+
+// TestLateExtraReplyNotReused: a server's extra reply that arrives after
+// the transaction ended, in a write of its own, lies in the pooled
+// connection's socket, not in what was read. The connection must not be
+// reused: its stale 250 would answer the next transaction's RSET and put
+// every reply after it out of step (the transaction's recipients got 451
+// when only the buffered bytes were looked at). A fresh connection gives
+// each RCPT its own answer.
+func TestLateExtraReplyNotReused(t *testing.T) {
+	bad := startRawServer(t, "bad")
+	picker := &fakePicker{order: map[string][]proxy.Target{
+		"a@example.org":       {bad.target()},
+		"unknown@example.org": {bad.target()},
+	}}
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
+	c := dialLMTP(t, addr)
+	bad.setMode("late")
+	if _, replies := c.transaction([]string{"a@example.org"}, testBody); fmt.Sprint(codes(replies)) != "[250]" {
+		t.Fatalf("first transaction: got %v, want [250]", replies)
+	}
+	for i := 0; ; i++ {
+		bad.mu.Lock()
+		sent := bad.lateSent
+		bad.mu.Unlock()
+		if sent {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the server never sent its late reply")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	bad.setMode("")
+	rcptReplies, replies := c.transaction([]string{"unknown@example.org", "a@example.org"}, testBody)
+	if got := codes(rcptReplies); fmt.Sprint(got) != "[550 250]" {
+		t.Fatalf("RCPT after a late extra reply: got %v, want [550 250]", rcptReplies)
+	}
+	if got := codes(replies); fmt.Sprint(got) != "[250]" {
+		t.Fatalf("after the data: got %v, want [250]", replies)
+	}
+	if conns, _, _, _ := bad.counts(); conns != 2 {
+		t.Errorf("server connections: got %d, want 2 (the out-of-step one replaced)", conns)
 	}
 }
