@@ -605,8 +605,10 @@ func (c *Config) applyDefaults(raw table) {
 	}
 	for _, fname := range c.FrontendNames() {
 		f := c.Frontends[fname]
-		if b := c.Backends[f.Backend]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
-			b.Protocols = append(b.Protocols, f.Protocol)
+		for _, name := range f.Backends() {
+			if b := c.Backends[name]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
+				b.Protocols = append(b.Protocols, f.Protocol)
+			}
 		}
 	}
 	for name, b := range c.Backends {
