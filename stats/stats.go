@@ -23,9 +23,12 @@ type Source interface {
 
 // FrontendInfo describes a running frontend.
 type FrontendInfo struct {
-	Name, Protocol, Backend string
-	Bind                    []string
-	MaxConn                 int // 0: only the global limit
+	Name, Protocol string
+	// Backend names the frontend's backend; with routing rules, every
+	// backend they may choose, comma-separated, its own first.
+	Backend string
+	Bind    []string
+	MaxConn int // 0: only the global limit
 }
 
 // BackendInfo describes a running backend.
