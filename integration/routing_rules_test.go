@@ -102,15 +102,15 @@ local = [%q]
 
 // logins counts user's logins (as Dovecot names the user: without the
 // domain) on each server, "BACKEND/sN", logged by service.
-func (e *routesEnv) logins(service, user string) map[string]int {
-	e.t.Helper()
+func (e *routesEnv) logins(t *testing.T, service, user string) map[string]int {
+	t.Helper()
 	user, _, _ = strings.Cut(user, "@")
 	out := map[string]int{}
 	for name, lab := range e.clusters {
 		for i, in := range lab.Instances {
 			ls, err := in.Logins()
 			if err != nil {
-				e.t.Fatal(err)
+				t.Fatal(err)
 			}
 			for _, l := range ls {
 				if l.User == user && l.Service == service {
@@ -124,12 +124,12 @@ func (e *routesEnv) logins(service, user string) map[string]int {
 
 // landedIn checks that user logged in once through service, on a server
 // of backend only.
-func (e *routesEnv) landedIn(service, user, backend string) {
-	e.t.Helper()
+func (e *routesEnv) landedIn(t *testing.T, service, user, backend string) {
+	t.Helper()
 	var got map[string]int
 	total := 0
 	for range 50 { // the login line may trail the client's OK a little
-		got, total = e.logins(service, user), 0
+		got, total = e.logins(t, service, user), 0
 		for _, n := range got {
 			total += n
 		}
@@ -140,27 +140,27 @@ func (e *routesEnv) landedIn(service, user, backend string) {
 	}
 	for srv, n := range got {
 		if !strings.HasPrefix(srv, backend+"/") || total != 1 {
-			e.t.Errorf("%s %s: logins %v, want one on a server of %s (n=%d)", service, user, got, backend, n)
+			t.Errorf("%s %s: logins %v, want one on a server of %s (n=%d)", service, user, got, backend, n)
 			return
 		}
 	}
 	if total == 0 {
-		e.t.Errorf("%s %s: no login logged, want one on %s", service, user, backend)
+		t.Errorf("%s %s: no login logged, want one on %s", service, user, backend)
 	}
 }
 
 // imapLogin logs user in on addr (sni: after STARTTLS with that SNI name;
 // "" stays in plaintext) and logs out.
-func (e *routesEnv) imapLogin(addr, sni, user string) {
-	e.t.Helper()
-	r := greeted(e.t, addr)
+func (e *routesEnv) imapLogin(t *testing.T, addr, sni, user string) {
+	t.Helper()
+	r := greeted(t, addr)
 	if sni != "" {
 		if _, tagged := r.cmd("S", "STARTTLS"); !strings.HasPrefix(tagged, "S OK") {
-			e.t.Fatalf("STARTTLS: got %q", tagged)
+			t.Fatalf("STARTTLS: got %q", tagged)
 		}
 		tc := tls.Client(r.c, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
 		if err := tc.Handshake(); err != nil {
-			e.t.Fatalf("TLS with SNI %s: %v", sni, err)
+			t.Fatalf("TLS with SNI %s: %v", sni, err)
 		}
 		r.c, r.r = tc, bufio.NewReader(tc)
 	}
@@ -180,27 +180,27 @@ func TestRoutingRules(t *testing.T) {
 	e := startRoutesEnv(t)
 
 	t.Run("imap by domain", func(t *testing.T) {
-		e.imapLogin(e.addrs["imap"], "", "user001@a.test")
-		e.landedIn("imap-login", "user001", "mail-a")
-		e.imapLogin(e.addrs["imap"], "", "user002@b.test")
-		e.landedIn("imap-login", "user002", "mail-b")
+		e.imapLogin(t, e.addrs["imap"], "", "user001@a.test")
+		e.landedIn(t, "imap-login", "user001", "mail-a")
+		e.imapLogin(t, e.addrs["imap"], "", "user002@b.test")
+		e.landedIn(t, "imap-login", "user002", "mail-b")
 	})
 	t.Run("imap by sni", func(t *testing.T) {
-		e.imapLogin(e.addrs["imap"], "imap.b.test", "user003@a.test")
-		e.landedIn("imap-login", "user003", "mail-b")
-		e.imapLogin(e.addrs["imap"], "imap.a.test", "user004@a.test")
-		e.landedIn("imap-login", "user004", "mail-a")
+		e.imapLogin(t, e.addrs["imap"], "imap.b.test", "user003@a.test")
+		e.landedIn(t, "imap-login", "user003", "mail-b")
+		e.imapLogin(t, e.addrs["imap"], "imap.a.test", "user004@a.test")
+		e.landedIn(t, "imap-login", "user004", "mail-a")
 	})
 	t.Run("imap by local port", func(t *testing.T) {
-		e.imapLogin(e.addrs["imap2"], "", "user005@a.test")
-		e.landedIn("imap-login", "user005", "mail-b")
+		e.imapLogin(t, e.addrs["imap2"], "", "user005@a.test")
+		e.landedIn(t, "imap-login", "user005", "mail-b")
 	})
 	t.Run("pop3", func(t *testing.T) {
 		for _, u := range []struct{ user, backend string }{{"user010@a.test", "mail-a"}, {"user011@b.test", "mail-b"}} {
 			p := pop3Greeted(t, e.addrs["pop3"])
 			p.login(u.user)
 			p.quit()
-			e.landedIn("pop3-login", u.user, u.backend)
+			e.landedIn(t, "pop3-login", u.user, u.backend)
 		}
 	})
 	t.Run("submission", func(t *testing.T) {
@@ -208,7 +208,7 @@ func TestRoutingRules(t *testing.T) {
 			c := submissionClient(t, e.addrs["submission"])
 			submissionAuth(t, c, "PLAIN", u.user)
 			c.Quit()
-			e.landedIn("submission-login", u.user, u.backend)
+			e.landedIn(t, "submission-login", u.user, u.backend)
 		}
 	})
 	t.Run("lmtp", func(t *testing.T) {
