@@ -246,7 +246,20 @@ func TestRoutingRules(t *testing.T) {
 	t.Run("sessions carry their backend", func(t *testing.T) {
 		r := greeted(t, e.addrs["imap"])
 		r.login("user040@b.test")
-		defer r.logout()
+		defer func() {
+			r.logout()
+			// The session's line names the backend it went to; the LMTP
+			// transaction's, both.
+			want := map[string]string{"user040@b.test": "mail-b", "user030@a.test,user031@b.test,user032@a.test,user033@b.test": "mail-a,mail-b"}
+			eventually(t, "the session lines with their backends", func() bool {
+				for _, l := range strings.Split(e.md.log.String(), "\n") {
+					if kv := parseLogfmt(l); kv["msg"] == "session" && want[kv["user"]] == kv["backend"] {
+						delete(want, kv["user"])
+					}
+				}
+				return len(want) == 0
+			})
+		}()
 		res, err := runCtl(e.sock, nil, "--json", "show", "sessions")
 		if err != nil || res.code != 0 {
 			t.Fatalf("ctl show sessions: %v %+v", err, res)
