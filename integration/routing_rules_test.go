@@ -42,13 +42,13 @@ func startRoutesEnv(t *testing.T) *routesEnv {
 	dir := t.TempDir()
 	e := &routesEnv{t: t, clusters: map[string]*dovecotlab.Lab{}, addrs: map[string]string{}, sock: filepath.Join(dir, "ctl.sock")}
 	for _, name := range []string{"mail-a", "mail-b"} {
-		e.clusters[name] = dovecotlab.StartT(t, dovecotlab.Options{Instances: 2, SubmissionRelay: sink.Addr()})
+		e.clusters[name] = dovecotlab.StartT(t, dovecotlab.Options{Instances: 2, SubmissionRelay: sink.Addr(), ManageSieve: true})
 	}
 	cert, key, err := tlsutil.WriteSelfSigned(dir, "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"imap", "imap2", "pop3", "submission", "lmtp"} {
+	for _, name := range []string{"imap", "imap2", "pop3", "submission", "lmtp", "sieve"} {
 		e.addrs[name] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
 	port2 := e.addrs["imap2"][strings.LastIndexByte(e.addrs["imap2"], ':'):]
@@ -75,20 +75,21 @@ backend = "mail-b"
 local = [%q]
 
 `, e.addrs["imap"], e.addrs["imap2"], cert, key, port2)
-	for _, fe := range []struct{ name, extra string }{
-		{"pop3", ""},
-		{"submission", "hostname = \"mx.test\"\n"},
-		{"lmtp", "hostname = \"mx.test\"\n"},
+	for _, fe := range []struct{ name, protocol, extra string }{
+		{"pop3", "pop3", ""},
+		{"submission", "submission", "hostname = \"mx.test\"\n"},
+		{"lmtp", "lmtp", "hostname = \"mx.test\"\n"},
+		{"sieve", "managesieve", fmt.Sprintf("[frontend.sieve.tls]\nmode = \"starttls\"\n[[frontend.sieve.tls.cert]]\ncert = %q\nkey = %q\n", cert, key)},
 	} {
 		fmt.Fprintf(&b, "[frontend.%s]\nprotocol = %q\nbind = [%q]\nbackend = \"mail-a\"\n%s[[frontend.%s.route]]\nbackend = \"mail-b\"\ndomain = [\"b.test\"]\n\n",
-			fe.name, fe.name, e.addrs[fe.name], fe.extra, fe.name)
+			fe.name, fe.protocol, e.addrs[fe.name], fe.extra, fe.name)
 	}
 	for _, name := range []string{"mail-a", "mail-b"} {
 		fmt.Fprintf(&b, "[backend.%s]\nbalance = \"user\"\n[backend.%s.check]\ntype = \"tcp\"\ninter = \"500ms\"\n", name, name)
 		for i, in := range e.clusters[name].Instances {
 			p := in.Ports
 			fmt.Fprintf(&b, "[[backend.%s.server]]\nname = \"s%d\"\naddress = \"127.0.0.1\"\nsend_proxy = \"v2-ssl\"\n", name, i+1)
-			fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d }\n", p.IMAP, p.POP3, p.LMTP, p.Submission)
+			fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d, managesieve = %d }\n", p.IMAP, p.POP3, p.LMTP, p.Submission, p.ManageSieve)
 		}
 		b.WriteString("\n")
 	}
@@ -170,7 +171,8 @@ func (e *routesEnv) imapLogin(t *testing.T, addr, sni, user string) {
 
 // TestRoutingRules: two Dovecot clusters behind one maildirector; users of
 // a.test land only in mail-a's servers and users of b.test only in
-// mail-b's, over IMAP, POP3, submission and LMTP (one LMTP transaction
+// mail-b's, over IMAP, POP3, submission, ManageSieve (sieve-connect) and
+// LMTP (one LMTP transaction
 // with recipients of both domains stores each message in its recipient's
 // cluster), an a.test user asking for imap.b.test by SNI after STARTTLS,
 // or connecting to the imap frontend's second port, lands in mail-b; the
@@ -209,6 +211,12 @@ func TestRoutingRules(t *testing.T) {
 			submissionAuth(t, c, "PLAIN", u.user)
 			c.Quit()
 			e.landedIn(t, "submission-login", u.user, u.backend)
+		}
+	})
+	t.Run("managesieve", func(t *testing.T) {
+		for _, u := range []struct{ user, backend string }{{"user060@a.test", "mail-a"}, {"user061@b.test", "mail-b"}} {
+			sieveConnect(t, e.addrs["sieve"], u.user, "--list")
+			e.landedIn(t, "managesieve-login", u.user, u.backend)
 		}
 	})
 	t.Run("lmtp", func(t *testing.T) {
