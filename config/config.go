@@ -198,6 +198,10 @@ type Frontend struct {
 	// HTTP holds the HTTP proxy's settings. Only allowed for protocol
 	// http; after Parse it is non-nil exactly for http frontends.
 	HTTP *HTTP `toml:"http"`
+	// Route lists routing rules, in order: the first that matches a
+	// session sends it to its backend instead of Backend (see [Route]).
+	// Default none.
+	Route []*Route `toml:"route"`
 }
 
 // HTTP is a [frontend.NAME.http] table: the HTTP path to Dovecot's object

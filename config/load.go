@@ -608,8 +608,10 @@ func (c *Config) applyDefaults(raw table) {
 	}
 	for _, fname := range c.FrontendNames() {
 		f := c.Frontends[fname]
-		if b := c.Backends[f.Backend]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
-			b.Protocols = append(b.Protocols, f.Protocol)
+		for _, name := range f.Backends() {
+			if b := c.Backends[name]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
+				b.Protocols = append(b.Protocols, f.Protocol)
+			}
 		}
 		if b := c.Backends[f.Backend]; b != nil && f.Forward == ForwardID && b.forwardID == "" &&
 			(f.Protocol == ProtocolIMAP || f.Protocol == ProtocolPOP3) { // elsewhere forward is an error of its own

@@ -239,6 +239,7 @@ func (c *Config) validateFrontends(p *problems) map[string][]*Frontend {
 		default:
 			usedBy[f.Backend] = append(usedBy[f.Backend], f)
 		}
+		c.validateRoutes(p, at, f, usedBy)
 	}
 	return usedBy
 }

@@ -20,7 +20,7 @@ import (
 // sessionLineKeys are the keys every session line has, in the README's
 // "Logs" order (err only when an error ended the session).
 var sessionLineKeys = []string{"time", "level", "msg", "conn", "session", "frontend", "proto", "remote", "tls", "tls_cipher",
-	"user", "server", "bytes_in", "bytes_out", "connect", "login", "duration", "end"}
+	"user", "backend", "server", "bytes_in", "bytes_out", "connect", "login", "duration", "end"}
 
 // sessionWant is what one session's line must say.
 type sessionWant struct {

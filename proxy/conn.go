@@ -71,6 +71,7 @@ type Conn struct {
 	life    connLife   // see lifecycle.go
 	user    string
 	lease   Lease
+	backend string // of the server(s) below; a comma list for LMTP
 	server  string
 	tlsVer  uint16        // the client's TLS version, once on TLS
 	cipher  uint16        // the client's TLS cipher suite, once on TLS
@@ -284,12 +285,23 @@ func (c *Conn) SetUser(user string) {
 }
 
 // SetServers names the servers of a session that uses several at once
-// (LMTP: one per recipient), for its log line and the registry; SetLease
-// names the one server of a relayed session.
-func (c *Conn) SetServers(names string) {
+// (LMTP: one per recipient), for its log line and the registry, and their
+// backends, each once; SetLease names the one server of a relayed
+// session.
+func (c *Conn) SetServers(backends, servers []string) {
 	c.mu.Lock()
-	c.server = names
+	c.backend, c.server = strings.Join(backends, ","), strings.Join(servers, ",")
 	c.mu.Unlock()
+}
+
+// PickRequest is the request for a pick for user on this connection:
+// its client, local address and SNI name (see [PickRequest]).
+func (c *Conn) PickRequest(user string, exclude []string) PickRequest {
+	req := PickRequest{User: user, Client: c.remote, Local: c.local, Exclude: exclude}
+	if st := c.TLS(); st != nil {
+		req.SNI = strings.ToLower(st.ServerName)
+	}
+	return req
 }
 
 // SetLease records the server the session was sent to; the engine releases
@@ -298,9 +310,9 @@ func (c *Conn) SetLease(l Lease) {
 	c.mu.Lock()
 	old := c.lease
 	c.lease = l
-	c.server = ""
+	c.backend, c.server = "", ""
 	if l != nil {
-		c.server = l.Target().Server
+		c.backend, c.server = l.Target().Backend, l.Target().Server
 		if u := l.User(); u != "" {
 			c.user = u // the name the session was routed by, for its log line
 		}
@@ -328,8 +340,11 @@ type Info struct {
 	Protocol string
 	Remote   netip.AddrPort
 	User     string
-	Server   string
-	TLS      bool
+	// Backend is the backend of Server, the one the session was routed
+	// to (for LMTP a comma list, as Server).
+	Backend string
+	Server  string
+	TLS     bool
 	// TLSVersion and TLSCipher name the client's TLS as crypto/tls does
 	// ("TLS 1.3", "TLS_AES_128_GCM_SHA256"); "" in plaintext.
 	TLSVersion string
@@ -355,7 +370,7 @@ func (c *Conn) Info() Info {
 	defer c.mu.Unlock()
 	i := Info{
 		ID: c.id, Session: c.session, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
-		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
+		User: c.user, Backend: c.backend, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
 		Start: c.start, Duration: time.Since(c.start), Connect: c.connDur, Login: c.login,
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 	}

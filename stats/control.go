@@ -132,6 +132,23 @@ type Where struct {
 	Moved    bool      `json:"moved"`
 	Frozen   bool      `json:"frozen"`
 	Sessions []Session `json:"sessions"`
+	// Routes are the frontends with routing rules that send the user to
+	// this backend; omitted when none does.
+	Routes []WhereRoute `json:"routes,omitempty"`
+}
+
+// WhereRoute is why a frontend's routing rules send a user to a backend.
+type WhereRoute struct {
+	Frontend string `json:"frontend"`
+	// Rule is the index of the rule that matched, -1 for the frontend's
+	// default backend; Why says so ("route[0] (domain example.org)",
+	// "default").
+	Rule int    `json:"rule"`
+	Why  string `json:"why"`
+	// Unless lists the rules before it that match on how a client
+	// connects (sni, local, client), which "where USER" does not know:
+	// a session they match goes to their backend instead.
+	Unless []string `json:"unless,omitempty"`
 }
 
 // Moved is "move USER SERVER".
@@ -672,6 +689,12 @@ func human(out any) string {
 		for _, p := range v {
 			fmt.Fprintf(tw, "backend %s:\t%s → %s\n", p.Backend, p.User, dash(p.Server))
 			fmt.Fprintf(tw, "  why:\t%s\n", p.Reason)
+			for _, r := range p.Routes {
+				fmt.Fprintf(tw, "  routed:\tfrontend %s by %s\n", r.Frontend, r.Why)
+				for _, u := range r.Unless {
+					fmt.Fprintf(tw, "    unless:\t%s\n", u)
+				}
+			}
 			if p.Frozen {
 				fmt.Fprintf(tw, "  frozen:\tyes, by an operator: logins wait, LMTP gets 451 4.2.0\n")
 			}

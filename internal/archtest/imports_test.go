@@ -19,6 +19,7 @@ var forbidden = map[string][]string{
 	"director":                {""},
 	"checks":                  {"director", "proxy", "protocols/", "config", "cmd/", "internal/dovecotlab", "internal/smtpsink"}, // internal/mailwire only
 	"tlsutil":                 {""},
+	"route":                   {""},
 	"protocols/internal/sasl": {""},
 	"internal/mailwire":       {""},
 	"internal/logsink":        {""},

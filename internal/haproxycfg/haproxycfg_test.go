@@ -423,9 +423,9 @@ backend mail
 		7:  "IDLE",
 		9:  "accept-proxy",
 		10: "ACLs",
-		11: "one backend",
+		11: "frontend.NAME.route",
 		14: "", // pop3s: a comment in the TOML, no warning
-		18: "one backend",
+		18: "frontend.NAME.route",
 		30: "not defined",
 	} {
 		w := warning(res, line)

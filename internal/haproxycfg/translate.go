@@ -374,7 +374,7 @@ func (t *translator) proxyStmt(p *proxy, s Stmt) {
 		if p.useBackend == "" && len(args) > 0 {
 			p.useBackend = args[0]
 		}
-		t.warn(s, "a maildirector frontend has one backend: the rule is not translated (the default_backend, else the first use_backend, is used)")
+		t.warn(s, "the rule is not translated (the default_backend, else the first use_backend, is the frontend's backend): write it as a [[frontend.NAME.route]] rule (README \"Routing rules\")")
 	case "balance":
 		if len(args) == 0 {
 			return

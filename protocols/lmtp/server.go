@@ -194,25 +194,30 @@ func (l *Frontend) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target
 }
 
 // poolKey says which idle connections a transaction may reuse: those
-// to the same server, dialled the same way and, when a PROXY header is
+// to the same server of the same backend (two backends may name servers
+// alike), dialled the same way and, when a PROXY header is
 // sent, for a client at the same address and TLS state (the header was
 // written at dial time; its source port is the first client's).
 type poolKey struct {
-	server, address string
-	proxy           proxy.ProxyMode
-	tls             *tls.Config
-	client          netip.Addr
-	clientTLS       bool
+	server    serverKey
+	address   string
+	proxy     proxy.ProxyMode
+	tls       *tls.Config
+	client    netip.Addr
+	clientTLS bool
 }
 
 func poolKeyFor(c *proxy.Conn, t proxy.Target) poolKey {
-	k := poolKey{server: t.Server, address: t.Address, proxy: t.Proxy, tls: t.TLS}
+	k := poolKey{server: serverKey{t.Backend, t.Server}, address: t.Address, proxy: t.Proxy, tls: t.TLS}
 	if t.Proxy != proxy.ProxyNone {
 		k.client = c.RemoteAddr().Addr()
 		k.clientTLS = c.IsTLS()
 	}
 	return k
 }
+
+// serverKey names one server: by its name within its backend.
+type serverKey struct{ backend, server string }
 
 // pool keeps idle server connections: at most max per server, each for
 // at most idle. Expired ones are closed whenever the pool is used.
@@ -222,7 +227,7 @@ type pool struct {
 
 	mu        sync.Mutex
 	conns     map[poolKey][]*serverConn
-	perServer map[string]int
+	perServer map[serverKey]int
 	closed    bool
 }
 
@@ -258,7 +263,7 @@ func (p *pool) put(sc *serverConn) {
 	}
 	if p.conns == nil {
 		p.conns = make(map[poolKey][]*serverConn)
-		p.perServer = make(map[string]int)
+		p.perServer = make(map[serverKey]int)
 	}
 	sc.idleSince = now
 	p.conns[sc.key] = append(p.conns[sc.key], sc)

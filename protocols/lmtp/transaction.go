@@ -151,7 +151,7 @@ func (s *session) handleRcpts(cmds []command) error {
 				continue
 			}
 		}
-		lease, err := s.l.pickHome(s.ctx, to, s.c.RemoteAddr())
+		lease, err := s.l.pickHome(s.ctx, s.c.PickRequest(to, nil))
 		if err != nil {
 			r := replyUnavailable
 			if errors.Is(err, proxy.ErrHeld) {
@@ -271,7 +271,7 @@ func (s *session) reportFailure(lg *leg, lease proxy.Lease) {
 
 // repick gives rc the next server in its user's order (ServerDown next).
 func (s *session) repick(rc *rcpt) bool {
-	lease, err := s.l.opts.Picker.Pick(s.ctx, rc.addr, s.c.RemoteAddr(), rc.tried)
+	lease, err := s.l.opts.Picker.Pick(s.ctx, s.c.PickRequest(rc.addr, rc.tried))
 	if err != nil {
 		s.log.Debug("lmtp: no next server", "rcpt", rc.addr, "tried", rc.tried, "err", err)
 		return false
@@ -667,7 +667,8 @@ const maxNamedUsers = 5
 // delivered to (the routing keys, as the director used them) and their
 // servers, each once, in RCPT order.
 func (s *session) nameSession(tx *txn) {
-	var users, servers []string
+	var users, backends []string
+	var targets []proxy.Target
 	more := 0
 	for _, rc := range tx.accepted {
 		if rc.dataReply == nil || rc.dataReply.code != 250 {
@@ -680,8 +681,12 @@ func (s *session) nameSession(tx *txn) {
 				more++
 			}
 		}
-		if srv := rc.lease.Target().Server; !slices.Contains(servers, srv) {
-			servers = append(servers, srv)
+		t := rc.lease.Target()
+		if !slices.ContainsFunc(targets, func(o proxy.Target) bool { return o.Backend == t.Backend && o.Server == t.Server }) {
+			targets = append(targets, t)
+		}
+		if !slices.Contains(backends, t.Backend) {
+			backends = append(backends, t.Backend)
 		}
 	}
 	if len(users) == 0 {
@@ -692,5 +697,15 @@ func (s *session) nameSession(tx *txn) {
 		u += fmt.Sprintf(",+%d more", more)
 	}
 	s.c.SetUser(u)
-	s.c.SetServers(strings.Join(servers, ","))
+	// Servers by name alone, as a relayed session's, unless the recipients
+	// went to several backends (routing rules), whose servers may share a
+	// name: then "BACKEND/SERVER".
+	servers := make([]string, len(targets))
+	for i, t := range targets {
+		servers[i] = t.Server
+		if len(backends) > 1 {
+			servers[i] = t.Name()
+		}
+	}
+	s.c.SetServers(backends, servers)
 }
