@@ -36,7 +36,7 @@ func isLocalResource(err error) bool {
 // dialTCP opens the TCP connection of [Conn.Dial]; tests replace it to
 // inject errors the kernel will not produce on demand.
 var dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: -1} // see [Listen]
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		// An IP address, as servers usually are: no resolver on the way
 		// (a fifth of a login's allocations went there).

@@ -126,7 +126,7 @@ type Options struct {
 	Logger  *slog.Logger // nil: discard
 	MaxConn int          // sessions over all frontends; 0: unlimited
 	// Listen opens the listening socket of a new address ("tcp4", "tcp6"
-	// or "tcp", and the normalised address); nil: net.Listen. cmd passes
+	// or "tcp", and the normalised address); nil: [Listen]. cmd passes
 	// one that first takes a socket inherited from systemd or from the
 	// process being upgraded.
 	Listen func(network, address string) (net.Listener, error)
@@ -189,7 +189,7 @@ func New(opts Options) *Server {
 		s.sem = make(chan struct{}, opts.MaxConn)
 	}
 	if s.listen == nil {
-		s.listen = net.Listen
+		s.listen = Listen
 	}
 	s.relay = newRelay(s)
 	return s

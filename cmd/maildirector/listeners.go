@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/stats"
 )
 
@@ -73,10 +74,10 @@ func (in *inherited) take(key string) net.Listener {
 func (in *inherited) listen(network, address string) (net.Listener, error) {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		if ln := in.take(tcpKey(ap)); ln != nil {
-			return ln, nil
+			return proxy.NoKeepAlive(ln), nil
 		}
 	}
-	return net.Listen(network, address)
+	return proxy.Listen(network, address)
 }
 
 // closeUnused closes the sockets no part of the configuration took (an
