@@ -8,28 +8,13 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/internal/dovecotlab"
+	"github.com/maildirector/maildirector/stats"
 )
 
 // correlationClient is the source address of the test's clients: not
 // 127.0.0.1, maildirector's own source address toward Dovecot, so that
 // Dovecot's rip says which one it took.
 const correlationClient = "127.0.0.7"
-
-// ctlSessionDetail is "show session ID --json".
-type ctlSessionDetail struct {
-	ID        uint64    `json:"id"`
-	SessionID string    `json:"session"`
-	Since     time.Time `json:"since"`
-	Frontend  string    `json:"frontend"`
-	Protocol  string    `json:"protocol"`
-	Backend   string    `json:"backend"`
-	Remote    string    `json:"remote"`
-	User      string    `json:"user"`
-	Server    string    `json:"server"`
-	TLS       bool      `json:"tls"`
-	BytesIn   int64     `json:"bytes_in"`
-	BytesOut  int64     `json:"bytes_out"`
-}
 
 // TestE2ESessionCorrelation: with forward = "id" an IMAP and a POP3
 // session reach Dovecot's plain listeners without a PROXY header, and
@@ -82,7 +67,7 @@ func TestE2ESessionCorrelation(t *testing.T) {
 						t.Fatalf("show sessions %s: got %d sessions, want 1", tt.user, len(ss))
 					}
 					id := ss[0].SessionID
-					var d ctlSessionDetail
+					var d stats.Session // "show session ID --json"
 					e.ctlJSON(&d, "show", "session", id)
 					if d.SessionID != id || d.ID != ss[0].ID || d.Frontend != tt.proto || d.Protocol != tt.proto ||
 						d.Backend != "dovecot" || d.Remote != client.String() || d.User != tt.user || d.Server == "" ||

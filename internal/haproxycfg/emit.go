@@ -416,16 +416,22 @@ func (t *translator) emitFrontend(b *strings.Builder, plan *frontendPlan, backen
 		fmt.Fprintf(b, "[%s.timeouts]\n%s\n", at, strings.Join(tl, "\n"))
 	}
 	if plan.tls {
-		fmt.Fprintf(b, "[%s.tls]\nmode = \"implicit\"\n", at)
-		if v := p.binds[0].minTLS; v == "1.0" || v == "1.1" || v == "1.2" || v == "1.3" {
-			fmt.Fprintf(b, "min_version = %s\n", quote(v))
-		}
-		for _, crt := range p.binds[0].crts {
-			// HAProxy's crt is one PEM with the chain and the key.
-			fmt.Fprintf(b, "[[%s.tls.cert]]\ncert = %s\nkey = %s\n", at, quote(crt), quote(crt))
-		}
+		emitTLS(b, p.binds[0], at)
 	}
 	b.WriteString("\n")
+}
+
+// emitTLS writes a frontend's [at.tls] from its first bind line's ssl
+// settings: implicit TLS, the minimum version, the certificates.
+func emitTLS(b *strings.Builder, bd bindAddr, at string) {
+	fmt.Fprintf(b, "[%s.tls]\nmode = \"implicit\"\n", at)
+	if v := bd.minTLS; v == "1.0" || v == "1.1" || v == "1.2" || v == "1.3" {
+		fmt.Fprintf(b, "min_version = %s\n", quote(v))
+	}
+	for _, crt := range bd.crts {
+		// HAProxy's crt is one PEM with the chain and the key.
+		fmt.Fprintf(b, "[[%s.tls.cert]]\ncert = %s\nkey = %s\n", at, quote(crt), quote(crt))
+	}
 }
 
 // emitHTTPFrontend writes the rest of a mode http frontend: the HTTP
@@ -463,13 +469,7 @@ func (t *translator) emitHTTPFrontend(b *strings.Builder, plan *frontendPlan, at
 		fmt.Fprintf(b, "[%s.timeouts]\n%s\n", at, strings.Join(tl, "\n"))
 	}
 	if plan.tls {
-		fmt.Fprintf(b, "[%s.tls]\nmode = \"implicit\"\n", at)
-		if v := p.binds[0].minTLS; v == "1.0" || v == "1.1" || v == "1.2" || v == "1.3" {
-			fmt.Fprintf(b, "min_version = %s\n", quote(v))
-		}
-		for _, crt := range p.binds[0].crts {
-			fmt.Fprintf(b, "[[%s.tls.cert]]\ncert = %s\nkey = %s\n", at, quote(crt), quote(crt))
-		}
+		emitTLS(b, p.binds[0], at)
 	}
 
 	fmt.Fprintf(b, "[%s.http]\n", at)
