@@ -269,6 +269,13 @@ type FrontendTLS struct {
 	Mode TLSMode `toml:"mode"`
 	// MinVersion is the lowest TLS version accepted. Default "1.2".
 	MinVersion TLSVersion `toml:"min_version"`
+	// Curves are the key exchange groups accepted (HAProxy's bind option
+	// curves): "X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024",
+	// "X25519", "P-256", "P-384", "P-521". Go picks among them in its own
+	// order of preference; the list's order does not matter. Default: Go's
+	// own set, which includes the post-quantum hybrids (chosen when the
+	// client offers one, at some CPU per handshake).
+	Curves []TLSCurve `toml:"curves"`
 	// Certs are the [[frontend.NAME.tls.cert]] entries. The first is the
 	// default; the others are chosen by SNI from the names in each
 	// certificate.

@@ -380,6 +380,8 @@ func TestParseInvalid(t *testing.T) {
 		{name: "balance", old: `balance = "user"`, new: `balance = "hash"`, key: "backend.dovecot.balance", msg: `use one of "user"`},
 		{name: "tls mode", old: `mode = "starttls"`, new: `mode = "ssl"`, key: "frontend.imap.tls.mode", msg: "unknown value"},
 		{name: "min version", old: `mode = "starttls"`, new: "mode = \"starttls\"\nmin_version = \"1.4\"", key: "frontend.imap.tls.min_version", msg: `"1.3"`},
+		{name: "curve unknown", old: `mode = "starttls"`, new: "mode = \"starttls\"\ncurves = [\"X25519\", \"secp256k1\"]", key: "frontend.imap.tls.curves[1]", msg: `unknown curve "secp256k1"`},
+		{name: "curve twice", old: `mode = "starttls"`, new: "mode = \"starttls\"\ncurves = [\"P-256\", \"P-256\"]", key: "frontend.imap.tls.curves[1]", msg: "listed twice"},
 		{name: "check type", old: `type = "imap"`, new: `type = "ping"`, key: "backend.dovecot.check.type", msg: "unknown value"},
 		{name: "check send_proxy", old: `type = "imap"`, new: "type = \"imap\"\nsend_proxy = \"yes\"", key: "backend.dovecot.check.send_proxy", msg: "unknown value"},
 		{name: "server send_proxy", old: `send_proxy = "v2-ssl"`, new: `send_proxy = "v3"`, key: "backend.dovecot.server[1].send_proxy", msg: `"v2-ssl"`},

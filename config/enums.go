@@ -128,6 +128,24 @@ func (v TLSVersion) Uint16() uint16 {
 	}
 }
 
+// TLSCurve is one of frontend.NAME.tls.curves: a key exchange group by
+// the name Go and RFC 8446's registry give it.
+type TLSCurve string
+
+// tlsCurves are the groups crypto/tls implements, by name.
+var tlsCurves = map[TLSCurve]tls.CurveID{
+	"X25519MLKEM768":     tls.X25519MLKEM768,
+	"SecP256r1MLKEM768":  tls.SecP256r1MLKEM768,
+	"SecP384r1MLKEM1024": tls.SecP384r1MLKEM1024,
+	"X25519":             tls.X25519,
+	"P-256":              tls.CurveP256,
+	"P-384":              tls.CurveP384,
+	"P-521":              tls.CurveP521,
+}
+
+// CurveID is the group's crypto/tls identifier, or 0 for an unknown name.
+func (c TLSCurve) CurveID() tls.CurveID { return tlsCurves[c] }
+
 // PlaintextLogin is frontend.NAME.plaintext_login.
 type PlaintextLogin string
 

@@ -390,6 +390,16 @@ func (c *Config) validateFrontendTLS(p *problems, at string, f *Frontend) {
 	if t.MinVersion.Uint16() == 0 {
 		p.addf(at+".min_version", `unknown value %q; use one of "1.0", "1.1", "1.2", "1.3"`, string(t.MinVersion))
 	}
+	seen := make(map[TLSCurve]bool)
+	for i, c := range t.Curves {
+		switch {
+		case c.CurveID() == 0:
+			p.addf(fmt.Sprintf("%s.curves[%d]", at, i), `unknown curve %q; use "X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "X25519", "P-256", "P-384" or "P-521"`, string(c))
+		case seen[c]:
+			p.addf(fmt.Sprintf("%s.curves[%d]", at, i), "%q is listed twice", string(c))
+		}
+		seen[c] = true
+	}
 	if err != nil || t.Mode == TLSModeNone {
 		return // certificates are unused
 	}

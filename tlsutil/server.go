@@ -27,6 +27,9 @@ type ServerOptions struct {
 	// MinVersion is the lowest TLS version accepted from clients
 	// (tls.VersionTLS10 ... tls.VersionTLS13). Zero means tls.VersionTLS12.
 	MinVersion uint16
+	// Curves are the key exchange groups accepted (crypto/tls chooses
+	// among them in its own order); nil means crypto/tls's defaults.
+	Curves []tls.CurveID
 }
 
 // ErrNoCertificates is returned by NewServer when ServerOptions.Certs is empty.
@@ -39,6 +42,7 @@ var ErrNoCertificates = errors.New("no certificates configured")
 type Server struct {
 	files      []CertFiles
 	minVersion uint16
+	curves     []tls.CurveID
 	set        atomic.Pointer[certSet]
 }
 
@@ -64,6 +68,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s := &Server{
 		files:      append([]CertFiles(nil), opts.Certs...),
 		minVersion: minVersion,
+		curves:     append([]tls.CurveID(nil), opts.Curves...),
 	}
 	set, err := loadCertSet(s.files)
 	if err != nil {
@@ -83,8 +88,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 // The caller may modify the returned Config; it is not shared.
 func (s *Server) Config() *tls.Config {
 	return &tls.Config{
-		MinVersion:     s.minVersion,
-		GetCertificate: s.getCertificate,
+		MinVersion:       s.minVersion,
+		CurvePreferences: append([]tls.CurveID(nil), s.curves...),
+		GetCertificate:   s.getCertificate,
 	}
 }
 

@@ -44,6 +44,7 @@ type handshakeResult struct {
 	leaf      *x509.Certificate // certificate the server presented
 	serverSNI string            // server name the server saw
 	version   uint16
+	curve     tls.CurveID // the key exchange group negotiated
 }
 
 // handshake accepts one TLS connection on 127.0.0.1 with serverCfg, dials it
@@ -84,7 +85,7 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (handshakeResult,
 		return handshakeResult{}, sr.err
 	}
 	st := conn.ConnectionState()
-	return handshakeResult{leaf: st.PeerCertificates[0], serverSNI: sr.sni, version: st.Version}, nil
+	return handshakeResult{leaf: st.PeerCertificates[0], serverSNI: sr.sni, version: st.Version, curve: st.CurveID}, nil
 }
 
 // serveOneHandshake accepts one connection from ln, runs the server side of
@@ -151,6 +152,34 @@ func TestServerSNI(t *testing.T) {
 				t.Errorf("got certificate for %v, want %s", res.leaf.DNSNames, tt.want.Cert)
 			}
 		})
+	}
+}
+
+// TestServerCurves: with Curves set, a client that offers Go's default
+// groups (the post-quantum hybrid first) gets one of the configured ones;
+// without, the hybrid.
+func TestServerCurves(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeCert(t, dir, "a.test")
+	for _, tt := range []struct {
+		curves []tls.CurveID
+		want   tls.CurveID
+	}{
+		{nil, tls.X25519MLKEM768},
+		{[]tls.CurveID{tls.X25519, tls.CurveP256}, tls.X25519},
+		{[]tls.CurveID{tls.CurveP256}, tls.CurveP256},
+	} {
+		srv, err := NewServer(ServerOptions{Certs: []CertFiles{cert}, Curves: tt.curves})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := handshake(t, srv.Config(), insecureClient("a.test"))
+		if err != nil {
+			t.Fatalf("curves %v: handshake: %v", tt.curves, err)
+		}
+		if res.curve != tt.want {
+			t.Errorf("curves %v: negotiated %v, want %v", tt.curves, res.curve, tt.want)
+		}
 	}
 }
 

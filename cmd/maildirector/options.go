@@ -80,6 +80,9 @@ func frontendOptions(f *config.Frontend, retries int) (proxy.Frontend, error) {
 		return fe, nil
 	}
 	opts := tlsutil.ServerOptions{MinVersion: f.TLS.MinVersion.Uint16()}
+	for _, c := range f.TLS.Curves {
+		opts.Curves = append(opts.Curves, c.CurveID())
+	}
 	for _, c := range f.TLS.Certs {
 		opts.Certs = append(opts.Certs, tlsutil.CertFiles{Cert: c.Cert, Key: c.Key})
 	}

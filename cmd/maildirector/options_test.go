@@ -1,11 +1,17 @@
 package main
 
 import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/maildirector/maildirector/config"
 	httpfe "github.com/maildirector/maildirector/protocols/http"
+	"github.com/maildirector/maildirector/tlsutil"
 )
 
 // TestLMTPWaitsIdleNotPreauth: an MTA's LMTP connection waits for its next
@@ -99,5 +105,56 @@ address = "127.0.0.1:81"
 			}
 			tt.check(t, httpOptions(cfg.Frontends["web"], nil, nil))
 		})
+	}
+}
+
+// TestTLSCurvesOptions: frontend.NAME.tls.curves reaches the listener's
+// tls.Config; without it Go's defaults stay (no list).
+func TestTLSCurvesOptions(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM, err := tlsutil.SelfSigned("mail.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		curves string
+		want   []tls.CurveID
+	}{
+		{"", nil},
+		{`curves = ["P-256", "X25519"]`, []tls.CurveID{tls.CurveP256, tls.X25519}},
+	} {
+		cfg, err := config.Parse([]byte(fmt.Sprintf(`
+[frontend.imaps]
+protocol = "imap"
+bind = ["127.0.0.1:1993"]
+backend = "d"
+[frontend.imaps.tls]
+mode = "implicit"
+%s
+[[frontend.imaps.tls.cert]]
+cert = %q
+key = %q
+[backend.d]
+[[backend.d.server]]
+name = "s"
+address = "127.0.0.1"
+`, tt.curves, certFile, keyFile)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fe, err := frontendOptions(cfg.Frontends["imaps"], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(fe.TLS.CurvePreferences, tt.want) {
+			t.Errorf("%q: CurvePreferences %v, want %v", tt.curves, fe.TLS.CurvePreferences, tt.want)
+		}
 	}
 }
