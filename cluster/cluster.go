@@ -103,13 +103,13 @@ type Cluster struct {
 
 	mu        sync.Mutex
 	backends  map[string]*attached
-	assign    map[string]*cached   // by "backend/user"
-	overrides map[string]override  // by "backend/server"
-	frozen    map[string]bool      // users
-	nodes     map[string]NodeInfo  // by name, this one included
+	assign    map[string]*cached            // by "backend/user"
+	overrides map[string]override           // by "backend/server"
+	frozen    map[string]bool               // users
+	nodes     map[string]NodeInfo           // by name, this one included
 	leases    map[[2]int64]clientv3.LeaseID // by {bucket, ttl seconds}
-	applied   int64                // the revision applied
-	since     time.Time            // of the degraded state, or of the last resync
+	applied   int64                         // the revision applied
+	since     time.Time                     // of the degraded state, or of the last resync
 	lastErr   string
 	published string // the last node value written
 	started   time.Time

@@ -29,8 +29,8 @@ type runtime struct {
 	state   *runState
 	ctlSock *controlSocket // nil when control.socket is unset
 	// fleet is the node's [cluster] membership; nil without one.
-	fleet *fleet
-	path    string         // the configuration file
+	fleet   *fleet
+	path    string // the configuration file
 	level   *slog.LevelVar
 	started time.Time
 	// statsLn is the [stats] listener; nil when none is configured.
