@@ -1,0 +1,315 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/internal/etcdlab"
+)
+
+// One etcd member for the package's tests (the integration tests run
+// three); each test uses its own prefix.
+var (
+	labOnce sync.Once
+	lab     *etcdlab.Lab
+	labErr  error
+)
+
+func endpoints(t *testing.T) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("short: needs a real etcd")
+	}
+	labOnce.Do(func() { lab, labErr = etcdlab.Start(etcdlab.Options{Members: 1}) })
+	if labErr != nil {
+		t.Fatal(labErr)
+	}
+	return lab.Endpoints()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if lab != nil {
+		lab.Close()
+	}
+	os.Exit(code)
+}
+
+// node is one maildirector node of a test: a cluster member with one
+// backend "imap" of servers s1, s2, s3.
+type node struct {
+	c     *Cluster
+	dir   *director.Director
+	holds *director.Holds
+	moved chan string // OnMove: "user server"
+}
+
+func newNode(t *testing.T, eps []string, name string, opts ...func(*Options)) *node {
+	t.Helper()
+	n := &node{holds: director.NewHolds(), moved: make(chan string, 16)}
+	o := Options{
+		Endpoints: eps, Prefix: "/test/" + t.Name(), Node: name, Holds: n.holds,
+		Heartbeat: 200 * time.Millisecond, NodeTTL: 2 * time.Second, Refresh: time.Second,
+		RequestTimeout: 500 * time.Millisecond, DialTimeout: time.Second,
+		OnMove: func(_, user, server string) { n.moved <- user + " " + server },
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.c = c
+	n.dir, err = director.New(director.Options{
+		Name: "imap", Holds: n.holds, Shared: c,
+		Servers: []director.ServerOptions{{Name: "s1", Weight: 100}, {Name: "s2", Weight: 100}, {Name: "s3", Weight: 100}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Attach("imap", n.dir, time.Minute, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; c.Close() })
+	return n
+}
+
+// waitFor polls cond every 10ms until it holds or within passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func synced(t *testing.T, nodes ...*node) {
+	t.Helper()
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, n.c.Node()+" synchronised", func() bool { return !n.c.Degraded() })
+	}
+	// Every node has every other's heartbeat.
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, n.c.Node()+" sees every node", func() bool { return len(n.c.Status().Nodes) >= len(nodes) })
+	}
+}
+
+func all(string) bool { return true }
+
+// TestClaimRace: nodes that place one new user on different servers agree
+// on the first claim's server, through the compare-and-swap.
+func TestClaimRace(t *testing.T) {
+	eps := endpoints(t)
+	a, b := newNode(t, eps, "a"), newNode(t, eps, "b")
+	synced(t, a, b)
+	for i := range 20 {
+		user := fmt.Sprintf("race%d@example.org", i)
+		var wg sync.WaitGroup
+		var got [2]string
+		for k, n := range []*node{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				if got[k], err = n.c.Claim("imap", user, []string{"s1", "s2"}[k], all); err != nil {
+					t.Errorf("claim: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got[0] != got[1] {
+			t.Fatalf("%s: node a got %s, node b got %s; want one server", user, got[0], got[1])
+		}
+	}
+}
+
+// TestPickAdoptsOtherNode: a user node a placed is placed there by node b's
+// director too, even where b's own hashing would choose another server.
+func TestPickAdoptsOtherNode(t *testing.T) {
+	eps := endpoints(t)
+	a, b := newNode(t, eps, "a"), newNode(t, eps, "b")
+	synced(t, a, b)
+	user := "adopt@example.org"
+	hashed := b.dir.Where(user).Server
+	other := "s1"
+	if hashed == "s1" {
+		other = "s2"
+	}
+	if _, err := a.c.Claim("imap", user, other, all); err != nil {
+		t.Fatal(err)
+	}
+	// Before b's watch applied it (Pick asks etcd), or after: the same.
+	l, err := b.dir.Pick(director.Request{User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if l.Server != other {
+		t.Fatalf("node b placed %s on %s; want %s, node a's claim", user, l.Server, other)
+	}
+}
+
+// TestRemoteChangesApplied: a move, a freeze and its release, and an
+// admin state set on one node reach the other's director and holds.
+func TestRemoteChangesApplied(t *testing.T) {
+	eps := endpoints(t)
+	a, b := newNode(t, eps, "a"), newNode(t, eps, "b")
+	synced(t, a, b)
+	user := "mover@example.org"
+	if err := a.c.Move("imap", user, "s3"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "move seen on b", func() bool {
+		p := b.dir.Where(user)
+		return p.Server == "s3" && p.Moved
+	})
+	if err := a.c.Freeze(user); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "freeze seen on b", func() bool { return b.dir.Where(user).Frozen })
+	if _, err := b.dir.Pick(director.Request{User: user}); !errors.Is(err, director.ErrHeld) {
+		t.Fatalf("pick of a frozen user on b: got %v, want ErrHeld", err)
+	}
+	if err := a.c.Release(user); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "release seen on b", func() bool { return !b.dir.Where(user).Frozen })
+	if err := b.c.SetServer("imap", "s2", "maint", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "maint seen on a", func() bool {
+		for _, s := range a.dir.Servers() {
+			if s.Name == "s2" {
+				return s.Admin == director.AdminMaint
+			}
+		}
+		return false
+	})
+	// A node that joins later gets it all from its first load.
+	c := newNode(t, eps, "c")
+	synced(t, c)
+	if p := c.dir.Where(user); p.Server != "s3" || !p.Moved {
+		t.Fatalf("late node: %s on %q (moved %v); want s3, moved", user, p.Server, p.Moved)
+	}
+	for _, s := range c.dir.Servers() {
+		if s.Name == "s2" && s.Admin != director.AdminMaint {
+			t.Fatalf("late node: s2 is %s, want maint", s.Admin)
+		}
+	}
+}
+
+// TestNoMoveWhileUpElsewhere: a node that sees a user's server down may
+// not move the user while another live node sees that server up; once
+// every node sees it down, it may.
+func TestNoMoveWhileUpElsewhere(t *testing.T) {
+	eps := endpoints(t)
+	a, b := newNode(t, eps, "a"), newNode(t, eps, "b")
+	synced(t, a, b)
+	user := "stay@example.org"
+	if _, err := a.c.Claim("imap", user, "s1", all); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "assignment on b", func() bool { return b.dir.Where(user).Server == "s1" })
+	a.dir.SetHealth("s1", false, "test")
+	_, err := a.dir.Pick(director.Request{User: user})
+	if !errors.Is(err, director.ErrServerUnavailable) {
+		t.Fatalf("pick on a while b sees s1 up: got %v, want ErrServerUnavailable", err)
+	}
+	b.dir.SetHealth("s1", false, "test")
+	waitFor(t, 2*time.Second, "a sees b's view", func() bool { return a.c.servesElsewhere("imap", "s1") == "" })
+	l, err := a.dir.Pick(director.Request{User: user})
+	if err != nil {
+		t.Fatalf("pick on a once every node sees s1 down: %v", err)
+	}
+	l.Established()
+	l.Release()
+	waitFor(t, time.Second, "b follows the move", func() bool {
+		e, ok := b.dir.Entry(user)
+		return ok && e.Server == l.Server
+	})
+}
+
+// TestDegraded: with etcd unreachable Claim answers the local choice at
+// once and operator changes are refused.
+func TestDegraded(t *testing.T) {
+	c, err := New(Options{Endpoints: []string{"127.0.0.1:1"}, Node: "lonely", DialTimeout: 200 * time.Millisecond, RequestTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done; c.Close() }()
+	start := time.Now()
+	got, err := c.Claim("imap", "u", "s2", all)
+	if err != nil || got != "s2" {
+		t.Fatalf("claim degraded: got %q, %v; want s2, nil", got, err)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("claim degraded took %s; want at once", d)
+	}
+	if !c.Degraded() {
+		t.Fatal("not degraded without etcd")
+	}
+	if err := c.Move("imap", "u", "s1"); !errors.Is(err, ErrDegraded) {
+		t.Fatalf("move degraded: got %v, want ErrDegraded", err)
+	}
+}
+
+// TestReconcile: an assignment made while etcd was unreachable is
+// published when it answers again.
+func TestReconcile(t *testing.T) {
+	eps := endpoints(t)
+	a := newNode(t, eps, "a")
+	synced(t, a)
+	a.c.fail(errors.New("test: etcd unreachable"))
+	if !a.c.Degraded() {
+		t.Fatal("fail did not degrade")
+	}
+	user := "alone@example.org"
+	l, err := a.dir.Pick(director.Request{User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Established()
+	l.Release()
+	b := newNode(t, eps, "b")
+	synced(t, a, b)
+	waitFor(t, 2*time.Second, "b learns a's degraded assignment", func() bool {
+		e, ok := b.dir.Entry(user)
+		return ok && e.Server == l.Server
+	})
+}
+
+// TestRefresh: a user in use gets its key written again in a later bucket.
+func TestRefresh(t *testing.T) {
+	eps := endpoints(t)
+	a := newNode(t, eps, "a")
+	synced(t, a)
+	user := "busy@example.org"
+	l, err := a.dir.Pick(director.Request{User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Established()
+	defer l.Release()
+	a.c.mu.Lock()
+	first := a.c.assign["imap/"+user].Bucket
+	a.c.mu.Unlock()
+	waitFor(t, 5*time.Second, "refreshed into a later bucket", func() bool {
+		a.c.mu.Lock()
+		defer a.c.mu.Unlock()
+		return a.c.assign["imap/"+user].Bucket > first
+	})
+}
