@@ -688,7 +688,7 @@ func human(out any) string {
 			fmt.Fprintf(tw, "last error:\t%s\n", v.LastErr)
 		}
 		fmt.Fprintf(tw, "revision applied:\t%d\nassignments:\t%d\netcd writes:\t%d\nclaims:\t%d\n", v.Revision, v.Assignments, v.Writes, v.Claims)
-		fmt.Fprintln(tw, "\nETCD ENDPOINT\tHEALTH\tLEADER\tVERSION\tREVISION")
+		fmt.Fprintln(tw, "ETCD ENDPOINT\tHEALTH\tLEADER\tVERSION\tREVISION")
 		for _, e := range v.Endpoints {
 			health := "healthy"
 			if !e.Healthy {
@@ -696,7 +696,7 @@ func human(out any) string {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\n", e.Endpoint, health, e.Leader, dash(e.Version), e.Revision)
 		}
-		fmt.Fprintln(tw, "\nNODE\tLAST HEARTBEAT\tSTARTED\tREVISION\tSEES DOWN")
+		fmt.Fprintln(tw, "NODE\tLAST HEARTBEAT\tSTARTED\tREVISION\tSEES DOWN")
 		for _, n := range v.Nodes {
 			var down []string
 			for b, ss := range n.Down {

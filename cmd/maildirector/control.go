@@ -371,10 +371,13 @@ func (c controller) Release(user, server string) (stats.Released, error) {
 	})
 	released := false
 	for _, u := range names {
+		// The fleet's release reaches this node's holds through its watch
+		// too, maybe first: whether u was held is asked before.
+		wasHeld := slices.Contains(c.rt.holds.Held(), u)
 		if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.Release(u) }); err != nil {
 			return res, err
 		}
-		released = c.rt.holds.Release(u) || released
+		released = c.rt.holds.Release(u) || wasHeld || released
 	}
 	if !released {
 		return res, fmt.Errorf("%s is not frozen", user)
