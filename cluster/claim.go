@@ -286,3 +286,48 @@ func (c *Cluster) refreshBatch(ctx context.Context, backend string, cmps []clien
 	c.mu.Unlock()
 	return nil
 }
+
+var _ director.Unclaimer = (*Cluster)(nil)
+
+// unclaim is an assignment key this node claimed for a login that ended
+// without a session, to delete if nobody wrote it since.
+type unclaim struct {
+	key string
+	rev int64
+}
+
+// Unclaim implements director.Unclaimer: the key this node wrote for user
+// is deleted (in the background, guarded by its revision) if it still
+// holds this node's claim of server.
+func (c *Cluster) Unclaim(backend, user, server string) {
+	if c.degraded.Load() {
+		return
+	}
+	key := backend + "/" + user
+	c.mu.Lock()
+	cur := c.assign[key]
+	if cur == nil || cur.Node != c.opts.Node || cur.Server != server || cur.Moved {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.assign, key)
+	c.mu.Unlock()
+	select {
+	case c.unclaims <- unclaim{key: c.key(kindAssign, backend, user), rev: cur.rev}:
+	default: // full: the key expires with its lease
+	}
+}
+
+// deleteUnclaimed deletes one unclaimed key if its revision is unchanged.
+func (c *Cluster) deleteUnclaimed(ctx context.Context, u unclaim) error {
+	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	resp, err := c.cli.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(u.key), "=", u.rev)).Then(clientv3.OpDelete(u.key)).Commit()
+	if err != nil {
+		return fmt.Errorf("unclaim %s: %w", u.key, err)
+	}
+	if resp.Succeeded {
+		c.writes.Add(1)
+	}
+	return nil
+}

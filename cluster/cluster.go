@@ -37,6 +37,9 @@ const (
 	// batchOps bounds the operations of one refresh transaction (etcd's
 	// --max-txn-ops defaults to 128).
 	batchOps = 100
+	// unclaimQueue bounds the failed logins' claims waiting for their
+	// delete; past it they expire with their lease.
+	unclaimQueue = 4096
 )
 
 // Options configures a Cluster.
@@ -100,6 +103,7 @@ type Cluster struct {
 	writes   atomic.Uint64 // keys written (puts and deletes that took effect)
 	claims   atomic.Uint64 // Claim calls that asked etcd
 	resync   chan struct{} // a request failed: end the session, resync
+	unclaims chan unclaim  // claims of failed logins, to delete
 
 	mu        sync.Mutex
 	backends  map[string]*attached
@@ -161,6 +165,7 @@ func New(opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, prefix: opts.Prefix + "/", cli: cli, log: log.With("node", opts.Node),
 		resync:    make(chan struct{}, 1),
+		unclaims:  make(chan unclaim, unclaimQueue),
 		backends:  make(map[string]*attached),
 		assign:    make(map[string]*cached),
 		overrides: make(map[string]override),
@@ -332,6 +337,10 @@ func (c *Cluster) session(ctx context.Context) error {
 			}
 		case <-view.C:
 			if err := c.heartbeat(ctx, lease.ID, false); err != nil {
+				return err
+			}
+		case u := <-c.unclaims:
+			if err := c.deleteUnclaimed(ctx, u); err != nil {
 				return err
 			}
 		case now := <-refresh.C:

@@ -313,3 +313,36 @@ func TestRefresh(t *testing.T) {
 		return a.c.assign["imap/"+user].Bucket > first
 	})
 }
+
+// TestUnclaim: a login that claimed a new user's server and ended without
+// a session (a rejected password) leaves no key behind; one that
+// established a session keeps it.
+func TestUnclaim(t *testing.T) {
+	eps := endpoints(t)
+	a, b := newNode(t, eps, "a"), newNode(t, eps, "b")
+	synced(t, a, b)
+	known := func(n *node, user string) bool {
+		n.c.mu.Lock()
+		defer n.c.mu.Unlock()
+		return n.c.assign["imap/"+user] != nil
+	}
+	l, err := a.dir.Pick(director.Request{User: "nobody@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "b learns the claim", func() bool { return known(b, "nobody@example.org") })
+	l.Answered()
+	l.Release()
+	waitFor(t, 2*time.Second, "the claim of a failed login deleted", func() bool { return !known(b, "nobody@example.org") })
+
+	l, err = a.dir.Pick(director.Request{User: "somebody@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Established()
+	l.Release()
+	time.Sleep(300 * time.Millisecond)
+	if !known(b, "somebody@example.org") || !known(a, "somebody@example.org") {
+		t.Fatal("the claim of an established session was taken back")
+	}
+}

@@ -75,12 +75,15 @@ type Lease struct {
 	// User is the normalised user name.
 	User string
 
-	d           *Director
-	entry       *sticky // nil without a sticky entry (BalanceSource, empty user)
-	recipient   bool    // Request.Recipient: counted in server.recipients, not sessions
-	prev        int     // the entry's server before this Pick moved it; -1 if not moved
-	established bool    // guarded by d.mu
-	released    bool    // guarded by d.mu
+	d         *Director
+	entry     *sticky // nil without a sticky entry (BalanceSource, empty user)
+	recipient bool    // Request.Recipient: counted in server.recipients, not sessions
+	prev      int     // the entry's server before this Pick moved it; -1 if not moved
+	// claimed says Pick claimed the user's server with Options.Shared:
+	// a login that ends without a session takes the claim back.
+	claimed     bool
+	established bool // guarded by d.mu
+	released    bool // guarded by d.mu
 }
 
 // lookupLocked returns the user's entry: its sticky entry, dropped if it
@@ -152,7 +155,9 @@ func (l *Lease) Release() {
 	d := l.d
 	d.mu.Lock()
 	d.releaseLocked(l, time.Now())
+	unclaim := d.unclaimLocked(l)
 	d.mu.Unlock()
+	unclaim()
 }
 
 // Failed reports that the server failed before the session could start
@@ -180,7 +185,9 @@ func (l *Lease) Failed(err error) {
 		s.passiveDowns++
 	}
 	onDown := d.onDown
+	unclaim := d.unclaimLocked(l)
 	d.mu.Unlock()
+	unclaim()
 	if reason != "" && onDown != nil {
 		onDown(l.Server, reason)
 	}

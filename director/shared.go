@@ -26,6 +26,30 @@ type Shared interface {
 	Claim(backend, user, server string, usable func(server string) bool) (string, error)
 }
 
+// Unclaimer is implemented by a Shared that takes back the claim of a
+// login that ended without a session (a rejected password, a dead
+// server), so that failed logins of unknown names leave nothing in the
+// fleet's store. Unclaim must not block: it is called when a lease ends.
+type Unclaimer interface {
+	Unclaim(backend, user, server string)
+}
+
+// unclaimLocked returns what takes back l's claim once the lock is
+// released: something only when Pick claimed for l, no session was
+// established, and the user has no entry left (its last lease ended
+// without one). Otherwise a no-op.
+func (d *Director) unclaimLocked(l *Lease) func() {
+	u, ok := d.shared.(Unclaimer)
+	if !ok || !l.claimed || l.established || !l.released {
+		return func() {}
+	}
+	l.claimed = false
+	if d.lookupLocked(l.User, time.Now()) != nil {
+		return func() {}
+	}
+	return func() { u.Unclaim(d.name, l.User, l.Server) }
+}
+
 // ErrShared wraps a Shared placement's refusal.
 var ErrShared = errors.New("the fleet keeps the user on its server")
 
@@ -42,6 +66,7 @@ func (d *Director) claim(l *Lease, req Request) (*Lease, error) {
 	}
 	won, err := d.shared.Claim(d.name, l.User, l.Server, usable)
 	if err == nil && won == l.Server {
+		l.claimed = true
 		return l, nil
 	}
 	if err == nil {

@@ -36,6 +36,7 @@ func TestClusterOneServerPerUser(t *testing.T) {
 	}
 	ce.placeSessions(res)
 	ce.checkOneServer(res)
+	t.Logf("etcd writes per login: %.3f (new placements, moves and expiry refreshes; heartbeats apart)", ce.writesPerLogin(len(res.sessions)+len(res.failed)))
 
 	// The nodes agree on every user, and LMTP through any node delivers
 	// there.
@@ -309,10 +310,24 @@ func TestClusterEtcdDown(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	res := <-done
-	t.Logf("%d sessions, %d failed logins", len(res.sessions), len(res.failed))
+	t.Logf("%d sessions, %d failed logins; etcd writes per login %.3f", len(res.sessions), len(res.failed), ce.writesPerLogin(len(res.sessions)))
 	if len(res.failed) > 0 {
 		t.Errorf("%d logins failed with etcd down; want none: %v", len(res.failed), head(res.failed, 10))
 	}
 	ce.placeSessions(res)
 	ce.checkOneServer(res)
+}
+
+// writesPerLogin is the etcd keys the nodes wrote, per login attempt.
+func (ce *clusterEnv) writesPerLogin(logins int) float64 {
+	ce.t.Helper()
+	var writes uint64
+	for _, n := range ce.nodes {
+		var st clusterStatus
+		if err := n.ctlJSON(&st, "show cluster"); err != nil {
+			ce.t.Fatal(err)
+		}
+		writes += st.Writes
+	}
+	return float64(writes) / float64(max(logins, 1))
 }

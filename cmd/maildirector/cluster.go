@@ -162,3 +162,16 @@ func (rt *runtime) Cluster(withEndpoints bool) *stats.ClusterSnapshot {
 	}
 	return out
 }
+
+// detachCluster tells the cluster about the backends a reload dropped
+// (running: those that stay). Call with rt.mu held.
+func (rt *runtime) detachCluster(running map[string]*backend) {
+	if rt.fleet == nil {
+		return
+	}
+	for name := range rt.backends {
+		if running[name] == nil {
+			rt.fleet.c.Detach(name)
+		}
+	}
+}
