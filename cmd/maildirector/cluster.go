@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/maildirector/maildirector/cluster"
@@ -163,9 +164,13 @@ func (rt *runtime) Cluster(withEndpoints bool) *stats.ClusterSnapshot {
 	return out
 }
 
-// detachCluster tells the cluster about the backends a reload dropped
-// (running: those that stay). Call with rt.mu held.
-func (rt *runtime) detachCluster(running map[string]*backend) {
+// clusterReloaded tells the cluster about the backends a reload dropped
+// (running: those that stay), and says when [cluster] itself changed,
+// which takes a restart. Call with rt.mu held.
+func (rt *runtime) clusterReloaded(conf config.Cluster, running map[string]*backend) {
+	if rt.cfg != nil && !reflect.DeepEqual(rt.cfg.Cluster, conf) {
+		rt.log.Warn("[cluster] changed: it takes effect at the next restart, the node keeps its current membership")
+	}
 	if rt.fleet == nil {
 		return
 	}

@@ -196,7 +196,7 @@ func (rt *runtime) apply(cfg *config.Config) error {
 		}
 		rt.attachCluster(name, bb)
 	}
-	rt.detachCluster(backends)
+	rt.clusterReloaded(cfg.Cluster, backends)
 	rt.swapLMTPLocked()
 	rt.cfg, rt.backends = cfg, backends
 	return nil
