@@ -84,6 +84,8 @@ func Start(opts Options) (*Lab, error) {
 			return nil, err
 		}
 		l.Dir, l.removeOn = d, true
+	} else if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	var initial []string
 	for i := range n {
