@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,44 +67,14 @@ func (c *Cluster) Claim(backend, user, server string, usable func(string) bool) 
 // put writes one assignment if cmp holds, else reads the key: won, or the
 // key's current value (nil if none).
 func (c *Cluster) put(backend, user string, v assignment, cmp clientv3.Cmp) (bool, *cached, error) {
-	a := c.backend(backend)
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RequestTimeout)
-	defer cancel()
-	lease, bucket, err := c.bucketLease(ctx, a)
+	lease, bucket, err := c.bucketLease(ctx, c.backend(backend))
+	cancel()
 	if err != nil {
 		return false, nil, err
 	}
 	v.Bucket = bucket
-	k := c.key(kindAssign, backend, user)
-	resp, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(k, mustJSON(v), clientv3.WithLease(lease))).Else(clientv3.OpGet(k)).Commit()
-	if err != nil {
-		return false, nil, fmt.Errorf("claim %s: %w", k, err)
-	}
-	key := backend + "/" + user
-	if resp.Succeeded {
-		c.writes.Add(1)
-		c.mu.Lock()
-		if old := c.assign[key]; old == nil || old.rev < resp.Header.Revision {
-			c.assign[key] = &cached{assignment: v, rev: resp.Header.Revision, seen: time.Now()}
-		}
-		c.mu.Unlock()
-		return true, nil, nil
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 0 {
-		return false, nil, nil
-	}
-	w, err := decodeAssignment(kvs[0].Value)
-	if err != nil {
-		return false, nil, nil
-	}
-	cur := &cached{assignment: w, rev: kvs[0].ModRevision}
-	c.mu.Lock()
-	if old := c.assign[key]; old == nil || old.rev < cur.rev {
-		c.assign[key] = cur
-	}
-	c.mu.Unlock()
-	return false, cur, nil
+	return c.submit(claimReq{backend: backend, user: user, key: c.key(kindAssign, backend, user), v: v, lease: lease, cmp: cmp})
 }
 
 // servesElsewhere names a live node other than this one that sees server
@@ -166,25 +137,45 @@ func (c *Cluster) bucketLease(ctx context.Context, a *attached) (clientv3.LeaseI
 // createAll writes the entries etcd lacks, in batches; an entry another
 // node wrote meanwhile is adopted from it. It returns the keys written.
 func (c *Cluster) createAll(ctx context.Context, backend string, a *attached, entries []director.Entry) (int, error) {
-	written := 0
+	type answer struct {
+		e      director.Entry
+		won    bool
+		winner *cached
+		err    error
+	}
+	answers := make(chan answer, len(entries))
+	// Each waits in the claim queue, so that they are committed batchOps
+	// to a transaction; at most claimQueue/2 at once.
+	sem := make(chan struct{}, claimQueue/2)
 	for _, e := range entries {
 		if ctx.Err() != nil {
-			return written, ctx.Err()
+			return 0, ctx.Err()
 		}
-		cmp := clientv3.Compare(clientv3.CreateRevision(c.key(kindAssign, backend, e.User)), "=", 0)
-		won, winner, err := c.put(backend, e.User, assignment{Server: e.Server, Moved: e.Moved, Node: c.opts.Node}, cmp)
-		if err != nil {
-			return written, err
-		}
-		if won {
+		sem <- struct{}{}
+		go c.createOne(backend, e, sem, func(won bool, winner *cached, err error) { answers <- answer{e, won, winner, err} })
+	}
+	written := 0
+	var firstErr error
+	for range entries {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			firstErr = cmp.Or(firstErr, a.err)
+		case a.won:
 			written++
-			continue
-		}
-		if winner != nil {
-			c.applyAssign(backend, e.User, winner.assignment)
+		case a.winner != nil:
+			c.applyAssign(backend, a.e.User, a.winner.assignment)
 		}
 	}
-	return written, nil
+	return written, firstErr
+}
+
+// createOne claims e's server for a user etcd lacks, answers, and frees
+// its place in sem.
+func (c *Cluster) createOne(backend string, e director.Entry, sem chan struct{}, answer func(bool, *cached, error)) {
+	defer func() { <-sem }()
+	create := clientv3.Compare(clientv3.CreateRevision(c.key(kindAssign, backend, e.User)), "=", 0)
+	answer(c.put(backend, e.User, assignment{Server: e.Server, Moved: e.Moved, Node: c.opts.Node}, create))
 }
 
 // refresh writes again, with the current bucket's lease, the assignments

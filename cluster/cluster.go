@@ -104,6 +104,7 @@ type Cluster struct {
 	claims   atomic.Uint64 // Claim calls that asked etcd
 	resync   chan struct{} // a request failed: end the session, resync
 	unclaims chan unclaim  // claims of failed logins, to delete
+	claimq   chan claimReq // claims waiting for their group commit
 
 	mu        sync.Mutex
 	backends  map[string]*attached
@@ -166,6 +167,7 @@ func New(opts Options) (*Cluster, error) {
 		opts: opts, prefix: opts.Prefix + "/", cli: cli, log: log.With("node", opts.Node),
 		resync:    make(chan struct{}, 1),
 		unclaims:  make(chan unclaim, unclaimQueue),
+		claimq:    make(chan claimReq, claimQueue),
 		backends:  make(map[string]*attached),
 		assign:    make(map[string]*cached),
 		overrides: make(map[string]override),
@@ -229,6 +231,9 @@ func (c *Cluster) backend(name string) *attached {
 // heartbeat, refresh) while etcd answers, the degraded state while it does
 // not, a resync when it answers again.
 func (c *Cluster) Run(ctx context.Context) {
+	batcher := make(chan struct{})
+	go c.batchClaims(ctx, batcher)
+	defer func() { <-batcher }()
 	for ctx.Err() == nil {
 		err := c.session(ctx)
 		if ctx.Err() != nil {
