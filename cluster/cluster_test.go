@@ -134,29 +134,47 @@ func TestClaimRace(t *testing.T) {
 	}
 }
 
-// TestPickAdoptsOtherNode: a user node a placed is placed there by node b's
-// director too, even where b's own hashing would choose another server.
+// TestPickAdoptsOtherNode: two nodes whose directors choose differently
+// (node a sees a server down that b sees up) log one new user in at the
+// same moment: both leases end on one server, or node a's login is
+// refused (its choice lost, and the winner's server is down for a only).
 func TestPickAdoptsOtherNode(t *testing.T) {
 	eps := endpoints(t)
 	a, b := newNode(t, eps, "a"), newNode(t, eps, "b")
 	synced(t, a, b)
-	user := "adopt@example.org"
-	hashed := b.dir.Where(user).Server
-	other := "s1"
-	if hashed == "s1" {
-		other = "s2"
+	a.dir.SetHealth("s1", false, "test: down for node a only")
+	a.dir.SetHealth("s2", false, "test: down for node a only")
+	adopted := 0
+	for i := range 30 {
+		user := fmt.Sprintf("adopt%d@example.org", i)
+		var la, lb *director.Lease
+		var ea, eb error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); la, ea = a.dir.Pick(director.Request{User: user}) }()
+		go func() { defer wg.Done(); lb, eb = b.dir.Pick(director.Request{User: user}) }()
+		wg.Wait()
+		if eb != nil {
+			t.Fatalf("%s: node b refused: %v", user, eb)
+		}
+		if ea != nil {
+			if !errors.Is(ea, director.ErrServerUnavailable) {
+				t.Fatalf("%s: node a: %v, want ErrServerUnavailable", user, ea)
+			}
+			lb.Release()
+			continue
+		}
+		if la.Server != lb.Server {
+			t.Fatalf("%s: node a on %s, node b on %s; want one server", user, la.Server, lb.Server)
+		}
+		if la.Reason == "cluster" || lb.Reason == "cluster" {
+			adopted++
+		}
+		la.Release()
+		lb.Release()
 	}
-	if _, err := a.c.Claim("imap", user, other, all); err != nil {
-		t.Fatal(err)
-	}
-	// Before b's watch applied it (Pick asks etcd), or after: the same.
-	l, err := b.dir.Pick(director.Request{User: user})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
-	if l.Server != other {
-		t.Fatalf("node b placed %s on %s; want %s, node a's claim", user, l.Server, other)
+	if adopted == 0 {
+		t.Errorf("no pick adopted another node's placement; the race was never run")
 	}
 }
 
@@ -251,13 +269,12 @@ func TestDegraded(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	defer func() { cancel(); <-done; c.Close() }()
-	start := time.Now()
 	got, err := c.Claim("imap", "u", "s2", all)
 	if err != nil || got != "s2" {
 		t.Fatalf("claim degraded: got %q, %v; want s2, nil", got, err)
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("claim degraded took %s; want at once", d)
+	if n := c.Status().Claims; n != 0 {
+		t.Errorf("claim degraded asked etcd %d times; want the local answer at once", n)
 	}
 	if !c.Degraded() {
 		t.Fatal("not degraded without etcd")

@@ -26,6 +26,10 @@ type sticky struct {
 	// and no failover has moved it since.
 	since, active time.Time
 	moved         bool
+	// claimed says a Pick claimed the user's server with Options.Shared
+	// and no session was established since: when the entry's last lease
+	// ends without one, the claim is taken back (Unclaimer).
+	claimed bool
 }
 
 // addLocked puts e into the sticky table as user's entry.
@@ -79,9 +83,6 @@ type Lease struct {
 	entry     *sticky // nil without a sticky entry (BalanceSource, empty user)
 	recipient bool    // Request.Recipient: counted in server.recipients, not sessions
 	prev      int     // the entry's server before this Pick moved it; -1 if not moved
-	// claimed says Pick claimed the user's server with Options.Shared:
-	// a login that ends without a session takes the claim back.
-	claimed     bool
 	established bool // guarded by d.mu
 	released    bool // guarded by d.mu
 }
@@ -113,6 +114,7 @@ func (l *Lease) Established() {
 	if !l.established && !l.released {
 		l.established = true
 		if l.entry != nil {
+			l.entry.claimed = false
 			d.pinLocked(l.User, l.entry)
 		}
 	}

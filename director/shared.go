@@ -34,20 +34,19 @@ type Unclaimer interface {
 	Unclaim(backend, user, server string)
 }
 
-// unclaimLocked returns what takes back l's claim once the lock is
-// released: something only when Pick claimed for l, no session was
-// established, and the user has no entry left (its last lease ended
-// without one). Otherwise a no-op.
+// unclaimLocked returns what takes back the claim of l's entry once the
+// lock is released: something only when a Pick claimed the entry's server,
+// no session was established on it, and l was its last lease (the entry
+// is gone). Otherwise a no-op.
 func (d *Director) unclaimLocked(l *Lease) func() {
 	u, ok := d.shared.(Unclaimer)
-	if !ok || !l.claimed || l.established || !l.released {
+	e := l.entry
+	if !ok || e == nil || !e.claimed || !l.released || d.lookupLocked(l.User, time.Now()) != nil {
 		return func() {}
 	}
-	l.claimed = false
-	if d.lookupLocked(l.User, time.Now()) != nil {
-		return func() {}
-	}
-	return func() { u.Unclaim(d.name, l.User, l.Server) }
+	e.claimed = false
+	server := d.servers[e.server].name
+	return func() { u.Unclaim(d.name, l.User, server) }
 }
 
 // ErrShared wraps a Shared placement's refusal.
@@ -66,7 +65,11 @@ func (d *Director) claim(l *Lease, req Request) (*Lease, error) {
 	}
 	won, err := d.shared.Claim(d.name, l.User, l.Server, usable)
 	if err == nil && won == l.Server {
-		l.claimed = true
+		d.mu.Lock()
+		if l.entry != nil && !l.released {
+			l.entry.claimed = true
+		}
+		d.mu.Unlock()
 		return l, nil
 	}
 	if err == nil {

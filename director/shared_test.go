@@ -36,17 +36,22 @@ func TestSharedClaim(t *testing.T) {
 		name       string
 		fleet      map[string]string
 		refuse     error
+		down       string // a server down on this node
 		wantServer string // "" : Pick fails
 	}{
 		{name: "claim won", wantServer: "hash"},
 		{name: "another node placed the user first", fleet: map[string]string{"alice": "s2"}, wantServer: "s2"},
 		{name: "refused", refuse: errors.New("up elsewhere")},
 		{name: "fleet names a server this backend lacks", fleet: map[string]string{"alice": "nope"}},
+		{name: "fleet's server is down here", fleet: map[string]string{"alice": "s1"}, down: "s1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeShared{fleet: tc.fleet, refuse: tc.refuse}
 			d := newDirector(t, Options{Name: "b", Servers: servers(100, 100, 100), Shared: f})
+			if tc.down != "" {
+				d.SetHealth(tc.down, false, "test")
+			}
 			hashed := d.Where("alice").Server
 			want := tc.wantServer
 			if want == "hash" {
@@ -94,5 +99,43 @@ func TestSharedClaim(t *testing.T) {
 				t.Errorf("a sticky login asked the fleet: %v", f.claims[n:])
 			}
 		})
+	}
+}
+
+// unclaimShared is a fakeShared that records Unclaim.
+type unclaimShared struct {
+	fakeShared
+	unclaimed []string
+}
+
+func (u *unclaimShared) Unclaim(_, user, server string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.unclaimed = append(u.unclaimed, user+" "+server)
+}
+
+// TestSharedUnclaim: the claim of a new user's server is taken back when
+// the last of its logins ends without a session, not before, and never
+// once a session was established.
+func TestSharedUnclaim(t *testing.T) {
+	u := &unclaimShared{}
+	d := newDirector(t, Options{Name: "b", Servers: servers(100, 100), Shared: u})
+	l1 := pick(t, d, "alice")
+	l2 := pick(t, d, "alice") // joins l1's pending entry
+	l1.Answered()
+	l1.Release()
+	if len(u.unclaimed) != 0 {
+		t.Fatalf("unclaimed while a login of the user is under way: %v", u.unclaimed)
+	}
+	l2.Answered()
+	l2.Release()
+	if want := "alice " + l1.Server; len(u.unclaimed) != 1 || u.unclaimed[0] != want {
+		t.Fatalf("unclaimed %v, want [%s]", u.unclaimed, want)
+	}
+	l3 := pick(t, d, "bob")
+	l3.Established()
+	l3.Release()
+	if len(u.unclaimed) != 1 {
+		t.Errorf("an established session's claim was taken back: %v", u.unclaimed)
 	}
 }
