@@ -138,4 +138,14 @@ func TestSharedUnclaim(t *testing.T) {
 	if len(u.unclaimed) != 1 {
 		t.Errorf("an established session's claim was taken back: %v", u.unclaimed)
 	}
+	// Nor when the entry goes with the session (user_expire < 0): the key
+	// then expires with its lease in the fleet.
+	u2 := &unclaimShared{}
+	d2 := newDirector(t, Options{Name: "b", Servers: servers(100, 100), Shared: u2, UserExpire: -1})
+	l4 := pick(t, d2, "carol")
+	l4.Established()
+	l4.Release()
+	if len(u2.unclaimed) != 0 {
+		t.Errorf("an established session's claim was taken back with user_expire < 0: %v", u2.unclaimed)
+	}
 }
