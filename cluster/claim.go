@@ -86,9 +86,10 @@ func (c *Cluster) servesElsewhere(backend, server string) string {
 	if o, ok := c.overrides[backend+"/"+server]; ok && o.State == director.AdminMaint.String() {
 		return ""
 	}
-	stale := time.Now().Add(-c.opts.NodeTTL).UnixMilli()
+	// A node counts while its heartbeat key lives (its lease, node_ttl):
+	// no clock of another node is compared with this one's.
 	for name, n := range c.nodes {
-		if name == c.opts.Node || n.Heartbeat < stale {
+		if name == c.opts.Node {
 			continue
 		}
 		down := false

@@ -431,7 +431,6 @@ func (c *Cluster) load(resp *clientv3.GetResponse) {
 		}
 	}
 	c.mu.Lock()
-	oldFrozen := c.frozen
 	c.assign, c.overrides, c.frozen, c.nodes = assign, ovs, frozen, nodes
 	c.applied = resp.Header.Revision
 	bs := maps.Clone(c.backends)
@@ -448,8 +447,10 @@ func (c *Cluster) load(resp *clientv3.GetResponse) {
 				c.opts.OnFreeze(u)
 			}
 		}
+		// The fleet's freezes are the truth: one this node kept (its
+		// state file, or a release it missed while away) goes.
 		for _, u := range h.Held() {
-			if !frozen[u] && oldFrozen[u] {
+			if !frozen[u] {
 				h.Release(u)
 			}
 		}

@@ -363,3 +363,21 @@ func TestUnclaim(t *testing.T) {
 		t.Fatal("the claim of an established session was taken back")
 	}
 }
+
+// TestFleetFreezesWin: a freeze this node kept (its state file, a release
+// it missed while away) goes at the first load; the fleet's stay.
+func TestFleetFreezesWin(t *testing.T) {
+	eps := endpoints(t)
+	a := newNode(t, eps, "a")
+	synced(t, a)
+	if err := a.c.Freeze("kept@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	holds := director.NewHolds()
+	holds.Freeze("stale@example.org")
+	b := newNode(t, eps, "b", func(o *Options) { o.Holds = holds })
+	synced(t, b)
+	if got := holds.Held(); len(got) != 1 || got[0] != "kept@example.org" {
+		t.Fatalf("held after the first load: %v, want [kept@example.org]", got)
+	}
+}
