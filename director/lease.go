@@ -79,12 +79,12 @@ type Lease struct {
 	// User is the normalised user name.
 	User string
 
-	d         *Director
-	entry     *sticky // nil without a sticky entry (BalanceSource, empty user)
-	recipient bool    // Request.Recipient: counted in server.recipients, not sessions
-	prev      int     // the entry's server before this Pick moved it; -1 if not moved
-	established bool // guarded by d.mu
-	released    bool // guarded by d.mu
+	d           *Director
+	entry       *sticky // nil without a sticky entry (BalanceSource, empty user)
+	recipient   bool    // Request.Recipient: counted in server.recipients, not sessions
+	prev        int     // the entry's server before this Pick moved it; -1 if not moved
+	established bool    // guarded by d.mu
+	released    bool    // guarded by d.mu
 }
 
 // lookupLocked returns the user's entry: its sticky entry, dropped if it
