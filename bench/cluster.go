@@ -126,7 +126,7 @@ func clusterRun(o options, dir, path string, nodes int, etcd, servers []string) 
 		name := fmt.Sprintf("cluster-%d-%d-node%d", len(etcd), nodes, i+1)
 		sock := filepath.Join(dir, name+".sock")
 		cfg := clusterNodeConfig(listen, sock, name, prefix, o.logLevel, etcd, servers)
-		p, err := startMaildirector(o.maildirector, dir, name, listen, cfg)
+		p, err := startMaildirector(o.maildirector, dir, name, listen, cfg, false)
 		if err != nil {
 			run.Error = err.Error()
 			return run

@@ -184,6 +184,7 @@ func runHTTP(o options, dir string, progress io.Writer) *HTTPReport {
 
 	addrs := map[string]string{pathDirect: store}
 	pids := map[string]int{}
+	var md *proxyProc
 	for _, path := range httpPaths[1:] {
 		listen, err := freeAddr()
 		if err != nil {
@@ -195,7 +196,8 @@ func runHTTP(o options, dir string, progress io.Writer) *HTTPReport {
 		case pathHAProxy:
 			proc, err = startHAProxy(o.haproxy, dir, "http-haproxy", listen, haproxyHTTPConfig(listen, store))
 		case pathMDHTTP:
-			proc, err = startMaildirector(o.maildirector, dir, "http-maildirector", listen, maildirectorHTTPConfig(listen, store, o.logLevel))
+			proc, err = startMaildirector(o.maildirector, dir, "http-maildirector", listen, maildirectorHTTPConfig(listen, store, o.logLevel), o.profileDir != "")
+			md = proc
 		}
 		if err != nil {
 			rep.Errors[path] = err.Error()
@@ -243,6 +245,13 @@ func runHTTP(o options, dir string, progress io.Writer) *HTTPReport {
 		}
 	}
 	rep.Ratios, rep.Paired = httpRatios(rep.Runs, runs)
+	if addr, ok := addrs[pathMDHTTP]; ok {
+		for _, tt := range tests {
+			md.profileRun(o.profileDir, "http-"+strings.ReplaceAll(tt.name, " ", "-"), o.profileTime, func(d time.Duration) {
+				measureHTTP(addr, 0, tt.clients, tt.object, tt.size, d)
+			})
+		}
+	}
 	if addr, ok := addrs[pathMDHTTP]; ok {
 		fmt.Fprintf(progress, "bench: http md-http memory through 1 GiB transfers\n")
 		m := measureHTTPMemory(addr, pids[pathMDHTTP])

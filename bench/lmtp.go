@@ -193,6 +193,7 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 
 	addrs := map[string]string{pathDirect: tgt.direct}
 	pids := map[string]int{}
+	var md *proxyProc
 	for _, path := range lmtpPaths[1:] {
 		listen, err := freeAddr()
 		if err != nil {
@@ -212,7 +213,8 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 			if tgt.sendProxy {
 				sp = "v2-ssl"
 			}
-			proc, err = startMaildirector(o.maildirector, dir, name, listen, maildirectorLMTPConfig(listen, tgt.proxied, sp, o.logLevel))
+			proc, err = startMaildirector(o.maildirector, dir, name, listen, maildirectorLMTPConfig(listen, tgt.proxied, sp, o.logLevel), o.profileDir != "")
+			md = proc
 		}
 		if err != nil {
 			return nil, err
@@ -245,6 +247,11 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 				runs[key] = append(runs[key], r)
 			}
 		}
+	}
+	for _, rcpts := range o.lmtpRcpts {
+		md.profileRun(o.profileDir, fmt.Sprintf("lmtp-%s-%drcpt", target, rcpts), o.profileTime, func(d time.Duration) {
+			measureLMTP(addrs[pathMDLMTP], 0, o.lmtpClients, rcpts, o.lmtpMessages*100, d, msg)
+		})
 	}
 	var out []LMTPRun
 	for _, rcpts := range o.lmtpRcpts {

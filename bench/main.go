@@ -75,6 +75,8 @@ type options struct {
 	logLevel     string
 	jsonPath     string
 	quick        bool
+	profileDir   string        // maildirector's CPU profiles, one per suite and path
+	profileTime  time.Duration // each profiled run's length
 
 	suites       []string // imap, lmtp
 	lmtpTargets  []string
@@ -138,6 +140,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.extra, "extra-wait", 10*time.Second, "further wait before the second reading (Go returns freed memory lazily; 2m+ sees the periodic GC)")
 	fs.StringVar(&o.logLevel, "md-log-level", "warn", "maildirector log_level (HAProxy logs nothing here)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.profileDir, "profile", "", "after the measured runs, profile maildirector through one more run of each workload (parallel logins, LMTP rows, HTTP tests) and write its CPU profiles into this directory: go tool pprof -top bin/maildirector DIR/NAME.pprof")
+	fs.DurationVar(&o.profileTime, "profile-time", 5*time.Second, "length of each profiled run (-profile)")
 	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
 	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store), cluster (three nodes sharing a real etcd)")
 	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
@@ -233,6 +237,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.haproxy = "/usr/sbin/haproxy"
 		if p, err := exec.LookPath("haproxy"); err == nil {
 			o.haproxy = p
+		}
+	}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return o, errors.Join(errs...)
@@ -406,9 +415,9 @@ func runPath(o options, dir, path string, progress io.Writer) (pr PathResult) {
 		case pathHAProxy:
 			proc, err = startHAProxy(o.haproxy, dir, "haproxy", listen, haproxyConfig(listen, addr, "", haproxyMaxconn))
 		case pathMDIMAP:
-			proc, err = startMaildirector(o.maildirector, dir, "maildirector-imap", listen, maildirectorConfig("imap", listen, addr, o.logLevel))
+			proc, err = startMaildirector(o.maildirector, dir, "maildirector-imap", listen, maildirectorConfig("imap", listen, addr, o.logLevel), o.profileDir != "")
 		case pathMDTCP:
-			proc, err = startMaildirector(o.maildirector, dir, "maildirector-tcp", listen, maildirectorConfig("tcp", listen, addr, o.logLevel))
+			proc, err = startMaildirector(o.maildirector, dir, "maildirector-tcp", listen, maildirectorConfig("tcp", listen, addr, o.logLevel), o.profileDir != "")
 		}
 		if err != nil {
 			pr.Error = err.Error()
@@ -447,6 +456,9 @@ func runPath(o options, dir, path string, progress io.Writer) (pr PathResult) {
 	fmt.Fprintf(progress, "bench: %s: login rate\n", path)
 	pr.RateSeq = medianRate(o.repeat, func() RateResult { return measureRate(addr, 1, o.logins, o.rateLimit) })
 	pr.RatePar = medianRate(o.repeat, func() RateResult { return measureRate(addr, o.loginWorkers, o.logins, o.rateLimit) })
+	proc.profileRun(o.profileDir, "imap-"+path, o.profileTime, func(d time.Duration) {
+		measureRate(addr, o.loginWorkers, profileCount, d)
+	})
 	return pr
 }
 

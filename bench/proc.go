@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,9 @@ type proxyProc struct {
 	addr string   // where clients connect
 	log  *os.File // its stdout and stderr
 	done chan error
+	// stats is maildirector's stats listener ("" for HAProxy), which
+	// serves /debug/pprof/ when the bench profiles (-profile).
+	stats string
 }
 
 const (
@@ -133,10 +138,6 @@ shutdown_grace = "1s"
 [global.timeouts]
 idle = "1h"
 
-# The statistics run as in production: their cost is part of the figures.
-[stats]
-bind = "127.0.0.1:0"
-
 # The bench's clients all come from one address.
 [global.limits]
 max_per_client = 0
@@ -191,13 +192,80 @@ send_proxy = %[4]q
 }
 
 // startMaildirector writes cfg to dir/name.toml and runs bin run -c that,
-// which listens on listen.
-func startMaildirector(bin, dir, name, listen, cfg string) (*proxyProc, error) {
+// which listens on listen. Every configuration gets a stats listener, as
+// in production (their cost is part of the figures), with pprof on when
+// the bench profiles.
+func startMaildirector(bin, dir, name, listen, cfg string, pprof bool) (*proxyProc, error) {
+	stats, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfg += fmt.Sprintf("\n[stats]\nbind = %q\npprof = %t\n", stats, pprof)
 	path := filepath.Join(dir, name+".toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	return startProc(name, listen, filepath.Join(dir, name+".log"), bin, "run", "-c", path)
+	p, err := startProc(name, listen, filepath.Join(dir, name+".log"), bin, "run", "-c", path)
+	if p != nil {
+		p.stats = stats
+	}
+	return p, err
+}
+
+// profile fetches a CPU profile of d from maildirector's pprof into
+// dir/name.pprof while a measurement runs; the returned func waits for it.
+// Without a directory, or for HAProxy, it does nothing.
+func (p *proxyProc) profile(dir, name string, d time.Duration) (wait func()) {
+	if dir == "" || p == nil || p.stats == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(1, int(d.Round(time.Second)/time.Second))
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.stats, secs)
+		if err := fetchTo(url, filepath.Join(dir, name+".pprof"), d+30*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: profile %s: %v\n", name, err)
+		}
+	}()
+	return func() { <-done }
+}
+
+// profileCount bounds a profiled run's work, which its time limit ends.
+const profileCount = 1_000_000
+
+// profileRun runs work for d while maildirector's CPU profile of that
+// time goes to dir/name.pprof. Nothing runs without a directory or for
+// HAProxy: a profiled run is extra, never one of the measured ones.
+func (p *proxyProc) profileRun(dir, name string, d time.Duration, work func(time.Duration)) {
+	if dir == "" || p == nil || p.stats == "" {
+		return
+	}
+	wait := p.profile(dir, name, d)
+	work(d)
+	wait()
+}
+
+// fetchTo writes the body of a GET of url to path.
+func fetchTo(url, path string, timeout time.Duration) error {
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // procStats is what the kernel says about a process.

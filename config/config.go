@@ -169,6 +169,15 @@ type Frontend struct {
 	// PlaintextLogin says whether LOGIN / AUTH PLAIN is accepted on a
 	// connection without TLS. Default "auto"; see [Frontend.PlaintextAllowed].
 	PlaintextLogin PlaintextLogin `toml:"plaintext_login"`
+	// Forward is how the servers learn who the client is: "proxy" (the
+	// PROXY header of each server's send_proxy) or "id" (no PROXY header:
+	// the client's address and maildirector's session id in-band before
+	// the login, IMAP ID or POP3 XCLIENT, which Dovecot takes from
+	// login_trusted_networks; its log then shows session=<the session id
+	// of maildirector's log line>). Default "proxy"; imap and pop3 only.
+	// With "id" the backend's servers default to send_proxy = "none", and
+	// any other value is an error.
+	Forward Forward `toml:"forward"`
 	// MaxLoginAttempts is how many failed logins one connection may make
 	// before it is closed. Default 3; range 1..20.
 	MaxLoginAttempts int `toml:"max_login_attempts"`
@@ -192,6 +201,10 @@ type Frontend struct {
 	// HTTP holds the HTTP proxy's settings. Only allowed for protocol
 	// http; after Parse it is non-nil exactly for http frontends.
 	HTTP *HTTP `toml:"http"`
+	// Route lists routing rules, in order: the first that matches a
+	// session sends it to its backend instead of Backend (see [Route]).
+	// Default none.
+	Route []*Route `toml:"route"`
 }
 
 // HTTP is a [frontend.NAME.http] table: the HTTP path to Dovecot's object
@@ -370,6 +383,9 @@ type Backend struct {
 	// frontend name order, without repeats. Filled in by Parse; empty for
 	// an unused backend.
 	Protocols []Protocol `toml:"-"`
+	// forwardID names a frontend with forward = "id" using this backend
+	// ("" when none does). Filled in by Parse.
+	forwardID string
 }
 
 // Check is a [backend.NAME.check] table.

@@ -431,6 +431,10 @@ func TestParseInvalid(t *testing.T) {
 		{name: "plaintext_login on lmtp", extra: "[frontend.lm]\nprotocol = \"lmtp\"\nbind = [\"127.0.0.1:1024\"]\nbackend = \"dovecot\"\nplaintext_login = \"allow\"\n", key: "frontend.lm.plaintext_login", msg: "it has no login"},
 		{name: "max_login_attempts on tcp", extra: "[frontend.t]\nprotocol = \"tcp\"\nbind = [\"127.0.0.1:1081\"]\nbackend = \"objects\"\nmax_login_attempts = 2\n[backend.objects]\nbalance = \"leastconn\"\n[backend.objects.check]\ntype = \"none\"\n[[backend.objects.server]]\nname = \"o\"\naddress = \"10.0.0.9:81\"\n", key: "frontend.t.max_login_attempts", msg: "it has no login"},
 		// One way to name the client per server.
+		// forward = "id": never a PROXY header as well; imap and pop3 only.
+		{name: "forward id with a PROXY header", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\nforward = \"id\"", key: "backend.dovecot.server[1].send_proxy", msg: `frontend.imap has forward = "id"`},
+		{name: "forward unknown", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\nforward = \"xclient\"", key: "frontend.imap.forward", msg: "unknown value"},
+		{name: "forward on lmtp", extra: "[frontend.lm]\nprotocol = \"lmtp\"\nbind = [\"127.0.0.1:1024\"]\nbackend = \"dovecot\"\nforward = \"id\"\n", key: "frontend.lm.forward", msg: "does nothing for protocol lmtp"},
 		{name: "xclient with a PROXY header", old: `send_proxy = "v2-ssl"`, new: "send_proxy = \"v2-ssl\"\nxclient = true", key: "backend.dovecot.server[1].xclient", msg: "choose one"},
 		{name: "recipient_delimiter with @", old: `retries = 2`, new: "retries = 2\nrecipient_delimiter = \"+@\"", key: "backend.dovecot.recipient_delimiter", msg: "other than '@'"},
 		{name: "master separator with space", old: `retries = 2`, new: "retries = 2\nmaster_user_separator = \" \"", key: "backend.dovecot.master_user_separator", msg: "other than '@'"},
@@ -1054,5 +1058,45 @@ address = "10.0.0.1"
 	}
 	if pop3.MaxPerClient != 100 || pop3.MaxRate != 200 || pop3.PenaltyInit.D() != 2*time.Second || pop3.RateWindow.D() != 10*time.Second {
 		t.Errorf("pop3 limits: %+v", pop3)
+	}
+}
+
+// TestForwardDefaults: forward defaults to "proxy"; with "id" the
+// backend's servers (and so their checks) default to no PROXY header.
+func TestForwardDefaults(t *testing.T) {
+	for _, tt := range []struct {
+		forward   string
+		want      Forward
+		wantProxy SendProxy
+		wantCheck CheckProxy
+	}{
+		{"", ForwardProxy, SendProxyV2SSL, CheckProxyLocal},
+		{`forward = "proxy"`, ForwardProxy, SendProxyV2SSL, CheckProxyLocal},
+		{`forward = "id"`, ForwardID, SendProxyNone, CheckProxyNone},
+	} {
+		t.Run(string(tt.want)+tt.forward, func(t *testing.T) {
+			c := mustParse(t, `
+[frontend.pop3]
+protocol = "pop3"
+bind = ["127.0.0.1:1110"]
+backend = "d"
+`+tt.forward+`
+
+[backend.d]
+[[backend.d.server]]
+name = "s1"
+address = "10.0.0.1"
+`)
+			b := c.Backends["d"]
+			if got := c.Frontends["pop3"].Forward; got != tt.want {
+				t.Errorf("forward: got %q, want %q", got, tt.want)
+			}
+			if got := b.Servers[0].SendProxy; got != tt.wantProxy {
+				t.Errorf("send_proxy: got %q, want %q", got, tt.wantProxy)
+			}
+			if got := b.CheckSendProxy(b.Servers[0]); got != tt.wantCheck {
+				t.Errorf("check send_proxy: got %q, want %q", got, tt.wantCheck)
+			}
+		})
 	}
 }

@@ -138,6 +138,22 @@ const (
 	PlaintextLoginDeny  PlaintextLogin = "deny"
 )
 
+// Forward is frontend.NAME.forward: how the servers learn who the client
+// is.
+type Forward string
+
+// Forwarding methods.
+const (
+	// ForwardProxy: the PROXY header each server's send_proxy names.
+	ForwardProxy Forward = "proxy"
+	// ForwardID: no PROXY header; the client's address and port and
+	// maildirector's session id in-band before the login (IMAP ID
+	// x-originating-ip, x-session-ext-id...; POP3 XCLIENT ADDR PORT
+	// SESSION), as Dovecot's own proxy forwards a client. Dovecot honours
+	// them from login_trusted_networks only.
+	ForwardID Forward = "id"
+)
+
 // ServerDown is frontend.NAME.lmtp.server_down and
 // backend.NAME.login_server_down.
 type ServerDown string

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -80,6 +81,40 @@ func FuzzHTTPCapture(f *testing.F) {
 				t.Fatalf("accepted capture %+v of %q", cp, text)
 			}
 			seen[strings.ToLower(cp.Name)] = true
+		}
+	})
+}
+
+// FuzzRouteValues checks that a route's domain, sni and local values never
+// panic the parsers, and that a value that parses prints back (as
+// route.Name and route.Local do) as text that parses to the same value.
+func FuzzRouteValues(f *testing.F) {
+	for _, s := range []string{"example.org", "*.Example.org.", "*.", ".x", "a*b", "ann@x", ":993", "192.0.2.1", "[::1]:143", "[::ffff:1.2.3.4]:1", "fe80::1%lo", ":0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseNamePattern(s); err == nil {
+			text := n.Name
+			if n.Suffix {
+				text = "*" + n.Name
+			}
+			if back, err := ParseNamePattern(text); err != nil || back != n {
+				t.Fatalf("%q parsed as %+v, printed as %q, parsed back as %+v, %v", s, n, text, back, err)
+			}
+		}
+		if l, err := ParseLocalAddr(s); err == nil {
+			var text string
+			switch {
+			case !l.Addr.IsValid():
+				text = fmt.Sprintf(":%d", l.Port)
+			case l.Port == 0:
+				text = l.Addr.String()
+			default:
+				text = netip.AddrPortFrom(l.Addr, l.Port).String()
+			}
+			if back, err := ParseLocalAddr(text); err != nil || back != l {
+				t.Fatalf("%q parsed as %+v, printed as %q, parsed back as %+v, %v", s, l, text, back, err)
+			}
 		}
 	})
 }

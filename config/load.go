@@ -228,6 +228,7 @@ var protocolKeys = []struct {
 	{"greeting", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolManageSieve}, "SMTP and LMTP greet with hostname; tcp says nothing"},
 	{"hostname", []Protocol{ProtocolSubmission, ProtocolLMTP}, "only SMTP and LMTP greetings name the host"},
 	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
+	{"forward", []Protocol{ProtocolIMAP, ProtocolPOP3}, "only IMAP (ID) and POP3 (XCLIENT) forward the client in-band; submission servers take xclient"},
 	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
 	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "only the login protocols have a login to bound"},
 	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
@@ -440,9 +441,10 @@ func (b *Backend) defaultBalance() Balance {
 // defaultSendProxy is the PROXY header a server gets unless it says:
 // v2-ssl, what the Dovecot recipe (haproxy = yes listeners) needs, for a
 // backend that mail frontends use; none for a tcp-only, http or unused
-// backend, and for a server that gets XCLIENT instead.
+// backend, for a server that gets XCLIENT instead, and for the servers of
+// a frontend with forward = "id" (the client goes in-band; never both).
 func (b *Backend) defaultSendProxy(s *Server) SendProxy {
-	if s.XClient {
+	if s.XClient || b.forwardID != "" {
 		return SendProxyNone
 	}
 	for _, p := range b.Protocols {
@@ -546,6 +548,7 @@ func (c *Config) applyDefaults(raw table) {
 			f.TrustedProxies = slices.Clone(g.TrustedProxies)
 		}
 		setStr(&f.PlaintextLogin, PlaintextLoginAuto)
+		setStr(&f.Forward, ForwardProxy)
 		setInt(&f.MaxLoginAttempts, fraw, "max_login_attempts", defaultMaxLoginAttempts)
 		setStr(&f.Hostname, hostname)
 		f.Timeouts = f.EffectiveTimeouts(*g)
@@ -619,8 +622,14 @@ func (c *Config) applyDefaults(raw table) {
 	}
 	for _, fname := range c.FrontendNames() {
 		f := c.Frontends[fname]
-		if b := c.Backends[f.Backend]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
-			b.Protocols = append(b.Protocols, f.Protocol)
+		for _, name := range f.Backends() {
+			if b := c.Backends[name]; b != nil && !slices.Contains(b.Protocols, f.Protocol) {
+				b.Protocols = append(b.Protocols, f.Protocol)
+			}
+		}
+		if b := c.Backends[f.Backend]; b != nil && f.Forward == ForwardID && b.forwardID == "" &&
+			(f.Protocol == ProtocolIMAP || f.Protocol == ProtocolPOP3) { // elsewhere forward is an error of its own
+			b.forwardID = fname
 		}
 	}
 	for name, b := range c.Backends {

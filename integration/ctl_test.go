@@ -178,13 +178,14 @@ type ctlServer struct {
 
 // ctlSession is a row of "show sessions --json".
 type ctlSession struct {
-	ID       uint64 `json:"id"`
-	Frontend string `json:"frontend"`
-	Protocol string `json:"protocol"`
-	Backend  string `json:"backend"`
-	User     string `json:"user"`
-	Server   string `json:"server"`
-	Remote   string `json:"remote"`
+	ID        uint64 `json:"id"`
+	SessionID string `json:"session"`
+	Frontend  string `json:"frontend"`
+	Protocol  string `json:"protocol"`
+	Backend   string `json:"backend"`
+	User      string `json:"user"`
+	Server    string `json:"server"`
+	Remote    string `json:"remote"`
 }
 
 // ctlWhere is one backend's answer of "where USER --json".

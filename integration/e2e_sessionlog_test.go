@@ -19,8 +19,8 @@ import (
 
 // sessionLineKeys are the keys every session line has, in the README's
 // "Logs" order (err only when an error ended the session).
-var sessionLineKeys = []string{"time", "level", "msg", "conn", "frontend", "proto", "remote", "tls", "tls_cipher",
-	"user", "server", "bytes_in", "bytes_out", "connect", "login", "duration", "end"}
+var sessionLineKeys = []string{"time", "level", "msg", "conn", "session", "frontend", "proto", "remote", "tls", "tls_cipher",
+	"user", "backend", "server", "bytes_in", "bytes_out", "connect", "login", "duration", "end"}
 
 // sessionWant is what one session's line must say.
 type sessionWant struct {
@@ -137,6 +137,9 @@ func checkSessionLine(t *testing.T, kv map[string]string, want sessionWant) {
 	}
 	if _, err := strconv.ParseUint(kv["conn"], 10, 64); err != nil {
 		t.Errorf("conn: got %q, want the session's number", kv["conn"])
+	}
+	if prefix, n, ok := strings.Cut(kv["session"], "-"); !ok || len(prefix) != 8 || n != kv["conn"] {
+		t.Errorf("session: got %q, want 8 characters, \"-\" and the conn number %s", kv["session"], kv["conn"])
 	}
 	wantTLS, wantCipher := "none", "none"
 	if want.tls != nil {

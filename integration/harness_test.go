@@ -120,6 +120,11 @@ type setupSpec struct {
 	Backend    string // more TOML lines for the backend table
 	CheckExtra string // more TOML lines for [backend.dovecot.check]
 	Global     string // more TOML lines for [global]
+	// ForwardID points the servers' imap and pop3 ports at the lab's
+	// plain (Direct) listeners and leaves send_proxy to its default, for
+	// frontends with forward = "id"; Lab.LoginTrustedNetworks must then
+	// cover 127.0.0.1, maildirector's source address.
+	ForwardID bool
 	// ServerExtra returns more TOML lines for server i ("dovecot<i+1>").
 	ServerExtra func(i int) string
 	// Lab holds options for the Dovecot lab; Instances above wins.
@@ -215,8 +220,12 @@ func (e *env) config() string {
 		if p.ManageSieve != 0 {
 			sieve = fmt.Sprintf(", managesieve = %d", p.ManageSieve)
 		}
-		fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d%s }\n", p.IMAP, p.POP3, p.LMTP, p.Submission, sieve)
-		b.WriteString("send_proxy = \"v2-ssl\"\n")
+		if e.spec.ForwardID {
+			fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d }\n", p.IMAPDirect, p.POP3Direct)
+		} else {
+			fmt.Fprintf(&b, "ports = { imap = %d, pop3 = %d, lmtp = %d, submission = %d%s }\n", p.IMAP, p.POP3, p.LMTP, p.Submission, sieve)
+			b.WriteString("send_proxy = \"v2-ssl\"\n")
+		}
 		if e.spec.ServerExtra != nil {
 			b.WriteString(e.spec.ServerExtra(i) + "\n")
 		}

@@ -108,6 +108,7 @@ func TestCheckDovecotLint(t *testing.T) {
 	}
 
 	sub := regexp.MustCompile(`(?s)(inet_listener submission \{.*?haproxy = )yes`)
+	pop3Backend := regexp.MustCompile(`(protocol = "pop3"\nbind = \[[^\]]*\]\n)backend = "dovecot"`)
 	replace := func(old, new string) func(string) string {
 		return func(s string) string { return strings.Replace(s, old, new, 1) }
 	}
@@ -154,6 +155,21 @@ func TestCheckDovecotLint(t *testing.T) {
 			},
 			dc:   func(s string) string { return sub.ReplaceAllString(s, "${1}no") },
 			want: []string{"backend.xclient.server[0] (sub).xclient = true (maildirector connects from 127.0.0.1)", "login_trusted_networks =  (Dovecot's default)"}},
+		// Session correlation: imap and pop3 through a backend of plain
+		// listeners with forward = "id"; with maildirector in
+		// login_trusted_networks, disable_plaintext_auth = yes is no
+		// mismatch (Dovecot counts trusted connections as secured).
+		{name: "forward id without login_trusted_networks", n: 2,
+			correctMD: func(s string) string {
+				s = strings.Replace(s, "backend = \"dovecot\"\ntimeouts", "backend = \"fwd\"\nforward = \"id\"\ntimeouts", 1)
+				s = pop3Backend.ReplaceAllString(s, "${1}backend = \"fwd\"\nforward = \"id\"")
+				return s + fmt.Sprintf("[backend.fwd]\nlogin_server_down = \"tempfail\"\n[[backend.fwd.server]]\nname = \"plain\"\naddress = \"127.0.0.1\"\nports = { imap = %d, pop3 = %d }\n",
+					in.Ports.IMAPDirect, in.Ports.POP3Direct)
+			},
+			correctDC: replace("disable_plaintext_auth = no", "disable_plaintext_auth = yes\nlogin_trusted_networks = 127.0.0.1/32"),
+			dc:        replace("disable_plaintext_auth = no", "disable_plaintext_auth = yes"),
+			want: []string{`frontend.imap.forward = "id" toward backend.fwd.server[0] (plain) (maildirector connects from 127.0.0.1)`,
+				`frontend.pop3.forward = "id" toward backend.fwd.server[0] (plain)`, "login_trusted_networks =  (Dovecot's default)", "refuses XCLIENT"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

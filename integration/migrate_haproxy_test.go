@@ -2,14 +2,17 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maildirector/maildirector/internal/dovecotlab"
+	"github.com/maildirector/maildirector/internal/nginxlab"
 )
 
 // Issue 17, "Migration without churn": an HAProxy in front of Dovecot, as
@@ -141,22 +144,122 @@ func TestImportHAProxyLab(t *testing.T) {
 
 // TestImportHAProxySeed: the seed's sample configuration (Dovecot's HAProxy
 // page: HAProxy between Dovecot and Scality sproxyd, mode http) translates
-// into a configuration maildirector check accepts, naming the lines it
-// cannot carry without the HTTP path.
+// into a configuration maildirector check accepts, with the scality_in
+// frontend on the HTTP path. Then the same sample, pointed at three real
+// nginx object stores on loopback, runs: a PUT and a GET with the three
+// X-Dovecot headers go through the translated configuration to nginx, and
+// the access line, sent to the syslog the sample's "log" line names, has
+// the captured headers.
 func TestImportHAProxySeed(t *testing.T) {
 	dir := t.TempDir()
-	out := filepath.Join(dir, "maildirector.toml")
-	seed := "../internal/haproxycfg/testdata/seed-sample.cfg"
-	imp := exec.Command(binPath, "import-haproxy", "-o", out, seed)
-	imp.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	msgs, err := imp.CombinedOutput()
-	if err != nil {
-		t.Fatalf("import-haproxy: %v\n%s", err, msgs)
-	}
-	if !strings.Contains(string(msgs), "capture request header X-Dovecot-Session-Id len 70: not translated: the HTTP path") {
-		t.Errorf("import-haproxy does not name the header capture:\n%s", msgs)
+	seedPath := "../internal/haproxycfg/testdata/seed-sample.cfg"
+	out := importHAProxy(t, seedPath, filepath.Join(dir, "maildirector.toml"))
+	toml, _ := os.ReadFile(out)
+	for _, want := range []string{"[frontend.scality_in]\nprotocol = \"http\"\nbind = [\"0.0.0.0:81\", \"[::]:81\"]",
+		"[frontend.scality_in.http]", "forwardfor = true", "server_close = true", `{ name = "X-Dovecot-Session-Id", len = 70 }`,
+		"keep_alive = \"10m\"", "expect_status = \"200-399\""} {
+		if !strings.Contains(string(toml), want) {
+			t.Errorf("the translation lacks %q:\n%s", want, toml)
+		}
 	}
 	if res, err := exec.Command(binPath, "check", "-c", out).CombinedOutput(); err != nil {
 		t.Fatalf("maildirector check refuses the translation: %v\n%s", err, res)
 	}
+
+	// The sample on loopback: its bind, its six servers on three nginx
+	// instances, its syslog and stats socket in the test's places. nginx
+	// answers OPTIONS (HAProxy's httpchk default) with 405, sproxyd with
+	// 200: the check asks GET /health here.
+	lab := nginxlab.StartT(t, nginxlab.Options{Instances: 3})
+	syslog, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syslog.Close() })
+	seed, err := os.ReadFile(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	edits := []string{
+		"bind             :::81", "bind             " + bind,
+		"log      127.0.0.1 local2", "log      " + syslog.LocalAddr().String() + " local2",
+		"stats    socket /var/lib/haproxy/stats", "stats    socket " + filepath.Join(dir, "ctl.sock"),
+		"option          httpchk", "option          httpchk GET /health",
+	}
+	for i := 1; i <= 6; i++ {
+		edits = append(edits, fmt.Sprintf("10.10.10.%d:81", i), lab.Instances[(i-1)%3].Addr)
+	}
+	local := strings.NewReplacer(edits...).Replace(string(seed))
+	for i := 0; i < len(edits); i += 2 {
+		if !strings.Contains(string(seed), edits[i]) {
+			t.Fatalf("the seed has no %q to point at the test's servers", edits[i])
+		}
+	}
+	hcfg := filepath.Join(dir, "haproxy-local.cfg")
+	if err := os.WriteFile(hcfg, []byte(local), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := importHAProxy(t, hcfg, filepath.Join(dir, "local.toml"))
+	startProcess(t, cfg, map[string]string{"scality_in": bind})
+
+	body := strings.Repeat("object storage through the translated HAProxy sample\n", 2000)
+	src := filepath.Join(dir, "object")
+	if err := os.WriteFile(src, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + bind + "/ring/seed-object"
+	hdr := []string{"-H", "X-Dovecot-Reason: Mailbox INBOX: Saving mail", "-H", "X-Dovecot-Username: user000",
+		"-H", "X-Dovecot-Session-Id: k3j9x2qa-17:1"}
+	curlCode := func(args ...string) (string, string) {
+		t.Helper()
+		res, err := exec.Command("curl", append(append([]string{"--silent", "--show-error", "--max-time", "30", "-w", "\n%{http_code}"}, hdr...), args...)...).Output()
+		if err != nil {
+			t.Fatalf("curl %v: %v", args, err)
+		}
+		s := string(res)
+		i := strings.LastIndexByte(s, '\n')
+		return s[:i], s[i+1:]
+	}
+	if _, code := curlCode("-T", src, url); code != "201" && code != "204" {
+		t.Fatalf("PUT through the translation: status %s, want 201 or 204", code)
+	}
+	got, code := curlCode(url)
+	if code != "200" || got != body {
+		t.Fatalf("GET through the translation: status %s, %d bytes; want 200 and the %d bytes put", code, len(got), len(body))
+	}
+	// nginx has it: straight from one of the object stores.
+	if direct, err := exec.Command("curl", "--silent", "--fail", "http://"+lab.Instances[2].Addr+"/ring/seed-object").Output(); err != nil || string(direct) != body {
+		t.Errorf("GET from nginx itself: %v, %d bytes; want the object", err, len(direct))
+	}
+
+	// The access line (syslog, as the sample's "log" line says) with the
+	// captures of lines 39 to 41.
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(15 * time.Second)
+	found := false
+	for !found && time.Now().Before(deadline) {
+		syslog.SetReadDeadline(deadline)
+		n, _, err := syslog.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		line := string(buf[:n])
+		found = strings.Contains(line, `msg="http request"`) && strings.Contains(line, "method=GET") &&
+			strings.Contains(line, `hdr.X-Dovecot-Reason="Mailbox INBOX: Saving mail"`) && strings.Contains(line, "hdr.X-Dovecot-Session-Id=k3j9x2qa-17:1")
+	}
+	if !found {
+		t.Errorf("no access line of the GET with the captured X-Dovecot headers reached the syslog at %s", syslog.LocalAddr())
+	}
+}
+
+// importHAProxy runs import-haproxy on hcfg into out and returns out.
+func importHAProxy(t *testing.T, hcfg, out string) string {
+	t.Helper()
+	imp := exec.Command(binPath, "import-haproxy", "-o", out, hcfg)
+	imp.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	if msgs, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("import-haproxy %s: %v\n%s", hcfg, err, msgs)
+	}
+	return out
 }

@@ -3,12 +3,15 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,7 @@ const readerSize = 4096
 // a lease is released or a blocking write is made.
 type Conn struct {
 	id      uint64
+	session string // see SessionID
 	srv     *Server
 	fe      *Frontend
 	start   time.Time
@@ -67,6 +71,7 @@ type Conn struct {
 	life    connLife   // see lifecycle.go
 	user    string
 	lease   Lease
+	backend string // of the server(s) below; a comma list for LMTP
 	server  string
 	tlsVer  uint16        // the client's TLS version, once on TLS
 	cipher  uint16        // the client's TLS cipher suite, once on TLS
@@ -88,6 +93,24 @@ func (r clientReader) Read(p []byte) (int, error) {
 // ID is the connection's number, unique in this process.
 func (c *Conn) ID() uint64 { return c.id }
 
+// SessionID is the session's id: the process's random prefix, "-", and
+// [Conn.ID], e.g. "k3j9x2qa-17"; unique across processes, at most 29
+// characters of [a-z2-7] and digits, so it fits Dovecot's session id
+// (64 characters at most, LOGIN_MAX_SESSION_ID_LEN) as a bare word. It is
+// the "session" of every log line of the connection, what a frontend with
+// forward "id" hands the server as its session id (IMAP ID
+// x-session-ext-id, POP3 XCLIENT SESSION), and what `ctl show session`
+// takes.
+func (c *Conn) SessionID() string { return c.session }
+
+// newSessionPrefix returns 8 random characters of lower-case base32
+// (RFC 4648 section 6, 40 bits).
+func newSessionPrefix() string {
+	var b [5]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24)
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
 // Logger returns a logger with the connection's attributes (conn,
 // frontend, proto, remote), added to each line when it is written rather
 // than formatted up front: a session that logs nothing at the configured
@@ -108,7 +131,7 @@ func (h connHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.
 
 func (h connHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	out.AddAttrs(slog.Uint64("conn", h.c.id), slog.String("frontend", h.c.fe.Name),
+	out.AddAttrs(slog.Uint64("conn", h.c.id), slog.String("session", h.c.session), slog.String("frontend", h.c.fe.Name),
 		slog.String("proto", h.c.fe.Protocol), slog.String("remote", h.c.remote.String()))
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(a)
@@ -262,12 +285,23 @@ func (c *Conn) SetUser(user string) {
 }
 
 // SetServers names the servers of a session that uses several at once
-// (LMTP: one per recipient), for its log line and the registry; SetLease
-// names the one server of a relayed session.
-func (c *Conn) SetServers(names string) {
+// (LMTP: one per recipient), for its log line and the registry, and their
+// backends, each once; SetLease names the one server of a relayed
+// session.
+func (c *Conn) SetServers(backends, servers []string) {
 	c.mu.Lock()
-	c.server = names
+	c.backend, c.server = strings.Join(backends, ","), strings.Join(servers, ",")
 	c.mu.Unlock()
+}
+
+// PickRequest is the request for a pick for user on this connection:
+// its client, local address and SNI name (see [PickRequest]).
+func (c *Conn) PickRequest(user string, exclude []string) PickRequest {
+	req := PickRequest{User: user, Client: c.remote, Local: c.local, Exclude: exclude}
+	if st := c.TLS(); st != nil {
+		req.SNI = strings.ToLower(st.ServerName)
+	}
+	return req
 }
 
 // SetLease records the server the session was sent to; the engine releases
@@ -276,9 +310,9 @@ func (c *Conn) SetLease(l Lease) {
 	c.mu.Lock()
 	old := c.lease
 	c.lease = l
-	c.server = ""
+	c.backend, c.server = "", ""
 	if l != nil {
-		c.server = l.Target().Server
+		c.backend, c.server = l.Target().Backend, l.Target().Server
 		if u := l.User(); u != "" {
 			c.user = u // the name the session was routed by, for its log line
 		}
@@ -299,13 +333,18 @@ func (c *Conn) timeServer(connect, login time.Duration) {
 
 // Info is a snapshot of a live session, for the registry and the log line.
 type Info struct {
-	ID       uint64
+	ID uint64
+	// Session is [Conn.SessionID].
+	Session  string
 	Frontend string
 	Protocol string
 	Remote   netip.AddrPort
 	User     string
-	Server   string
-	TLS      bool
+	// Backend is the backend of Server, the one the session was routed
+	// to (for LMTP a comma list, as Server).
+	Backend string
+	Server  string
+	TLS     bool
 	// TLSVersion and TLSCipher name the client's TLS as crypto/tls does
 	// ("TLS 1.3", "TLS_AES_128_GCM_SHA256"); "" in plaintext.
 	TLSVersion string
@@ -330,8 +369,8 @@ func (c *Conn) Info() Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := Info{
-		ID: c.id, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
-		User: c.user, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
+		ID: c.id, Session: c.session, Frontend: c.fe.Name, Protocol: c.fe.Protocol, Remote: c.remote,
+		User: c.user, Backend: c.backend, Server: c.server, TLS: c.tlsConn != nil, Relaying: c.relayingLocked(),
 		Start: c.start, Duration: time.Since(c.start), Connect: c.connDur, Login: c.login,
 		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
 	}

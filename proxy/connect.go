@@ -105,7 +105,7 @@ func (c *Conn) connect(ctx context.Context, p Picker, user string, login LoginFu
 	var tried []string
 	var lastErr error
 	for attempt := 0; attempt <= c.Retries(); attempt++ {
-		lease, err := p.Pick(ctx, user, c.remote, tried)
+		lease, err := p.Pick(ctx, c.PickRequest(user, tried))
 		if err != nil {
 			if lastErr == nil {
 				lastErr = err

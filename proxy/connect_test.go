@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -79,7 +78,8 @@ func (l countingLease) Failed(error) {
 	l.p.mu.Unlock()
 }
 
-func (p *countingPicker) Pick(_ context.Context, _ string, _ netip.AddrPort, exclude []string) (Lease, error) {
+func (p *countingPicker) Pick(_ context.Context, req PickRequest) (Lease, error) {
+	exclude := req.Exclude
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.picks++

@@ -312,7 +312,7 @@ func (c *Conn) finish(err error) {
 // logSession writes the session's one Info line. Its keys are stable
 // (README "Logs"): the logger's conn, frontend, proto and remote, then
 // via_proxy (only when remote came from a PROXY header), tls, tls_cipher,
-// user, server, bytes_in, bytes_out, connect, login, duration, end, and err
+// user, backend, server, bytes_in, bytes_out, connect, login, duration, end, and err
 // when an error ended the session.
 func (c *Conn) logSession(info Info, reason, errText string) {
 	level := slog.LevelInfo
@@ -334,7 +334,7 @@ func (c *Conn) logSession(info Info, reason, errText string) {
 	}
 	attrs = append(attrs,
 		"tls", tlsVersion, "tls_cipher", tlsCipher,
-		"user", info.User, "server", info.Server,
+		"user", info.User, "backend", info.Backend, "server", info.Server,
 		"bytes_in", info.BytesIn, "bytes_out", info.BytesOut,
 		"connect", info.Connect.Round(time.Microsecond), "login", info.Login.Round(time.Microsecond),
 		"duration", info.Duration.Round(time.Millisecond),

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -76,7 +75,7 @@ func (fixedLease) Release()         {}
 
 type fixedPicker struct{ t Target }
 
-func (p fixedPicker) Pick(context.Context, string, netip.AddrPort, []string) (Lease, error) {
+func (p fixedPicker) Pick(context.Context, PickRequest) (Lease, error) {
 	return fixedLease{p.t}, nil
 }
 

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -532,4 +534,49 @@ func TestRelayRefusedHandOffClosesServer(t *testing.T) {
 		t.Errorf("client: %v", err)
 	}
 	waitFor(t, func() bool { return len(srv.Sessions()) == 0 })
+}
+
+// TestRelayCopiesSmallSplicesBulk: a command's worth of bytes crosses a
+// plain relay by read and write, with no pipe taken from the pool; a
+// transfer that fills the pump's buffer moves on by splice(2); both
+// arrive byte for byte.
+func TestRelayCopiesSmallSplicesBulk(t *testing.T) {
+	baddr, conns := backend(t)
+	srv, addr, _ := relayServer(t, baddr, relayLegs[0])
+	c, cr := loggedIn(t, addr, relayLegs[0], "alice")
+	b := nextBackend(t, conns)
+	br := bufio.NewReader(b)
+	for i := range 20 {
+		io.WriteString(c, fmt.Sprintf("a%d NOOP\n", i))
+		if l := readLine(t, "server", br); l != fmt.Sprintf("a%d NOOP\n", i) {
+			t.Fatalf("server: got %q", l)
+		}
+		io.WriteString(b, fmt.Sprintf("a%d OK done\n", i))
+		if l := readLine(t, "client", cr); l != fmt.Sprintf("a%d OK done\n", i) {
+			t.Fatalf("client: got %q", l)
+		}
+	}
+	if n := srv.relay.pipes.borrowed.Load(); n != 0 {
+		t.Errorf("pipes borrowed for 40 short lines: got %d, want 0 (read and write)", n)
+	}
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Write(big)
+		done <- err
+	}()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(cr, got); err != nil {
+		t.Fatalf("client: read 1 MiB: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("client: the 1 MiB arrived changed")
+	}
+	if n := srv.relay.pipes.borrowed.Load(); n == 0 {
+		t.Error("pipes borrowed for 1 MiB: got 0, want the bulk to move by splice")
+	}
 }

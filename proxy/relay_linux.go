@@ -3,8 +3,10 @@ package proxy
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,13 +14,19 @@ import (
 
 // relay moves bytes for every session that has logged in. Sessions wait in
 // one epoll set (level-triggered, EPOLLONESHOT per socket); a readable
-// socket starts a pump goroutine for that direction, which copies until the
-// socket has nothing more, re-arms it and exits. An idle session therefore
-// costs its two sockets, two small structs and nothing else.
+// socket starts a pump for that direction, which copies until the socket
+// has nothing more, re-arms it and exits. Between two plain TCP legs the
+// loop itself moves the first buffer (read and write), which is all of an
+// interactive command or reply, and only a full buffer hands the rest to a
+// pump goroutine that moves it by splice(2); a TLS leg always gets a pump
+// goroutine. An idle session therefore costs its two sockets, two small
+// structs and nothing else.
 type relay struct {
 	srv   *Server
 	epfd  int
-	wake  int // eventfd that ends loop
+	epoll syscall.RawConn // epfd in the Go runtime's poller: loop waits there
+	epf   *os.File        // owns epfd
+	wake  int             // eventfd that ends loop
 	pipes pipePool
 
 	mu       sync.Mutex
@@ -111,7 +119,22 @@ func (r *relay) startLocked() error {
 		unix.Close(wake)
 		return err
 	}
-	r.epfd, r.wake = epfd, wake
+	// The loop waits for the epoll set in the runtime's own poller rather
+	// than in a blocking epoll_wait, which would hold a thread in a system
+	// call and make the scheduler hand its P to another thread each time.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return err
+	}
+	epf := os.NewFile(uintptr(epfd), "relay-epoll")
+	epoll, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		unix.Close(wake)
+		return err
+	}
+	r.epfd, r.epoll, r.epf, r.wake = epfd, epoll, epf, wake
 	r.done = make(chan struct{})
 	r.stopped = make(chan struct{})
 	var wg sync.WaitGroup
@@ -209,9 +232,20 @@ func (r *relay) loop(wg *sync.WaitGroup) {
 	defer wg.Done()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(r.epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
+		var n int
+		var werr error
+		// epoll_wait without blocking; nothing ready parks the loop until
+		// the runtime's poller sees the epoll set readable.
+		err := r.epoll.Read(func(fd uintptr) bool {
+			for {
+				n, werr = unix.EpollWait(int(fd), events, 0)
+				if werr != unix.EINTR {
+					return werr != nil || n > 0
+				}
+			}
+		})
+		if err == nil {
+			err = werr
 		}
 		if err != nil {
 			r.srv.log.Error("relay: epoll_wait failed", "err", err)
@@ -486,7 +520,7 @@ func (r *relay) close() {
 	unix.Write(r.wake, one[:])
 	close(r.stopped)
 	<-r.done
-	unix.Close(r.epfd)
+	r.epf.Close()
 	unix.Close(r.wake)
 	r.pipes.drain()
 }
@@ -503,14 +537,17 @@ func (p *pipe) close() {
 // while bytes move, so a busy proxy needs about as many as it has
 // concurrent transfers, not sessions.
 type pipePool struct {
-	mu   sync.Mutex
-	free []*pipe
+	mu       sync.Mutex
+	free     []*pipe
+	drained  bool         // the relay closed: pipes given back are closed
+	borrowed atomic.Int64 // pipes handed to pumps, for the tests
 }
 
 // maxIdlePipes bounds the descriptors kept in the pool.
 const maxIdlePipes = 64
 
 func (pp *pipePool) get() (*pipe, error) {
+	pp.borrowed.Add(1)
 	pp.mu.Lock()
 	if n := len(pp.free); n > 0 {
 		p := pp.free[n-1]
@@ -528,7 +565,7 @@ func (pp *pipePool) get() (*pipe, error) {
 
 func (pp *pipePool) put(p *pipe) {
 	pp.mu.Lock()
-	if len(pp.free) < maxIdlePipes {
+	if !pp.drained && len(pp.free) < maxIdlePipes {
 		pp.free = append(pp.free, p)
 		p = nil
 	}
@@ -541,7 +578,7 @@ func (pp *pipePool) put(p *pipe) {
 func (pp *pipePool) drain() {
 	pp.mu.Lock()
 	free := pp.free
-	pp.free = nil
+	pp.free, pp.drained = nil, true
 	pp.mu.Unlock()
 	for _, p := range free {
 		p.close()

@@ -96,10 +96,9 @@ func (s *session) onEvent(i int, events uint32) {
 	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && s.dirs[1-i].state == dirWaitWrite {
 		s.dirs[1-i].state, start[1-i] = dirRunning, true
 	}
-	for d, ok := range start {
+	for _, ok := range start {
 		if ok {
 			s.busy++
-			go s.dirs[d].rawPump()
 		}
 	}
 	err := s.armLocked(i, unix.EPOLL_CTL_MOD)
@@ -107,13 +106,60 @@ func (s *session) onEvent(i int, events uint32) {
 	if err != nil {
 		s.end("", err)
 	}
+	for d, ok := range start {
+		if ok {
+			s.dirs[d].firstPump()
+		}
+	}
+}
+
+// firstPump moves one buffer right here on the relay's loop: a command or
+// a reply of a few hundred bytes then costs no goroutine and no wake-up of
+// another thread (an interactive session's every event is one). When the
+// read fills the buffer, more is waiting, and a pump goroutine takes the
+// rest so that one bulk transfer never holds up the other sessions.
+func (d *direction) firstPump() {
+	s := d.s
+	err := d.moveFirst(s.fds[d.from], s.fds[1-d.from])
+	if err == errFullBuffer {
+		go d.rawPump()
+		return
+	}
+	d.pumpEnded(err)
+}
+
+// errFullBuffer: the first buffer was full; the pump goes on elsewhere.
+var errFullBuffer = errors.New("first buffer full")
+
+// moveFirst writes what a direction left pending, then moves one buffer.
+func (d *direction) moveFirst(src, dst int) error {
+	if err := d.writePending(dst); err != nil {
+		return err
+	}
+	if d.s.stopping.Load() {
+		return errSessionClosed
+	}
+	full, err := d.copyRaw(src, dst)
+	switch {
+	case err != nil:
+		return err
+	case full:
+		return errFullBuffer
+	}
+	// A short read has most likely drained the socket: wait for the next
+	// event rather than try another read that would say EAGAIN.
+	return errWouldBlock
 }
 
 // rawPump moves bytes until the source is drained or the destination is
 // full, then records what it waits for and exits.
 func (d *direction) rawPump() {
+	d.pumpEnded(d.spliceRaw(d.s.fds[d.from], d.s.fds[1-d.from]))
+}
+
+// pumpEnded records why a pump stopped and arms the socket it now waits for.
+func (d *direction) pumpEnded(err error) {
 	s := d.s
-	err := d.spliceRaw(s.fds[d.from], s.fds[1-d.from])
 	var endErr error
 	s.mu.Lock()
 	s.busy--
@@ -143,32 +189,37 @@ func (d *direction) rawPump() {
 	}
 }
 
-// spliceRaw moves src → pipe → dst. A pipe that still holds bytes when dst
-// is full stays with the direction until dst is writable again. An error
-// of either socket says which leg failed (see [onLeg]).
+// spliceRaw moves src → dst: each pump starts with read and write through
+// a pooled buffer, and moves on to src → pipe → dst only when a read fills
+// the buffer. A login's or a command's few hundred bytes then cost one
+// read and one write and no pipe, where splice(2) would take two splices
+// and a pipe from the pool; bulk transfers still move by splice (HAProxy's
+// splice-auto makes the same choice). A pipe that still holds bytes when
+// dst is full stays with the direction until dst is writable again. An
+// error of either socket says which leg failed (see [onLeg]).
 func (d *direction) spliceRaw(src, dst int) error {
-	if d.pending != nil {
-		if err := d.drainPending(dst); err != nil {
-			return err
-		}
+	if err := d.writePending(dst); err != nil {
+		return err
 	}
-	if d.pendingBuf != nil {
-		if err := d.writePendingBuf(dst); err != nil {
-			return err
-		}
-	}
+	bulk := false
 	pipes := &d.s.r.pipes
 	for {
 		if d.s.stopping.Load() {
 			return errSessionClosed
 		}
+		if !bulk {
+			full, err := d.copyRaw(src, dst)
+			if err != nil {
+				return err
+			}
+			bulk = full
+			continue
+		}
 		p, err := pipes.get()
 		if err == unix.EMFILE || err == unix.ENFILE {
 			// Out of descriptors for a pipe: the session goes on through
-			// a buffer, as a TLS leg does, rather than failing.
-			if err := d.copyRaw(src, dst); err != errNoMore {
-				return err
-			}
+			// the buffer, as a TLS leg does, rather than failing.
+			bulk = false
 			continue
 		}
 		if err != nil {
@@ -194,12 +245,10 @@ func (d *direction) spliceRaw(src, dst int) error {
 	}
 }
 
-// errNoMore: copyRaw moved one buffer and the pump may go on.
-var errNoMore = errors.New("moved")
-
-// copyRaw moves one buffer src → dst with read and write, for when no pipe
-// can be made; what dst does not take waits in pendingBuf.
-func (d *direction) copyRaw(src, dst int) error {
+// copyRaw moves one buffer src → dst with read and write; what dst does
+// not take waits in pendingBuf. full reports that the read filled the
+// buffer: more is likely waiting, which splice moves better.
+func (d *direction) copyRaw(src, dst int) (full bool, err error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	n, err := unix.Read(src, *bp)
@@ -208,18 +257,42 @@ func (d *direction) copyRaw(src, dst int) error {
 	}
 	switch {
 	case err == unix.EAGAIN:
-		return errWouldBlock
+		return false, errWouldBlock
 	case err != nil:
-		return onLeg(d.from, err)
+		return false, onLeg(d.from, err)
 	case n == 0:
-		return io.EOF
+		return false, io.EOF
 	}
 	d.moved(n)
-	d.pendingBuf = append([]byte(nil), (*bp)[:n]...)
-	if err := d.writePendingBuf(dst); err != nil {
-		return err
+	buf := (*bp)[:n]
+	for len(buf) > 0 {
+		m, err := unix.Write(dst, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			d.pendingBuf = append([]byte(nil), buf...) // kept only while dst is full
+			return false, errWouldBlockWrite
+		case err != nil:
+			return false, onLeg(1-d.from, err)
+		}
+		buf = buf[m:]
 	}
-	return errNoMore
+	return n == len(*bp), nil
+}
+
+// writePending writes what dst did not take last time, from the pipe or
+// the buffer.
+func (d *direction) writePending(dst int) error {
+	if d.pending != nil {
+		if err := d.drainPending(dst); err != nil {
+			return err
+		}
+	}
+	if d.pendingBuf != nil {
+		return d.writePendingBuf(dst)
+	}
+	return nil
 }
 
 // writePendingBuf writes pendingBuf to dst.

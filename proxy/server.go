@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,6 +141,10 @@ type Server struct {
 	listen func(network, address string) (net.Listener, error) // Options.Listen, or net.Listen
 
 	nextID atomic.Uint64
+	// sessionPrefix begins every session id of this process (see
+	// [Conn.SessionID]): random, so that ids of two processes (an upgrade,
+	// a fleet of maildirectors) never collide in Dovecot's logs.
+	sessionPrefix string
 
 	// Warnings about conditions that hit every connection, one a second.
 	maxConnLog, proxyHeaderLog, acceptLog, refusedLog rateLimit
@@ -171,13 +176,14 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		log:       log,
-		listen:    opts.Listen,
-		listeners: make(map[string]*listener),
-		sems:      make(map[string]chan struct{}),
-		reserves:  make(map[string]chan struct{}),
-		guards:    make(map[string]*guard),
-		conns:     make(map[*Conn]struct{}),
+		log:           log,
+		sessionPrefix: newSessionPrefix(),
+		listen:        opts.Listen,
+		listeners:     make(map[string]*listener),
+		sems:          make(map[string]chan struct{}),
+		reserves:      make(map[string]chan struct{}),
+		guards:        make(map[string]*guard),
+		conns:         make(map[*Conn]struct{}),
 	}
 	if opts.MaxConn > 0 {
 		s.sem = make(chan struct{}, opts.MaxConn)
@@ -421,15 +427,17 @@ func (s *Server) startConn(fe *Frontend, sl slots, tc *net.TCPConn) {
 		return
 	}
 	remote := addrPort(tc.RemoteAddr())
+	id := s.nextID.Add(1)
 	c := &Conn{
-		id:     s.nextID.Add(1),
-		srv:    s,
-		fe:     fe,
-		start:  time.Now(),
-		remote: remote,
-		local:  addrPort(tc.LocalAddr()),
-		sock:   sock,
-		slots:  sl,
+		id:      id,
+		session: s.sessionPrefix + "-" + strconv.FormatUint(id, 10),
+		srv:     s,
+		fe:      fe,
+		start:   time.Now(),
+		remote:  remote,
+		local:   addrPort(tc.LocalAddr()),
+		sock:    sock,
+		slots:   sl,
 	}
 	ctx, ok := c.register()
 	if !ok {

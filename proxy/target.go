@@ -51,19 +51,52 @@ func (m ProxyMode) String() string {
 
 // Target is one server a session may be sent to, as the frontend dials it.
 type Target struct {
-	Server  string      // server name, for logs
+	// Backend names the server's backend: one frontend may send sessions
+	// to several (routing rules), whose servers may share a name. Empty
+	// for a picker without backends (tests).
+	Backend string
+	Server  string      // server name, for logs; unique within Backend
 	Address string      // host:port
 	Proxy   ProxyMode   // header sent before anything else
 	TLS     *tls.Config // nil: plaintext to the server
 }
 
+// Name is the server's name as logs and statistics show it: "BACKEND/SERVER",
+// or the server's name alone when Target has no backend.
+func (t Target) Name() string {
+	if t.Backend == "" {
+		return t.Server
+	}
+	return t.Backend + "/" + t.Server
+}
+
+// PickRequest is what a picker may route a session by: who logs in, from
+// where, to which of maildirector's addresses, under which TLS name.
+type PickRequest struct {
+	// User is the login name or LMTP recipient, as the client sent it;
+	// empty for protocols without one (tcp, http).
+	User string
+	// Client is the real client: from a trusted PROXY header, else the
+	// socket's peer.
+	Client netip.AddrPort
+	// Local is the address the client connected to: the PROXY header's
+	// destination when a trusted one came, else the socket's own address.
+	Local netip.AddrPort
+	// SNI is the server name the client asked for in its TLS ClientHello
+	// (implicit TLS or STARTTLS), lower-cased; empty without TLS or SNI.
+	SNI string
+	// Exclude names the servers already tried for this login, by
+	// Target.Server: the picker must not offer them again.
+	Exclude []string
+}
+
 // Picker chooses servers. It is implemented outside this package (cmd wires
 // the director to it), so the engine never depends on the director.
 type Picker interface {
-	// Pick returns a lease on one usable server for user (which may be
+	// Pick returns a lease on one usable server for req.User (which may be
 	// empty for balance algorithms that need none), skipping the servers
-	// named in exclude (already tried for this login).
-	Pick(ctx context.Context, user string, client netip.AddrPort, exclude []string) (Lease, error)
+	// named in req.Exclude.
+	Pick(ctx context.Context, req PickRequest) (Lease, error)
 }
 
 // Lease is one session's claim on a server.

@@ -92,17 +92,21 @@ type Info struct {
 
 // Session is one live session ("show sessions").
 type Session struct {
-	ID       uint64  `json:"id"`
-	Frontend string  `json:"frontend"`
-	Protocol string  `json:"protocol"`
-	Backend  string  `json:"backend"`
-	Remote   string  `json:"remote"`
-	User     string  `json:"user"`
-	Server   string  `json:"server"`
-	TLS      bool    `json:"tls"`
-	Age      float64 `json:"age_seconds"`
-	BytesIn  int64   `json:"bytes_in"`
-	BytesOut int64   `json:"bytes_out"`
+	ID uint64 `json:"id"`
+	// SessionID is the session id of maildirector's log lines, which a
+	// frontend with forward = "id" hands Dovecot as its session id.
+	SessionID string    `json:"session"`
+	Since     time.Time `json:"since"`
+	Frontend  string    `json:"frontend"`
+	Protocol  string    `json:"protocol"`
+	Backend   string    `json:"backend"`
+	Remote    string    `json:"remote"`
+	User      string    `json:"user"`
+	Server    string    `json:"server"`
+	TLS       bool      `json:"tls"`
+	Age       float64   `json:"age_seconds"`
+	BytesIn   int64     `json:"bytes_in"`
+	BytesOut  int64     `json:"bytes_out"`
 }
 
 // User is one sticky assignment ("show users SERVER").
@@ -128,6 +132,23 @@ type Where struct {
 	Moved    bool      `json:"moved"`
 	Frozen   bool      `json:"frozen"`
 	Sessions []Session `json:"sessions"`
+	// Routes are the frontends with routing rules that send the user to
+	// this backend; omitted when none does.
+	Routes []WhereRoute `json:"routes,omitempty"`
+}
+
+// WhereRoute is why a frontend's routing rules send a user to a backend.
+type WhereRoute struct {
+	Frontend string `json:"frontend"`
+	// Rule is the index of the rule that matched, -1 for the frontend's
+	// default backend; Why says so ("route[0] (domain example.org)",
+	// "default").
+	Rule int    `json:"rule"`
+	Why  string `json:"why"`
+	// Unless lists the rules before it that match on how a client
+	// connects (sni, local, client), which "where USER" does not know:
+	// a session they match goes to their backend instead.
+	Unless []string `json:"unless,omitempty"`
 }
 
 // Moved is "move USER SERVER".
@@ -174,6 +195,7 @@ const usage = `commands:
   help
   show info | show stat | show servers | show frozen | show cluster
   show sessions [USER|SERVER]
+  show session ID
   show users SERVER
   set server SERVER state ready|drain|maint
   set server SERVER weight N
@@ -302,7 +324,7 @@ func (c *Control) run(cmd command) (any, error) {
 	case "help":
 		return text(usage), nil
 	case "show":
-		what, err := arg(1, "what to show (info, stat, servers, sessions, users, frozen, cluster)")
+		what, err := arg(1, "what to show (info, stat, servers, sessions, session, users, frozen, cluster)")
 		if err != nil {
 			return nil, err
 		}
@@ -332,6 +354,15 @@ func (c *Control) run(cmd command) (any, error) {
 				filter = w[2]
 			}
 			return c.ctl.Sessions(filter), argc(3)
+		case "session":
+			id, err := arg(2, "ID (a session id as in the log, or the conn number)")
+			if err != nil {
+				return nil, err
+			}
+			if err := argc(3); err != nil {
+				return nil, err
+			}
+			return c.session(id)
 		case "users":
 			server, err := arg(2, "SERVER")
 			if err != nil {
@@ -473,6 +504,19 @@ func (c *Control) run(cmd command) (any, error) {
 		return u.Upgrade()
 	}
 	return nil, errUsage(fmt.Sprintf("unknown command %q; try help", w[0]))
+}
+
+// session is "show session ID": the live session whose session id (the
+// "session" of the log lines, Dovecot's session id under forward = "id")
+// or conn number is id.
+func (c *Control) session(id string) (Session, error) {
+	n, numErr := strconv.ParseUint(id, 10, 64)
+	for _, s := range c.ctl.Sessions("") {
+		if s.SessionID == id || (numErr == nil && s.ID == n) {
+			return s, nil
+		}
+	}
+	return Session{}, fmt.Errorf("show session %s: no live session has that id", id)
 }
 
 // Serve answers the commands of every connection ln accepts until ln is
@@ -630,14 +674,19 @@ func human(out any) string {
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Backend, r.Server, r.Status, r.Admin, r.Weight, r.Sessions, r.Assigned, r.Since, r.Check)
 		}
 	case []Session:
-		fmt.Fprintln(tw, "ID\tFRONTEND\tREMOTE\tUSER\tBACKEND/SERVER\tTLS\tAGE\tIN\tOUT")
+		fmt.Fprintln(tw, "ID\tFRONTEND\tREMOTE\tUSER\tBACKEND/SERVER\tTLS\tAGE\tIN\tOUT\tSESSION")
 		for _, s := range v {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%s\t%v\t%s\t%d\t%d\n", s.ID, s.Frontend, s.Remote, dash(s.User), s.Backend, dash(s.Server), s.TLS,
-				(time.Duration(s.Age) * time.Second).String(), s.BytesIn, s.BytesOut)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%s\t%v\t%s\t%d\t%d\t%s\n", s.ID, s.Frontend, s.Remote, dash(s.User), s.Backend, dash(s.Server), s.TLS,
+				(time.Duration(s.Age) * time.Second).String(), s.BytesIn, s.BytesOut, dash(s.SessionID))
 		}
 		if len(v) == 0 {
 			return "no sessions"
 		}
+	case Session:
+		fmt.Fprintf(tw, "session:\t%s\nconn:\t%d\nfrontend:\t%s (%s)\nclient:\t%s\nuser:\t%s\nbackend:\t%s\nserver:\t%s\n",
+			v.SessionID, v.ID, v.Frontend, v.Protocol, v.Remote, dash(v.User), v.Backend, dash(v.Server))
+		fmt.Fprintf(tw, "since:\t%s (%s)\nbytes in:\t%d\nbytes out:\t%d\ntls:\t%v\n",
+			ts(v.Since), (time.Duration(v.Age) * time.Second).String(), v.BytesIn, v.BytesOut, v.TLS)
 	case []User:
 		fmt.Fprintln(tw, "USER\tBACKEND/SERVER\tSESSIONS\tSINCE\tLAST ACTIVE\tEXPIRES\tMOVED")
 		for _, u := range v {
@@ -650,6 +699,12 @@ func human(out any) string {
 		for _, p := range v {
 			fmt.Fprintf(tw, "backend %s:\t%s → %s\n", p.Backend, p.User, dash(p.Server))
 			fmt.Fprintf(tw, "  why:\t%s\n", p.Reason)
+			for _, r := range p.Routes {
+				fmt.Fprintf(tw, "  routed:\tfrontend %s by %s\n", r.Frontend, r.Why)
+				for _, u := range r.Unless {
+					fmt.Fprintf(tw, "    unless:\t%s\n", u)
+				}
+			}
 			if p.Frozen {
 				fmt.Fprintf(tw, "  frozen:\tyes, by an operator: logins wait, LMTP gets 451 4.2.0\n")
 			}

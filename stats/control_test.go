@@ -21,7 +21,10 @@ func (f *fakeController) call(s string) { f.calls = append(f.calls, s) }
 func (f *fakeController) Info() Info { f.call("info"); return Info{Version: "v", PID: 1, MaxConn: 10} }
 func (f *fakeController) Sessions(filter string) []Session {
 	f.call("sessions " + filter)
-	return []Session{{ID: 7, Frontend: "imap", Backend: "b", Server: "s1", User: "alice", Remote: "192.0.2.1:5"}}
+	return []Session{
+		{ID: 7, SessionID: "abcdefgh-7", Frontend: "imap", Backend: "b", Server: "s1", User: "alice", Remote: "192.0.2.1:5"},
+		{ID: 8, SessionID: "abcdefgh-8", Frontend: "pop3", Backend: "b", Server: "s2", User: "bob", Remote: "192.0.2.2:6", BytesIn: 42},
+	}
 }
 func (f *fakeController) Users(server string) ([]User, error) {
 	f.call("users " + server)
@@ -71,6 +74,10 @@ func TestControlCommands(t *testing.T) {
 		{"show servers", "", "BACKEND/SERVER"},
 		{"show sessions", "sessions ", "alice"},
 		{"show sessions alice", "sessions alice", "192.0.2.1:5"},
+		{"show sessions", "sessions ", "abcdefgh-8"},
+		{"show session abcdefgh-8", "sessions ", "client:     192.0.2.2:6"},
+		{"show session 8", "sessions ", "bytes in:   42"},
+		{"show session abcdefgh-7", "sessions ", "user:       alice"},
 		{"show users b/s1", "users b/s1", "alice"},
 		{"show frozen", "frozen", "none"},
 		{"set server b/s1 state drain", "state b/s1 drain", "b/s1: state drain"},
@@ -95,6 +102,16 @@ func TestControlCommands(t *testing.T) {
 		}
 		if strings.Contains(got, "\n\n") {
 			t.Errorf("%q: the answer has an empty line, which would end it early: %q", tt.line, got)
+		}
+	}
+}
+
+func TestControlShowSessionUnknown(t *testing.T) {
+	s, _ := newFake(t)
+	for _, line := range []string{"show session abcdefgh-9", "show session 9", "show session", "show session 7 8"} {
+		got, failed := s.NewControl(&fakeController{}).Do(line)
+		if !failed || !strings.HasPrefix(got, "error: ") {
+			t.Errorf("%q: got %q (failed %v), want an error", line, got, failed)
 		}
 	}
 }

@@ -29,8 +29,6 @@ type Frontend struct {
 	logins   [len(loginResults)]atomic.Uint64
 	rcpt     [3]atomic.Uint64 // LMTP final replies: 2xx, 4xx, 5xx
 
-	backend atomic.Pointer[string] // where its sessions go, for the servers' bytes
-
 	mu   sync.Mutex // guards ends and http; taken once per ended session
 	ends map[string]uint64
 	http *HTTP // an HTTP frontend's requests by reason; nil for others
@@ -67,8 +65,8 @@ func (f *Frontend) SessionEnded(info proxy.Info, end string) {
 	f.mu.Lock()
 	f.ends[end]++
 	f.mu.Unlock()
-	if b := f.backend.Load(); b != nil && info.Server != "" && !strings.Contains(info.Server, ",") {
-		s := f.st.Server(*b, info.Server)
+	if info.Server != "" && !strings.Contains(info.Server, ",") {
+		s := f.st.Server(info.Backend, info.Server)
 		s.bytesIn.Add(info.BytesIn)
 		s.bytesOut.Add(info.BytesOut)
 	}

@@ -172,13 +172,13 @@ func newFleet(t *testing.T, refresh time.Duration) *fleet {
 			fi.Backend = "archive"
 		}
 		src.fronts = append(src.fronts, fi)
-		f := s.Frontend(fi.Name, fi.Backend)
+		f := s.Frontend(fi.Name)
 		for k := range 10 + 7*i {
 			f.SessionStarted()
 			if k%3 == 0 {
 				continue // still live
 			}
-			f.SessionEnded(proxy.Info{Frontend: fi.Name, Server: "mail01", TLS: k%4 != 0,
+			f.SessionEnded(proxy.Info{Frontend: fi.Name, Backend: fi.Backend, Server: "mail01", TLS: k%4 != 0,
 				BytesIn: int64(2000 * (k + 1)), BytesOut: int64(90000 * (k + 1))}, []string{"done", "client closed", "timeout"}[k%3])
 			if p == "lmtp" {
 				f.Recipient([]int{250, 250, 451, 550}[k%4])

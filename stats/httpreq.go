@@ -79,8 +79,8 @@ func (h *HTTP) SetMaxReasons(n int) {
 // Request records one request (protocols/http's Recorder): its reason
 // ("" counts as ReasonNone), the status the client got, the body bytes
 // both ways, its duration and whether maildirector answered it or a
-// transfer broke (failed). The bytes count for server too.
-func (h *HTTP) Request(server, reason string, status int, in, out int64, d time.Duration, failed bool) {
+// transfer broke (failed). The bytes count for server of backend too.
+func (h *HTTP) Request(backend, server, reason string, status int, in, out int64, d time.Duration, failed bool) {
 	rc := h.counters(reason)
 	rc.requests.Add(1)
 	class := len(responseClasses) - 1
@@ -101,8 +101,8 @@ func (h *HTTP) Request(server, reason string, status int, in, out int64, d time.
 	rc.buckets[i].Add(1)
 	rc.durSumNs.Add(int64(d))
 	h.fe.requests.Add(1)
-	if b := h.fe.backend.Load(); b != nil && server != "" {
-		s := h.fe.st.Server(*b, server)
+	if server != "" {
+		s := h.fe.st.Server(backend, server)
 		s.bytesIn.Add(in)
 		s.bytesOut.Add(out)
 	}

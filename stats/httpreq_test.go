@@ -26,19 +26,19 @@ func httpFake(t *testing.T, max int) (*Stats, *HTTP) {
 	t.Helper()
 	s, src := newFake(t)
 	s.SetSource(httpSource{src})
-	return s, s.Frontend("scality", "dovecot").HTTP(max)
+	return s, s.Frontend("scality").HTTP(max)
 }
 
 func TestHTTPReasons(t *testing.T) {
 	s, h := httpFake(t, 2)
 	for range 100 {
-		h.Request("s1", "Mailbox sync", 200, 10, 4096, 3*time.Millisecond, false)
+		h.Request("dovecot", "s1", "Mailbox sync", 200, 10, 4096, 3*time.Millisecond, false)
 	}
-	h.Request("s2", "Mailbox sync", 503, 0, 0, time.Millisecond, true)
-	h.Request("s1", "Expunging", 204, 0, 0, 200*time.Millisecond, false)
-	h.Request("s1", "Indexing", 201, 1000, 0, time.Second, false) // a third reason: other
-	h.Request("s2", "Quota", 404, 0, 0, time.Second, false)       // other too
-	h.Request("s1", "", 200, 0, 5, time.Millisecond, false)       // none: never folded
+	h.Request("dovecot", "s2", "Mailbox sync", 503, 0, 0, time.Millisecond, true)
+	h.Request("dovecot", "s1", "Expunging", 204, 0, 0, 200*time.Millisecond, false)
+	h.Request("dovecot", "s1", "Indexing", 201, 1000, 0, time.Second, false) // a third reason: other
+	h.Request("dovecot", "s2", "Quota", 404, 0, 0, time.Second, false)       // other too
+	h.Request("dovecot", "s1", "", 200, 0, 5, time.Millisecond, false)       // none: never folded
 
 	snap, err := s.Snapshot()
 	if err != nil {
@@ -95,7 +95,7 @@ func TestHTTPPercentile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, h := httpFake(t, 0)
 			for _, d := range tt.durs {
-				h.Request("", "r", 200, 0, 0, d, false)
+				h.Request("dovecot", "", "r", 200, 0, 0, d, false)
 			}
 			rows := h.snapshot("fe")
 			got := 0.0
@@ -119,8 +119,8 @@ func repeat(n int, d time.Duration) []time.Duration {
 
 func TestHTTPViews(t *testing.T) {
 	s, h := httpFake(t, 0)
-	h.Request("s1", "Mailbox sync", 200, 0, 4096, 3*time.Millisecond, false)
-	h.Request("s1", "Mailbox sync", 502, 0, 0, time.Millisecond, true)
+	h.Request("dovecot", "s1", "Mailbox sync", 200, 0, 4096, 3*time.Millisecond, false)
+	h.Request("dovecot", "s1", "Mailbox sync", 502, 0, 0, time.Millisecond, true)
 	snap, err := s.Snapshot()
 	if err != nil {
 		t.Fatal(err)

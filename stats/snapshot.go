@@ -159,11 +159,7 @@ func (s *Stats) Snapshot() (Snapshot, error) {
 	}
 	byFrontend := make(map[string]*live)
 	byServer := make(map[string]*live)
-	feBackend := make(map[string]string)
 	fronts := src.Frontends()
-	for _, fi := range fronts {
-		feBackend[fi.Name] = fi.Backend
-	}
 	add := func(m map[string]*live, k string, in, out int64, tls bool) {
 		l := m[k]
 		if l == nil {
@@ -180,12 +176,12 @@ func (s *Stats) Snapshot() (Snapshot, error) {
 	for _, in := range src.Sessions() {
 		add(byFrontend, in.Frontend, in.BytesIn, in.BytesOut, in.TLS)
 		if in.Server != "" {
-			add(byServer, feBackend[in.Frontend]+"/"+in.Server, in.BytesIn, in.BytesOut, in.TLS)
+			add(byServer, in.Backend+"/"+in.Server, in.BytesIn, in.BytesOut, in.TLS)
 		}
 	}
 
 	for _, fi := range fronts {
-		f := s.lookupFrontend(fi.Name, fi.Backend)
+		f := s.lookupFrontend(fi.Name)
 		fs := FrontendSnapshot{
 			Name: fi.Name, Protocol: fi.Protocol, Backend: fi.Backend, Bind: fi.Bind, Limit: fi.MaxConn,
 			Cur: f.cur.Load(), Max: f.max.Load(), Total: f.total.Load(),

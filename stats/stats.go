@@ -23,9 +23,12 @@ type Source interface {
 
 // FrontendInfo describes a running frontend.
 type FrontendInfo struct {
-	Name, Protocol, Backend string
-	Bind                    []string
-	MaxConn                 int // 0: only the global limit
+	Name, Protocol string
+	// Backend names the frontend's backend; with routing rules, every
+	// backend they may choose, comma-separated, its own first.
+	Backend string
+	Bind    []string
+	MaxConn int // 0: only the global limit
 }
 
 // BackendInfo describes a running backend.
@@ -103,8 +106,9 @@ func (s *Stats) SetRefresh(d time.Duration) {
 }
 
 // Frontend returns the counters of the frontend name, created on first
-// use, and records that its sessions go to backend.
-func (s *Stats) Frontend(name, backend string) *Frontend {
+// use. Its sessions' bytes count for the servers each session was sent to
+// (proxy.Info.Backend and Server).
+func (s *Stats) Frontend(name string) *Frontend {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.frontends[name]
@@ -112,21 +116,20 @@ func (s *Stats) Frontend(name, backend string) *Frontend {
 		f = &Frontend{st: s, name: name, ends: make(map[string]uint64)}
 		s.frontends[name] = f
 	}
-	f.backend.Store(&backend)
 	return f
 }
 
 // lookupFrontend returns the counters of the frontend name for reading:
 // the running ones, or new ones (not yet wired) for a frontend that has
 // not been built yet.
-func (s *Stats) lookupFrontend(name, backend string) *Frontend {
+func (s *Stats) lookupFrontend(name string) *Frontend {
 	s.mu.RLock()
 	f := s.frontends[name]
 	s.mu.RUnlock()
 	if f != nil {
 		return f
 	}
-	return s.Frontend(name, backend)
+	return s.Frontend(name)
 }
 
 // Server returns the counters of a backend's server, created on first use.
@@ -184,7 +187,7 @@ func (s *Stats) sampleHistory() {
 		return
 	}
 	for _, fs := range snap.Frontends {
-		f := s.lookupFrontend(fs.Name, fs.Backend)
+		f := s.lookupFrontend(fs.Name)
 		f.mu.Lock()
 		f.hist.add(float64(fs.Cur))
 		f.mu.Unlock()

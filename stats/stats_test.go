@@ -54,7 +54,7 @@ func newFake(t *testing.T) (*Stats, *fakeSource) {
 // and checks what the snapshot says.
 func TestSnapshotCounts(t *testing.T) {
 	s, src := newFake(t)
-	fe := s.Frontend("imap", "dovecot")
+	fe := s.Frontend("imap")
 	// Two sessions: one ends on TLS with bytes on s1, one stays live.
 	fe.SessionStarted()
 	fe.SessionStarted()
@@ -62,8 +62,8 @@ func TestSnapshotCounts(t *testing.T) {
 	fe.Login(proxy.LoginRejected)
 	fe.Login(proxy.LoginRejected)
 	fe.Login(proxy.LoginNoServer)
-	fe.SessionEnded(proxy.Info{Frontend: "imap", Server: "s1", TLS: true, BytesIn: 100, BytesOut: 1000}, "client closed")
-	src.sessions = []proxy.Info{{Frontend: "imap", Server: "s1", BytesIn: 5, BytesOut: 7, Remote: netip.MustParseAddrPort("192.0.2.1:5000")}}
+	fe.SessionEnded(proxy.Info{Frontend: "imap", Backend: "dovecot", Server: "s1", TLS: true, BytesIn: 100, BytesOut: 1000}, "client closed")
+	src.sessions = []proxy.Info{{Frontend: "imap", Backend: "dovecot", Server: "s1", BytesIn: 5, BytesOut: 7, Remote: netip.MustParseAddrPort("192.0.2.1:5000")}}
 	l, err := src.dir.Pick(director.Request{User: "alice"})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestServerStatusNames(t *testing.T) {
 
 func TestRecipientsByClass(t *testing.T) {
 	s := New(Options{})
-	f := s.Frontend("lmtp", "b")
+	f := s.Frontend("lmtp")
 	for _, c := range []int{250, 250, 451, 550, 552} {
 		f.Recipient(c)
 	}
@@ -213,10 +213,10 @@ func TestCheckHistogram(t *testing.T) {
 // carry no user or client address.
 func TestViews(t *testing.T) {
 	s, src := newFake(t)
-	fe := s.Frontend("imap", "dovecot")
+	fe := s.Frontend("imap")
 	fe.SessionStarted()
 	fe.Login(proxy.LoginOK)
-	src.sessions = []proxy.Info{{Frontend: "imap", Server: "s1", User: "alice@example.org", Remote: netip.MustParseAddrPort("192.0.2.7:5000")}}
+	src.sessions = []proxy.Info{{Frontend: "imap", Backend: "dovecot", Server: "s1", User: "alice@example.org", Remote: netip.MustParseAddrPort("192.0.2.7:5000")}}
 	ck, err := checks.New(checks.Options{Server: "s1", Type: checks.TypeIMAP, Address: "10.0.0.1:143"})
 	if err != nil {
 		t.Fatal(err)

@@ -336,7 +336,7 @@ func (bb *backendBuild) pickerFor(p config.Protocol) (*picker, error) {
 	}
 	login := p == config.ProtocolIMAP || p == config.ProtocolPOP3 || p == config.ProtocolSubmission || p == config.ProtocolManageSieve
 	return &picker{
-		dir: bb.b.dir, targets: t,
+		dir: bb.b.dir, targets: t, retries: bb.cfg.Retries,
 		recipients: p == config.ProtocolLMTP,
 		stay:       login && bb.cfg.LoginServerDown == config.ServerDownTempfail,
 		freezeWait: bb.env.freezeWait,

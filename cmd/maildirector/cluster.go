@@ -104,7 +104,7 @@ func (rt *runtime) attachCluster(name string, bb *backendBuild) {
 // a reconcile after etcd came back). LMTP sessions are left alone.
 func (rt *runtime) clusterMoved(backend, user, server string) {
 	n := rt.srv.Kick(func(i proxy.Info) bool {
-		return i.User == user && i.Server != server && i.Protocol != string(config.ProtocolLMTP) && rt.frontendBackend(i.Frontend) == backend
+		return i.User == user && i.Server != server && i.Protocol != string(config.ProtocolLMTP) && i.Backend == backend
 	}, "kicked")
 	if n > 0 {
 		rt.log.Info("cluster: user placed elsewhere by the fleet, sessions here ended", "backend", backend, "user", user, "server", server, "kicked", n)

@@ -17,6 +17,7 @@ import (
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/route"
 	"github.com/maildirector/maildirector/stats"
 )
 
@@ -99,7 +100,7 @@ func (c controller) Info() stats.Info {
 // session converts a live session for the control socket.
 func (c controller) session(i proxy.Info) stats.Session {
 	return stats.Session{
-		ID: i.ID, Frontend: i.Frontend, Protocol: i.Protocol, Backend: c.rt.frontendBackend(i.Frontend),
+		ID: i.ID, SessionID: i.Session, Since: i.Start, Frontend: i.Frontend, Protocol: i.Protocol, Backend: i.Backend,
 		Remote: i.Remote.String(), User: i.User, Server: i.Server, TLS: i.TLS,
 		Age: time.Since(i.Start).Seconds(), BytesIn: i.BytesIn, BytesOut: i.BytesOut,
 	}
@@ -191,7 +192,7 @@ func (c controller) ShutdownSessions(server string) (int, error) {
 		return 0, err
 	}
 	return c.rt.srv.Kick(func(i proxy.Info) bool {
-		return i.Server == sn && c.rt.frontendBackend(i.Frontend) == bn
+		return i.Server == sn && i.Backend == bn
 	}, "kicked"), nil
 }
 
@@ -200,12 +201,22 @@ func (c controller) Where(user string) ([]stats.Where, error) {
 		return nil, errors.New("empty user")
 	}
 	sessions := c.rt.srv.Sessions()
+	cfg := c.rt.currentConfig()
+	routes := map[string][]stats.WhereRoute{} // by backend
+	for _, name := range cfg.FrontendNames() {
+		f := cfg.Frontends[name]
+		if len(f.Route) == 0 {
+			continue
+		}
+		d, unless := routeFor(cfg, f, user, whereContext{unknown: route.Unknown{SNI: true, Local: true, Client: true}})
+		routes[d.Backend] = append(routes[d.Backend], stats.WhereRoute{Frontend: name, Rule: d.Rule, Why: d.String(), Unless: unless})
+	}
 	var out []stats.Where
 	c.eachBackend(func(name string, b *backend) {
 		p := b.dir.Where(user)
-		w := stats.Where{Backend: name, User: p.User, Server: p.Server, Reason: p.Reason, Hashed: p.Hashed, Since: p.Since, Moved: p.Moved, Frozen: p.Frozen, Sessions: []stats.Session{}}
+		w := stats.Where{Backend: name, User: p.User, Server: p.Server, Reason: p.Reason, Hashed: p.Hashed, Since: p.Since, Moved: p.Moved, Frozen: p.Frozen, Sessions: []stats.Session{}, Routes: routes[name]}
 		for _, i := range sessions {
-			if i.User == p.User && c.rt.frontendBackend(i.Frontend) == name {
+			if i.User == p.User && i.Backend == name {
 				w.Sessions = append(w.Sessions, c.session(i))
 			}
 		}
@@ -223,7 +234,7 @@ func (c controller) kickUser(backend string, b *backend, user string) int {
 		return 0
 	}
 	return c.rt.srv.Kick(func(i proxy.Info) bool {
-		return i.User == routed && i.Protocol != string(config.ProtocolLMTP) && c.rt.frontendBackend(i.Frontend) == backend
+		return i.User == routed && i.Protocol != string(config.ProtocolLMTP) && i.Backend == backend
 	}, "kicked")
 }
 
@@ -274,7 +285,7 @@ func (c controller) Flush(server string, maxParallel int) (stats.Flushed, error)
 	res := stats.Flushed{Server: bn + "/" + sn, Users: len(users)}
 	kick := func(u string) int {
 		return c.rt.srv.Kick(func(i proxy.Info) bool {
-			return i.User == u && i.Server == sn && i.Protocol != string(config.ProtocolLMTP) && c.rt.frontendBackend(i.Frontend) == bn
+			return i.User == u && i.Server == sn && i.Protocol != string(config.ProtocolLMTP) && i.Backend == bn
 		}, "kicked")
 	}
 	if maxParallel <= 0 {

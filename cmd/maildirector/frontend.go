@@ -18,17 +18,18 @@ import (
 // protocol handler. LMTP and HTTP handlers hold server pools: they are
 // collected in rt.pendingLMTP and rt.pendingHTTP, to be swapped in or
 // closed with the build.
-func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Frontend, error) {
-	fe, err := frontendOptions(f, bb.cfg)
+func (rt *runtime) buildFrontend(f *config.Frontend, backends map[string]*backendBuild) (proxy.Frontend, error) {
+	bb := backends[f.Backend] // the default: capabilities before login
+	p, retries, err := newRouter(f, backends)
 	if err != nil {
-		return fe, err
+		return proxy.Frontend{}, err
 	}
-	p, err := bb.pickerFor(f.Protocol)
+	fe, err := frontendOptions(f, retries)
 	if err != nil {
 		return fe, err
 	}
 	if rt.stats != nil {
-		fe.Stats = rt.stats.Frontend(f.Name, f.Backend)
+		fe.Stats = rt.stats.Frontend(f.Name)
 	}
 	switch f.Protocol {
 	case config.ProtocolIMAP:
@@ -36,7 +37,11 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 	case config.ProtocolPOP3:
 		fe.Handler = pop3.New(pop3Options(f, p, bb.b.capabilities(config.CheckTypePOP3)))
 	case config.ProtocolSubmission:
-		fe.Handler = submission.New(submissionOptions(f, bb.cfg, p))
+		var servers []*config.Backend
+		for _, name := range p.table.Backends() {
+			servers = append(servers, backends[name].cfg)
+		}
+		fe.Handler = submission.New(submissionOptions(f, servers, p))
 	case config.ProtocolLMTP:
 		h := lmtp.New(lmtpOptions(f, p))
 		rt.pendingLMTP = append(rt.pendingLMTP, h)
@@ -48,7 +53,7 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 	case config.ProtocolHTTP:
 		var rec httpfe.Recorder
 		if rt.stats != nil {
-			rec = rt.stats.Frontend(f.Name, f.Backend).HTTP(f.HTTP.MaxReasons)
+			rec = rt.stats.Frontend(f.Name).HTTP(f.HTTP.MaxReasons)
 		}
 		h := httpfe.New(httpOptions(f, p, rec))
 		rt.pendingHTTP = append(rt.pendingHTTP, h)
@@ -57,6 +62,24 @@ func (rt *runtime) buildFrontend(f *config.Frontend, bb *backendBuild) (proxy.Fr
 		return fe, fmt.Errorf("protocol %q is not supported", f.Protocol)
 	}
 	return fe, nil
+}
+
+// newRouter is f's picker over the backends its rules may choose, and
+// the most retries any of them allows (the engine's count; each backend's
+// picker keeps to its own).
+func newRouter(f *config.Frontend, backends map[string]*backendBuild) (*router, int, error) {
+	r := &router{table: routeTable(f, backends[f.Backend].cfg), pickers: make(map[string]*picker)}
+	retries := 0
+	for _, name := range r.table.Backends() {
+		bb := backends[name]
+		p, err := bb.pickerFor(f.Protocol)
+		if err != nil {
+			return nil, 0, fmt.Errorf("backend.%s: %w", name, err)
+		}
+		r.pickers[name] = p
+		retries = max(retries, bb.cfg.Retries)
+	}
+	return r, retries, nil
 }
 
 // swapLMTPLocked makes the LMTP and HTTP frontends just built the running

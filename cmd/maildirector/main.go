@@ -97,10 +97,17 @@ func configFlagArgs(name string, args []string, stderr io.Writer) (string, []str
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", defaultConfig, "configuration file")
+	rest, ok := parseInterleaved(fs, args)
+	return *path, rest, ok
+}
+
+// parseInterleaved parses fs's flags anywhere among args (before, between
+// or after the operands, up to a "--") and returns the operands.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, bool) {
 	var rest []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return "", nil, false
+			return nil, false
 		}
 		left := fs.Args()
 		if len(left) == 0 {
@@ -112,5 +119,5 @@ func configFlagArgs(name string, args []string, stderr io.Writer) (string, []str
 		}
 		rest, args = append(rest, left[0]), left[1:]
 	}
-	return *path, rest, true
+	return rest, true
 }

@@ -35,7 +35,7 @@ ports = { managesieve = 14190 }
 		t.Fatal(err)
 	}
 	f := cfg.Frontends["sieve"]
-	fe, err := frontendOptions(f, cfg.Backends["d"])
+	fe, err := frontendOptions(f, cfg.Backends["d"].Retries)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/maildirector/maildirector/protocols/submission"
 	"github.com/maildirector/maildirector/protocols/tcp"
 	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/route"
 	"github.com/maildirector/maildirector/tlsutil"
 )
 
@@ -39,7 +40,9 @@ func none(n int) int {
 }
 
 // frontendOptions is the engine's Frontend for f, without its handler.
-func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, error) {
+// retries is the most its backends allow: each backend's picker holds its
+// own sessions to its own count.
+func frontendOptions(f *config.Frontend, retries int) (proxy.Frontend, error) {
 	t := f.Timeouts // resolved at load: the global value where f sets none
 	fe := proxy.Frontend{
 		Name:           f.Name,
@@ -50,7 +53,7 @@ func frontendOptions(f *config.Frontend, b *config.Backend) (proxy.Frontend, err
 		MaxConn:        f.MaxConn,
 		Reserve:        f.Reserve,
 		BacklogWait:    f.BacklogWait.D(),
-		Retries:        none(b.Retries),
+		Retries:        none(retries),
 		Timeouts: proxy.Timeouts{
 			Handshake:   t.Handshake.D(),
 			PreAuth:     t.Preauth.D(),
@@ -98,6 +101,7 @@ func imapOptions(f *config.Frontend, p proxy.Picker, caps func() []string) imap.
 		PlaintextLogin:     f.PlaintextAllowed(),
 		MaxLoginAttempts:   f.MaxLoginAttempts,
 		ServerCapabilities: caps,
+		ForwardID:          f.Forward == config.ForwardID,
 	}
 }
 
@@ -108,6 +112,7 @@ func pop3Options(f *config.Frontend, p proxy.Picker, caps func() []string) pop3.
 		PlaintextLogin:     f.PlaintextAllowed(),
 		MaxLoginAttempts:   f.MaxLoginAttempts,
 		ServerCapabilities: caps,
+		ForwardID:          f.Forward == config.ForwardID,
 	}
 }
 
@@ -121,22 +126,47 @@ func managesieveOptions(f *config.Frontend, p proxy.Picker, caps func() []string
 	}
 }
 
-func submissionOptions(f *config.Frontend, b *config.Backend, p proxy.Picker) submission.Options {
+// submissionOptions: backends are those the frontend routes to; their
+// servers with xclient are named as the targets name them.
+func submissionOptions(f *config.Frontend, backends []*config.Backend, p proxy.Picker) submission.Options {
 	opts := submission.Options{
 		Picker:           p,
 		Hostname:         f.Hostname,
 		PlaintextLogin:   f.PlaintextAllowed(),
 		MaxLoginAttempts: f.MaxLoginAttempts,
 	}
-	for _, s := range b.Servers {
-		if s.XClient {
-			if opts.XClient == nil {
-				opts.XClient = make(map[string]bool)
+	for _, b := range backends {
+		for _, s := range b.Servers {
+			if s.XClient {
+				if opts.XClient == nil {
+					opts.XClient = make(map[string]bool)
+				}
+				opts.XClient[proxy.Target{Backend: b.Name, Server: s.Name}.Name()] = true
 			}
-			opts.XClient[s.Name] = true
 		}
 	}
 	return opts
+}
+
+// routeTable is f's routing rules; def is f's own backend, the default.
+// A master login is routed by the domain before def's
+// master_user_separator.
+func routeTable(f *config.Frontend, def *config.Backend) route.Table {
+	t := route.Table{Default: f.Backend, MasterSeparator: def.MasterUserSeparator}
+	for _, r := range f.Route {
+		rule := route.Rule{Backend: r.Backend, Client: r.ClientPrefixes()}
+		for _, n := range r.DomainPatterns() {
+			rule.Domains = append(rule.Domains, route.Name{Name: n.Name, Suffix: n.Suffix})
+		}
+		for _, n := range r.SNIPatterns() {
+			rule.SNI = append(rule.SNI, route.Name{Name: n.Name, Suffix: n.Suffix})
+		}
+		for _, l := range r.LocalAddrs() {
+			rule.Local = append(rule.Local, route.Local{Addr: l.Addr, Port: l.Port})
+		}
+		t.Rules = append(t.Rules, rule)
+	}
+	return t
 }
 
 func tcpOptions(p proxy.Picker) tcp.Options { return tcp.Options{Picker: p} }
@@ -264,6 +294,7 @@ func targets(b *config.Backend, p config.Protocol, tlsBy map[string]*tls.Config)
 			return nil, fmt.Errorf("server[%d].send_proxy: %w", i, err)
 		}
 		out[s.Name] = proxy.Target{
+			Backend: b.Name,
 			Server:  s.Name,
 			Address: s.DialAddress(p),
 			Proxy:   mode,

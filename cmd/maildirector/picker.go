@@ -4,12 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/proxy"
+	"github.com/maildirector/maildirector/route"
 )
+
+// router is a frontend's proxy.Picker: it chooses the backend of each pick
+// by the frontend's routing rules, then picks from that backend.
+type router struct {
+	table   route.Table        // the rules and the default backend
+	pickers map[string]*picker // by backend name: every backend of table
+}
+
+// Pick implements proxy.Picker.
+func (r *router) Pick(ctx context.Context, req proxy.PickRequest) (proxy.Lease, error) {
+	return r.backend(req).Pick(ctx, req)
+}
+
+// PickHome implements lmtp.HomePicker.
+func (r *router) PickHome(ctx context.Context, req proxy.PickRequest) (proxy.Lease, error) {
+	return r.backend(req).PickHome(ctx, req)
+}
+
+// backend is the picker of the backend the rules choose for req.
+func (r *router) backend(req proxy.PickRequest) *picker {
+	d := r.table.Route(route.Request{User: req.User, SNI: req.SNI, Local: req.Local, Client: req.Client})
+	return r.pickers[d.Backend] // built for every backend of the table
+}
 
 // picker lets a frontend pick servers from a backend's director: the
 // director decides by name, the picker adds how this frontend's protocol
@@ -17,6 +40,10 @@ import (
 type picker struct {
 	dir     *director.Director
 	targets map[string]proxy.Target // by server name, for one protocol
+	// retries is how many other servers of this backend a login may try
+	// after a failure (its backend's retries): the engine's count is the
+	// largest over the frontend's backends.
+	retries int
 	// recipients: the frontend picks for LMTP recipient addresses, not
 	// login names, and its leases are deliveries, not sessions: they do
 	// not count against a server's maxconn nor for leastconn
@@ -30,19 +57,23 @@ type picker struct {
 	freezeWait time.Duration
 }
 
-func (p *picker) Pick(ctx context.Context, user string, client netip.AddrPort, exclude []string) (proxy.Lease, error) {
+func (p *picker) Pick(ctx context.Context, req proxy.PickRequest) (proxy.Lease, error) {
+	exclude := req.Exclude
 	if p.stay && len(exclude) > 0 {
 		// The user's own server failed this login: no other server may
 		// have the user, so the client is told to come back later.
 		return nil, fmt.Errorf("%w: backend %s: %s failed and login_server_down is tempfail", proxy.ErrUnavailable, p.dir.Name(), exclude[0])
 	}
-	return p.pick(ctx, director.Request{User: user, Recipient: p.recipients, Client: client, Exclude: exclude, Stay: p.stay})
+	if len(exclude) > p.retries {
+		return nil, fmt.Errorf("%w: backend %s: %d servers failed (retries %d)", proxy.ErrUnavailable, p.dir.Name(), len(exclude), p.retries)
+	}
+	return p.pick(ctx, director.Request{User: req.User, Recipient: p.recipients, Client: req.Client, Exclude: exclude, Stay: p.stay})
 }
 
 // PickHome returns a lease on the user's own server only, never another
 // (LMTP with server_down = "tempfail"): see director.Request.Stay.
-func (p *picker) PickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
-	return p.pick(ctx, director.Request{User: user, Recipient: p.recipients, Client: client, Stay: true})
+func (p *picker) PickHome(ctx context.Context, req proxy.PickRequest) (proxy.Lease, error) {
+	return p.pick(ctx, director.Request{User: req.User, Recipient: p.recipients, Client: req.Client, Stay: true})
 }
 
 // pick asks the director. A login of a user an operator froze waits up to

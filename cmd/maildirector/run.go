@@ -291,18 +291,9 @@ func (rt *runtime) currentConfig() *config.Config {
 // on_marked_down = "shutdown-sessions".
 func (rt *runtime) closeServerSessions(backend, server string) {
 	n := rt.srv.Kick(func(i proxy.Info) bool {
-		return i.Server == server && rt.frontendBackend(i.Frontend) == backend
+		return i.Server == server && i.Backend == backend
 	}, proxy.EndServerDown)
 	if n > 0 {
 		rt.log.Warn("closed the sessions of a server marked down", "backend", backend, "server", server, "sessions", n)
 	}
-}
-
-// frontendBackend names the backend a frontend sends its sessions to.
-func (rt *runtime) frontendBackend(frontend string) string {
-	cfg := rt.currentConfig()
-	if f := cfg.Frontends[frontend]; f != nil {
-		return f.Backend
-	}
-	return ""
 }

@@ -120,7 +120,7 @@ func (rt *runtime) buildLocked(cfg *config.Config) (*build, error) {
 	}
 	for _, name := range cfg.FrontendNames() {
 		f := cfg.Frontends[name]
-		fe, err := rt.buildFrontend(f, b.backends[f.Backend])
+		fe, err := rt.buildFrontend(f, b.backends)
 		if err != nil {
 			rt.abortLocked(b)
 			return nil, fmt.Errorf("frontend.%s: %w", name, err)

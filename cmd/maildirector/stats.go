@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/maildirector/maildirector/config"
@@ -26,7 +27,7 @@ func (rt *runtime) Frontends() []stats.FrontendInfo {
 	var out []stats.FrontendInfo
 	for _, name := range cfg.FrontendNames() {
 		f := cfg.Frontends[name]
-		out = append(out, stats.FrontendInfo{Name: name, Protocol: string(f.Protocol), Backend: f.Backend, Bind: f.Bind, MaxConn: f.MaxConn})
+		out = append(out, stats.FrontendInfo{Name: name, Protocol: string(f.Protocol), Backend: strings.Join(f.Backends(), ","), Bind: f.Bind, MaxConn: f.MaxConn})
 	}
 	return out
 }

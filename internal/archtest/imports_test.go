@@ -20,6 +20,7 @@ var forbidden = map[string][]string{
 	"cluster":                 {"proxy", "protocols/", "config", "checks", "stats", "cmd/", "internal/"},
 	"checks":                  {"director", "proxy", "protocols/", "config", "cmd/", "internal/dovecotlab", "internal/smtpsink"}, // internal/mailwire only
 	"tlsutil":                 {""},
+	"route":                   {""},
 	"protocols/internal/sasl": {""},
 	"internal/mailwire":       {""},
 	"internal/logsink":        {""},

@@ -122,8 +122,8 @@ var loopback = LintOptions{Source: func(string, int) (netip.Addr, error) { retur
 // TestLint: a correct pair is clean; breaking one setting on either side
 // gives that one mismatch, with the key on both sides.
 func TestLint(t *testing.T) {
-	if f, notes := Lint(labConfig(t, nil), mustParse(t, labN), loopback); len(f) != 0 || len(notes) != 1 {
-		t.Fatalf("correct pair: got %v, notes %v; want no mismatch and the session correlation note", f, notes)
+	if f, notes := Lint(labConfig(t, nil), mustParse(t, labN), loopback); len(f) != 0 || len(notes) != 0 {
+		t.Fatalf("correct pair: got %v, notes %v; want no mismatch and no note", f, notes)
 	}
 	nfs := strings.Replace(labN, "ssl = no", "ssl = no\nmail_nfs_storage = yes", 1)
 	next := func(s string) string {
@@ -226,6 +226,49 @@ xclient = true
 	f, _ := Lint(labConfig(t, md), mustParse(t, labN), loopback)
 	if len(f) != 1 || !strings.Contains(f[0].Key, "server[0] (mail1).xclient = true") || !strings.Contains(f[0].Dovecot, "login_trusted_networks") {
 		t.Errorf("untrusted: got %v, want the xclient finding", f)
+	}
+}
+
+// TestLintForwardID: the servers of a forward = "id" frontend need
+// maildirector's address in login_trusted_networks (the integration test
+// shows disable_plaintext_auth = yes is no mismatch for them then).
+func TestLintForwardID(t *testing.T) {
+	md := func(s string) string {
+		return s + `
+[frontend.pop3]
+protocol = "pop3"
+bind = ["127.0.0.1:1110"]
+backend = "fwd"
+forward = "id"
+[frontend.imapid]
+protocol = "imap"
+bind = ["127.0.0.1:2143"]
+backend = "fwd"
+forward = "id"
+timeouts = { idle = "30m" }
+[backend.fwd]
+login_server_down = "tempfail"
+[[backend.fwd.server]]
+name = "mail1"
+address = "127.0.0.1"
+ports = { imap = 10144, pop3 = 110 }
+`
+	}
+	trusted := strings.Replace(labN, "listen = ", "login_trusted_networks = 127.0.0.1/32\nlisten = ", 1)
+	if f, _ := Lint(labConfig(t, md), mustParse(t, trusted), loopback); len(f) != 0 {
+		t.Fatalf("trusted: got %v, want none", f)
+	}
+	f, _ := Lint(labConfig(t, md), mustParse(t, labN), loopback)
+	if len(f) != 2 {
+		t.Fatalf("untrusted: got %d findings %v, want 2 (imap and pop3)", len(f), f)
+	}
+	for i, want := range []string{`frontend.imapid.forward = "id" toward backend.fwd.server[0] (mail1)`, `frontend.pop3.forward = "id" toward backend.fwd.server[0] (mail1)`} {
+		if !strings.Contains(f[i].Key, want) || !strings.Contains(f[i].Dovecot, "login_trusted_networks =  (Dovecot's default)") {
+			t.Errorf("untrusted [%d]: got %s, want key %q and login_trusted_networks", i, f[i], want)
+		}
+	}
+	if !strings.Contains(f[1].Why, "refuses XCLIENT") {
+		t.Errorf("untrusted pop3: got %q, want XCLIENT refused", f[1].Why)
 	}
 }
 

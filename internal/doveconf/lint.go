@@ -179,7 +179,6 @@ func covered(list string, addr netip.Addr) bool {
 func Lint(cfg *config.Config, conf *Conf, opts LintOptions) ([]Finding, []string) {
 	l := &linter{conf: conf, opts: opts, seen: map[string]bool{}}
 	var notes []string
-	notes = append(notes, `login_trusted_networks: maildirector has no session correlation (forward = "id") in this build; only servers with xclient are checked against it`)
 	if opts.Source == nil {
 		notes = append(notes, "haproxy_trusted_networks and login_trusted_networks: not checked (maildirector's source address is unknown)")
 	}
@@ -205,10 +204,17 @@ func Lint(cfg *config.Config, conf *Conf, opts LintOptions) ([]Finding, []string
 					"Dovecot does not serve %s: every session fails", p)
 			}
 		}
+		// The frontends of b with forward = "id", by protocol.
+		forwardID := map[config.Protocol]string{}
+		for _, fname := range cfg.FrontendNames() {
+			if f := cfg.Frontends[fname]; f.Backend == bname && f.Forward == config.ForwardID && forwardID[f.Protocol] == "" {
+				forwardID[f.Protocol] = fname
+			}
+		}
 		for i, s := range b.Servers {
 			sat := fmt.Sprintf("%s.server[%d] (%s)", at, i, s.Name)
 			for _, p := range mail {
-				l.server(sat, s, p, listeners)
+				l.server(sat, s, p, listeners, forwardID[p])
 			}
 		}
 		l.backend(cfg, b, at, mail, shared)
@@ -225,8 +231,9 @@ func serviceFor(p config.Protocol) string {
 	return ""
 }
 
-// server checks one server for protocol p.
-func (l *linter) server(sat string, s *config.Server, p config.Protocol, listeners []listener) {
+// server checks one server for protocol p; fwdID names the frontend of p
+// with forward = "id" that uses it ("" when none does).
+func (l *linter) server(sat string, s *config.Server, p config.Protocol, listeners []listener, fwdID string) {
 	port := s.Port(p)
 	var li *listener
 	for i := range listeners {
@@ -287,7 +294,22 @@ func (l *linter) server(sat string, s *config.Server, p config.Protocol, listene
 				"Dovecot's submission accepts XCLIENT only from login_trusted_networks: the client's address is lost")
 		}
 	}
-	if p == config.ProtocolIMAP || p == config.ProtocolPOP3 || p == config.ProtocolSubmission {
+	if fwdID != "" && src.IsValid() {
+		// Dovecot honours IMAP ID's x-originating-ip and x-session-ext-id
+		// and POP3 XCLIENT only from login_trusted_networks, judged by
+		// maildirector's address on a plain listener.
+		if v, where := l.get("login_trusted_networks", proto); !covered(v, src) {
+			what := "Dovecot ignores the ID fields: sessions log maildirector's address as rip and Dovecot's own session id, and plaintext logins are not secured"
+			if p == config.ProtocolPOP3 {
+				what = "Dovecot refuses XCLIENT (\"-ERR You are not from trusted IP\"): every POP3 login through maildirector fails"
+			}
+			l.add(fmt.Sprintf("frontend.%s.forward = \"id\" toward %s (maildirector connects from %s)", fwdID, sat, src), where, "%s", what)
+		}
+	}
+	// With forward = "id" from a trusted address Dovecot counts the
+	// session as secured (login-common: trusted networks are secured);
+	// from an untrusted one the finding above says what breaks.
+	if fwdID == "" && (p == config.ProtocolIMAP || p == config.ProtocolPOP3 || p == config.ProtocolSubmission) {
 		sslv, sslWhere := l.get("ssl", proto)
 		dpa, dpaWhere := l.get("disable_plaintext_auth", proto)
 		if (sslv == "required" || dpa == "yes") && !s.TLS.Enabled && s.SendProxy != config.SendProxyV2SSL {
@@ -324,8 +346,12 @@ func (l *linter) backend(cfg *config.Config, b *config.Backend, at string, mail 
 		if (f.Protocol == config.ProtocolIMAP || f.Protocol == config.ProtocolPOP3 || f.Protocol == config.ProtocolSubmission) &&
 			f.PlaintextAllowed() && f.TLS.Mode == config.TLSModeNone {
 			if dpa, where := l.get("disable_plaintext_auth", string(f.Protocol)); dpa == "yes" {
-				l.add(fmt.Sprintf("%s.plaintext_login (tls.mode = \"none\")", fat), where,
-					"maildirector takes plaintext logins on this frontend that Dovecot refuses as unsecured: users are asked for a password that cannot work")
+				why := "maildirector takes plaintext logins on this frontend that Dovecot refuses as unsecured: users are asked for a password that cannot work"
+				if f.Forward == config.ForwardID {
+					// Dovecot counts login_trusted_networks as secured.
+					why = "with forward = \"id\" Dovecot counts maildirector's sessions as secured, so its disable_plaintext_auth no longer keeps passwords off the client's plaintext hop: maildirector must (tls.mode, plaintext_login = \"deny\")"
+				}
+				l.add(fmt.Sprintf("%s.plaintext_login (tls.mode = \"none\")", fat), where, "%s", why)
 			}
 		}
 	}

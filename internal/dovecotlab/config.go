@@ -20,6 +20,7 @@ type configParams struct {
 	UsersFile            string
 	Hostname             string
 	TrustedNetworks      string
+	LoginTrustedNetworks string
 	DisablePlaintextAuth bool
 	RelayHost            string
 	RelayPort            int
@@ -60,6 +61,9 @@ ssl = no
 {{- end}}
 disable_plaintext_auth = {{if .DisablePlaintextAuth}}yes{{else}}no{{end}}
 haproxy_trusted_networks = {{.TrustedNetworks}}
+{{- if .LoginTrustedNetworks}}
+login_trusted_networks = {{.LoginTrustedNetworks}}
+{{- end}}
 verbose_proctitle = yes
 
 log_path = {{.LogPath}}

@@ -83,6 +83,14 @@ type Options struct {
 	Ports []InstancePorts
 	// TrustedNetworks is Dovecot's haproxy_trusted_networks; "" means DefaultTrustedNetworks.
 	TrustedNetworks string
+	// LoginTrustedNetworks is Dovecot's login_trusted_networks: the
+	// addresses whose IMAP ID x-originating-ip/x-session-ext-id fields and
+	// POP3 XCLIENT Dovecot's login processes honour (a proxy forwarding
+	// the client in-band, maildirector's forward = "id"). Measured on
+	// 2.3.19: on a haproxy = yes listener it is checked against the PROXY
+	// header's client address, so it serves the Direct listeners. "" leaves
+	// it unset (Dovecot's default: nobody).
+	LoginTrustedNetworks string
 	// DisablePlaintextAuth sets disable_plaintext_auth = yes: LOGIN and
 	// AUTH PLAIN are then refused unless the session is secured (a PROXY v2
 	// SSL TLV with the client bit, or a loopback-to-loopback connection).
@@ -228,6 +236,7 @@ func Start(opts Options) (*Lab, error) {
 		}
 		inst, err := newInstance(l, k+1, fixed, configParams{
 			TrustedNetworks:           trusted,
+			LoginTrustedNetworks:      opts.LoginTrustedNetworks,
 			DisablePlaintextAuth:      opts.DisablePlaintextAuth,
 			RelayHost:                 relayHost,
 			RelayPort:                 relayPort,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,17 +204,30 @@ func (t *translator) emit() []byte {
 	return []byte(b.String())
 }
 
-// decideProtocol chooses the frontend's protocol: mode http is relayed as
-// tcp (no HTTP path in this build); mode tcp by the first bind's port, else
-// by a protocol's name in the frontend's or backend's name, else by the
-// servers' port, else tcp.
+// decideProtocol chooses the frontend's protocol: mode http is
+// maildirector's HTTP path (protocol http); mode tcp by the first bind's
+// port, else by a protocol's name in the frontend's or backend's name,
+// else by the servers' port, else tcp. A mode tcp frontend hears about
+// the HTTP settings it (or its backend) has.
 func (t *translator) decideProtocol(plan *frontendPlan) {
 	p := plan.p
 	if p.mode == "http" {
-		plan.proto = "tcp"
-		plan.note = "mode http: relayed as TCP (" + httpPathMissing + ")"
-		t.warn(p.stmt, "mode http (line %d): relayed as TCP, so header captures, X-Forwarded-For and per-request balancing are lost: %s", p.modeStmt.Line, httpPathMissing)
+		plan.proto = "http"
+		plan.note = fmt.Sprintf("mode http (line %d): maildirector's HTTP path", p.modeStmt.Line)
+		plan.tls = p.binds[0].ssl && len(p.binds[0].crts) > 0
+		if plan.backend.mode != "http" {
+			t.warn(plan.backend.stmt, "a mode tcp backend behind the mode http frontend %s: translated for the HTTP path, as HAProxy would have run it", p.name)
+		}
 		return
+	}
+	for _, q := range []*proxy{p, plan.backend} {
+		for _, s := range q.http.only {
+			if len(s.Words) >= 2 && s.Words[0] == "timeout" && s.Words[1] == "queue" {
+				t.warn(s, "not translated: maildirector queues no mail sessions; a full frontend waits backlog_wait, then refuses in the protocol's words")
+				continue
+			}
+			t.warn(s, "not translated: %s", httpOnlyTCP)
+		}
 	}
 	first := p.binds[0]
 	ssl := first.ssl && len(first.crts) > 0
@@ -357,6 +371,11 @@ func (t *translator) emitFrontend(b *strings.Builder, plan *frontendPlan, backen
 		}
 	}
 
+	if plan.proto == "http" {
+		t.emitHTTPFrontend(b, plan, at)
+		return
+	}
+
 	// Timeouts: the client's from the frontend, the server side's from the backend.
 	be := plan.backend
 	var tl []string
@@ -409,6 +428,95 @@ func (t *translator) emitFrontend(b *strings.Builder, plan *frontendPlan, backen
 	b.WriteString("\n")
 }
 
+// emitHTTPFrontend writes the rest of a mode http frontend: the HTTP
+// path's timeouts (the client side's from the frontend, the server side's
+// from the backend, as HAProxy takes them), TLS, and [frontend.NAME.http]
+// with what the frontend and its backend say (HAProxy adds
+// X-Forwarded-For when either has option forwardfor, unless the client is
+// in the except network of either; it closes server connections when
+// either has http-server-close).
+func (t *translator) emitHTTPFrontend(b *strings.Builder, plan *frontendPlan, at string) {
+	p, be := plan.p, plan.backend
+	var tl []string
+	for _, k := range []struct {
+		name, key string
+		from      *proxy
+		lo, hi    time.Duration
+	}{
+		{"http-request", "request", p, time.Second, 10 * time.Minute},
+		{"client", "client", p, time.Second, time.Hour},
+		{"http-keep-alive", "keep_alive", p, time.Second, time.Hour},
+		{"queue", "queue", be, time.Second, 10 * time.Minute},
+		{"connect", "connect", be, 100 * time.Millisecond, 2 * time.Minute},
+		{"server", "server", be, time.Second, time.Hour},
+	} {
+		if v, ok := k.from.timeouts[k.name]; ok {
+			tl = append(tl, k.key+" = "+dur(t.clamp(v, k.lo, k.hi, "timeouts."+k.key)))
+		}
+	}
+	for _, q := range []*proxy{p, be} {
+		if v, ok := q.timeouts["tunnel"]; ok {
+			t.warn(v.stmt, "timeout tunnel: the HTTP path has no tunnels (no CONNECT, no upgrades); not translated")
+		}
+	}
+	if len(tl) > 0 {
+		fmt.Fprintf(b, "[%s.timeouts]\n%s\n", at, strings.Join(tl, "\n"))
+	}
+	if plan.tls {
+		fmt.Fprintf(b, "[%s.tls]\nmode = \"implicit\"\n", at)
+		if v := p.binds[0].minTLS; v == "1.0" || v == "1.1" || v == "1.2" || v == "1.3" {
+			fmt.Fprintf(b, "min_version = %s\n", quote(v))
+		}
+		for _, crt := range p.binds[0].crts {
+			fmt.Fprintf(b, "[[%s.tls.cert]]\ncert = %s\nkey = %s\n", at, quote(crt), quote(crt))
+		}
+	}
+
+	fmt.Fprintf(b, "[%s.http]\n", at)
+	var except, from []string
+	for _, q := range []*proxy{p, be} {
+		if q.http.forwardFor {
+			from = append(from, fmt.Sprintf("line %d", q.http.ffStmt.Line))
+			for _, n := range q.http.ffExcept {
+				if !slices.Contains(except, n) {
+					except = append(except, n)
+				}
+			}
+		}
+	}
+	if len(from) > 0 {
+		fmt.Fprintf(b, "# option forwardfor (%s); each such line sets its except network anew, as HAProxy does\n", strings.Join(slices.Compact(from), ", "))
+		for _, q := range []*proxy{p, be} {
+			for _, r := range q.http.ffReset {
+				if q.http.forwardFor {
+					fmt.Fprintf(b, "# (line %d, %s, is replaced by line %d for %s %s)\n", r.Line, comment(strings.Join(r.Words, " ")), q.http.ffStmt.Line, q.kind, comment(q.name))
+				}
+			}
+		}
+		b.WriteString("forwardfor = true\n")
+		if len(except) > 0 {
+			q := make([]string, len(except))
+			for i, n := range except {
+				q[i] = quote(n)
+			}
+			fmt.Fprintf(b, "forwardfor_except = [%s]\n", strings.Join(q, ", "))
+		}
+	}
+	if p.http.serverClose || be.http.serverClose {
+		b.WriteString("server_close = true # option http-server-close\n")
+	}
+	if len(p.http.captures) == 0 {
+		b.WriteString("capture = [] # HAProxy captured no header; without this line maildirector captures the three X-Dovecot-* headers\n")
+	} else {
+		b.WriteString("capture = [\n")
+		for _, c := range p.http.captures {
+			fmt.Fprintf(b, "  { name = %s, len = %d }, # line %d\n", quote(c.name), c.len, c.stmt.Line)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("\n")
+}
+
 // splitServerAddr reads HAProxy's server address "HOST[:PORT]", an IPv6
 // host bare ("2001:db8::1:143" has port 143, as HAProxy reads it).
 func splitServerAddr(a string) (string, int) {
@@ -446,9 +554,10 @@ func (t *translator) emitBackend(b *strings.Builder, p *proxy, name string, user
 		t.warn(p.balStmt, "balance %s: no maildirector equivalent; translated as roundrobin (balance \"user\" keeps each user on one server)", p.balance)
 		b.WriteString("balance = \"roundrobin\"\n")
 	}
-	mail := false
+	mail, httpPath := false, false
 	for _, u := range users {
-		mail = mail || u.proto != "tcp"
+		mail = mail || (u.proto != "tcp" && u.proto != "http")
+		httpPath = httpPath || u.proto == "http"
 	}
 	if mail {
 		b.WriteString("# balance = \"user\" would keep every session of a user on one server, which mail servers want.\n")
@@ -508,7 +617,7 @@ func (t *translator) emitBackend(b *strings.Builder, p *proxy, name string, user
 		if p.expect > 0 {
 			fmt.Fprintf(b, "expect_status = %d\n", p.expect)
 		} else {
-			t.warn(p.httpchk.stmt, "HAProxy passed any 2xx or 3xx answer; maildirector's http check expects one status, expect_status (200)")
+			b.WriteString("expect_status = \"200-399\" # HAProxy's httpchk passes any 2xx or 3xx answer\n")
 		}
 	case p.smtpchk:
 		checkType = "smtp"
@@ -599,6 +708,11 @@ func (t *translator) emitBackend(b *strings.Builder, p *proxy, name string, user
 		sp := s.sendProxy
 		if sp == "" {
 			sp = "none" // HAProxy sends none unless told; maildirector's default is v2-ssl
+		}
+		if httpPath && sp != "none" {
+			// A pooled HTTP connection carries many clients' requests.
+			t.warn(s.stmt, "send-proxy on an HTTP backend: maildirector's HTTP path names each request's client in X-Forwarded-For (http.forwardfor), not in a PROXY header; not translated")
+			sp = "none"
 		}
 		fmt.Fprintf(b, "send_proxy = %s\n", quote(sp))
 		if s.maxconn > 0 {

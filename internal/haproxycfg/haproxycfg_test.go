@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -105,29 +106,114 @@ func TestTranslateSeedSample(t *testing.T) {
 		t.Errorf("stats socket: got control.socket %q", c.Control.Socket)
 	}
 	fe := c.Frontends["scality_in"]
-	if fe == nil || fe.Protocol != config.ProtocolTCP || !slices.Equal(fe.Bind, []string{"[::]:81"}) || fe.Backend != "scality_ring" || fe.MaxConn != 5000 {
+	if fe == nil || fe.Protocol != config.ProtocolHTTP || !slices.Equal(fe.Bind, []string{"0.0.0.0:81", "[::]:81"}) || fe.Backend != "scality_ring" || fe.MaxConn != 5000 {
 		t.Fatalf("frontend: got %+v", fe)
 	}
-	if fe.Timeouts.Preauth.D().String() != "1m0s" || fe.Timeouts.Connect.D().String() != "10s" {
-		t.Errorf("timeouts: got %+v", fe.Timeouts)
+	// Every timeout of the sample's defaults, on the HTTP path.
+	wantT := config.Timeouts{Request: cdur(time.Minute), Queue: cdur(time.Minute), Connect: cdur(10 * time.Second),
+		Client: cdur(time.Minute), Server: cdur(time.Minute), KeepAlive: cdur(10 * time.Minute)}
+	gotT := fe.Timeouts
+	if gotT.Request != wantT.Request || gotT.Queue != wantT.Queue || gotT.Connect != wantT.Connect || gotT.Client != wantT.Client ||
+		gotT.Server != wantT.Server || gotT.KeepAlive != wantT.KeepAlive {
+		t.Errorf("timeouts: got %+v, want request/queue/client/server 1m, connect 10s, keep_alive 10m", gotT)
+	}
+	h := fe.HTTP
+	wantCap := []config.Capture{{Name: "X-Dovecot-Reason", Len: 40}, {Name: "X-Dovecot-Username", Len: 40}, {Name: "X-Dovecot-Session-Id", Len: 70}}
+	// HAProxy (2.6.12, measured) sets the except network anew with every
+	// option forwardfor: the frontend's and the backend's own lines drop
+	// the defaults' "except 127.0.0.0/8".
+	if h == nil || !h.ForwardFor || len(h.ForwardForExcept) != 0 || !h.ServerClose || !slices.Equal(h.Capture, wantCap) {
+		t.Errorf("http: got %+v, want forwardfor without except, server_close, the three captures", h)
 	}
 	be := c.Backends["scality_ring"]
-	if be.Balance != config.BalanceRoundRobin || be.Check.Type != config.CheckTypeHTTP || be.Check.Inter.D().String() != "30s" || len(be.Servers) != 6 {
-		t.Fatalf("backend: got balance %s, check %+v, %d servers", be.Balance, be.Check, len(be.Servers))
+	if be.Balance != config.BalanceRoundRobin || be.Retries != 3 || be.Check.Type != config.CheckTypeHTTP || be.Check.HTTPMethod != "OPTIONS" ||
+		be.Check.HTTPPath != "/" || be.Check.ExpectStatus != (config.StatusRange{Lo: 200, Hi: 399}) || be.Check.Inter.D() != 30*time.Second ||
+		be.Check.Timeout.D() != 10*time.Second || len(be.Servers) != 6 {
+		t.Fatalf("backend: got balance %s, retries %d, check %+v, %d servers", be.Balance, be.Retries, be.Check, len(be.Servers))
 	}
 	if s := be.Servers[5]; s.Address != "10.10.10.6:81" || s.SendProxy != config.SendProxyNone || !s.Check {
 		t.Errorf("server 6: got %+v", s)
 	}
-	// Every HAProxy line without an equivalent, by number.
-	want := []int{5, 6, 8, 9, 10, 16, 17, 18, 19, 22, 23, 27, 31, 33, 34, 39, 40, 41, 46, 47}
+	// Every HAProxy line without an equivalent, by number: the process
+	// settings systemd takes over (chroot, pidfile, user, group, daemon)
+	// and dontlognull.
+	want := []int{5, 6, 8, 9, 10, 17}
 	if got := warnedLines(res); !slices.Equal(got, want) {
 		t.Errorf("warned lines: got %v, want %v\n%v", got, want, res.Warnings)
 	}
-	if w := warning(res, 39); !strings.Contains(w, "HTTP path") {
-		t.Errorf("capture request header: got %q, want the HTTP path named", w)
+	if !strings.Contains(string(res.TOML), "line 19, option forwardfor except 127.0.0.0/8, is replaced by line 33") {
+		t.Errorf("the translation does not say the defaults' except is replaced:\n%s", res.TOML)
 	}
-	if w := warning(res, 31); !strings.Contains(w, "mode http (line 14)") {
-		t.Errorf("frontend: got %q, want mode http (line 14) named", w)
+}
+
+func cdur(d time.Duration) config.Duration { return config.Duration(d) }
+
+// TestTranslateHTTP: the HTTP path's pieces one by one, and HTTP settings
+// on a mode tcp proxy named as untranslated.
+func TestTranslateHTTP(t *testing.T) {
+	text := `defaults
+    mode http
+    option forwardfor except 10.0.0.0/8
+    timeout http-request 5s
+frontend web
+    bind 127.0.0.1:8080
+    capture request header X-Dovecot-Reason len 2000
+    capture response header Server len 20
+    capture cookie SID len 10
+    option http-keep-alive
+    http-request deny if { src 192.0.2.1 }
+    default_backend store
+backend store
+    balance leastconn
+    option forwardfor except 192.168.0.0/16 header X-Real-IP
+    option httpchk HEAD /health
+    http-check expect status 204
+    timeout queue 30s
+    server a 10.1.0.1:81 check inter 2s send-proxy
+frontend mail
+    mode tcp
+    bind :::143 v6only
+    option forwardfor
+    timeout queue 5s
+    default_backend imapb
+backend imapb
+    mode tcp
+    server m 10.0.0.11:143
+`
+	res := translate(t, text)
+	c := mustCheck(t, res)
+	fe := c.Frontends["web"]
+	if fe.Protocol != config.ProtocolHTTP || fe.Timeouts.Request.D() != 5*time.Second || fe.Timeouts.Queue.D() != 30*time.Second {
+		t.Errorf("web: got protocol %s, request %s, queue %s; want http, 5s, 30s", fe.Protocol, fe.Timeouts.Request, fe.Timeouts.Queue)
+	}
+	h := fe.HTTP
+	if !h.ForwardFor || !slices.Equal(h.ForwardForExcept, []string{"10.0.0.0/8", "192.168.0.0/16"}) || h.ServerClose ||
+		!slices.Equal(h.Capture, []config.Capture{{Name: "X-Dovecot-Reason", Len: 1024}}) {
+		t.Errorf("web http: got %+v; want forwardfor with both except networks (the frontend's inherited, the backend's own), keep-alive, one capture of 1024", h)
+	}
+	be := c.Backends["store"]
+	if be.Balance != config.BalanceLeastConn || be.Check.HTTPMethod != "HEAD" || be.Check.HTTPPath != "/health" ||
+		be.Check.ExpectStatus != (config.StatusRange{Lo: 204, Hi: 204}) || be.Servers[0].SendProxy != config.SendProxyNone {
+		t.Errorf("store: got %+v %+v", be.Check, be.Servers[0])
+	}
+	if m := c.Frontends["mail"]; m.Protocol != config.ProtocolIMAP || m.HTTP != nil || !slices.Equal(m.Bind, []string{"[::]:143"}) {
+		t.Errorf("mail: got protocol %s, http %+v, bind %v; want imap, none, only [::]:143 (v6only)", m.Protocol, m.HTTP, m.Bind)
+	}
+	for line, want := range map[int]string{
+		7:  "written as 1024",
+		8:  "request headers only",
+		9:  "request headers only",
+		11: "no HTTP rules",
+		15: "header X-Real-IP",
+		19: "send-proxy on an HTTP backend",
+		23: "only mode http frontends become maildirector's HTTP path",
+		24: "queues no mail sessions",
+		3:  "only mode http frontends become", // inherited by the mode tcp frontend
+		4:  "only mode http frontends become",
+	} {
+		if w := warning(res, line); !strings.Contains(w, want) {
+			t.Errorf("line %d: got %q, want %q", line, w, want)
+		}
 	}
 }
 
@@ -302,7 +388,7 @@ backend mail
 	c := mustCheck(t, res)
 	imaps := c.Frontends["imaps"]
 	if imaps.Protocol != config.ProtocolIMAP || imaps.TLS.Mode != config.TLSModeImplicit || len(imaps.TLS.Certs) != 1 ||
-		imaps.TLS.Certs[0].Cert != combined || imaps.TLS.Certs[0].Key != combined || !slices.Equal(imaps.Bind, []string{"[::]:993"}) ||
+		imaps.TLS.Certs[0].Cert != combined || imaps.TLS.Certs[0].Key != combined || !slices.Equal(imaps.Bind, []string{"0.0.0.0:993", "[::]:993"}) ||
 		imaps.TLS.MinVersion != "1.2" || !slices.Equal(imaps.TrustedProxies, []string{"0.0.0.0/0", "::/0"}) {
 		t.Errorf("imaps: got %+v", imaps)
 	}
@@ -337,9 +423,9 @@ backend mail
 		7:  "IDLE",
 		9:  "accept-proxy",
 		10: "ACLs",
-		11: "one backend",
+		11: "frontend.NAME.route",
 		14: "", // pop3s: a comment in the TOML, no warning
-		18: "one backend",
+		18: "frontend.NAME.route",
 		30: "not defined",
 	} {
 		w := warning(res, line)
@@ -376,6 +462,7 @@ func FuzzTranslate(f *testing.F) {
 	}
 	f.Add("frontend a\n bind :143 ssl crt x\n use_backend b\nbackend b\n server s 1.2.3.4 check weight 3 send-proxy\nlisten stats\n bind :1\n stats enable\n")
 	f.Add("global\n log /dev/log local0 info\n stats socket /s mode 600\ndefaults\n timeout client 1d\n option httpchk GET /x\n")
+	f.Add("defaults\n mode http\n option forwardfor except 10.0.0.0/8 header X\nfrontend w\n bind :::80 v6only\n capture request header A\"b len 9\n option forwardfor\n timeout http-keep-alive 1s\n default_backend s\nbackend s\n option http-server-close\n timeout queue 5s\n server a 1.2.3.4:81 check\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		pf, err := Parse(strings.NewReader(text))
 		if err != nil {

@@ -27,10 +27,14 @@ type Result struct {
 	Warnings []Warning
 }
 
-// httpPathMissing is the reason given for what only the HTTP path could
-// carry: maildirector has a protocol "http" frontend, but this translator
-// does not write it yet, so the admin writes that table by hand.
-const httpPathMissing = "the HTTP path (frontend protocol \"http\", [frontend.NAME.http]) is not written by import-haproxy yet: write it by hand (README: The HTTP path for object storage)"
+// httpOnlyTCP is the reason given for an HTTP setting on a proxy that is
+// translated as a mode tcp one: only a mode http frontend becomes
+// maildirector's HTTP path (protocol "http", [frontend.NAME.http]).
+const httpOnlyTCP = "an HTTP setting, and this proxy is mode tcp: only mode http frontends become maildirector's HTTP path (protocol \"http\")"
+
+// noHTTPRules is the reason given for HAProxy's HTTP rules: maildirector's
+// HTTP path forwards requests and responses as they are.
+const noHTTPRules = "maildirector's HTTP path forwards requests and responses as they are: it has no HTTP rules, rewrites, errorfiles or compression"
 
 // Translate turns f into a maildirector configuration.
 func Translate(f *File) *Result {
@@ -95,12 +99,37 @@ type proxy struct {
 	expect     int // http-check expect status
 	servers    []*server
 	defServer  server
+	http       httpSettings
 	stats      struct {
 		enabled bool
 		auth    []string
 		admin   bool
 		refresh time.Duration
 	}
+}
+
+// httpSettings are what maildirector's HTTP path takes of a mode http
+// proxy.
+type httpSettings struct {
+	captures []capture // capture request header (frontends only)
+	// forwardFor is option forwardfor; ffExcept its except network, which
+	// each option forwardfor line sets anew (HAProxy resets it); ffStmt
+	// the line.
+	forwardFor  bool
+	ffExcept    []string
+	ffStmt      Stmt
+	ffReset     []Stmt // option forwardfor lines with an except that a later line replaced
+	serverClose bool   // option http-server-close (or httpclose)
+	// only are the lines translated only for mode http (options,
+	// timeouts, captures): warned about when the proxy is mode tcp.
+	only []Stmt
+}
+
+// capture is "capture request header NAME len N".
+type capture struct {
+	name string
+	len  int
+	stmt Stmt
 }
 
 type httpCheck struct {
@@ -122,6 +151,7 @@ type bindAddr struct {
 	accept bool // accept-proxy
 	stmt   Stmt
 	minTLS string
+	v6only bool
 }
 
 // server is a server line, or a default-server line's settings.
@@ -159,6 +189,10 @@ func newProxy(kind string, s *Section, defaults *proxy) *proxy {
 		}
 		p.httpchk, p.smtpchk, p.expect = defaults.httpchk, defaults.smtpchk, defaults.expect
 		p.defServer = defaults.defServer
+		p.http = defaults.http
+		p.http.ffExcept = slices.Clone(defaults.http.ffExcept)
+		p.http.only = slices.Clone(defaults.http.only)
+		p.http.ffReset = slices.Clone(defaults.http.ffReset)
 	}
 	return p
 }
@@ -340,7 +374,7 @@ func (t *translator) proxyStmt(p *proxy, s Stmt) {
 		if p.useBackend == "" && len(args) > 0 {
 			p.useBackend = args[0]
 		}
-		t.warn(s, "a maildirector frontend has one backend: the rule is not translated (the default_backend, else the first use_backend, is used)")
+		t.warn(s, "the rule is not translated (the default_backend, else the first use_backend, is the frontend's backend): write it as a [[frontend.NAME.route]] rule (README \"Routing rules\")")
 	case "balance":
 		if len(args) == 0 {
 			return
@@ -383,10 +417,12 @@ func (t *translator) proxyStmt(p *proxy, s Stmt) {
 			}
 		}
 		t.warn(s, "not translated: an http check expects one status (check.expect_status)")
-	case "capture", "http-request", "http-response", "http-after-response", "http-reuse", "http-send-name-header",
+	case "capture":
+		t.capture(p, s)
+	case "http-request", "http-response", "http-after-response", "http-reuse", "http-send-name-header",
 		"compression", "cookie", "errorfile", "errorloc", "errorloc302", "errorloc303", "redirect", "monitor-uri",
 		"unique-id-format", "unique-id-header", "http-error", "errorfiles", "reqadd", "rspadd":
-		t.warn(s, "not translated: %s", httpPathMissing)
+		t.warn(s, "not translated: %s", noHTTPRules)
 	case "acl":
 		t.warn(s, "ACLs are not translated: maildirector routes every session of a frontend to its backend")
 	case "tcp-request", "tcp-response":
@@ -429,10 +465,11 @@ func (t *translator) timeout(p *proxy, s Stmt) {
 	switch name {
 	case "client", "server", "connect", "check", "tunnel":
 		p.timeouts[name] = timeoutVal{d, s}
-	case "http-request", "http-keep-alive":
-		t.warn(s, "not translated: %s", httpPathMissing)
-	case "queue":
-		t.warn(s, "not translated: maildirector queues nothing; a full frontend waits backlog_wait, then refuses in the protocol's words")
+	case "http-request", "http-keep-alive", "queue":
+		// The HTTP path's timeouts.request, keep_alive and queue; a mode
+		// tcp proxy hears why not (emit).
+		p.timeouts[name] = timeoutVal{d, s}
+		p.http.only = append(p.http.only, s)
 	default:
 		t.warn(s, "timeout %s is not translated", name)
 	}
@@ -464,15 +501,87 @@ func (t *translator) option(p *proxy, s Stmt, on bool) {
 		p.smtpchk = true
 	case name == "tcplog" || name == "splice-auto" || name == "splice-request" || name == "splice-response":
 		// maildirector logs one line per session and splices where it can.
-	case name == "httplog" || name == "forwardfor" || name == "http-server-close" || name == "httpclose" ||
-		name == "http-keep-alive" || name == "http-pretend-keepalive" || name == "http-buffer-request" || name == "http-use-htx" ||
+	case name == "forwardfor":
+		t.forwardFor(p, s, on)
+	case name == "http-server-close" || name == "httpclose":
+		p.http.serverClose = on
+		p.http.only = append(p.http.only, s)
+		if name == "httpclose" && on {
+			t.warn(s, "translated as http.server_close = true: maildirector closes the server side after each response; the client's connection stays open (HAProxy's httpclose closed both)")
+		}
+	case name == "http-keep-alive":
+		p.http.serverClose = !on
+		p.http.only = append(p.http.only, s)
+	case name == "httplog":
+		// The HTTP path writes HAProxy's httplog fields on every request.
+		p.http.only = append(p.http.only, s)
+	case name == "http-pretend-keepalive" || name == "http-buffer-request" || name == "http-use-htx" ||
 		name == "originalto" || name == "http-no-delay":
-		t.warn(s, "not translated: %s", httpPathMissing)
+		t.warn(s, "option %s: no maildirector equivalent on the HTTP path", name)
 	case name == "dontlognull" || name == "dontlog-normal" || name == "log-separate-errors" || name == "log-health-checks":
 		t.warn(s, "not translated: maildirector logs every session and every server state change")
 	default:
 		t.warn(s, "option %s is not translated", name)
 	}
+}
+
+// forwardFor reads "option forwardfor [except NETWORK] [header NAME]
+// [if-none]". Each such line sets the except network anew: HAProxy resets
+// it, so a frontend's own "option forwardfor" drops the defaults' except.
+func (t *translator) forwardFor(p *proxy, s Stmt, on bool) {
+	p.http.only = append(p.http.only, s)
+	if len(p.http.ffExcept) > 0 {
+		p.http.ffReset = append(p.http.ffReset, p.http.ffStmt)
+	}
+	p.http.forwardFor, p.http.ffExcept, p.http.ffStmt = on, nil, s
+	if !on {
+		return
+	}
+	a := s.Words[2:]
+	for i := 0; i < len(a); i++ {
+		switch {
+		case a[i] == "except" && i+1 < len(a):
+			if _, err := netip.ParsePrefix(a[i+1]); err != nil {
+				if _, err := netip.ParseAddr(a[i+1]); err != nil {
+					t.warn(s, "except %s: not a network; not translated", a[i+1])
+					i++
+					continue
+				}
+			}
+			p.http.ffExcept = append(p.http.ffExcept, a[i+1])
+			i++
+		case a[i] == "header" && i+1 < len(a):
+			if !strings.EqualFold(a[i+1], "X-Forwarded-For") {
+				t.warn(s, "header %s: maildirector adds the client to X-Forwarded-For only; not translated", a[i+1])
+			}
+			i++
+		case a[i] == "if-none":
+			t.warn(s, "if-none: maildirector appends the client to any X-Forwarded-For the request has; not translated")
+		default:
+			t.warn(s, "forwardfor argument %q is not translated", a[i])
+		}
+	}
+}
+
+// capture reads "capture request header NAME len N": a header the HTTP
+// path writes into the access log, cut to N bytes.
+func (t *translator) capture(p *proxy, s Stmt) {
+	w := s.Words
+	if len(w) != 6 || w[1] != "request" || w[2] != "header" || w[4] != "len" {
+		t.warn(s, "not translated: maildirector captures request headers only (capture request header NAME len N)")
+		return
+	}
+	n, err := strconv.Atoi(w[5])
+	switch {
+	case err != nil || n < 1:
+		t.warn(s, "len %s: want a number 1..1024; not translated", w[5])
+		return
+	case n > 1024:
+		t.warn(s, "len %d: maildirector logs at most 1024 bytes of a header; written as 1024", n)
+		n = 1024
+	}
+	p.http.captures = append(p.http.captures, capture{name: w[3], len: n, stmt: s})
+	p.http.only = append(p.http.only, s)
 }
 
 // statsStmt reads the statistics page's settings (a proxy with "stats enable").
@@ -541,12 +650,14 @@ func (t *translator) bind(p *proxy, s Stmt) {
 				i++
 			}
 		case "v4v6":
-			// Go's [::] listeners take IPv4 too.
+			// The default for ":::PORT" on Linux: written as two binds below.
+		case "v6only":
+			params.v6only = true
 		case "alpn", "npn", "ciphers", "ciphersuites", "curves", "ecdhe", "ca-file", "crl-file", "verify", "name", "id",
 			"process", "interface", "mss", "backlog", "maxconn", "nice", "mode", "user", "group", "level", "tcp-ut", "namespace", "ssl-max-ver":
 			t.warn(s, "bind option %s %s is not translated", w[i], next(w, i))
 			i++
-		case "v6only", "transparent", "tfo", "defer-accept", "allow-0rtt", "strict-sni", "prefer-client-ciphers", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tls-tickets":
+		case "transparent", "tfo", "defer-accept", "allow-0rtt", "strict-sni", "prefer-client-ciphers", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tls-tickets":
 			t.warn(s, "bind option %s is not translated", w[i])
 		default:
 			t.warn(s, "bind option %s is not translated", w[i])
@@ -563,8 +674,27 @@ func (t *translator) bind(p *proxy, s Stmt) {
 			continue
 		}
 		b.host, b.port = host, port
-		p.binds = append(p.binds, b)
+		if host == "::" && !b.v6only {
+			// HAProxy's ":::PORT" is one dual-stack socket (Linux's
+			// bindv6only = 0); maildirector's "[::]:PORT" is v6-only, so
+			// IPv4 clients need "0.0.0.0:PORT" too.
+			b4 := b
+			b4.host = "0.0.0.0"
+			p.binds = appendBind(p.binds, b4)
+		}
+		p.binds = appendBind(p.binds, b)
 	}
+}
+
+// appendBind appends b unless its address is there already (maildirector
+// refuses an address twice).
+func appendBind(binds []bindAddr, b bindAddr) []bindAddr {
+	for _, x := range binds {
+		if x.host == b.host && x.port == b.port {
+			return binds
+		}
+	}
+	return append(binds, b)
 }
 
 func next(w []string, i int) string {

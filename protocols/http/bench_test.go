@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +44,7 @@ func startBackendB(b *testing.B, h http.Handler) string { return startBackend(b,
 // fixedPicker always picks its one target, with a lease that does nothing.
 type fixedPicker struct{ t proxy.Target }
 
-func (p *fixedPicker) Pick(context.Context, string, netip.AddrPort, []string) (proxy.Lease, error) {
+func (p *fixedPicker) Pick(context.Context, proxy.PickRequest) (proxy.Lease, error) {
 	return nopLease{p.t}, nil
 }
 
@@ -60,7 +59,7 @@ func (nopLease) Release()               {}
 
 type nopRecorder struct{}
 
-func (nopRecorder) Request(string, string, int, int64, int64, time.Duration, bool) {}
+func (nopRecorder) Request(string, string, string, int, int64, int64, time.Duration, bool) {}
 
 func serveB(b *testing.B, addr string) string {
 	fe := New(Options{Picker: &fixedPicker{proxy.Target{Server: "s1", Address: addr}}, Stats: nopRecorder{}})

@@ -34,6 +34,7 @@ type exchange struct {
 	queued    time.Duration // waiting for a slot
 	connect   atomic.Int64  // ns dialling a connection for this request (0: a pooled one); set by the dial's goroutine
 	response  time.Duration // from the connection to the response headers
+	backend   string        // the last server's backend ("": Options.Backend)
 	server    string        // the last server tried
 	tried     int           // servers tried
 	answered  string        // maildirector's own answer's reason; "" when a server answered
@@ -127,7 +128,11 @@ func (x *exchange) end(p any) {
 		if x.f.reason >= 0 {
 			reason = x.captured[x.f.reason]
 		}
-		s.Request(x.server, reason, status, in, x.w.n, total, failed)
+		backend := x.backend
+		if backend == "" {
+			backend = x.f.opts.Backend
+		}
+		s.Request(backend, x.server, reason, status, in, x.w.n, total, failed)
 	}
 	x.log(status, in, total, term, p)
 }

@@ -99,7 +99,7 @@ type recorded struct {
 	failed         bool
 }
 
-func (r *recorder) Request(server, reason string, status int, in, out int64, _ time.Duration, failed bool) {
+func (r *recorder) Request(_, server, reason string, status int, in, out int64, _ time.Duration, failed bool) {
 	r.mu.Lock()
 	r.reqs = append(r.reqs, recorded{server, reason, status, in, out, failed})
 	r.mu.Unlock()

@@ -40,13 +40,14 @@ const DefaultReasonHeader = "X-Dovecot-Reason"
 // cheap: atomics, no blocking.
 type Recorder interface {
 	// Request: one request ended. server is the last server tried ("" when
-	// none was), reason the value of the reason header (cut to its capture
+	// none was), of backend (the frontend's own unless a routing rule
+	// chose another), reason the value of the reason header (cut to its capture
 	// length, "" when absent), status what the client was answered (499
 	// when it left before an answer), in and out the body bytes from and to
 	// the client, d the time from its first byte to its end, and failed
 	// whether maildirector answered it (no server's response) or a transfer
 	// broke.
-	Request(server, reason string, status int, in, out int64, d time.Duration, failed bool)
+	Request(backend, server, reason string, status int, in, out int64, d time.Duration, failed bool)
 }
 
 // Timeouts bound each phase of a request, as HAProxy's timeouts of the

@@ -31,9 +31,13 @@ func (x *exchange) log(status int, in int64, total time.Duration, term string, p
 	if !x.cc.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
+	backend := x.backend
+	if backend == "" {
+		backend = x.f.opts.Backend
+	}
 	attrs := make([]slog.Attr, 0, 20)
 	attrs = append(attrs,
-		slog.String("backend", x.f.opts.Backend),
+		slog.String("backend", backend),
 		slog.String("server", x.server),
 		slog.Duration("request", x.start.Sub(x.reqStart).Round(time.Microsecond)),
 		slog.Duration("queue", x.queued.Round(time.Microsecond)),

@@ -159,7 +159,7 @@ func (f *Frontend) RoundTrip(req *http.Request) (*http.Response, error) {
 	var tried []string
 	var last error
 	for attempt := 0; ; attempt++ {
-		lease, err := f.opts.Picker.Pick(req.Context(), "", x.client, tried)
+		lease, err := f.opts.Picker.Pick(req.Context(), x.cc.c.PickRequest("", tried))
 		if err != nil {
 			if last != nil {
 				return nil, last // every usable server was tried
@@ -168,7 +168,7 @@ func (f *Frontend) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		t := lease.Target()
 		tried = append(tried, t.Server)
-		x.server, x.tried = t.Server, len(tried)
+		x.backend, x.server, x.tried = t.Backend, t.Server, len(tried)
 		out := x.attemptRequest(req, t)
 		resp, err := f.transport(t).RoundTrip(out)
 		if err == nil {

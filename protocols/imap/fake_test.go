@@ -51,7 +51,7 @@ type fakeServer struct {
 
 const goodPassword = "s3cret"
 
-func startFake(t *testing.T, name string, mode fakeMode, caps string) *fakeServer {
+func startFake(t testing.TB, name string, mode fakeMode, caps string) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -273,7 +273,7 @@ type envConfig struct {
 	noPicker    bool         // leave opts.Picker nil
 }
 
-func newEnv(t *testing.T, cfg envConfig) *env {
+func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Helper()
 	if cfg.servers == nil {
 		cfg.servers = []*fakeServer{startFake(t, "dovecot1", fakeOK, dovecotCaps)}

@@ -154,6 +154,9 @@ func (s *session) login(tag string, req loginRequest) error {
 	if s.f.opts.Picker == nil {
 		return fmt.Errorf("no picker configured: %w", proxy.ErrUnavailable)
 	}
+	if s.f.opts.ForwardID {
+		req.forward = &forwarded{Session: s.c.SessionID(), Remote: s.c.RemoteAddr(), Local: s.c.LocalAddr()}
+	}
 	server, fromServer, err := s.c.Connect(s.ctx, s.f.opts.Picker, user,
 		func(ctx context.Context, conn net.Conn, t proxy.Target) ([]byte, error) {
 			return replayLogin(ctx, conn, tag, req)

@@ -47,6 +47,12 @@ type Options struct {
 	// except that AUTH=XOAUTH2 and AUTH=OAUTHBEARER, when the servers offer
 	// them, make the proxy offer them too. nil: only the proxy's own.
 	ServerCapabilities func() []string
+	// ForwardID tells each server the real client and the session id in
+	// an ID command before the replayed login (see idCommand), for servers
+	// reached without a PROXY header from an address in Dovecot's
+	// login_trusted_networks. false: the server learns the client only from
+	// the PROXY header its Target asks for.
+	ForwardID bool
 }
 
 func (o Options) greeting() string {

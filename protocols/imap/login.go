@@ -46,6 +46,9 @@ type loginRequest struct {
 	// response is the client's base64 initial response, replayed as is for
 	// the OAuth mechanisms.
 	response string
+	// forward, when set, is sent in an ID command before the login
+	// (Options.ForwardID).
+	forward *forwarded
 }
 
 // replayLogin is the session's proxy.LoginFunc; tag is the client's. On the
@@ -77,6 +80,11 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 	caps, err := parseGreeting(greeting)
 	if err != nil {
 		return nil, proxy.ServerFailure(err)
+	}
+	if req.forward != nil {
+		if budget, err = forwardID(conn, br, *req.forward, budget); err != nil {
+			return nil, err
+		}
 	}
 	parts, isAuth := loginCommand(serverTag, req, caps)
 	if _, err := conn.Write(parts[0]); err != nil {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,9 +182,23 @@ func serveSink(c net.Conn) {
 		if err != nil {
 			return
 		}
-		switch verb, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" ")); string(bytes.ToUpper(verb)) {
-		case "LHLO":
-			w.WriteString("250-sink\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n")
+		verb, args, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
+		switch string(bytes.ToUpper(verb)) {
+		case "LHLO": // Dovecot 2.3's keywords
+			w.WriteString("250-sink\r\n250-8BITMIME\r\n250-CHUNKING\r\n250-ENHANCEDSTATUSCODES\r\n250 PIPELINING\r\n")
+		case "BDAT": // one chunk, LAST, as the frontend sends it
+			size, _, _ := bytes.Cut(args, []byte(" "))
+			n, err := strconv.Atoi(string(size))
+			if err != nil {
+				return
+			}
+			if _, err := r.Discard(n); err != nil {
+				return
+			}
+			for range rcpts {
+				w.WriteString("250 2.0.0 Saved\r\n")
+			}
+			rcpts = 0
 		case "MAIL", "RSET":
 			rcpts = 0
 			w.WriteString("250 2.0.0 OK\r\n")

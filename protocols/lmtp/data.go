@@ -158,6 +158,27 @@ func writeData(w *bufio.Writer, body io.Reader) error {
 	return w.Flush()
 }
 
+// writeChunk sends a spooled body as one BDAT LAST chunk (RFC 3030
+// section 2): the octets as they are, no dot-stuffing, with the CRLF that
+// writeData would add to a body not ending in one, so that both ways
+// deliver the same message. An LMTP server answers it as DATA's end, one
+// reply per accepted recipient (RFC 2033 section 4.2).
+func writeChunk(w *bufio.Writer, sp *spool) error {
+	size := sp.size
+	tail := size > 0 && !sp.lastLF
+	if tail {
+		size += 2
+	}
+	fmt.Fprintf(w, "BDAT %d LAST\r\n", size)
+	if _, err := io.Copy(w, sp.reader()); err != nil {
+		return fmt.Errorf("%w: %w", errSpool, err)
+	}
+	if tail {
+		w.WriteString("\r\n")
+	}
+	return w.Flush()
+}
+
 // stuffWriter dot-stuffs what it is given into w: a "." is doubled at the
 // beginning of a line. The lines between two that begin with "." go to w in
 // one Write. Errors are w's, kept by w for its Flush.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"net/netip"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -235,7 +234,8 @@ type fakePicker struct {
 	answered    int
 }
 
-func (p *fakePicker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
+func (p *fakePicker) Pick(_ context.Context, req proxy.PickRequest) (proxy.Lease, error) {
+	user, exclude := req.User, req.Exclude
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.held[user] {

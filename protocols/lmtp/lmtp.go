@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -326,14 +325,14 @@ func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
 // so that a recipient whose server is down gets 451 4.4.1 rather than
 // delivery to a server that does not hold the mailbox.
 type HomePicker interface {
-	PickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error)
+	PickHome(ctx context.Context, req proxy.PickRequest) (proxy.Lease, error)
 }
 
 // pickHome picks the recipient's server: its own server only when the
 // failure policy is tempfail and the picker can tell, else Pick's choice.
-func (l *Frontend) pickHome(ctx context.Context, user string, client netip.AddrPort) (proxy.Lease, error) {
+func (l *Frontend) pickHome(ctx context.Context, req proxy.PickRequest) (proxy.Lease, error) {
 	if hp, ok := l.opts.Picker.(HomePicker); ok && l.opts.ServerDown == ServerDownTempfail {
-		return hp.PickHome(ctx, user, client)
+		return hp.PickHome(ctx, req)
 	}
-	return l.opts.Picker.Pick(ctx, user, client, nil)
+	return l.opts.Picker.Pick(ctx, req)
 }

@@ -3,7 +3,10 @@ package lmtp
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +25,11 @@ type rawServer struct {
 	addr string
 
 	mu        sync.Mutex
-	mode      string // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data)
+	mode      string // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data), "late" (that extra reply a moment later, in its own write)
+	lateSent  bool   // "late": the extra reply was written
+	chunking  bool   // advertise CHUNKING (RFC 3030) and take BDAT
+	verbs     []string
+	bodies    []string // each message as the server received it (DATA unstuffed, BDAT as sent)
 	conns     int
 	msgs      int
 	rcptReads int // network reads that brought RCPT lines
@@ -42,6 +49,22 @@ func startRawServer(t *testing.T, name string) *rawServer {
 }
 
 func (f *rawServer) target() proxy.Target { return proxy.Target{Server: f.name, Address: f.addr} }
+
+// startChunkingServer is a raw server that advertises CHUNKING.
+func startChunkingServer(t *testing.T, name string) *rawServer {
+	t.Helper()
+	f := startRawServer(t, name)
+	f.mu.Lock()
+	f.chunking = true
+	f.mu.Unlock()
+	return f
+}
+
+func (f *rawServer) received() (verbs, bodies []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.verbs), slices.Clone(f.bodies)
+}
 
 func (f *rawServer) setMode(m string) {
 	f.mu.Lock()
@@ -83,11 +106,51 @@ func (f *rawServer) serve(c net.Conn) {
 		line = strings.TrimRight(line, "\r\n")
 		verb, args, _ := strings.Cut(line, " ")
 		f.mu.Lock()
-		mode := f.mode
+		mode, chunking := f.mode, f.chunking
+		f.verbs = append(f.verbs, strings.ToUpper(verb))
 		f.mu.Unlock()
+		after := func(body string) { // the replies after a message's data
+			f.mu.Lock()
+			f.msgs++
+			f.bodies = append(f.bodies, body)
+			f.mu.Unlock()
+			for _, rc := range rcpts {
+				w.WriteString("250 2.0.0 <" + rc + "> Saved on " + f.name + "\r\n")
+			}
+			if mode == "extra" {
+				w.WriteString("250 2.0.0 <extra> Saved\r\n")
+			}
+			if mode == "late" {
+				w.Flush()
+				time.Sleep(20 * time.Millisecond) // the proxy has pooled the connection by now
+				w.WriteString("250 2.0.0 <late> Saved\r\n")
+				w.Flush()
+				f.mu.Lock()
+				f.lateSent = true
+				f.mu.Unlock()
+			}
+			rcpts = nil
+		}
 		switch strings.ToUpper(verb) {
 		case "LHLO":
-			w.WriteString("250-" + f.name + "\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n")
+			w.WriteString("250-" + f.name + "\r\n250-PIPELINING\r\n")
+			if chunking {
+				w.WriteString("250-CHUNKING\r\n")
+			}
+			w.WriteString("250 ENHANCEDSTATUSCODES\r\n")
+		case "BDAT":
+			// Only what maildirector sends: one chunk, LAST.
+			size, last, _ := strings.Cut(args, " ")
+			n, err := strconv.Atoi(size)
+			if !chunking || err != nil || last != "LAST" {
+				w.WriteString("501 5.5.4 Unexpected BDAT\r\n")
+				break
+			}
+			body := make([]byte, n)
+			if _, err := io.ReadFull(br, body); err != nil {
+				return
+			}
+			after(string(body))
 		case "MAIL":
 			rcpts = nil
 			w.WriteString("250 2.1.0 OK\r\n")
@@ -118,6 +181,7 @@ func (f *rawServer) serve(c net.Conn) {
 				w.WriteString("354 go ahead\r\n")
 			}
 			w.Flush()
+			var body strings.Builder
 			for {
 				l, err := br.ReadString('\n')
 				if err != nil {
@@ -126,17 +190,9 @@ func (f *rawServer) serve(c net.Conn) {
 				if l == ".\r\n" {
 					break
 				}
+				body.WriteString(strings.TrimPrefix(l, ".")) // RFC 5321 section 4.5.2
 			}
-			f.mu.Lock()
-			f.msgs++
-			f.mu.Unlock()
-			for _, rc := range rcpts {
-				w.WriteString("250 2.0.0 <" + rc + "> Saved on " + f.name + "\r\n")
-			}
-			if mode == "extra" {
-				w.WriteString("250 2.0.0 <extra> Saved\r\n")
-			}
-			rcpts = nil
+			after(body.String())
 		case "QUIT":
 			w.WriteString("221 2.0.0 Bye\r\n")
 			w.Flush()
@@ -228,9 +284,13 @@ func TestPipelinedRCPTRepliesInOrder(t *testing.T) {
 // fails that server's recipients with 451 4.4.1, never 250, and its
 // connection is closed, not pooled: the next transaction is clean.
 func TestServerProtocolViolations(t *testing.T) {
-	for _, mode := range []string{"data250", "extra"} {
+	for _, mode := range []string{"data250", "extra", "extra-chunking"} {
 		t.Run(mode, func(t *testing.T) {
 			bad := startRawServer(t, "bad")
+			if mode == "extra-chunking" {
+				bad = startChunkingServer(t, "bad")
+				mode = "extra"
+			}
 			good := startFakeServer(t, "good", false)
 			picker := &fakePicker{order: map[string][]proxy.Target{
 				"a@example.org": {good.target()},
@@ -436,4 +496,101 @@ func FuzzParseMailRcpt(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBDATToChunkingServers: a server that advertises CHUNKING gets each
+// message as one BDAT LAST chunk (RFC 3030), not DATA and a wait for
+// 354, and the octets it receives are the ones a DATA server stores: the
+// client's dot-stuffing undone, a body that did not end in CRLF given one.
+// Its replies after the chunk are the recipients' replies.
+func TestBDATToChunkingServers(t *testing.T) {
+	chunky := startChunkingServer(t, "chunky")
+	plain := startRawServer(t, "plain")
+	picker := &fakePicker{order: map[string][]proxy.Target{
+		"a@example.org": {chunky.target()},
+		"b@example.org": {plain.target()},
+	}}
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
+	c := dialLMTP(t, addr)
+	_, replies := c.transaction([]string{"a@example.org", "b@example.org"}, testBody)
+	if got := codes(replies); fmt.Sprint(got) != "[250 250]" {
+		t.Fatalf("after DATA: got %v, want [250 250]", replies)
+	}
+	if !strings.Contains(replies[0].msg, "Saved on chunky") || !strings.Contains(replies[1].msg, "Saved on plain") {
+		t.Errorf("replies %v: want each server's own", replies)
+	}
+
+	// The client's own BDAT, its last chunk without a final CRLF.
+	unended := "Subject: x\r\n\r\nno line end"
+	for _, r := range c.pipelined([]string{"MAIL FROM:<s@example.net>", "RCPT TO:<a@example.org>", "RCPT TO:<b@example.org>"}) {
+		if r.code != 250 {
+			t.Fatalf("MAIL/RCPT: got %v", r)
+		}
+	}
+	c.writeRaw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(unended), unended))
+	for i := range 2 {
+		if r := c.read(); r.code != 250 {
+			t.Errorf("reply %d after BDAT LAST: got %v, want 250", i, r)
+		}
+	}
+
+	verbs, chunkyBodies := chunky.received()
+	if slices.Contains(verbs, "DATA") || !slices.Contains(verbs, "BDAT") {
+		t.Errorf("chunking server got %v, want BDAT and no DATA", verbs)
+	}
+	verbs, plainBodies := plain.received()
+	if slices.Contains(verbs, "BDAT") {
+		t.Errorf("server without CHUNKING got %v, want no BDAT", verbs)
+	}
+	want := []string{testUnstuffed, unended + "\r\n"}
+	if fmt.Sprintf("%q", chunkyBodies) != fmt.Sprintf("%q", want) {
+		t.Errorf("chunking server's bodies: got %q, want %q", chunkyBodies, want)
+	}
+	if fmt.Sprintf("%q", plainBodies) != fmt.Sprintf("%q", want) {
+		t.Errorf("DATA server's bodies: got %q, want %q", plainBodies, want)
+	}
+}
+
+// TestLateExtraReplyNotReused: a server's extra reply that arrives after
+// the transaction ended, in a write of its own, lies in the pooled
+// connection's socket, not in what was read. The connection must not be
+// reused: its stale 250 would answer the next transaction's RSET and put
+// every reply after it out of step (the transaction's recipients got 451
+// when only the buffered bytes were looked at). A fresh connection gives
+// each RCPT its own answer.
+func TestLateExtraReplyNotReused(t *testing.T) {
+	bad := startRawServer(t, "bad")
+	picker := &fakePicker{order: map[string][]proxy.Target{
+		"a@example.org":       {bad.target()},
+		"unknown@example.org": {bad.target()},
+	}}
+	addr, _, _ := startFrontend(t, Options{Picker: picker})
+	c := dialLMTP(t, addr)
+	bad.setMode("late")
+	if _, replies := c.transaction([]string{"a@example.org"}, testBody); fmt.Sprint(codes(replies)) != "[250]" {
+		t.Fatalf("first transaction: got %v, want [250]", replies)
+	}
+	for i := 0; ; i++ {
+		bad.mu.Lock()
+		sent := bad.lateSent
+		bad.mu.Unlock()
+		if sent {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the server never sent its late reply")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	bad.setMode("")
+	rcptReplies, replies := c.transaction([]string{"unknown@example.org", "a@example.org"}, testBody)
+	if got := codes(rcptReplies); fmt.Sprint(got) != "[550 250]" {
+		t.Fatalf("RCPT after a late extra reply: got %v, want [550 250]", rcptReplies)
+	}
+	if got := codes(replies); fmt.Sprint(got) != "[250]" {
+		t.Fatalf("after the data: got %v, want [250]", replies)
+	}
+	if conns, _, _, _ := bad.counts(); conns != 2 {
+		t.Errorf("server connections: got %d, want 2 (the out-of-step one replaced)", conns)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/maildirector/maildirector/internal/mailwire"
@@ -83,15 +84,44 @@ func (sc *serverConn) readReply(d time.Duration) (mailwire.Reply, error) {
 
 // quiet reports whether the server has sent nothing that was not asked
 // for: after the replies a command expects, any byte more means the
-// connection is out of step.
-func (sc *serverConn) quiet() bool {
-	if sc.r.Buffered() > 0 {
+// connection is out of step. It looks at what was read so far, which is
+// where an extra reply sent with the expected ones lands; [serverConn.idle]
+// also asks the socket, before a pooled connection is used again.
+func (sc *serverConn) quiet() bool { return sc.r.Buffered() == 0 }
+
+// idle reports whether a pooled connection is fit for reuse: nothing
+// buffered and nothing waiting in the socket, neither a late extra reply
+// (which would answer the next transaction's first command) nor the
+// server's close (a read of 0 bytes). A read deadline in the past would not
+// do: the runtime reports it expired without asking the kernel.
+func (sc *serverConn) idle() bool {
+	if !sc.quiet() {
 		return false
 	}
-	sc.nc.SetReadDeadline(time.Now())
-	_, err := sc.r.Peek(1)
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	nc := sc.nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn() // any TLS record waiting, even a ticket: not idle
+	}
+	conn, ok := nc.(syscall.Conn)
+	if !ok {
+		return true // not a socket (tests' pipes): the RSET still checks it
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	sc.nc.SetReadDeadline(time.Time{})
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if rerr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	return err == nil && rerr == syscall.EAGAIN
 }
 
 // dialServer connects to t for client c through the engine (PROXY header,
@@ -145,13 +175,14 @@ func (l *Frontend) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target
 		if sc == nil {
 			break
 		}
-		if sc.quiet() && sc.has("PIPELINING") {
+		idle := sc.idle()
+		if idle && sc.has("PIPELINING") {
 			sc.resetDue = true
 			l.reused.Add(1)
 			return sc, nil
 		}
 		d := l.opts.serverTimeout()
-		if sc.quiet() && sc.send(d, "RSET") == nil {
+		if idle && sc.send(d, "RSET") == nil {
 			if rep, err := sc.readReply(d); err == nil && rep.Code == 250 && sc.quiet() {
 				l.reused.Add(1)
 				return sc, nil
@@ -163,25 +194,30 @@ func (l *Frontend) serverConn(ctx context.Context, c *proxy.Conn, t proxy.Target
 }
 
 // poolKey says which idle connections a transaction may reuse: those
-// to the same server, dialled the same way and, when a PROXY header is
+// to the same server of the same backend (two backends may name servers
+// alike), dialled the same way and, when a PROXY header is
 // sent, for a client at the same address and TLS state (the header was
 // written at dial time; its source port is the first client's).
 type poolKey struct {
-	server, address string
-	proxy           proxy.ProxyMode
-	tls             *tls.Config
-	client          netip.Addr
-	clientTLS       bool
+	server    serverKey
+	address   string
+	proxy     proxy.ProxyMode
+	tls       *tls.Config
+	client    netip.Addr
+	clientTLS bool
 }
 
 func poolKeyFor(c *proxy.Conn, t proxy.Target) poolKey {
-	k := poolKey{server: t.Server, address: t.Address, proxy: t.Proxy, tls: t.TLS}
+	k := poolKey{server: serverKey{t.Backend, t.Server}, address: t.Address, proxy: t.Proxy, tls: t.TLS}
 	if t.Proxy != proxy.ProxyNone {
 		k.client = c.RemoteAddr().Addr()
 		k.clientTLS = c.IsTLS()
 	}
 	return k
 }
+
+// serverKey names one server: by its name within its backend.
+type serverKey struct{ backend, server string }
 
 // pool keeps idle server connections: at most max per server, each for
 // at most idle. Expired ones are closed whenever the pool is used.
@@ -191,7 +227,7 @@ type pool struct {
 
 	mu        sync.Mutex
 	conns     map[poolKey][]*serverConn
-	perServer map[string]int
+	perServer map[serverKey]int
 	closed    bool
 }
 
@@ -227,7 +263,7 @@ func (p *pool) put(sc *serverConn) {
 	}
 	if p.conns == nil {
 		p.conns = make(map[poolKey][]*serverConn)
-		p.perServer = make(map[string]int)
+		p.perServer = make(map[serverKey]int)
 	}
 	sc.idleSince = now
 	p.conns[sc.key] = append(p.conns[sc.key], sc)

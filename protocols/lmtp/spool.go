@@ -120,6 +120,7 @@ type spool struct {
 	file   *os.File
 	name   string // set only while the file could not be unlinked yet
 	size   int64
+	lastLF bool   // the body ends with a line end (its last octet is LF)
 	onDisk func() // called once when the body moves to disk
 	budget *budget
 	taken  int64 // octets reserved in budget
@@ -131,6 +132,9 @@ func (s *spool) Write(p []byte) (int, error) {
 			return 0, errSpoolBudget
 		}
 		s.taken += int64(len(p))
+	}
+	if len(p) > 0 {
+		s.lastLF = p[len(p)-1] == '\n'
 	}
 	if s.file == nil && s.size+int64(len(p)) <= s.limit {
 		s.mem = append(s.mem, p...)

@@ -151,7 +151,7 @@ func (s *session) handleRcpts(cmds []command) error {
 				continue
 			}
 		}
-		lease, err := s.l.pickHome(s.ctx, to, s.c.RemoteAddr())
+		lease, err := s.l.pickHome(s.ctx, s.c.PickRequest(to, nil))
 		if err != nil {
 			r := replyUnavailable
 			if errors.Is(err, proxy.ErrHeld) {
@@ -271,7 +271,7 @@ func (s *session) reportFailure(lg *leg, lease proxy.Lease) {
 
 // repick gives rc the next server in its user's order (ServerDown next).
 func (s *session) repick(rc *rcpt) bool {
-	lease, err := s.l.opts.Picker.Pick(s.ctx, rc.addr, s.c.RemoteAddr(), rc.tried)
+	lease, err := s.l.opts.Picker.Pick(s.ctx, s.c.PickRequest(rc.addr, rc.tried))
 	if err != nil {
 		s.log.Debug("lmtp: no next server", "rcpt", rc.addr, "tried", rc.tried, "err", err)
 		return false
@@ -487,8 +487,9 @@ func (s *session) deliver(tx *txn) {
 	s.nameSession(tx)
 }
 
-// legData is one server's DATA (RFC 2033 section 4.2): 354, the body,
-// then exactly one reply per recipient it accepted, in RCPT order. When
+// legData is one server's data (RFC 2033 section 4.2): BDAT LAST when the
+// server has CHUNKING, else DATA, 354 and the body; then exactly one reply
+// per recipient it accepted, in RCPT order. When
 // the message has several servers it runs on its own goroutine; it returns
 // when the replies are in, the server failed, or DataTimeout passed.
 func (s *session) legData(wg *sync.WaitGroup, lg *leg, sp *spool) {
@@ -500,37 +501,16 @@ func (s *session) legData(wg *sync.WaitGroup, lg *leg, sp *spool) {
 		}
 	}()
 	sc := lg.sc
-	d := s.l.opts.serverTimeout()
-	if err := sc.send(d, "DATA"); err != nil {
-		lg.fail(fmt.Errorf("send DATA to %s: %w", lg.target.Server, err))
-		return
-	}
-	rep, err := sc.readReply(d)
-	switch {
-	case err != nil:
-		lg.fail(fmt.Errorf("reply to DATA from %s: %w", lg.target.Server, err))
-		return
-	case rep.Code == 354:
-	case rep.Code/100 == 4 && rep.Code != 421, rep.Code/100 == 5:
-		// The server's own refusal of the data, for each of its recipients.
-		r := serverReply(rep)
-		for _, rc := range lg.accepted {
-			rc.dataReply = &r
-		}
-		if !sc.quiet() {
-			lg.fail(fmt.Errorf("%w: %s sent more than its reply to DATA", errProtocol, lg.target.Server))
-		}
-		return
-	default:
-		// A 250 (or anything else) where DATA needs 354: the server is out
-		// of step, and its 250 cannot be trusted to mean delivery.
-		lg.fail(fmt.Errorf("%w: %s answered DATA with %q", errProtocol, lg.target.Server, rep.Raw()))
-		return
-	}
 	dd := s.l.opts.dataTimeout()
-	sc.nc.SetWriteDeadline(deadline(dd))
-	if err := writeData(sc.w, sp.reader()); err != nil {
-		lg.fail(fmt.Errorf("send message to %s: %w", lg.target.Server, err))
+	if sc.has("CHUNKING") {
+		// RFC 3030: the body as one last chunk, no 354 to wait for, so
+		// a message costs the server one round trip less than DATA.
+		sc.nc.SetWriteDeadline(deadline(dd))
+		if err := writeChunk(sc.w, sp); err != nil {
+			lg.fail(fmt.Errorf("send message to %s: %w", lg.target.Server, err))
+			return
+		}
+	} else if !s.sendData(lg, sp, dd) {
 		return
 	}
 	for _, rc := range lg.accepted {
@@ -556,6 +536,46 @@ func (s *session) legData(wg *sync.WaitGroup, lg *leg, sp *spool) {
 	if !sc.quiet() {
 		lg.fail(fmt.Errorf("%w: %s sent more replies than recipients", errProtocol, lg.target.Server))
 	}
+}
+
+// sendData sends DATA, waits for 354 and sends the body (RFC 5321
+// section 4.1.1.4). It reports false when the server refused DATA (its
+// refusal is each recipient's reply) or failed.
+func (s *session) sendData(lg *leg, sp *spool, dd time.Duration) bool {
+	sc := lg.sc
+	d := s.l.opts.serverTimeout()
+	if err := sc.send(d, "DATA"); err != nil {
+		lg.fail(fmt.Errorf("send DATA to %s: %w", lg.target.Server, err))
+		return false
+	}
+	rep, err := sc.readReply(d)
+	switch {
+	case err != nil:
+		lg.fail(fmt.Errorf("reply to DATA from %s: %w", lg.target.Server, err))
+		return false
+	case rep.Code == 354:
+	case rep.Code/100 == 4 && rep.Code != 421, rep.Code/100 == 5:
+		// The server's own refusal of the data, for each of its recipients.
+		r := serverReply(rep)
+		for _, rc := range lg.accepted {
+			rc.dataReply = &r
+		}
+		if !sc.quiet() {
+			lg.fail(fmt.Errorf("%w: %s sent more than its reply to DATA", errProtocol, lg.target.Server))
+		}
+		return false
+	default:
+		// A 250 (or anything else) where DATA needs 354: the server is out
+		// of step, and its 250 cannot be trusted to mean delivery.
+		lg.fail(fmt.Errorf("%w: %s answered DATA with %q", errProtocol, lg.target.Server, rep.Raw()))
+		return false
+	}
+	sc.nc.SetWriteDeadline(deadline(dd))
+	if err := writeData(sc.w, sp.reader()); err != nil {
+		lg.fail(fmt.Errorf("send message to %s: %w", lg.target.Server, err))
+		return false
+	}
+	return true
 }
 
 // endTransaction ends the transaction, if any: the leases are settled
@@ -647,7 +667,8 @@ const maxNamedUsers = 5
 // delivered to (the routing keys, as the director used them) and their
 // servers, each once, in RCPT order.
 func (s *session) nameSession(tx *txn) {
-	var users, servers []string
+	var users, backends []string
+	var targets []proxy.Target
 	more := 0
 	for _, rc := range tx.accepted {
 		if rc.dataReply == nil || rc.dataReply.code != 250 {
@@ -660,8 +681,12 @@ func (s *session) nameSession(tx *txn) {
 				more++
 			}
 		}
-		if srv := rc.lease.Target().Server; !slices.Contains(servers, srv) {
-			servers = append(servers, srv)
+		t := rc.lease.Target()
+		if !slices.ContainsFunc(targets, func(o proxy.Target) bool { return o.Backend == t.Backend && o.Server == t.Server }) {
+			targets = append(targets, t)
+		}
+		if !slices.Contains(backends, t.Backend) {
+			backends = append(backends, t.Backend)
 		}
 	}
 	if len(users) == 0 {
@@ -672,5 +697,15 @@ func (s *session) nameSession(tx *txn) {
 		u += fmt.Sprintf(",+%d more", more)
 	}
 	s.c.SetUser(u)
-	s.c.SetServers(strings.Join(servers, ","))
+	// Servers by name alone, as a relayed session's, unless the recipients
+	// went to several backends (routing rules), whose servers may share a
+	// name: then "BACKEND/SERVER".
+	servers := make([]string, len(targets))
+	for i, t := range targets {
+		servers[i] = t.Server
+		if len(backends) > 1 {
+			servers[i] = t.Name()
+		}
+	}
+	s.c.SetServers(backends, servers)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +26,11 @@ import (
 //     except -ERR [SYS/TEMP] (RFC 3206 section 4), which says the server
 //     could not judge: the next server is tried.
 //   - anything else, or no answer: the server failed ([proxy.ServerFailure]).
-func serverLogin(creds sasl.Credentials) proxy.LoginFunc {
+//
+// With fwd set (Options.ForwardID), XCLIENT (see xclientCommand) goes
+// between the greeting and AUTH, and anything but +OK to it is the
+// server's failure.
+func serverLogin(creds sasl.Credentials, fwd *forwarded) proxy.LoginFunc {
 	ir := sasl.EncodePlain(creds.Authzid, creds.User, creds.Password)
 	return func(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
 		stop := context.AfterFunc(ctx, func() { server.SetDeadline(time.Now()) })
@@ -39,6 +45,20 @@ func serverLogin(creds sasl.Credentials) proxy.LoginFunc {
 		}
 		if !mailwire.POP3OK(line) {
 			return nil, failed("greeting", fmt.Errorf("unexpected %q", mailwire.TrimEOL(line)))
+		}
+		if fwd != nil {
+			if _, err := io.WriteString(server, xclientCommand(*fwd)); err != nil {
+				return nil, failed("send XCLIENT", err)
+			}
+			line, err := mailwire.ReadLine(br, maxServerLine)
+			if err != nil {
+				return nil, failed("read XCLIENT reply", err)
+			}
+			if !mailwire.POP3OK(line) {
+				// Dovecot: "-ERR You are not from trusted IP" when this
+				// host is not in its login_trusted_networks.
+				return nil, failed("XCLIENT", fmt.Errorf("refused: %q", mailwire.TrimEOL(line)))
+			}
 		}
 		if _, err := io.WriteString(server, "AUTH PLAIN "+ir+"\r\n"); err != nil {
 			return nil, failed("send AUTH", err)
@@ -69,4 +89,28 @@ func serverLogin(creds sasl.Credentials) proxy.LoginFunc {
 		}
 		return nil, failed("AUTH", fmt.Errorf("unexpected reply %q", mailwire.TrimEOL(line)))
 	}
+}
+
+// forwarded is who a session forwards in-band to the server (Options.ForwardID).
+type forwarded struct {
+	// Session is maildirector's session id (proxy.Conn.SessionID).
+	Session string
+	// Remote is the real client.
+	Remote netip.AddrPort
+}
+
+// xclientCommand is the XCLIENT line Dovecot's pop3-login takes from a
+// proxy in its login_trusted_networks (what Dovecot's own POP3 proxy
+// sends): ADDR and PORT become its rip and rport, SESSION its session id.
+// Dovecot 2.3 has no attribute for the address the client connected to.
+func xclientCommand(c forwarded) string {
+	var b strings.Builder
+	b.WriteString("XCLIENT")
+	if c.Remote.IsValid() {
+		b.WriteString(" ADDR=" + c.Remote.Addr().Unmap().WithZone("").String())
+		b.WriteString(" PORT=" + strconv.Itoa(int(c.Remote.Port())))
+	}
+	// A session id is [a-z2-7-] and digits: a bare word.
+	b.WriteString(" SESSION=" + c.Session + "\r\n")
+	return b.String()
 }

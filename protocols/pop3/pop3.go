@@ -46,6 +46,12 @@ type Options struct {
 	// are advertised before login. nil, or an empty answer: TOP and UIDL,
 	// which every Dovecot has.
 	ServerCapabilities func() []string
+	// ForwardID tells each server the real client and the session id with
+	// XCLIENT before the login (see xclientCommand), for servers reached
+	// without a PROXY header from an address in Dovecot's
+	// login_trusted_networks. false: the server learns the client only
+	// from the PROXY header its Target asks for.
+	ForwardID bool
 }
 
 // Frontend serves POP3 clients; it is a [proxy.Handler] and is safe for

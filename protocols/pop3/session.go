@@ -323,7 +323,11 @@ func (s *session) login(ctx context.Context, creds sasl.Credentials) error {
 	user := creds.RoutingUser() // a master-user login goes where its target user lives
 	s.c.SetUser(user)
 	s.log.Debug("login", "creds", creds)
-	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, serverLogin(creds))
+	var fwd *forwarded
+	if s.f.opts.ForwardID {
+		fwd = &forwarded{Session: s.c.SessionID(), Remote: s.c.RemoteAddr()}
+	}
+	srv, fromServer, err := s.c.Connect(ctx, s.f.opts.Picker, user, serverLogin(creds, fwd))
 	if err != nil {
 		s.failures++
 		return err

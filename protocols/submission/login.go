@@ -66,7 +66,7 @@ func (l *serverLogin) run(ctx context.Context, server net.Conn, t proxy.Target) 
 	if _, err := exchange("EHLO", "EHLO "+l.helo, 250); err != nil {
 		return nil, err
 	}
-	if l.viaXClient[t.Server] {
+	if l.viaXClient[t.Name()] {
 		if _, err := exchange("XCLIENT", l.xclient(), 220); err != nil {
 			return nil, err
 		}

@@ -42,7 +42,7 @@ type Options struct {
 	// MaxLoginAttempts ends the session after this many failed AUTHs;
 	// zero: 3; negative: no limit.
 	MaxLoginAttempts int
-	// XClient names the servers (by Target.Server) that learn the client
+	// XClient names the servers (by Target.Name) that learn the client
 	// from Postfix XCLIENT after EHLO rather than from a PROXY header;
 	// nil: none.
 	XClient map[string]bool

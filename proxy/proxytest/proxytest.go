@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,15 +29,18 @@ type Picker struct {
 	Targets []proxy.Target
 	Err     error // returned by every Pick when set
 
-	mu     sync.Mutex
-	users  []string
-	failed []string
+	mu       sync.Mutex
+	users    []string
+	requests []proxy.PickRequest
+	failed   []string
 }
 
 // Pick implements proxy.Picker.
-func (p *Picker) Pick(_ context.Context, user string, _ netip.AddrPort, exclude []string) (proxy.Lease, error) {
+func (p *Picker) Pick(_ context.Context, req proxy.PickRequest) (proxy.Lease, error) {
+	user, exclude := req.User, req.Exclude
 	p.mu.Lock()
 	p.users = append(p.users, user)
+	p.requests = append(p.requests, req)
 	p.mu.Unlock()
 	if p.Err != nil {
 		return nil, p.Err
@@ -56,6 +58,13 @@ func (p *Picker) Users() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.users)
+}
+
+// Requests returns the requests picks were asked with, in order.
+func (p *Picker) Requests() []proxy.PickRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.requests)
 }
 
 // Failures returns the servers whose lease reported Failed, in order.
