@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 export GOTOOLCHAIN := local
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps lint test unit integration fuzz-smoke fuzz soak demo bench clean
+.PHONY: all build deps lint test unit integration fuzz-smoke fuzz soak demo bench bench-cluster clean
 
 all: build
 
@@ -56,6 +56,10 @@ demo: deps build
 ## bench: maildirector against HAProxy and direct connections, as ratios
 bench: deps build
 	$(GO) run ./bench -maildirector $(BIN)
+
+## bench-cluster: logins/s through three nodes sharing etcd against one node and three without, and etcd writes per login
+bench-cluster: deps build
+	$(GO) run ./bench -maildirector $(BIN) -suites cluster
 
 clean:
 	rm -rf bin .demo

@@ -389,8 +389,8 @@ func TestParseFlagsLMTP(t *testing.T) {
 		wantBytes  int
 		wantTime   time.Duration
 	}{
-		{name: "defaults", wantSuites: []string{"imap", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
-		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
+		{name: "defaults", wantSuites: []string{"imap", "lmtp", "http", "cluster"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
+		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp", "http", "cluster"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
 		{name: "lmtp only", args: []string{"-suites", "lmtp", "-lmtp-rcpts", "3", "-lmtp-kib", "1", "-lmtp-time", "2s"},
 			wantSuites: []string{"lmtp"}, wantRcpts: []int{3}, wantBytes: 1024, wantTime: 2 * time.Second},
 	}

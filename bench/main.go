@@ -24,11 +24,18 @@
 // latency and proxy CPU per message. The issue's goal: maildirector at
 // 0.90× direct or better against Dovecot, although it stores and forwards.
 //
+// The cluster suite (cluster.go) logs a user population in through one
+// maildirector, three without [cluster] and three sharing placement in a
+// real three-member etcd (internal/etcdlab): logins/s of first (new
+// placement) and later logins, and etcd writes per login. The issue's
+// goal: etcd costs under 10 % of the login throughput.
+//
 //	make build && go run ./bench -maildirector bin/maildirector
 //	go run ./bench -maildirector bin/maildirector -quick -json /tmp/bench.json
 //	go run ./bench -maildirector bin/maildirector -paths haproxy,md-imap -n 8000
 //	go run ./bench -maildirector bin/maildirector -suites lmtp -lmtp-targets dovecot
 //	go run ./bench -maildirector bin/maildirector -suites http
+//	go run ./bench -maildirector bin/maildirector -suites cluster
 //
 // Every loop is bounded in count and time; the full run takes about seven
 // minutes (each suite about half), -quick about a minute. The lmtp suite
@@ -85,15 +92,19 @@ type options struct {
 	httpTime    time.Duration
 	httpRepeat  int
 	httpBigMiB  int
+
+	clusterUsers int
 }
 
 // allSuites in run order.
-var allSuites = []string{suiteIMAP, suiteLMTP, suiteHTTP}
+var allSuites = []string{suiteIMAP, suiteLMTP, suiteHTTP, suiteCluster}
 
 const (
 	suiteIMAP = "imap"
 	suiteLMTP = "lmtp"
 	suiteHTTP = "http"
+	// suiteCluster is cluster.go: logins through nodes sharing etcd.
+	suiteCluster = "cluster"
 )
 
 // allPaths in run order.
@@ -132,7 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.profileDir, "profile", "", "after the measured runs, profile maildirector through one more run of each workload (parallel logins, LMTP rows, HTTP tests) and write its CPU profiles into this directory: go tool pprof -top bin/maildirector DIR/NAME.pprof")
 	fs.DurationVar(&o.profileTime, "profile-time", 5*time.Second, "length of each profiled run (-profile)")
 	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
-	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store)")
+	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store), cluster (three nodes sharing a real etcd)")
 	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
 	rcpts := fs.String("lmtp-rcpts", "1,2", "recipients per LMTP message, comma separated; each is a row")
 	fs.IntVar(&o.lmtpClients, "lmtp-clients", 4, "concurrent LMTP sessions (the MTA's delivery agents)")
@@ -145,6 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.httpTime, "http-time", 5*time.Second, "time limit of one HTTP run")
 	fs.IntVar(&o.httpRepeat, "http-repeat", 3, "runs of each HTTP test and path, the paths taking turns; the median is reported")
 	fs.IntVar(&o.httpBigMiB, "http-big-mib", 100, "size of the HTTP big object in MiB")
+	fs.IntVar(&o.clusterUsers, "cluster-users", 2000, "users of the cluster suite (each a new placement on its first login)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -170,6 +182,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		quick("lmtp-repeat", func() { o.lmtpRepeat = 1 })
 		quick("http-time", func() { o.httpTime = 2 * time.Second })
 		quick("http-repeat", func() { o.httpRepeat = 1 })
+		quick("cluster-users", func() { o.clusterUsers = 300 })
 	}
 	o.bytes = *mib << 20
 	for p := range strings.SplitSeq(*paths, ",") {
@@ -210,6 +223,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.lmtpBytes = *kib << 10
 	if o.httpClients < 1 || o.httpClients > 1000 || o.httpTime <= 0 || o.httpRepeat < 1 || o.httpRepeat > 20 || o.httpBigMiB < 1 || o.httpBigMiB > 4096 {
 		errs = append(errs, errors.New("-http-clients must be 1..1000, -http-time positive, -http-repeat 1..20, -http-big-mib 1..4096"))
+	}
+	if o.clusterUsers < 1 || o.clusterUsers > 1000000 {
+		errs = append(errs, errors.New("-cluster-users must be 1..1000000"))
 	}
 	if o.n < 1 || o.n > haproxyMaxconn-500 {
 		errs = append(errs, fmt.Errorf("-n %d: want 1..%d (fd limit)", o.n, haproxyMaxconn-500))
@@ -286,6 +302,7 @@ type Report struct {
 	Budget  map[string]Verdict `json:"budget,omitempty"`
 	LMTP    *LMTPReport        `json:"lmtp,omitempty"`
 	HTTP    *HTTPReport        `json:"http,omitempty"`
+	Cluster *ClusterReport     `json:"cluster,omitempty"`
 	Notes   []string           `json:"notes"`
 }
 
@@ -318,7 +335,8 @@ func run(o options, progress io.Writer) (*Report, error) {
 	}
 	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
 	httpSuite := slices.Contains(o.suites, suiteHTTP)
-	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite
+	clusterSuite := slices.Contains(o.suites, suiteCluster)
+	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite || clusterSuite
 	for _, p := range o.paths {
 		needMD = needMD || (imap && strings.HasPrefix(p, "md-"))
 	}
@@ -342,6 +360,9 @@ func run(o options, progress io.Writer) (*Report, error) {
 	// Last: its 1 GiB PUT writes to the disk the others' servers use.
 	if httpSuite {
 		rep.HTTP = runHTTP(o, dir, progress)
+	}
+	if clusterSuite {
+		rep.Cluster = runCluster(o, dir, progress)
 	}
 	return rep, nil
 }

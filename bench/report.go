@@ -175,6 +175,12 @@ func printReport(w io.Writer, rep *Report) {
 		}
 		printHTTP(w, rep.HTTP)
 	}
+	if rep.Cluster != nil {
+		if len(rep.Paths) > 0 || rep.LMTP != nil || rep.HTTP != nil {
+			fmt.Fprintln(w)
+		}
+		printCluster(w, rep.Cluster)
+	}
 }
 
 // printIMAP is the table of the IMAP suite, its budget lines and notes.

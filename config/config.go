@@ -27,6 +27,9 @@ type Config struct {
 	// Control is the [control] table: the control socket, operator
 	// freezes and the runtime state file.
 	Control Control `toml:"control"`
+	// Cluster is the [cluster] table: several maildirector nodes sharing
+	// placement through etcd. Off unless Cluster.Endpoints is set.
+	Cluster Cluster `toml:"cluster"`
 
 	// noFiles, set by [LoadRouting], leaves the files the configuration
 	// names (certificates, keys, CA bundles, password files) unread.
@@ -724,6 +727,55 @@ type Control struct {
 	// every change, read at start. Default empty: they last until the
 	// process ends (a reload keeps them either way).
 	StateFile string `toml:"state_file"`
+}
+
+// Cluster is the [cluster] table: sticky assignments, operator moves,
+// freezes, admin states and weights shared by several maildirector nodes
+// through etcd (docs/cluster.md). Without Endpoints the node works alone,
+// as it always did.
+type Cluster struct {
+	// Endpoints are the etcd members' client addresses ("host:port", or
+	// "https://host:port" with TLS). Default empty: no cluster.
+	Endpoints []string `toml:"endpoints"`
+	// Prefix is the etcd key prefix every node of one fleet shares.
+	// Default "/maildirector".
+	Prefix string `toml:"prefix"`
+	// Node is this node's name, unique in the fleet. Default the host
+	// name.
+	Node string `toml:"node"`
+	// TLS is the client side of TLS toward etcd: a client certificate
+	// and the CA that signed the members' certificates.
+	TLS ClusterTLS `toml:"tls"`
+	// DialTimeout bounds connecting to etcd at start. Default 2s.
+	DialTimeout Duration `toml:"dial_timeout"`
+	// RequestTimeout bounds one etcd request on the login path (the
+	// compare-and-swap of a new assignment); past it the login goes on
+	// with the local answer and the node is degraded. Default 1s.
+	RequestTimeout Duration `toml:"request_timeout"`
+	// Heartbeat is how often the node writes its heartbeat key. Default
+	// 2s.
+	Heartbeat Duration `toml:"heartbeat"`
+	// NodeTTL is how long the node's heartbeat key outlives its last
+	// heartbeat (an etcd lease). Default 10s; at least twice heartbeat.
+	NodeTTL Duration `toml:"node_ttl"`
+	// Refresh is how often assignments in use are written with a later
+	// expiry, in one batch: the granularity of their expiry in etcd.
+	// Default 1m.
+	Refresh Duration `toml:"refresh"`
+}
+
+// Enabled reports whether the node is part of a cluster.
+func (c *Cluster) Enabled() bool { return len(c.Endpoints) > 0 }
+
+// ClusterTLS is the [cluster.tls] table.
+type ClusterTLS struct {
+	// Cert and Key are this node's client certificate chain and key
+	// (PEM). Default empty: no client certificate.
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	// CA is the PEM bundle that verifies the etcd members. Default
+	// empty: the system roots (when an endpoint is https://).
+	CA string `toml:"ca"`
 }
 
 // SocketMode returns Mode as permission bits; Validate has checked it.

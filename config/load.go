@@ -473,6 +473,19 @@ var DefaultTimeouts = Timeouts{
 	KeepAlive: Duration(10 * time.Minute),
 }
 
+// defaults fills the [cluster] keys that are absent.
+func (c *Cluster) defaults(t table) {
+	setStr(&c.Prefix, "/maildirector")
+	if c.Node == "" {
+		c.Node, _ = os.Hostname()
+	}
+	setDur(&c.DialTimeout, t, "dial_timeout", 2*time.Second)
+	setDur(&c.RequestTimeout, t, "request_timeout", time.Second)
+	setDur(&c.Heartbeat, t, "heartbeat", 2*time.Second)
+	setDur(&c.NodeTTL, t, "node_ttl", 10*time.Second)
+	setDur(&c.Refresh, t, "refresh", time.Minute)
+}
+
 // setInt and friends set *dst to def when the key is absent from t.
 func setInt(dst *int, t table, key string, def int) {
 	if !t.has(key) {
@@ -521,6 +534,7 @@ func (c *Config) applyDefaults(raw table) {
 	setDur(&c.Stats.Refresh, raw.sub("stats"), "refresh", defaultStatsRefresh)
 	setStr(&c.Control.Mode, "0660")
 	setDur(&c.Control.FreezeWait, raw.sub("control"), "freeze_wait", defaultFreezeWait)
+	c.Cluster.defaults(raw.sub("cluster"))
 
 	hostname, _ := os.Hostname()
 	for name, f := range c.Frontends {

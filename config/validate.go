@@ -56,6 +56,7 @@ func (c *Config) Validate() error {
 	c.validateBackends(&p, usedBy)
 	c.validateStats(&p)
 	c.validateControl(&p)
+	c.validateCluster(&p)
 	return p.join()
 }
 
@@ -738,5 +739,54 @@ func (c *Config) validateControl(p *problems) {
 	p.durRange("control.freeze_wait", ct.FreezeWait, 0, 5*time.Minute)
 	if ct.Socket != "" && !strings.HasPrefix(ct.Socket, "/") && !strings.HasPrefix(ct.Socket, ".") {
 		p.addf("control.socket", "want a path, e.g. \"/run/maildirector/ctl.sock\"")
+	}
+}
+
+func (c *Config) validateCluster(p *problems) {
+	cl := &c.Cluster
+	if !cl.Enabled() {
+		return
+	}
+	for i, e := range cl.Endpoints {
+		key := fmt.Sprintf("cluster.endpoints[%d]", i)
+		hostport := e
+		if scheme, rest, ok := strings.Cut(e, "://"); ok {
+			if scheme != "http" && scheme != "https" {
+				p.addf(key, "want host:port, http://host:port or https://host:port; got %q", e)
+				continue
+			}
+			hostport = rest
+		}
+		if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
+			p.addf(key, "want host:port; got %q", e)
+		}
+	}
+	if !strings.HasPrefix(cl.Prefix, "/") || strings.HasSuffix(cl.Prefix, "/") || len(cl.Prefix) < 2 {
+		p.addf("cluster.prefix", "want a path such as \"/maildirector\" (a leading slash, none at the end); got %q", cl.Prefix)
+	}
+	if cl.Node == "" || strings.ContainsAny(cl.Node, "/ \t\n") {
+		p.addf("cluster.node", "want a name without '/' or spaces; got %q", cl.Node)
+	}
+	p.durRange("cluster.dial_timeout", cl.DialTimeout, 100*time.Millisecond, time.Minute)
+	p.durRange("cluster.request_timeout", cl.RequestTimeout, 10*time.Millisecond, 10*time.Second)
+	p.durRange("cluster.heartbeat", cl.Heartbeat, 100*time.Millisecond, time.Minute)
+	p.durRange("cluster.node_ttl", cl.NodeTTL, 2*time.Second, 10*time.Minute)
+	if cl.NodeTTL.D() < 2*cl.Heartbeat.D() {
+		p.addf("cluster.node_ttl", "%s: want at least twice cluster.heartbeat (%s)", cl.NodeTTL, cl.Heartbeat)
+	}
+	p.durRange("cluster.refresh", cl.Refresh, time.Second, time.Hour)
+	t := &cl.TLS
+	if (t.Cert == "") != (t.Key == "") {
+		p.addf("cluster.tls", "set both cert and key, or neither")
+	} else if t.Cert != "" && !c.noFiles {
+		certPEM, keyPEM := readPEM(p, "cluster.tls.cert", t.Cert, "certificate chain"), readPEM(p, "cluster.tls.key", t.Key, "private key")
+		if certPEM != nil && keyPEM != nil {
+			if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+				p.add("cluster.tls", fmt.Errorf("load %s and %s: %w", t.Cert, t.Key, err))
+			}
+		}
+	}
+	if t.CA != "" && !c.noFiles {
+		readPEM(p, "cluster.tls.ca", t.CA, "CA bundle")
 	}
 }

@@ -122,6 +122,10 @@ type Options struct {
 	// Logger receives state changes at Info and user moves at Debug.
 	// Nil means discard.
 	Logger *slog.Logger
+	// Shared, if set, is the placement this node shares with others
+	// (package cluster): Pick claims each new placement there first.
+	// Nil means the node decides alone.
+	Shared Shared
 	// OnPassiveDown, if set, is called when ErrorLimit marks a server down,
 	// after the Director's lock is released, so that the health checker can
 	// force its own state machine down too. It must not block for long.
@@ -205,6 +209,7 @@ type Director struct {
 	log        *slog.Logger
 	onDown     func(server, reason string)
 	holds      *Holds
+	shared     Shared
 
 	mu      sync.Mutex
 	servers []server
@@ -245,6 +250,7 @@ func New(opts Options) (*Director, error) {
 	}
 	d := &Director{
 		holds:      opts.Holds,
+		shared:     opts.Shared,
 		name:       opts.Name,
 		balance:    opts.Balance,
 		userExpire: opts.UserExpire,

@@ -26,6 +26,10 @@ type sticky struct {
 	// and no failover has moved it since.
 	since, active time.Time
 	moved         bool
+	// claimed says a Pick claimed the user's server with Options.Shared
+	// and no session was established since: when the entry's last lease
+	// ends without one, the claim is taken back (Unclaimer).
+	claimed bool
 }
 
 // addLocked puts e into the sticky table as user's entry.
@@ -110,6 +114,7 @@ func (l *Lease) Established() {
 	if !l.established && !l.released {
 		l.established = true
 		if l.entry != nil {
+			l.entry.claimed = false
 			d.pinLocked(l.User, l.entry)
 		}
 	}
@@ -152,7 +157,9 @@ func (l *Lease) Release() {
 	d := l.d
 	d.mu.Lock()
 	d.releaseLocked(l, time.Now())
+	unclaim := d.unclaimLocked(l)
 	d.mu.Unlock()
+	unclaim()
 }
 
 // Failed reports that the server failed before the session could start
@@ -180,7 +187,9 @@ func (l *Lease) Failed(err error) {
 		s.passiveDowns++
 	}
 	onDown := d.onDown
+	unclaim := d.unclaimLocked(l)
 	d.mu.Unlock()
+	unclaim()
 	if reason != "" && onDown != nil {
 		onDown(l.Server, reason)
 	}

@@ -78,7 +78,13 @@ func (d *Director) Pick(req Request) (*Lease, error) {
 	}
 	s.picks++
 	d.mu.Unlock()
-	d.log.Debug("pick", "backend", d.name, "user", user, "server", l.Server, "reason", reason)
+	if d.shared != nil && l.entry != nil && reason != "sticky" {
+		var err error
+		if l, err = d.claim(l, req); err != nil {
+			return nil, err
+		}
+	}
+	d.log.Debug("pick", "backend", d.name, "user", user, "server", l.Server, "reason", l.Reason)
 	return l, nil
 }
 

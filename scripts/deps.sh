@@ -4,7 +4,8 @@
 # ManageSieve, sieve-connect as the real ManageSieve client, HAProxy,
 # OpenSSL, systemd's tools to verify the shipped unit, Postfix as the MTA of
 # the end-to-end LMTP test, Chromium for the headless dashboard test, nginx
-# with its WebDAV PUT/DELETE as the object store of the HTTP path's tests),
+# with its WebDAV PUT/DELETE as the object store of the HTTP path's tests,
+# etcd as the shared store of the [cluster] tests),
 # and make sure the packaged Dovecot, HAProxy, Postfix and nginx services are
 # not left running: the tests start their own instances on loopback.
 # Idempotent; runs no apt when everything is present. Prints one line.
@@ -15,8 +16,8 @@ need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/d
 /usr/lib/dovecot/managesieve-login /usr/lib/dovecot/managesieve /usr/bin/sieve-connect
 /usr/bin/systemd-analyze /usr/bin/systemd-sysusers
 /usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf
-/usr/bin/chromium /usr/sbin/nginx"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium nginx"
+/usr/bin/chromium /usr/sbin/nginx /usr/bin/etcd"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium nginx etcd-server"
 
 missing=""
 for f in $need; do
@@ -68,7 +69,7 @@ fi
 # by their own pid files (our labs use other base_dirs and are left alone).
 stopped=""
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	for s in dovecot haproxy postfix nginx; do
+	for s in dovecot haproxy postfix nginx etcd; do
 		if systemctl is-active --quiet "$s" 2>/dev/null || systemctl is-enabled --quiet "$s" 2>/dev/null; then
 			systemctl disable --now "$s" >/dev/null 2>&1 && stopped="$stopped $s"
 		fi
@@ -85,4 +86,4 @@ for entry in dovecot:/run/dovecot/master.pid haproxy:/run/haproxy.pid postfix:/v
 	fi
 done
 
-echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), chromium $(chromium --version 2>/dev/null | cut -d' ' -f2), nginx $(nginx -v 2>&1 | sed 's,.*/,,'): $did${stopped:+; stopped packaged service:$stopped}"
+echo "deps.sh: dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), haproxy $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f3), postfix $(postconf -dh mail_version 2>/dev/null), chromium $(chromium --version 2>/dev/null | cut -d' ' -f2), nginx $(nginx -v 2>&1 | sed 's,.*/,,'), etcd $(etcd --version 2>/dev/null | head -n 1 | cut -d' ' -f3): $did${stopped:+; stopped packaged service:$stopped}"

@@ -193,7 +193,7 @@ func (e errUsage) Error() string { return string(e) }
 
 const usage = `commands:
   help
-  show info | show stat | show servers | show frozen
+  show info | show stat | show servers | show frozen | show cluster
   show sessions [USER|SERVER]
   show session ID
   show users SERVER
@@ -324,7 +324,7 @@ func (c *Control) run(cmd command) (any, error) {
 	case "help":
 		return text(usage), nil
 	case "show":
-		what, err := arg(1, "what to show (info, stat, servers, sessions, session, users, frozen)")
+		what, err := arg(1, "what to show (info, stat, servers, sessions, session, users, frozen, cluster)")
 		if err != nil {
 			return nil, err
 		}
@@ -374,6 +374,16 @@ func (c *Control) run(cmd command) (any, error) {
 			return c.ctl.Users(server)
 		case "frozen":
 			return c.ctl.Frozen(), argc(2)
+		case "cluster":
+			cs, ok := c.st.source().(ClusterSource)
+			var snap *ClusterSnapshot
+			if ok {
+				snap = cs.Cluster(true)
+			}
+			if snap == nil {
+				return nil, errors.New("show cluster: this node has no [cluster]")
+			}
+			return *snap, argc(2)
 		}
 		return nil, errUsage(fmt.Sprintf("show %s: unknown; try help", what))
 	case "set":
@@ -723,6 +733,35 @@ func human(out any) string {
 			s += "; nothing under way"
 		}
 		return s
+	case ClusterSnapshot:
+		state := "synchronised"
+		if v.Degraded {
+			state = "DEGRADED (etcd unreachable; placing users from local tables)"
+		}
+		fmt.Fprintf(tw, "node:\t%s\nstate:\t%s since %s\n", v.Node, state, ts(v.Since))
+		if v.LastErr != "" {
+			fmt.Fprintf(tw, "last error:\t%s\n", v.LastErr)
+		}
+		fmt.Fprintf(tw, "revision applied:\t%d\nassignments:\t%d\netcd writes:\t%d\nclaims:\t%d\n", v.Revision, v.Assignments, v.Writes, v.Claims)
+		fmt.Fprintln(tw, "ETCD ENDPOINT\tHEALTH\tLEADER\tVERSION\tREVISION")
+		for _, e := range v.Endpoints {
+			health := "healthy"
+			if !e.Healthy {
+				health = "unhealthy: " + dash(e.Err)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\n", e.Endpoint, health, e.Leader, dash(e.Version), e.Revision)
+		}
+		fmt.Fprintln(tw, "NODE\tLAST HEARTBEAT\tSTARTED\tREVISION\tSEES DOWN")
+		for _, n := range v.Nodes {
+			var down []string
+			for b, ss := range n.Down {
+				for _, s := range ss {
+					down = append(down, b+"/"+s)
+				}
+			}
+			slices.Sort(down)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", n.Name, ts(n.Heartbeat), ts(n.Started), n.Revision, dash(strings.Join(down, ",")))
+		}
 	case Upgraded:
 		return fmt.Sprintf("upgraded: pid %d serves on the listening sockets now; pid %d drains its sessions and exits", v.PID, v.OldPID)
 	case Released:

@@ -50,6 +50,9 @@ var (
 	mHTTPDuration = prometheus.NewDesc("maildirector_http_request_duration_seconds", "HTTP request durations, from the request's first byte to the response's last.", httpLabels, nil)
 	mHTTPReqRate  = prometheus.NewDesc("maildirector_http_request_rate", "HTTP requests in the last second.", []string{"frontend"}, nil)
 
+	mClusterDegraded = prometheus.NewDesc("maildirector_cluster_degraded", "1 while etcd is unreachable and the node places users alone ([cluster] only).", nil, nil)
+	mClusterWrites   = prometheus.NewDesc("maildirector_cluster_etcd_writes_total", "Keys this node wrote to etcd ([cluster] only).", nil, nil)
+
 	mUptime = prometheus.NewDesc("maildirector_uptime_seconds", "Seconds since the process started.", nil, nil)
 	mInfo   = prometheus.NewDesc("maildirector_build_info", "The running version.", []string{"version"}, nil)
 )
@@ -85,6 +88,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(mUptime, snap.Uptime)
 	gauge(mInfo, 1, snap.Version)
+	if cl := snap.Cluster; cl != nil {
+		degraded := 0.0
+		if cl.Degraded {
+			degraded = 1
+		}
+		gauge(mClusterDegraded, degraded)
+		counter(mClusterWrites, float64(cl.Writes))
+	}
 	for _, f := range snap.Frontends {
 		l := []string{f.Name, f.Protocol}
 		gauge(mFeSessions, float64(f.Cur), l...)

@@ -27,6 +27,8 @@ type Snapshot struct {
 	// HTTP are the HTTP frontends' requests by reason (X-Dovecot-Reason),
 	// one row per frontend and reason, in frontend order.
 	HTTP []HTTPReasonSnapshot `json:"http,omitempty"`
+	// Cluster is the node's [cluster] state; nil without one.
+	Cluster *ClusterSnapshot `json:"cluster,omitempty"`
 }
 
 // FrontendSnapshot is one frontend.
@@ -265,6 +267,9 @@ func (s *Stats) Snapshot() (Snapshot, error) {
 			bs.Servers = append(bs.Servers, ss)
 		}
 		snap.Backends = append(snap.Backends, bs)
+	}
+	if cs, ok := src.(ClusterSource); ok {
+		snap.Cluster = cs.Cluster(false)
 	}
 	return snap, nil
 }

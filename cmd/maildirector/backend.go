@@ -54,6 +54,8 @@ type backendEnv struct {
 	holds  *director.Holds              // the users an operator froze
 	// freezeWait is how long a frozen user's login waits for its release.
 	freezeWait time.Duration
+	// shared is the fleet's placement ([cluster]); nil without one.
+	shared director.Shared
 }
 
 // backendBuild is a backend as a reload wants it, not applied yet: a new
@@ -95,6 +97,7 @@ func buildBackend(bc *config.Backend, old *backend, env *backendEnv) (*backendBu
 		return nil, err
 	}
 	opts.Holds = env.holds
+	opts.Shared = env.shared
 	bb := &backendBuild{cfg: bc, env: env, clientTLS: tlsBy, checkers: make(map[string]*checker)}
 	var oldState map[string]director.ServerStatus // servers of old with the same address
 	if old != nil {

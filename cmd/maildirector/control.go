@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maildirector/maildirector/cluster"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/proxy"
@@ -159,6 +160,9 @@ func (c controller) SetState(server, state string) error {
 	if err != nil || state == "" {
 		return fmt.Errorf("state %q: want ready, drain or maint", state)
 	}
+	if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.SetServer(bn, sn, a.String(), nil) }); err != nil {
+		return err
+	}
 	if err := b.dir.SetAdmin(sn, a); err != nil {
 		return err
 	}
@@ -168,6 +172,12 @@ func (c controller) SetState(server, state string) error {
 func (c controller) SetWeight(server string, weight int) error {
 	b, bn, sn, err := c.resolve(server)
 	if err != nil {
+		return err
+	}
+	if weight < 0 || weight > director.MaxWeight {
+		return fmt.Errorf("weight %d: want 0..%d", weight, director.MaxWeight)
+	}
+	if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.SetServer(bn, sn, "", &weight) }); err != nil {
 		return err
 	}
 	if err := b.dir.SetWeight(sn, weight); err != nil {
@@ -233,10 +243,16 @@ func (c controller) Move(user, server string) (stats.Moved, error) {
 	if err != nil {
 		return stats.Moved{}, err
 	}
+	if err := c.rt.fleetReady(); err != nil {
+		return stats.Moved{}, err
+	}
 	if err := b.dir.Move(user, sn); err != nil {
 		return stats.Moved{}, err
 	}
 	routed := b.dir.Where(user).User
+	if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.Move(bn, routed, sn) }); err != nil {
+		return stats.Moved{}, err
+	}
 	if err := c.rt.state.setMove(bn, routed, sn); err != nil {
 		return stats.Moved{}, err
 	}
@@ -263,6 +279,9 @@ func (c controller) Flush(server string, maxParallel int) (stats.Flushed, error)
 		return stats.Flushed{}, err
 	}
 	c.rt.state.forgetMoves(bn, sn, nil)
+	if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.Forget(bn, users) }); err != nil {
+		return stats.Flushed{}, err
+	}
 	res := stats.Flushed{Server: bn + "/" + sn, Users: len(users)}
 	kick := func(u string) int {
 		return c.rt.srv.Kick(func(i proxy.Info) bool {
@@ -304,6 +323,9 @@ func (c controller) Freeze(user string) (stats.Frozen, error) {
 		}
 	})
 	for _, u := range names {
+		if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.Freeze(u) }); err != nil {
+			return stats.Frozen{}, err
+		}
 		c.rt.holds.Freeze(u)
 	}
 	if err := c.rt.state.setFrozen(c.rt.holds.Held()); err != nil {
@@ -337,7 +359,14 @@ func (c controller) Release(user, server string) (stats.Released, error) {
 		}
 		// Lift the hold only for Move: the director refuses a frozen
 		// user's picks, not moves.
+		if err := c.rt.fleetReady(); err != nil {
+			return res, err
+		}
 		if err := b.dir.Move(user, sn); err != nil {
+			return res, err
+		}
+		routed := b.dir.Where(user).User
+		if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.Move(bn, routed, sn) }); err != nil {
 			return res, err
 		}
 		if err := c.rt.state.setMove(bn, b.dir.Where(user).User, sn); err != nil {
@@ -353,7 +382,13 @@ func (c controller) Release(user, server string) (stats.Released, error) {
 	})
 	released := false
 	for _, u := range names {
-		released = c.rt.holds.Release(u) || released
+		// The fleet's release reaches this node's holds through its watch
+		// too, maybe first: whether u was held is asked before.
+		wasHeld := slices.Contains(c.rt.holds.Held(), u)
+		if err := c.rt.fleetDo(func(f *cluster.Cluster) error { return f.Release(u) }); err != nil {
+			return res, err
+		}
+		released = c.rt.holds.Release(u) || wasHeld || released
 	}
 	if !released {
 		return res, fmt.Errorf("%s is not frozen", user)

@@ -11,8 +11,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/maildirector/maildirector/checks"
+	"github.com/maildirector/maildirector/cluster"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
 	httpfe "github.com/maildirector/maildirector/protocols/http"
@@ -348,4 +351,28 @@ func checkOptions(b *config.Backend, s *config.Server, tc *tls.Config) (checks.O
 		}
 	}
 	return opts, nil
+}
+
+// clusterOptions translates [cluster] (Enabled) into cluster.Options; the
+// callbacks and holds are the runtime's to add.
+func clusterOptions(c config.Cluster) (cluster.Options, error) {
+	var tc *tls.Config
+	if c.TLS.Cert != "" || c.TLS.CA != "" || slices.ContainsFunc(c.Endpoints, func(e string) bool { return strings.HasPrefix(e, "https://") }) {
+		var err error
+		if tc, err = tlsutil.NewClientConfig(tlsutil.ClientOptions{Verify: true, CAFile: c.TLS.CA}); err != nil {
+			return cluster.Options{}, fmt.Errorf("cluster.tls: %w", err)
+		}
+		if c.TLS.Cert != "" {
+			cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+			if err != nil {
+				return cluster.Options{}, fmt.Errorf("cluster.tls: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return cluster.Options{
+		Endpoints: c.Endpoints, Prefix: c.Prefix, Node: c.Node, TLS: tc,
+		DialTimeout: c.DialTimeout.D(), RequestTimeout: c.RequestTimeout.D(),
+		Heartbeat: c.Heartbeat.D(), NodeTTL: c.NodeTTL.D(), Refresh: c.Refresh.D(),
+	}, nil
 }

@@ -28,7 +28,9 @@ type runtime struct {
 	// reload (and saved to control.state_file).
 	state   *runState
 	ctlSock *controlSocket // nil when control.socket is unset
-	path    string         // the configuration file
+	// fleet is the node's [cluster] membership; nil without one.
+	fleet   *fleet
+	path    string // the configuration file
 	level   *slog.LevelVar
 	started time.Time
 	// statsLn is the [stats] listener; nil when none is configured.
@@ -77,6 +79,10 @@ func newRuntime(cfg *config.Config, log *slog.Logger, path string, level *slog.L
 	for _, u := range state.Frozen {
 		rt.holds.Freeze(u)
 	}
+	if err := rt.joinCluster(cfg.Cluster); err != nil {
+		rt.srv.Close()
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stopStats = cancel
 	go rt.stats.Run(ctx)
@@ -85,6 +91,7 @@ func newRuntime(cfg *config.Config, log *slog.Logger, path string, level *slog.L
 		rt.srv.Close()
 		return nil, err
 	}
+	rt.startCluster()
 	return rt, nil
 }
 
@@ -102,7 +109,7 @@ type build struct {
 func (rt *runtime) buildLocked(cfg *config.Config) (*build, error) {
 	b := &build{backends: make(map[string]*backendBuild, len(cfg.Backends))}
 	rt.pendingLMTP, rt.pendingHTTP = nil, nil
-	env := &backendEnv{log: rt.log, onDown: rt.closeServerSessions, stats: rt.stats, holds: rt.holds, freezeWait: cfg.Control.FreezeWait.D()}
+	env := &backendEnv{log: rt.log, onDown: rt.closeServerSessions, stats: rt.stats, holds: rt.holds, freezeWait: cfg.Control.FreezeWait.D(), shared: rt.shared()}
 	for _, name := range cfg.BackendNames() {
 		bb, err := buildBackend(cfg.Backends[name], rt.backends[name], env)
 		if err != nil {
@@ -187,7 +194,9 @@ func (rt *runtime) apply(cfg *config.Config) error {
 		if rt.state != nil {
 			rt.state.applyTo(name, bb.b.dir, !bb.reused, bb.cfg.UserExpire.D())
 		}
+		rt.attachCluster(name, bb)
 	}
+	rt.clusterReloaded(cfg.Cluster, backends)
 	rt.swapLMTPLocked()
 	rt.cfg, rt.backends = cfg, backends
 	return nil
@@ -212,6 +221,7 @@ func (rt *runtime) shutdown(grace time.Duration) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.stopStats()
+	rt.stopCluster()
 	rt.statsLn.close()
 	rt.ctlSock.close()
 	for _, b := range rt.backends {

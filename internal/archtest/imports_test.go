@@ -17,6 +17,7 @@ const module = "github.com/maildirector/maildirector/"
 var forbidden = map[string][]string{
 	"config":                  {""},
 	"director":                {""},
+	"cluster":                 {"proxy", "protocols/", "config", "checks", "stats", "cmd/", "internal/"},
 	"checks":                  {"director", "proxy", "protocols/", "config", "cmd/", "internal/dovecotlab", "internal/smtpsink"}, // internal/mailwire only
 	"tlsutil":                 {""},
 	"route":                   {""},
