@@ -83,7 +83,14 @@ func startFakeServerDSN(t *testing.T, name string, wantProxy, dsn bool) *fakeSer
 	srv.Debug = fakeTranscript{f}
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	// Not srv.Close: go-smtp v0.25.1's Conn.Close sets the BDAT pipe to nil
+	// under its lock while the connection's own goroutine reads it without
+	// (handleBdat), a data race of the library's. Closing the listener and
+	// the sockets ends each connection in its own goroutine instead.
+	t.Cleanup(func() {
+		ln.Close()
+		f.dropAll()
+	})
 	return f
 }
 
