@@ -441,11 +441,28 @@ func (s *session) halfClosed(i int) error {
 // set when the engine (not a peer) ended it; then the client is told
 // goodbye unless the server is in the middle of sending to it.
 func (s *session) end(reason string, err error) {
+	if s.close(reason) {
+		s.c.finish(err)
+	}
+}
+
+// endOffLoop is end for the relay's loop: the session is closed here, and
+// its finish (lease, counters, the log line, whose writer may stall) runs
+// on a goroutine of its own, so that it never holds up other sessions.
+func (s *session) endOffLoop(err error) {
+	if s.close("") {
+		go s.c.finish(err)
+	}
+}
+
+// close is end without the Conn's finish: it reports whether this call
+// closed the session (the caller then finishes it).
+func (s *session) close(reason string) bool {
 	s.stopping.Store(true)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.closed = true
 	if s.raw {
@@ -468,7 +485,7 @@ func (s *session) end(reason string, err error) {
 		s.legs[1].conn.Close()
 		s.legs[0].conn.Close()
 	}
-	c.finish(err)
+	return true
 }
 
 // endRawLocked ends a detached session: the client is told goodbye when the

@@ -104,7 +104,7 @@ func (s *session) onEvent(i int, events uint32) {
 	err := s.armLocked(i, unix.EPOLL_CTL_MOD)
 	s.mu.Unlock()
 	if err != nil {
-		s.end("", err)
+		s.endOffLoop(err)
 	}
 	for d, ok := range start {
 		if ok {
@@ -125,7 +125,9 @@ func (d *direction) firstPump() {
 		go d.rawPump()
 		return
 	}
-	d.pumpEnded(err)
+	if endErr := d.pumpEnded(err); endErr != nil {
+		s.endOffLoop(endErr) // on the loop: its log line must not hold it
+	}
 }
 
 // errFullBuffer: the first buffer was full; the pump goes on elsewhere.
@@ -154,11 +156,14 @@ func (d *direction) moveFirst(src, dst int) error {
 // rawPump moves bytes until the source is drained or the destination is
 // full, then records what it waits for and exits.
 func (d *direction) rawPump() {
-	d.pumpEnded(d.spliceRaw(d.s.fds[d.from], d.s.fds[1-d.from]))
+	if endErr := d.pumpEnded(d.spliceRaw(d.s.fds[d.from], d.s.fds[1-d.from])); endErr != nil {
+		d.s.end("", endErr)
+	}
 }
 
-// pumpEnded records why a pump stopped and arms the socket it now waits for.
-func (d *direction) pumpEnded(err error) {
+// pumpEnded records why a pump stopped and arms the socket it now waits
+// for. It returns what the session ends with, if it ends; the caller ends it.
+func (d *direction) pumpEnded(err error) error {
 	s := d.s
 	var endErr error
 	s.mu.Lock()
@@ -184,9 +189,7 @@ func (d *direction) pumpEnded(err error) {
 		s.closeFDsLocked()
 	}
 	s.mu.Unlock()
-	if endErr != nil {
-		s.end("", endErr)
-	}
+	return endErr
 }
 
 // spliceRaw moves src → dst: each pump starts with read and write through

@@ -2,6 +2,7 @@ package lmtp
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -25,9 +26,10 @@ type rawServer struct {
 	addr string
 
 	mu        sync.Mutex
-	mode      string // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data), "late" (that extra reply a moment later, in its own write)
-	lateSent  bool   // "late": the extra reply was written
-	chunking  bool   // advertise CHUNKING (RFC 3030) and take BDAT
+	mode      string      // "", "data250" (250 instead of 354, then as if 354), "extra" (one reply too many after the data), "late" (that extra reply a moment later, in its own write), "record" (TLS only: that extra reply in its own record, sent with the expected ones)
+	lateSent  bool        // "late": the extra reply was written
+	chunking  bool        // advertise CHUNKING (RFC 3030) and take BDAT
+	tls       *tls.Config // set: implicit TLS
 	verbs     []string
 	bodies    []string // each message as the server received it (DATA unstuffed, BDAT as sent)
 	conns     int
@@ -86,7 +88,11 @@ func (f *rawServer) accept(ln net.Listener) {
 		}
 		f.mu.Lock()
 		f.conns++
+		cfg := f.tls
 		f.mu.Unlock()
+		if cfg != nil {
+			c = tls.Server(&holdConn{Conn: c}, cfg)
+		}
 		go f.serve(c)
 	}
 }
@@ -119,6 +125,16 @@ func (f *rawServer) serve(c net.Conn) {
 			}
 			if mode == "extra" {
 				w.WriteString("250 2.0.0 <extra> Saved\r\n")
+			}
+			if mode == "record" {
+				// The extra reply in a TLS record of its own, both records
+				// in one TCP segment: the proxy's TLS layer reads both.
+				h := c.(*tls.Conn).NetConn().(*holdConn)
+				h.hold(true)
+				w.Flush()
+				w.WriteString("250 2.0.0 <extra> Saved\r\n")
+				w.Flush()
+				h.hold(false)
 			}
 			if mode == "late" {
 				w.Flush()

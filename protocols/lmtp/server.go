@@ -100,8 +100,19 @@ func (sc *serverConn) idle() bool {
 	}
 	nc := sc.nc
 	if tc, ok := nc.(*tls.Conn); ok {
+		// crypto/tls reads the socket ahead: a record that came in the
+		// same segment as the last reply waits inside tc, in neither
+		// sc.r nor the socket. A read deadline in the past still lets
+		// tc hand over a record it holds whole, and reads nothing more.
+		tc.SetReadDeadline(time.Now())
+		_, err := sc.r.Peek(1)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return false
+		}
 		nc = tc.NetConn() // any TLS record waiting, even a ticket: not idle
 	}
+	sc.nc.SetReadDeadline(time.Time{})
 	conn, ok := nc.(syscall.Conn)
 	if !ok {
 		return true // not a socket (tests' pipes): the RSET still checks it
@@ -110,7 +121,6 @@ func (sc *serverConn) idle() bool {
 	if err != nil {
 		return false
 	}
-	sc.nc.SetReadDeadline(time.Time{})
 	var rerr error
 	err = raw.Read(func(fd uintptr) bool {
 		var b [1]byte
