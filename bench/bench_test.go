@@ -3,6 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -16,8 +20,10 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/internal/dovecotlab"
 	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/internal/nginxlab"
+	"github.com/maildirector/maildirector/tlsutil"
 )
 
 func startTestBackend(t *testing.T) *backend {
@@ -389,8 +395,8 @@ func TestParseFlagsLMTP(t *testing.T) {
 		wantBytes  int
 		wantTime   time.Duration
 	}{
-		{name: "defaults", wantSuites: []string{"imap", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
-		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
+		{name: "defaults", wantSuites: []string{"imap", "tls", "dovecot", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
+		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "tls", "dovecot", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
 		{name: "lmtp only", args: []string{"-suites", "lmtp", "-lmtp-rcpts", "3", "-lmtp-kib", "1", "-lmtp-time", "2s"},
 			wantSuites: []string{"lmtp"}, wantRcpts: []int{3}, wantBytes: 1024, wantTime: 2 * time.Second},
 	}
@@ -529,5 +535,322 @@ func TestLMTPPaired(t *testing.T) {
 	}
 	if _, ok := got["sink 2rcpt haproxy/direct"]; ok {
 		t.Error("got paired ratios for a path that was not run")
+	}
+}
+
+// testCerts writes both kinds of bench certificate into a test directory.
+func testCerts(t *testing.T) map[string]benchCert {
+	t.Helper()
+	dir := t.TempDir()
+	certs := make(map[string]benchCert)
+	for _, kind := range tlsCerts {
+		c, err := writeCert(dir, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[kind] = c
+	}
+	return certs
+}
+
+func TestWriteCert(t *testing.T) {
+	for kind, c := range testCerts(t) {
+		t.Run(kind, func(t *testing.T) {
+			pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := pair.Leaf
+			var gotKind string
+			switch k := leaf.PublicKey.(type) {
+			case *ecdsa.PublicKey:
+				if k.Curve == elliptic.P256() {
+					gotKind = certECDSA
+				}
+			case *rsa.PublicKey:
+				if k.N.BitLen() == 2048 {
+					gotKind = certRSA
+				}
+			}
+			if gotKind != kind || !slices.Equal(leaf.DNSNames, []string{tlsServerName}) {
+				t.Errorf("got a %q key for %q, want %s for [%s]", gotKind, leaf.DNSNames, kind, tlsServerName)
+			}
+			if _, err := tls.LoadX509KeyPair(c.Combined, c.Combined); err != nil {
+				t.Errorf("combined PEM for HAProxy: %v", err)
+			}
+		})
+	}
+}
+
+// TestMaildirectorFrontendConfigLoads keeps the TLS and Dovecot suites'
+// configurations in step with the real schema, and their certificates
+// loadable by the package maildirector serves them with.
+func TestMaildirectorFrontendConfigLoads(t *testing.T) {
+	certs := testCerts(t)
+	tests := []mdFrontend{
+		{protocol: "imap", sendProxy: "none", tlsMode: tlsImplicit, cert: certs[certECDSA]},
+		{protocol: "imap", sendProxy: "none", tlsMode: tlsSTARTTLS, cert: certs[certRSA]},
+		{protocol: "tcp", sendProxy: "none", tlsMode: tlsImplicit, cert: certs[certRSA]},
+		{protocol: "imap", sendProxy: "v2-ssl"},
+		{protocol: "pop3", sendProxy: "v2-ssl"},
+		{protocol: "tcp", sendProxy: "v2"},
+	}
+	for _, f := range tests {
+		f.listen, f.server, f.logLevel = "127.0.0.1:1", "127.0.0.1:2", "warn"
+		t.Run(f.protocol+" "+f.tlsMode+" "+f.sendProxy, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "md.toml")
+			if err := os.WriteFile(path, []byte(maildirectorFrontendConfig(f)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatalf("got %v, want the generated config to load", err)
+			}
+			fe := cfg.Frontends["bench"]
+			if got := string(fe.TLS.Mode); f.tlsMode != "" && got != f.tlsMode {
+				t.Errorf("tls.mode: got %q, want %q", got, f.tlsMode)
+			}
+			if got := string(cfg.Backends["server"].Servers[0].SendProxy); got != f.sendProxy {
+				t.Errorf("send_proxy: got %q, want %q", got, f.sendProxy)
+			}
+			if f.tlsMode == "" {
+				return
+			}
+			if len(fe.TLS.Certs) != 1 {
+				t.Fatalf("got %d certificates, want 1", len(fe.TLS.Certs))
+			}
+			if _, err := tlsutil.NewServer(tlsutil.ServerOptions{Certs: []tlsutil.CertFiles{{Cert: fe.TLS.Certs[0].Cert, Key: fe.TLS.Certs[0].Key}}}); err != nil {
+				t.Errorf("certificate: %v", err)
+			}
+		})
+	}
+}
+
+func TestHAProxyTLSConfigValid(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/haproxy"); err != nil {
+			t.Fatal("haproxy is not installed: run scripts/deps.sh (make test does)")
+		}
+	}
+	for kind, c := range testCerts(t) {
+		t.Run(kind, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "haproxy.cfg")
+			if err := os.WriteFile(path, []byte(haproxyTLSConfig("127.0.0.1:1", "127.0.0.1:2", c.Combined, haproxyMaxconn)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil || bytes.Contains(out, []byte("WARNING")) {
+				t.Errorf("haproxy -c: got %v: %s, want a valid config without warnings", err, out)
+			}
+		})
+	}
+}
+
+// startTestTLSFront terminates TLS (mode implicit or starttls, as an IMAP
+// server would: its own greeting, STARTTLS, OK) in front of the fake
+// backend, whose greeting it passes on (implicit) or swallows (starttls).
+// It stands in for a proxy in the TLS measurement tests.
+func startTestTLSFront(t *testing.T, c benchCert, mode string) string {
+	t.Helper()
+	be := startTestBackend(t)
+	pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	serve := func(raw net.Conn) {
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(10 * time.Second))
+		if mode == tlsSTARTTLS {
+			io.WriteString(raw, "* OK [CAPABILITY IMAP4rev1 STARTTLS] front\r\n")
+			line, err := mailwire.ReadLine(bufio.NewReaderSize(raw, 64), maxLine)
+			if err != nil || mailwire.TrimEOL(line) != "s STARTTLS" {
+				return
+			}
+			io.WriteString(raw, "s OK Begin TLS negotiation now\r\n")
+		}
+		tc := tls.Server(raw, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		up, err := net.Dial("tcp", be.Addr())
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		ur := bufio.NewReader(up)
+		if mode == tlsSTARTTLS {
+			if _, err := mailwire.ReadLine(ur, maxReplyLine); err != nil {
+				return
+			}
+		}
+		go io.Copy(up, tc)
+		io.Copy(tc, ur)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestMeasureTLS(t *testing.T) {
+	certs := testCerts(t)
+	for _, mode := range tlsModes {
+		for _, resume := range []bool{false, true} {
+			t.Run(fmt.Sprint(mode, " resume=", resume), func(t *testing.T) {
+				addr := startTestTLSFront(t, certs[certECDSA], mode)
+				r := measureTLS(addr, os.Getpid(), 2, 12, 20*time.Second, mode, resume)
+				wantResumed := 0
+				if resume {
+					wantResumed = 12
+				}
+				if r.Done != 12 || r.Failed != 0 || r.Resumed != wantResumed || r.Version != "TLS 1.3" {
+					t.Errorf("got %d done, %d failed (%s), %d resumed, %q; want 12 done, 0 failed, %d resumed, TLS 1.3", r.Done, r.Failed, r.FirstError, r.Resumed, r.Version, wantResumed)
+				}
+				if r.P50ms <= 0 || r.CPUus <= 0 {
+					t.Errorf("got p50 %v ms and %v µs CPU per handshake, want both above 0", r.P50ms, r.CPUus)
+				}
+			})
+		}
+	}
+	// A server that does not speak TLS fails every operation.
+	b := startTestBackend(t)
+	if r := measureTLS(b.Addr(), 0, 1, 3, 10*time.Second, tlsImplicit, false); r.Done != 0 || r.Failed != 3 || !strings.Contains(r.FirstError, "TLS handshake") {
+		t.Errorf("plaintext server: got %d done, %d failed, %q; want 0, 3, a handshake error", r.Done, r.Failed, r.FirstError)
+	}
+}
+
+func TestIdleTLSSessions(t *testing.T) {
+	addr := startTestTLSFront(t, testCerts(t)[certRSA], tlsImplicit)
+	cfg := tlsClientConfig(nil)
+	idle, err := measureIdleDial(func() (*client, error) { return dialLoginTLS(addr, cfg, "idle") }, os.Getpid(), 10, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Here: 10 TLS clients, 10 sessions of the front, its 10 connections
+	// to the backend and their 10 sessions there.
+	if idle.Sessions != 10 || idle.Failed != 0 || idle.FDs < 3 || idle.FDs > 5 {
+		t.Errorf("got %d sessions, %d failed, %v fds each; want 10, 0, about 4", idle.Sessions, idle.Failed, idle.FDs)
+	}
+}
+
+func TestTLSRatiosAndReport(t *testing.T) {
+	run := func(path string, rate, cpu float64) TLSRun {
+		return TLSRun{Cert: certECDSA, Mode: tlsImplicit, Session: sessionFull, Path: path, Done: 100, Resumed: 25,
+			PerSecond: rate, CPUus: cpu, P50ms: 1, AllCPUus: []float64{cpu, 2 * cpu}}
+	}
+	rep := &TLSReport{Runs: []TLSRun{run(pathHAProxy, 1000, 400), run(pathMDIMAP, 800, 500)}}
+	rep.Ratios, rep.Paired = tlsRatios(rep.Runs)
+	k := "ecdsa implicit full md-imap/haproxy"
+	if got := rep.Ratios[k]["proxy CPU µs/handshake"]; got != 1.25 {
+		t.Errorf("CPU ratio: got %v, want 1.25", got)
+	}
+	if got := rep.Ratios[k]["handshakes/s"]; got != 0.8 {
+		t.Errorf("rate ratio: got %v, want 0.8", got)
+	}
+	if _, ok := rep.Ratios[k]["resumed %"]; ok {
+		t.Error("resumed % has a ratio, want none")
+	}
+	if got := rep.Paired[k]; !slices.Equal(got, []float64{1.25, 1.25}) {
+		t.Errorf("paired: got %v, want [1.25 1.25]", got)
+	}
+	if _, ok := rep.Ratios["ecdsa implicit full md-tcp/haproxy"]; ok {
+		t.Error("md-tcp/haproxy ratio without an md-tcp run")
+	}
+	var out bytes.Buffer
+	printTLS(&out, rep)
+	for _, want := range []string{"proxy CPU µs/handshake", "1.25", "resumed %", "25.0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestLoginCyclesOnDovecot(t *testing.T) {
+	lab := dovecotlab.StartT(t, dovecotlab.Options{Instances: 1, Users: dovecotUsers})
+	inst := lab.Instances[0]
+	for _, tt := range []struct {
+		name  string
+		port  int
+		cycle loginCycle
+	}{
+		{"imap", inst.Ports.IMAPDirect, imapCycle},
+		{"pop3", inst.Ports.POP3Direct, pop3Cycle},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := net.JoinHostPort(inst.Address, fmt.Sprint(tt.port))
+			r := measureLogins(addr, 0, 2, 6, 30*time.Second, tt.cycle)
+			if r.Done != 6 || r.Failed != 0 || r.P50ms <= 0 {
+				t.Errorf("got %d done, %d failed (%s), p50 %v; want 6, 0, above 0", r.Done, r.Failed, r.FirstError, r.P50ms)
+			}
+			// The haproxy = yes port wants a PROXY header: every cycle fails.
+			addr = net.JoinHostPort(inst.Address, fmt.Sprint(map[string]int{"imap": inst.Ports.IMAP, "pop3": inst.Ports.POP3}[tt.name]))
+			if r := measureLogins(addr, 0, 1, 2, 30*time.Second, tt.cycle); r.Done != 0 || r.Failed != 2 {
+				t.Errorf("without a PROXY header: got %d done, %d failed, want 0, 2", r.Done, r.Failed)
+			}
+		})
+	}
+}
+
+func TestDovecotRatiosAndReport(t *testing.T) {
+	run := func(path string, rate, cpu, p50 float64) LoginRun {
+		return LoginRun{Proto: protoIMAP, Path: path, Done: 10, PerSecond: rate, CPUus: cpu, P50ms: p50, AllPerSecond: []float64{rate, rate / 2}}
+	}
+	par := []LoginRun{run(pathDirect, 1000, 0, 1), run(pathHAProxy, 900, 300, 1), run(pathMDProto, 700, 600, 1)}
+	seq := []LoginRun{run(pathDirect, 500, 0, 1.0), run(pathHAProxy, 400, 300, 1.25), run(pathMDProto, 300, 600, 1.5)}
+	ratios, paired := dovecotRatios(par, seq)
+	checks := []struct {
+		key, metric string
+		want        float64
+	}{
+		{"imap md-proto/direct", "logins/s, N clients", 0.7},
+		{"imap md-proto/haproxy", "proxy CPU µs/login, N clients", 2},
+		{"imap md-proto/haproxy", "added p50 ms vs direct", 2},
+		{"imap haproxy/direct", "login p50 ms, 1 client", 1.25},
+	}
+	for _, c := range checks {
+		if got := ratios[c.key][c.metric]; got != c.want {
+			t.Errorf("%s %s: got %v, want %v", c.key, c.metric, got, c.want)
+		}
+	}
+	if got := paired["imap md-proto/direct"]; !slices.Equal(got, []float64{0.7, 0.7}) {
+		t.Errorf("paired: got %v, want [0.7 0.7]", got)
+	}
+	var out bytes.Buffer
+	printDovecot(&out, &DovecotReport{Parallel: par, Sequential: seq, Ratios: ratios, Paired: paired})
+	for _, want := range []string{"added p50 ms vs direct", "0.50", "2.00"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseFlagsTLSAndDovecot(t *testing.T) {
+	o, err := parseFlags([]string{"-quick", "-tls-clients", "4"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.tlsN != 300 || o.tlsRepeat != 1 || o.tlsTime != time.Second || o.tlsClients != 4 || o.dovecotRepeat != 1 || o.dovecotTime != time.Second {
+		t.Errorf("quick: got tls n=%d repeat=%d time=%v clients=%d, dovecot repeat=%d time=%v", o.tlsN, o.tlsRepeat, o.tlsTime, o.tlsClients, o.dovecotRepeat, o.dovecotTime)
+	}
+	for _, args := range [][]string{{"-tls-repeat", "0"}, {"-tls-n", "-1"}, {"-dovecot-clients", "0"}, {"-suites", "tls,pop"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("%q: got no error, want one", args)
+		}
+	}
+	o, err = parseFlags([]string{"-suites", "tls,dovecot"}, io.Discard)
+	if err != nil || !slices.Equal(o.suites, []string{suiteTLS, suiteDovecot}) {
+		t.Errorf("got suites %q, %v; want tls, dovecot", o.suites, err)
 	}
 }

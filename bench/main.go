@@ -85,15 +85,29 @@ type options struct {
 	httpTime    time.Duration
 	httpRepeat  int
 	httpBigMiB  int
+
+	tlsN       int // idle TLS sessions per path
+	tlsClients int
+	tlsTime    time.Duration
+	tlsRepeat  int
+
+	dovecotClients int
+	dovecotTime    time.Duration
+	dovecotRepeat  int
 }
 
-// allSuites in run order.
-var allSuites = []string{suiteIMAP, suiteLMTP, suiteHTTP}
+// allSuites in run order; defaultSuites are those a plain run has.
+var (
+	allSuites     = []string{suiteIMAP, suiteTLS, suiteDovecot, suiteLMTP, suiteHTTP}
+	defaultSuites = allSuites
+)
 
 const (
-	suiteIMAP = "imap"
-	suiteLMTP = "lmtp"
-	suiteHTTP = "http"
+	suiteIMAP    = "imap"
+	suiteTLS     = "tls"
+	suiteDovecot = "dovecot"
+	suiteLMTP    = "lmtp"
+	suiteHTTP    = "http"
 )
 
 // allPaths in run order.
@@ -132,7 +146,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.profileDir, "profile", "", "after the measured runs, profile maildirector through one more run of each workload (parallel logins, LMTP rows, HTTP tests) and write its CPU profiles into this directory: go tool pprof -top bin/maildirector DIR/NAME.pprof")
 	fs.DurationVar(&o.profileTime, "profile-time", 5*time.Second, "length of each profiled run (-profile)")
 	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
-	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store)")
+	suites := fs.String("suites", strings.Join(defaultSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), tls (TLS handshakes and idle TLS sessions, fake IMAP server), dovecot (IMAP and POP3 logins to a real Dovecot), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store)")
 	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
 	rcpts := fs.String("lmtp-rcpts", "1,2", "recipients per LMTP message, comma separated; each is a row")
 	fs.IntVar(&o.lmtpClients, "lmtp-clients", 4, "concurrent LMTP sessions (the MTA's delivery agents)")
@@ -145,6 +159,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.httpTime, "http-time", 5*time.Second, "time limit of one HTTP run")
 	fs.IntVar(&o.httpRepeat, "http-repeat", 3, "runs of each HTTP test and path, the paths taking turns; the median is reported")
 	fs.IntVar(&o.httpBigMiB, "http-big-mib", 100, "size of the HTTP big object in MiB")
+	fs.IntVar(&o.tlsN, "tls-n", 2000, "idle TLS sessions per path (0: none)")
+	fs.IntVar(&o.tlsClients, "tls-clients", 8, "concurrent clients of the TLS handshake test")
+	fs.DurationVar(&o.tlsTime, "tls-time", 3*time.Second, "time limit of one TLS handshake run")
+	fs.IntVar(&o.tlsRepeat, "tls-repeat", 3, "runs of each TLS row and path, the paths taking turns; the median is reported")
+	fs.IntVar(&o.dovecotClients, "dovecot-clients", 8, "concurrent clients of the Dovecot login test")
+	fs.DurationVar(&o.dovecotTime, "dovecot-time", 3*time.Second, "time limit of one Dovecot login run (parallel, then sequential)")
+	fs.IntVar(&o.dovecotRepeat, "dovecot-repeat", 3, "runs of each Dovecot login test and path, the paths taking turns; the median is reported")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -170,6 +191,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		quick("lmtp-repeat", func() { o.lmtpRepeat = 1 })
 		quick("http-time", func() { o.httpTime = 2 * time.Second })
 		quick("http-repeat", func() { o.httpRepeat = 1 })
+		quick("tls-n", func() { o.tlsN = 300 })
+		quick("tls-time", func() { o.tlsTime = time.Second })
+		quick("tls-repeat", func() { o.tlsRepeat = 1 })
+		quick("dovecot-time", func() { o.dovecotTime = time.Second })
+		quick("dovecot-repeat", func() { o.dovecotRepeat = 1 })
 	}
 	o.bytes = *mib << 20
 	for p := range strings.SplitSeq(*paths, ",") {
@@ -210,6 +236,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.lmtpBytes = *kib << 10
 	if o.httpClients < 1 || o.httpClients > 1000 || o.httpTime <= 0 || o.httpRepeat < 1 || o.httpRepeat > 20 || o.httpBigMiB < 1 || o.httpBigMiB > 4096 {
 		errs = append(errs, errors.New("-http-clients must be 1..1000, -http-time positive, -http-repeat 1..20, -http-big-mib 1..4096"))
+	}
+	if o.tlsN < 0 || o.tlsN > haproxyMaxconn-500 || o.tlsClients < 1 || o.tlsClients > 1000 || o.tlsTime <= 0 || o.tlsRepeat < 1 || o.tlsRepeat > 20 {
+		errs = append(errs, fmt.Errorf("-tls-n must be 0..%d, -tls-clients 1..1000, -tls-time positive, -tls-repeat 1..20", haproxyMaxconn-500))
+	}
+	if o.dovecotClients < 1 || o.dovecotClients > 100 || o.dovecotTime <= 0 || o.dovecotRepeat < 1 || o.dovecotRepeat > 20 {
+		errs = append(errs, errors.New("-dovecot-clients must be 1..100, -dovecot-time positive, -dovecot-repeat 1..20"))
 	}
 	if o.n < 1 || o.n > haproxyMaxconn-500 {
 		errs = append(errs, fmt.Errorf("-n %d: want 1..%d (fd limit)", o.n, haproxyMaxconn-500))
@@ -284,6 +316,8 @@ type Report struct {
 	Paths   []PathResult       `json:"paths"`
 	Ratios  map[string]Ratios  `json:"ratios"` // "md-imap/haproxy" → metric → ratio
 	Budget  map[string]Verdict `json:"budget,omitempty"`
+	TLS     *TLSReport         `json:"tls,omitempty"`
+	Dovecot *DovecotReport     `json:"dovecot,omitempty"`
 	LMTP    *LMTPReport        `json:"lmtp,omitempty"`
 	HTTP    *HTTPReport        `json:"http,omitempty"`
 	Notes   []string           `json:"notes"`
@@ -314,11 +348,14 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"parallel": o.parallel, "repeat": o.repeat, "logins": o.logins, "login_workers": o.loginWorkers,
 			"settle": o.settle.String(), "extra_wait": o.extra.String(), "md_log_level": o.logLevel, "quick": o.quick,
 			"suites": o.suites, "http_clients": o.httpClients, "http_time": o.httpTime.String(), "http_repeat": o.httpRepeat,
+			"tls_idle_sessions": o.tlsN, "tls_clients": o.tlsClients, "tls_time": o.tlsTime.String(), "tls_repeat": o.tlsRepeat,
+			"dovecot_clients": o.dovecotClients, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
 		},
 	}
 	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
 	httpSuite := slices.Contains(o.suites, suiteHTTP)
-	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite
+	tlsSuite, dovecot := slices.Contains(o.suites, suiteTLS), slices.Contains(o.suites, suiteDovecot)
+	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite || tlsSuite || dovecot
 	for _, p := range o.paths {
 		needMD = needMD || (imap && strings.HasPrefix(p, "md-"))
 	}
@@ -334,6 +371,13 @@ func run(o options, progress io.Writer) (*Report, error) {
 	defer os.RemoveAll(dir)
 	if imap {
 		runIMAP(o, dir, rep, progress)
+	}
+	if tlsSuite {
+		rep.TLS = runTLS(o, dir, progress)
+	}
+	// Before the LMTP suite, whose deliveries fill maildirs.
+	if dovecot {
+		rep.Dovecot = runDovecot(o, dir, progress)
 	}
 	// After the IMAP suite, so that Dovecot's maildir writes cannot slow it.
 	if lmtp {
