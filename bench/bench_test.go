@@ -90,6 +90,7 @@ func TestBackendCommands(t *testing.T) {
 		{"authenticate other mechanism", []string{"a AUTHENTICATE XOAUTH2 abc\r\n"}, []string{"a NO unsupported mechanism"}},
 		{"authenticate garbage", []string{"a AUTHENTICATE PLAIN !!!\r\n"}, []string{"a BAD decode PLAIN response: illegal base64 data at input byte 0"}},
 		{"capability", []string{"a CAPABILITY\r\n"}, []string{"* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN", "a OK done"}},
+		{"select", []string{"a SELECT INBOX\r\n"}, []string{"* 0 EXISTS", "* OK [UIDVALIDITY 1] UIDs valid", "* OK [UIDNEXT 1] next", `* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`, "a OK [READ-WRITE] SELECT completed"}},
 		{"noop and logout", []string{"a NOOP\r\n", "b LOGOUT\r\n", "c NOOP\r\n"}, []string{"a OK done", "* BYE logging out", "b OK Logout completed"}},
 		{"unknown", []string{"a FROB\r\n"}, []string{"a BAD unknown command"}},
 		{"no command", []string{"a\r\n"}, []string{"* BAD missing tag or command"}},
@@ -805,7 +806,7 @@ func TestLoginCyclesOnDovecot(t *testing.T) {
 
 func TestDovecotRatiosAndReport(t *testing.T) {
 	run := func(path string, rate, cpu, p50 float64) LoginRun {
-		return LoginRun{Proto: protoIMAP, Path: path, Done: 10, PerSecond: rate, CPUus: cpu, P50ms: p50, AllPerSecond: []float64{rate, rate / 2}}
+		return LoginRun{Target: targetDovecot, Proto: protoIMAP, Path: path, Done: 10, PerSecond: rate, CPUus: cpu, P50ms: p50, AllPerSecond: []float64{rate, rate / 2}}
 	}
 	par := []LoginRun{run(pathDirect, 1000, 0, 1), run(pathHAProxy, 900, 300, 1), run(pathMDProto, 700, 600, 1)}
 	seq := []LoginRun{run(pathDirect, 500, 0, 1.0), run(pathHAProxy, 400, 300, 1.25), run(pathMDProto, 300, 600, 1.5)}
@@ -814,17 +815,17 @@ func TestDovecotRatiosAndReport(t *testing.T) {
 		key, metric string
 		want        float64
 	}{
-		{"imap md-proto/direct", "logins/s, N clients", 0.7},
-		{"imap md-proto/haproxy", "proxy CPU µs/login, N clients", 2},
-		{"imap md-proto/haproxy", "added p50 ms vs direct", 2},
-		{"imap haproxy/direct", "login p50 ms, 1 client", 1.25},
+		{"dovecot imap md-proto/direct", "logins/s, N clients", 0.7},
+		{"dovecot imap md-proto/haproxy", "proxy CPU µs/login, N clients", 2},
+		{"dovecot imap md-proto/haproxy", "added p50 ms vs direct", 2},
+		{"dovecot imap haproxy/direct", "login p50 ms, 1 client", 1.25},
 	}
 	for _, c := range checks {
 		if got := ratios[c.key][c.metric]; got != c.want {
 			t.Errorf("%s %s: got %v, want %v", c.key, c.metric, got, c.want)
 		}
 	}
-	if got := paired["imap md-proto/direct"]; !slices.Equal(got, []float64{0.7, 0.7}) {
+	if got := paired["dovecot imap md-proto/direct"]; !slices.Equal(got, []float64{0.7, 0.7}) {
 		t.Errorf("paired: got %v, want [0.7 0.7]", got)
 	}
 	var out bytes.Buffer
@@ -852,5 +853,78 @@ func TestParseFlagsTLSAndDovecot(t *testing.T) {
 	o, err = parseFlags([]string{"-suites", "tls,dovecot"}, io.Discard)
 	if err != nil || !slices.Equal(o.suites, []string{suiteTLS, suiteDovecot}) {
 		t.Errorf("got suites %q, %v; want tls, dovecot", o.suites, err)
+	}
+}
+
+func TestPOP3FakeCommands(t *testing.T) {
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret"))
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{"user pass stat quit", []string{"USER alice\r\n", "PASS secret\r\n", "STAT\r\n", "QUIT\r\n", "NOOP\r\n"}, []string{"+OK", "+OK Logged in", "+OK 0 0", "+OK bye"}},
+		{"pass first", []string{"PASS secret\r\n"}, []string{"-ERR USER first"}},
+		{"auth plain with initial response", []string{"AUTH PLAIN " + plain + "\r\n"}, []string{"+OK Logged in"}},
+		{"auth plain after continuation", []string{"AUTH PLAIN\r\n", plain + "\r\n"}, []string{"+ ", "+OK Logged in"}},
+		{"auth other", []string{"AUTH XOAUTH2 abc\r\n"}, []string{"-ERR unsupported mechanism"}},
+		{"capa", []string{"CAPA\r\n"}, []string{"+OK", "USER", "SASL PLAIN", "."}},
+		{"unknown", []string{"FROB\r\n"}, []string{"-ERR unknown command"}},
+	}
+	b, err := startPOP3Backend("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cl := &client{c: c, r: bufio.NewReader(c)}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if line, err := cl.readLine(); err != nil || line+"\r\n" != pop3Greeting {
+				t.Fatalf("greeting: got %q, %v", line, err)
+			}
+			io.WriteString(c, strings.Join(tt.lines, ""))
+			var got []string
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			for range 20 {
+				line, err := cl.readLine()
+				if err != nil {
+					break
+				}
+				got = append(got, line)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := b.Logins(); got != 3 {
+		t.Errorf("got %d logins, want 3", got)
+	}
+}
+
+func TestLoginCyclesOnFakes(t *testing.T) {
+	tgt, err := startLoginTarget(targetFake, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tgt.close)
+	for proto, cycle := range map[string]loginCycle{protoIMAP: imapCycle, protoPOP3: pop3Cycle} {
+		r := measureLogins(tgt.direct[proto], 0, 3, 30, 20*time.Second, cycle)
+		if r.Done != 30 || r.Failed != 0 || r.P50ms <= 0 {
+			t.Errorf("%s: got %d done, %d failed (%s), p50 %v; want 30, 0, above 0", proto, r.Done, r.Failed, r.FirstError, r.P50ms)
+		}
+	}
+	// Each cycle against the other protocol's server fails.
+	if r := measureLogins(tgt.direct[protoPOP3], 0, 1, 2, 10*time.Second, imapCycle); r.Done != 0 || r.Failed != 2 {
+		t.Errorf("IMAP to POP3: got %d done, %d failed; want 0, 2", r.Done, r.Failed)
+	}
+	if r := measureLogins(tgt.direct[protoIMAP], 0, 1, 2, 10*time.Second, pop3Cycle); r.Done != 0 || r.Failed != 2 {
+		t.Errorf("POP3 to IMAP: got %d done, %d failed; want 0, 2", r.Done, r.Failed)
 	}
 }

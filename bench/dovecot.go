@@ -18,16 +18,19 @@ import (
 	"github.com/maildirector/maildirector/internal/dovecotlab"
 )
 
-// The dovecot suite: what a user sees. Logins to one real Dovecot 2.3
-// instance (internal/dovecotlab, as the lmtp suite starts it), IMAP and
-// POP3, over each path:
+// The dovecot suite: logins as a user makes them, IMAP and POP3, to one
+// real Dovecot 2.3 instance (internal/dovecotlab, as the lmtp suite starts
+// it: what a user sees) and to the in-process fake IMAP and POP3 servers
+// (backend.go, pop3fake.go: the proxy's own cost), over each path:
 //
-//	direct    the clients to Dovecot's plain listeners (IMAPDirect, POP3Direct)
-//	haproxy   HAProxy mode tcp, send-proxy-v2, to the haproxy = yes listeners
+//	direct    the clients to the server's plain listeners (Dovecot's
+//	          IMAPDirect, POP3Direct)
+//	haproxy   HAProxy mode tcp; send-proxy-v2 to Dovecot's haproxy = yes
+//	          listeners
 //	md-proto  maildirector's imap or pop3 frontend (it answers the client's
-//	          greeting and login itself, then replays the login to Dovecot),
-//	          send_proxy v2-ssl (the default) to the haproxy = yes listeners
-//	md-tcp    maildirector's tcp frontend, send_proxy v2, to the same
+//	          greeting and login itself, then replays the login to the
+//	          server); send_proxy v2-ssl (the default) to Dovecot
+//	md-tcp    maildirector's tcp frontend; send_proxy v2 to Dovecot
 //
 // IMAP cycle: connect, greeting, LOGIN, SELECT INBOX, LOGOUT. POP3 cycle:
 // connect, greeting, USER, PASS, STAT, QUIT. Each protocol is measured with
@@ -35,6 +38,9 @@ import (
 // one client (its login's p50, and what each path adds to direct's).
 
 const (
+	// targetFake is the in-process fake IMAP and POP3 servers.
+	targetFake = "fake"
+
 	protoIMAP = "imap"
 	protoPOP3 = "pop3"
 	// pathMDProto is maildirector's frontend of the row's protocol.
@@ -42,8 +48,9 @@ const (
 )
 
 var (
-	dovecotProtos = []string{protoIMAP, protoPOP3}
-	dovecotPaths  = []string{pathDirect, pathHAProxy, pathMDProto, pathMDTCP}
+	allLoginTargets = []string{targetDovecot, targetFake}
+	dovecotProtos   = []string{protoIMAP, protoPOP3}
+	dovecotPaths    = []string{pathDirect, pathHAProxy, pathMDProto, pathMDTCP}
 	// dovecotRatioPairs are the comparisons reported, numerator first.
 	dovecotRatioPairs = [][2]string{
 		{pathHAProxy, pathDirect},
@@ -59,6 +66,7 @@ const dovecotUsers = 100
 
 // LoginRun is one login-rate measurement of one protocol on one path.
 type LoginRun struct {
+	Target     string  `json:"target"`
 	Proto      string  `json:"protocol"`
 	Path       string  `json:"path"`
 	Workers    int     `json:"workers"`
@@ -85,9 +93,9 @@ type DovecotReport struct {
 	// Parallel and Sequential are the median runs of each protocol and path.
 	Parallel   []LoginRun `json:"parallel"`
 	Sequential []LoginRun `json:"sequential"`
-	// Ratios maps "PROTO A/B" to metric to ratio.
+	// Ratios maps "TARGET PROTO A/B" to metric to ratio.
 	Ratios map[string]Ratios `json:"ratios"`
-	// Paired maps "PROTO A/B" to the parallel logins/s ratio of each repetition.
+	// Paired maps "TARGET PROTO A/B" to the parallel logins/s ratio of each repetition.
 	Paired map[string][]float64 `json:"paired_logins_per_s_ratios"`
 	Errors map[string]string    `json:"errors,omitempty"`
 	Notes  []string             `json:"notes"`
@@ -248,43 +256,106 @@ func medianLogins(runs []LoginRun, byP50 bool) LoginRun {
 // dovecotLoginLimit bounds the cycles of one run; its time limit ends it first.
 const dovecotLoginLimit = 200_000
 
-// runDovecot runs the dovecot suite.
+// runDovecot runs the dovecot suite on each of -dovecot-targets.
 func runDovecot(o options, dir string, progress io.Writer) *DovecotReport {
 	rep := &DovecotReport{Clients: o.dovecotClients, Limit: o.dovecotTime.String(), Repeat: o.dovecotRepeat, Errors: make(map[string]string)}
 	rep.Notes = []string{
-		"dovecot paths: direct = Dovecot's plain listeners; haproxy = mode tcp, send-proxy-v2 to the haproxy = yes listeners; md-proto = maildirector's imap (IMAP rows) or pop3 (POP3 rows) frontend, send_proxy v2-ssl; md-tcp = its tcp frontend, send_proxy v2; one real Dovecot instance (internal/dovecotlab) behind all",
+		"targets: dovecot = one real Dovecot 2.3 instance (internal/dovecotlab), what a user sees; fake = the in-process fake IMAP and POP3 servers, the proxy's own cost (no PROXY header to them)",
+		"paths: direct = the server's plain listeners; haproxy = mode tcp, send-proxy-v2 to Dovecot's haproxy = yes listeners; md-proto = maildirector's imap (IMAP rows) or pop3 (POP3 rows) frontend, send_proxy v2-ssl to Dovecot; md-tcp = its tcp frontend, send_proxy v2 to Dovecot",
 		"IMAP cycle = connect, greeting, LOGIN, SELECT INBOX, LOGOUT; POP3 cycle = connect, greeting, USER, PASS, STAT, QUIT; users rotate over 100 lab users with empty mailboxes",
-		"parallel rows: -dovecot-clients clients for -dovecot-time; sequential: one client, whose p50 is one login's latency; added p50 = the path's p50 - direct's; rows are the median of -dovecot-repeat runs, the paths taking turns in an order rotated per repetition",
-		"Dovecot, the clients and the proxy share this machine's CPUs: a proxy's CPU per login comes straight off the parallel rate here, which a proxy on its own host would not cost Dovecot; Dovecot's own CPU is not measured",
+		"N clients rows: -dovecot-clients clients for -dovecot-time; 1 client rows: one client, whose p50 is one login's latency; added p50 = the path's p50 - direct's; rows are the median of -dovecot-repeat runs, the paths taking turns in an order rotated per repetition",
+		"the servers, the clients and the proxy share this machine's CPUs: a proxy's CPU per login comes straight off the parallel rate here, which a proxy on its own host would not cost Dovecot; Dovecot's own CPU is not measured",
 	}
-	labDir, err := os.MkdirTemp(o.lmtpMailDir, "maildirector-bench-lab-")
+	for _, t := range o.dovecotTargets {
+		fmt.Fprintf(progress, "bench: logins to %s ...\n", t)
+		par, seq, err := runLoginTarget(o, dir, t, rep.Errors, progress)
+		if err != nil {
+			rep.Errors[t] = err.Error()
+			fmt.Fprintf(progress, "bench: logins to %s: %v\n", t, err)
+		}
+		rep.Parallel = append(rep.Parallel, par...)
+		rep.Sequential = append(rep.Sequential, seq...)
+	}
+	rep.Ratios, rep.Paired = dovecotRatios(rep.Parallel, rep.Sequential)
+	return rep
+}
+
+// loginTarget is a running server of each protocol and how the paths
+// reach it.
+type loginTarget struct {
+	direct    map[string]string // by protocol: plain listener
+	proxied   map[string]string // by protocol: where the proxies go
+	sendProxy bool              // proxied wants a PROXY v2 header
+	close     func()
+}
+
+// startLoginTarget starts Dovecot (its maildirs in a new directory under
+// mailDir; "" means the system's temporary directory) or the fake servers.
+func startLoginTarget(name, mailDir string) (*loginTarget, error) {
+	switch name {
+	case targetDovecot:
+		labDir, err := os.MkdirTemp(mailDir, "maildirector-bench-lab-")
+		if err != nil {
+			return nil, err
+		}
+		lab, err := dovecotlab.Start(dovecotlab.Options{Dir: labDir, Instances: 1, Users: dovecotUsers})
+		if err != nil {
+			os.RemoveAll(labDir)
+			return nil, err
+		}
+		inst := lab.Instances[0]
+		hp := func(port int) string { return net.JoinHostPort(inst.Address, strconv.Itoa(port)) }
+		return &loginTarget{
+			direct:    map[string]string{protoIMAP: hp(inst.Ports.IMAPDirect), protoPOP3: hp(inst.Ports.POP3Direct)},
+			proxied:   map[string]string{protoIMAP: hp(inst.Ports.IMAP), protoPOP3: hp(inst.Ports.POP3)},
+			sendProxy: true,
+			close: func() {
+				lab.Close()
+				os.RemoveAll(labDir)
+			},
+		}, nil
+	case targetFake:
+		imap, err := startBackend("127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		pop3, err := startPOP3Backend("127.0.0.1:0")
+		if err != nil {
+			imap.Close()
+			return nil, err
+		}
+		addrs := map[string]string{protoIMAP: imap.Addr(), protoPOP3: pop3.Addr()}
+		return &loginTarget{direct: addrs, proxied: addrs, close: func() {
+			imap.Close()
+			pop3.Close()
+		}}, nil
+	}
+	return nil, fmt.Errorf("unknown login target %q", name)
+}
+
+// runLoginTarget starts the target and a proxy of each kind and protocol
+// in front of it, warms every path up, then measures: for each
+// repetition, each protocol, each path (the order rotated per
+// repetition), N clients then one. It returns the median runs; a path
+// that failed to start or warm up is in errs by "TARGET PROTO PATH".
+func runLoginTarget(o options, dir, target string, errs map[string]string, progress io.Writer) (par, seq []LoginRun, err error) {
+	tgt, err := startLoginTarget(target, o.lmtpMailDir)
 	if err != nil {
-		rep.Errors["dovecot"] = err.Error()
-		return rep
+		return nil, nil, err
 	}
-	defer os.RemoveAll(labDir)
-	lab, err := dovecotlab.Start(dovecotlab.Options{Dir: labDir, Instances: 1, Users: dovecotUsers})
-	if err != nil {
-		rep.Errors["dovecot"] = err.Error()
-		return rep
-	}
-	defer lab.Close()
-	inst := lab.Instances[0]
-	hp := func(port int) string { return net.JoinHostPort(inst.Address, strconv.Itoa(port)) }
-	direct := map[string]string{protoIMAP: hp(inst.Ports.IMAPDirect), protoPOP3: hp(inst.Ports.POP3Direct)}
-	proxied := map[string]string{protoIMAP: hp(inst.Ports.IMAP), protoPOP3: hp(inst.Ports.POP3)}
+	defer tgt.close()
 	cycles := map[string]loginCycle{protoIMAP: imapCycle, protoPOP3: pop3Cycle}
 
 	addrs := make(map[string]string) // "PROTO PATH"
 	procs := make(map[string]*proxyProc)
 	for _, proto := range dovecotProtos {
-		addrs[proto+" "+pathDirect] = direct[proto]
+		addrs[proto+" "+pathDirect] = tgt.direct[proto]
 		for _, path := range dovecotPaths[1:] {
 			key := proto + " " + path
-			proc, err := startDovecotProxy(o, dir, proto, path, proxied[proto])
+			proc, err := startLoginProxy(o, dir, target, proto, path, tgt.proxied[proto], tgt.sendProxy)
 			if err != nil {
-				rep.Errors[key] = err.Error()
-				fmt.Fprintf(progress, "bench: dovecot %s: %v\n", key, err)
+				errs[target+" "+key] = err.Error()
+				fmt.Fprintf(progress, "bench: logins to %s %s: %v\n", target, key, err)
 				continue
 			}
 			defer proc.stop()
@@ -297,13 +368,13 @@ func runDovecot(o options, dir string, progress io.Writer) *DovecotReport {
 		proto, _, _ := strings.Cut(key, " ")
 		w := measureLogins(addr, 0, 4, dovecotUsers, 30*time.Second, cycles[proto])
 		if w.Failed > 0 || w.Done == 0 {
-			rep.Errors[key] = fmt.Sprintf("warm-up: %d done, %d failed, first error: %s", w.Done, w.Failed, w.FirstError)
+			errs[target+" "+key] = fmt.Sprintf("warm-up: %d done, %d failed, first error: %s", w.Done, w.Failed, w.FirstError)
 			delete(addrs, key)
 		}
 	}
 
-	par := make(map[string][]LoginRun)
-	seq := make(map[string][]LoginRun)
+	parRuns := make(map[string][]LoginRun)
+	seqRuns := make(map[string][]LoginRun)
 	for r := range o.dovecotRepeat {
 		for _, proto := range dovecotProtos {
 			order := slices.Clone(dovecotPaths)
@@ -320,60 +391,66 @@ func runDovecot(o options, dir string, progress io.Writer) *DovecotReport {
 				if p := procs[key]; p != nil {
 					pid = p.pid()
 				}
-				fmt.Fprintf(progress, "bench: dovecot %s (run %d)\n", key, r+1)
-				run := measureLogins(addr, pid, o.dovecotClients, dovecotLoginLimit, o.dovecotTime, cycles[proto])
-				run.Proto, run.Path = proto, path
-				par[key] = append(par[key], run)
-				run = measureLogins(addr, pid, 1, dovecotLoginLimit, o.dovecotTime, cycles[proto])
-				run.Proto, run.Path = proto, path
-				seq[key] = append(seq[key], run)
+				fmt.Fprintf(progress, "bench: logins to %s %s (run %d)\n", target, key, r+1)
+				for _, workers := range []int{o.dovecotClients, 1} {
+					run := measureLogins(addr, pid, workers, dovecotLoginLimit, o.dovecotTime, cycles[proto])
+					run.Target, run.Proto, run.Path = target, proto, path
+					if workers == 1 {
+						seqRuns[key] = append(seqRuns[key], run)
+					} else {
+						parRuns[key] = append(parRuns[key], run)
+					}
+				}
 			}
 		}
 	}
 	for _, proto := range dovecotProtos {
 		for _, path := range dovecotPaths {
 			key := proto + " " + path
-			if len(par[key]) > 0 {
-				rep.Parallel = append(rep.Parallel, medianLogins(par[key], false))
-				rep.Sequential = append(rep.Sequential, medianLogins(seq[key], true))
+			if len(parRuns[key]) > 0 {
+				par = append(par, medianLogins(parRuns[key], false))
+				seq = append(seq, medianLogins(seqRuns[key], true))
 			}
 		}
 	}
-	rep.Ratios, rep.Paired = dovecotRatios(rep.Parallel, rep.Sequential)
 	for _, proto := range dovecotProtos {
 		for _, path := range []string{pathMDProto, pathMDTCP} {
-			key := proto + " " + path
-			proc, ok := procs[key]
+			proc, ok := procs[proto+" "+path]
 			if !ok {
 				continue
 			}
-			proc.profileRun(o.profileDir, "dovecot-"+proto+"-"+path, o.profileTime, func(d time.Duration) {
+			proc.profileRun(o.profileDir, "logins-"+target+"-"+proto+"-"+path, o.profileTime, func(d time.Duration) {
 				measureLogins(proc.addr, 0, o.dovecotClients, dovecotLoginLimit, d, cycles[proto])
 			})
 		}
 	}
-	return rep
+	return par, seq, nil
 }
 
-// startDovecotProxy starts the proxy of path for proto in front of
-// Dovecot's haproxy = yes listener server.
-func startDovecotProxy(o options, dir, proto, path, server string) (*proxyProc, error) {
+// startLoginProxy starts the proxy of path for proto in front of server,
+// which wants a PROXY v2 header when sendProxy is set (Dovecot's
+// haproxy = yes listeners).
+func startLoginProxy(o options, dir, target, proto, path, server string, sendProxy bool) (*proxyProc, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	name := "dovecot-" + proto + "-" + path
+	name := "logins-" + target + "-" + proto + "-" + path
+	haproxyOpts, mdProto, mdTCP := "", "none", "none"
+	if sendProxy {
+		haproxyOpts, mdProto, mdTCP = "send-proxy-v2", "v2-ssl", "v2"
+	}
 	switch path {
 	case pathHAProxy:
-		return startHAProxy(o.haproxy, dir, name, listen, haproxyConfig(listen, server, "send-proxy-v2", haproxyMaxconn))
+		return startHAProxy(o.haproxy, dir, name, listen, haproxyConfig(listen, server, haproxyOpts, haproxyMaxconn))
 	case pathMDProto:
-		cfg := maildirectorFrontendConfig(mdFrontend{protocol: proto, listen: listen, server: server, sendProxy: "v2-ssl", logLevel: o.logLevel})
+		cfg := maildirectorFrontendConfig(mdFrontend{protocol: proto, listen: listen, server: server, sendProxy: mdProto, logLevel: o.logLevel})
 		return startMaildirector(o.maildirector, dir, name, listen, cfg, o.profileDir != "")
 	case pathMDTCP:
-		cfg := maildirectorFrontendConfig(mdFrontend{protocol: "tcp", listen: listen, server: server, sendProxy: "v2", logLevel: o.logLevel})
+		cfg := maildirectorFrontendConfig(mdFrontend{protocol: "tcp", listen: listen, server: server, sendProxy: mdTCP, logLevel: o.logLevel})
 		return startMaildirector(o.maildirector, dir, name, listen, cfg, o.profileDir != "")
 	}
-	return nil, fmt.Errorf("unknown dovecot path %q", path)
+	return nil, fmt.Errorf("unknown login path %q", path)
 }
 
 // loginMetric is one row of the dovecot table, from a protocol's parallel
@@ -397,25 +474,40 @@ var loginMetrics = []loginMetric{
 	{"machine CPU busy %, N clients", func(p, _, _ LoginRun) (float64, bool) { return measured(100*p.Busy, p.Done > 0) }, false},
 }
 
-// loginRows indexes runs by "PROTO PATH".
+// loginKey names a target, protocol and path: "dovecot imap md-tcp".
+func loginKey(r LoginRun) string { return r.Target + " " + r.Proto + " " + r.Path }
+
+// loginRows indexes runs by loginKey.
 func loginRows(runs []LoginRun) map[string]LoginRun {
 	by := make(map[string]LoginRun, len(runs))
 	for _, r := range runs {
-		by[r.Proto+" "+r.Path] = r
+		by[loginKey(r)] = r
 	}
 	return by
 }
 
+// loginGroups are the "TARGET PROTO" rows of runs, in run order.
+func loginGroups(runs []LoginRun) []string {
+	var out []string
+	for _, r := range runs {
+		if g := r.Target + " " + r.Proto; !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // dovecotRatios computes every pair's ratio of every metric both sides
-// have, and the per-repetition ratios of the parallel rate.
+// have, and the per-repetition ratios of the parallel rate, by
+// "TARGET PROTO A/B".
 func dovecotRatios(par, seq []LoginRun) (map[string]Ratios, map[string][]float64) {
 	p, s := loginRows(par), loginRows(seq)
 	ratios := make(map[string]Ratios)
 	paired := make(map[string][]float64)
-	for _, proto := range dovecotProtos {
-		d := s[proto+" "+pathDirect]
+	for _, g := range loginGroups(par) {
+		d := s[g+" "+pathDirect]
 		for _, pair := range dovecotRatioPairs {
-			ka, kb := proto+" "+pair[0], proto+" "+pair[1]
+			ka, kb := g+" "+pair[0], g+" "+pair[1]
 			pa, okA := p[ka]
 			pb, okB := p[kb]
 			if !okA || !okB {
@@ -432,7 +524,7 @@ func dovecotRatios(par, seq []LoginRun) (map[string]Ratios, map[string][]float64
 					r[m.name] = va / vb
 				}
 			}
-			k := proto + " " + pair[0] + "/" + pair[1]
+			k := g + " " + pair[0] + "/" + pair[1]
 			ratios[k] = r
 			var all []float64
 			for i := range min(len(pa.AllPerSecond), len(pb.AllPerSecond)) {
@@ -446,13 +538,14 @@ func dovecotRatios(par, seq []LoginRun) (map[string]Ratios, map[string][]float64
 	return ratios, paired
 }
 
-// printDovecot is the table of the dovecot suite: a row per protocol and
-// metric, a column per path, then the ratios.
+// printDovecot is the table of the dovecot suite: a row per target,
+// protocol and metric, a column per path, then the ratios.
 func printDovecot(w io.Writer, rep *DovecotReport) {
-	fmt.Fprintf(w, "Dovecot logins: N = %d clients, each run %s, median of %d runs\n\n", rep.Clients, rep.Limit, rep.Repeat)
+	fmt.Fprintf(w, "Logins: N = %d clients, each run %s, median of %d runs\n\n", rep.Clients, rep.Limit, rep.Repeat)
 	p, s := loginRows(rep.Parallel), loginRows(rep.Sequential)
+	groups := loginGroups(rep.Parallel)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "proto\tmetric\t")
+	fmt.Fprint(tw, "target\tproto\tmetric\t")
 	for _, path := range dovecotPaths {
 		fmt.Fprintf(tw, "%s\t", path)
 	}
@@ -460,12 +553,13 @@ func printDovecot(w io.Writer, rep *DovecotReport) {
 		fmt.Fprintf(tw, "%s/%s\t", pair[0], pair[1])
 	}
 	fmt.Fprintln(tw)
-	for _, proto := range dovecotProtos {
-		d := s[proto+" "+pathDirect]
+	for _, g := range groups {
+		target, proto, _ := strings.Cut(g, " ")
+		d := s[g+" "+pathDirect]
 		for _, m := range loginMetrics {
-			fmt.Fprintf(tw, "%s\t%s\t", proto, m.name)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t", target, proto, m.name)
 			for _, path := range dovecotPaths {
-				k := proto + " " + path
+				k := g + " " + path
 				if _, ok := p[k]; ok {
 					if v, ok := m.get(p[k], s[k], d); ok {
 						fmt.Fprintf(tw, "%s\t", num(v))
@@ -475,7 +569,7 @@ func printDovecot(w io.Writer, rep *DovecotReport) {
 				fmt.Fprint(tw, "-\t")
 			}
 			for _, pair := range dovecotRatioPairs {
-				if v, ok := rep.Ratios[proto+" "+pair[0]+"/"+pair[1]][m.name]; ok {
+				if v, ok := rep.Ratios[g+" "+pair[0]+"/"+pair[1]][m.name]; ok {
 					fmt.Fprintf(tw, "%.2f\t", v)
 				} else {
 					fmt.Fprint(tw, "-\t")
@@ -489,19 +583,19 @@ func printDovecot(w io.Writer, rep *DovecotReport) {
 	for _, runs := range [][]LoginRun{rep.Parallel, rep.Sequential} {
 		for _, r := range runs {
 			if r.Failed > 0 || r.FirstError != "" {
-				fmt.Fprintf(w, "dovecot %s %s, %d client(s): %d failed, first error: %s\n", r.Proto, r.Path, r.Workers, r.Failed, r.FirstError)
+				fmt.Fprintf(w, "logins %s, %d client(s): %d failed, first error: %s\n", loginKey(r), r.Workers, r.Failed, r.FirstError)
 			}
 		}
 	}
-	for _, proto := range dovecotProtos {
+	for _, g := range groups {
 		for _, pair := range dovecotRatioPairs[:3] {
-			k := proto + " " + pair[0] + "/" + pair[1]
+			k := g + " " + pair[0] + "/" + pair[1]
 			if r := rep.Paired[k]; len(r) > 1 {
 				all := make([]string, len(r))
 				for i, v := range r {
 					all[i] = fmt.Sprintf("%.2f", v)
 				}
-				fmt.Fprintf(w, "dovecot %s: logins/s ratio of each repetition %s\n", k, strings.Join(all, " "))
+				fmt.Fprintf(w, "logins %s: logins/s ratio of each repetition %s\n", k, strings.Join(all, " "))
 			}
 		}
 	}
@@ -511,7 +605,7 @@ func printDovecot(w io.Writer, rep *DovecotReport) {
 	}
 	slices.Sort(errKeys)
 	for _, k := range errKeys {
-		fmt.Fprintf(w, "dovecot %s: ERROR %s\n", k, rep.Errors[k])
+		fmt.Fprintf(w, "logins %s: ERROR %s\n", k, rep.Errors[k])
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

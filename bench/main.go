@@ -91,6 +91,7 @@ type options struct {
 	tlsTime    time.Duration
 	tlsRepeat  int
 
+	dovecotTargets []string
 	dovecotClients int
 	dovecotTime    time.Duration
 	dovecotRepeat  int
@@ -163,6 +164,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tlsClients, "tls-clients", 8, "concurrent clients of the TLS handshake test")
 	fs.DurationVar(&o.tlsTime, "tls-time", 3*time.Second, "time limit of one TLS handshake run")
 	fs.IntVar(&o.tlsRepeat, "tls-repeat", 3, "runs of each TLS row and path, the paths taking turns; the median is reported")
+	dtargets := fs.String("dovecot-targets", strings.Join(allLoginTargets, ","), "what the dovecot suite's logins go to, comma separated: dovecot (a real Dovecot), fake (the in-process fake IMAP and POP3 servers)")
 	fs.IntVar(&o.dovecotClients, "dovecot-clients", 8, "concurrent clients of the Dovecot login test")
 	fs.DurationVar(&o.dovecotTime, "dovecot-time", 3*time.Second, "time limit of one Dovecot login run (parallel, then sequential)")
 	fs.IntVar(&o.dovecotRepeat, "dovecot-repeat", 3, "runs of each Dovecot login test and path, the paths taking turns; the median is reported")
@@ -221,6 +223,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			continue
 		}
 		o.lmtpTargets = append(o.lmtpTargets, v)
+	}
+	for v := range strings.SplitSeq(*dtargets, ",") {
+		v = strings.TrimSpace(v)
+		if !slices.Contains(allLoginTargets, v) {
+			errs = append(errs, fmt.Errorf("unknown dovecot target %q (want %s)", v, strings.Join(allLoginTargets, ", ")))
+			continue
+		}
+		o.dovecotTargets = append(o.dovecotTargets, v)
 	}
 	for v := range strings.SplitSeq(*rcpts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -349,7 +359,7 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"settle": o.settle.String(), "extra_wait": o.extra.String(), "md_log_level": o.logLevel, "quick": o.quick,
 			"suites": o.suites, "http_clients": o.httpClients, "http_time": o.httpTime.String(), "http_repeat": o.httpRepeat,
 			"tls_idle_sessions": o.tlsN, "tls_clients": o.tlsClients, "tls_time": o.tlsTime.String(), "tls_repeat": o.tlsRepeat,
-			"dovecot_clients": o.dovecotClients, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
+			"dovecot_targets": o.dovecotTargets, "dovecot_clients": o.dovecotClients, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
 		},
 	}
 	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
