@@ -290,8 +290,9 @@ func TestMaildirectorConfigLoads(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// As startMaildirector writes it: with its stats listener.
 			path := filepath.Join(t.TempDir(), "md.toml")
-			if err := os.WriteFile(path, []byte(tt.cfg), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(withStats(tt.cfg, "127.0.0.1:3", true)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := config.Load(path); err != nil {
@@ -600,7 +601,7 @@ func TestMaildirectorFrontendConfigLoads(t *testing.T) {
 		f.listen, f.server, f.logLevel = "127.0.0.1:1", "127.0.0.1:2", "warn"
 		t.Run(f.protocol+" "+f.tlsMode+" "+f.sendProxy, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "md.toml")
-			if err := os.WriteFile(path, []byte(maildirectorFrontendConfig(f)), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(withStats(maildirectorFrontendConfig(f), "127.0.0.1:3", true)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			cfg, err := config.Load(path)
