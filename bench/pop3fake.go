@@ -60,8 +60,9 @@ func (b *backend) servePOP3(c net.Conn) {
 	}
 }
 
-// pop3Reply answers one command line; quit ends the session after the reply.
-func (b *backend) pop3Reply(br *bufio.Reader, c net.Conn, line string, user *string) (reply string, quit bool) {
+// pop3Reply answers one command line (an AUTH continuation goes to c and
+// its answer comes from br); quit ends the session after the reply.
+func (b *backend) pop3Reply(br *bufio.Reader, c io.Writer, line string, user *string) (reply string, quit bool) {
 	verb, arg, _ := strings.Cut(line, " ")
 	switch strings.ToUpper(verb) {
 	case "CAPA":
