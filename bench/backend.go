@@ -16,7 +16,7 @@ import (
 )
 
 // The fake backend: a TCP server that speaks just enough IMAP to be proxied
-// (greeting, LOGIN, AUTHENTICATE PLAIN, CAPABILITY, NOOP, LOGOUT) and holds
+// (greeting, LOGIN, AUTHENTICATE PLAIN, CAPABILITY, NOOP, SELECT, LOGOUT) and holds
 // idle connections. It isolates the proxy: its cost is the same on every
 // path and sits in this process, not in the one being measured.
 
@@ -44,10 +44,12 @@ const (
 // bulkChunk is what a bulk transfer writes, over and over.
 var bulkChunk = bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/\r\n"), 4096)
 
-// backend is the fake IMAP server.
+// backend is the fake IMAP server, or with pop3 the fake POP3 server
+// (pop3fake.go).
 type backend struct {
-	ln net.Listener
-	wg sync.WaitGroup
+	ln   net.Listener
+	wg   sync.WaitGroup
+	pop3 bool
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -106,7 +108,11 @@ func (b *backend) acceptLoop() {
 		b.conns[c] = struct{}{}
 		b.mu.Unlock()
 		b.wg.Add(1)
-		go b.serveConn(c)
+		if b.pop3 {
+			go b.servePOP3(c)
+		} else {
+			go b.serveConn(c)
+		}
 	}
 }
 
@@ -150,6 +156,10 @@ func (b *backend) handle(c net.Conn, br *bufio.Reader, cmd command) bool {
 		return err == nil
 	case "NOOP":
 		_, err := fmt.Fprintf(c, "%s OK done\r\n", cmd.tag)
+		return err == nil
+	case "SELECT":
+		// RFC 9051 section 6.3.2: an empty mailbox, whatever its name.
+		_, err := fmt.Fprintf(c, "* 0 EXISTS\r\n* OK [UIDVALIDITY 1] UIDs valid\r\n* OK [UIDNEXT 1] next\r\n* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n%s OK [READ-WRITE] SELECT completed\r\n", cmd.tag)
 		return err == nil
 	case "LOGOUT":
 		// RFC 9051 section 6.1.3: BYE, then the tagged OK, then close.

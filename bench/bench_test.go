@@ -3,6 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -16,8 +20,10 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/internal/dovecotlab"
 	"github.com/maildirector/maildirector/internal/mailwire"
 	"github.com/maildirector/maildirector/internal/nginxlab"
+	"github.com/maildirector/maildirector/tlsutil"
 )
 
 func startTestBackend(t *testing.T) *backend {
@@ -84,6 +90,7 @@ func TestBackendCommands(t *testing.T) {
 		{"authenticate other mechanism", []string{"a AUTHENTICATE XOAUTH2 abc\r\n"}, []string{"a NO unsupported mechanism"}},
 		{"authenticate garbage", []string{"a AUTHENTICATE PLAIN !!!\r\n"}, []string{"a BAD decode PLAIN response: illegal base64 data at input byte 0"}},
 		{"capability", []string{"a CAPABILITY\r\n"}, []string{"* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN", "a OK done"}},
+		{"select", []string{"a SELECT INBOX\r\n"}, []string{"* 0 EXISTS", "* OK [UIDVALIDITY 1] UIDs valid", "* OK [UIDNEXT 1] next", `* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`, "a OK [READ-WRITE] SELECT completed"}},
 		{"noop and logout", []string{"a NOOP\r\n", "b LOGOUT\r\n", "c NOOP\r\n"}, []string{"a OK done", "* BYE logging out", "b OK Logout completed"}},
 		{"unknown", []string{"a FROB\r\n"}, []string{"a BAD unknown command"}},
 		{"no command", []string{"a\r\n"}, []string{"* BAD missing tag or command"}},
@@ -283,8 +290,9 @@ func TestMaildirectorConfigLoads(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// As startMaildirector writes it: with its stats listener.
 			path := filepath.Join(t.TempDir(), "md.toml")
-			if err := os.WriteFile(path, []byte(tt.cfg), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(withStats(tt.cfg, "127.0.0.1:3", true)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := config.Load(path); err != nil {
@@ -389,8 +397,8 @@ func TestParseFlagsLMTP(t *testing.T) {
 		wantBytes  int
 		wantTime   time.Duration
 	}{
-		{name: "defaults", wantSuites: []string{"imap", "lmtp", "http", "cluster"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
-		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "lmtp", "http", "cluster"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
+		{name: "defaults", wantSuites: []string{"imap", "tls", "dovecot", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: 2 * time.Second},
+		{name: "quick", args: []string{"-quick"}, wantSuites: []string{"imap", "tls", "dovecot", "lmtp", "http"}, wantRcpts: []int{1, 2}, wantBytes: 10240, wantTime: time.Second},
 		{name: "lmtp only", args: []string{"-suites", "lmtp", "-lmtp-rcpts", "3", "-lmtp-kib", "1", "-lmtp-time", "2s"},
 			wantSuites: []string{"lmtp"}, wantRcpts: []int{3}, wantBytes: 1024, wantTime: 2 * time.Second},
 	}
@@ -530,4 +538,416 @@ func TestLMTPPaired(t *testing.T) {
 	if _, ok := got["sink 2rcpt haproxy/direct"]; ok {
 		t.Error("got paired ratios for a path that was not run")
 	}
+}
+
+// testCerts writes both kinds of bench certificate into a test directory.
+func testCerts(t *testing.T) map[string]benchCert {
+	t.Helper()
+	dir := t.TempDir()
+	certs := make(map[string]benchCert)
+	for _, kind := range tlsCerts {
+		c, err := writeCert(dir, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[kind] = c
+	}
+	return certs
+}
+
+func TestWriteCert(t *testing.T) {
+	for kind, c := range testCerts(t) {
+		t.Run(kind, func(t *testing.T) {
+			pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := pair.Leaf
+			var gotKind string
+			switch k := leaf.PublicKey.(type) {
+			case *ecdsa.PublicKey:
+				if k.Curve == elliptic.P256() {
+					gotKind = certECDSA
+				}
+			case *rsa.PublicKey:
+				if k.N.BitLen() == 2048 {
+					gotKind = certRSA
+				}
+			}
+			if gotKind != kind || !slices.Equal(leaf.DNSNames, []string{tlsServerName}) {
+				t.Errorf("got a %q key for %q, want %s for [%s]", gotKind, leaf.DNSNames, kind, tlsServerName)
+			}
+			if _, err := tls.LoadX509KeyPair(c.Combined, c.Combined); err != nil {
+				t.Errorf("combined PEM for HAProxy: %v", err)
+			}
+		})
+	}
+}
+
+// TestMaildirectorFrontendConfigLoads keeps the TLS and Dovecot suites'
+// configurations in step with the real schema, and their certificates
+// loadable by the package maildirector serves them with.
+func TestMaildirectorFrontendConfigLoads(t *testing.T) {
+	certs := testCerts(t)
+	tests := []mdFrontend{
+		{protocol: "imap", sendProxy: "none", tlsMode: tlsImplicit, cert: certs[certECDSA]},
+		{protocol: "imap", sendProxy: "none", tlsMode: tlsSTARTTLS, cert: certs[certRSA]},
+		{protocol: "tcp", sendProxy: "none", tlsMode: tlsImplicit, cert: certs[certRSA]},
+		{protocol: "imap", sendProxy: "v2-ssl"},
+		{protocol: "pop3", sendProxy: "v2-ssl"},
+		{protocol: "tcp", sendProxy: "v2"},
+	}
+	for _, f := range tests {
+		f.listen, f.server, f.logLevel = "127.0.0.1:1", "127.0.0.1:2", "warn"
+		t.Run(f.protocol+" "+f.tlsMode+" "+f.sendProxy, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "md.toml")
+			if err := os.WriteFile(path, []byte(withStats(maildirectorFrontendConfig(f), "127.0.0.1:3", true)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatalf("got %v, want the generated config to load", err)
+			}
+			fe := cfg.Frontends["bench"]
+			if got := string(fe.TLS.Mode); f.tlsMode != "" && got != f.tlsMode {
+				t.Errorf("tls.mode: got %q, want %q", got, f.tlsMode)
+			}
+			if got := string(cfg.Backends["server"].Servers[0].SendProxy); got != f.sendProxy {
+				t.Errorf("send_proxy: got %q, want %q", got, f.sendProxy)
+			}
+			if f.tlsMode == "" {
+				return
+			}
+			if len(fe.TLS.Certs) != 1 {
+				t.Fatalf("got %d certificates, want 1", len(fe.TLS.Certs))
+			}
+			if _, err := tlsutil.NewServer(tlsutil.ServerOptions{Certs: []tlsutil.CertFiles{{Cert: fe.TLS.Certs[0].Cert, Key: fe.TLS.Certs[0].Key}}}); err != nil {
+				t.Errorf("certificate: %v", err)
+			}
+		})
+	}
+}
+
+func TestHAProxyTLSConfigValid(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/haproxy"); err != nil {
+			t.Fatal("haproxy is not installed: run scripts/deps.sh (make test does)")
+		}
+	}
+	for kind, c := range testCerts(t) {
+		t.Run(kind, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "haproxy.cfg")
+			if err := os.WriteFile(path, []byte(haproxyTLSConfig("127.0.0.1:1", "127.0.0.1:2", c.Combined, haproxyMaxconn)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil || bytes.Contains(out, []byte("WARNING")) {
+				t.Errorf("haproxy -c: got %v: %s, want a valid config without warnings", err, out)
+			}
+		})
+	}
+}
+
+// startTestTLSFront terminates TLS (mode implicit or starttls, as an IMAP
+// server would: its own greeting, STARTTLS, OK) in front of the fake
+// backend, whose greeting it passes on (implicit) or swallows (starttls).
+// It stands in for a proxy in the TLS measurement tests.
+func startTestTLSFront(t *testing.T, c benchCert, mode string) string {
+	t.Helper()
+	be := startTestBackend(t)
+	pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	serve := func(raw net.Conn) {
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(10 * time.Second))
+		if mode == tlsSTARTTLS {
+			io.WriteString(raw, "* OK [CAPABILITY IMAP4rev1 STARTTLS] front\r\n")
+			line, err := mailwire.ReadLine(bufio.NewReaderSize(raw, 64), maxLine)
+			if err != nil || mailwire.TrimEOL(line) != "s STARTTLS" {
+				return
+			}
+			io.WriteString(raw, "s OK Begin TLS negotiation now\r\n")
+		}
+		tc := tls.Server(raw, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		up, err := net.Dial("tcp", be.Addr())
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		ur := bufio.NewReader(up)
+		if mode == tlsSTARTTLS {
+			if _, err := mailwire.ReadLine(ur, maxReplyLine); err != nil {
+				return
+			}
+		}
+		go io.Copy(up, tc)
+		io.Copy(tc, ur)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestMeasureTLS(t *testing.T) {
+	certs := testCerts(t)
+	for _, mode := range tlsModes {
+		for _, resume := range []bool{false, true} {
+			t.Run(fmt.Sprint(mode, " resume=", resume), func(t *testing.T) {
+				addr := startTestTLSFront(t, certs[certECDSA], mode)
+				r := measureTLS(addr, os.Getpid(), 2, 12, 20*time.Second, mode, resume)
+				wantResumed := 0
+				if resume {
+					wantResumed = 12
+				}
+				if r.Done != 12 || r.Failed != 0 || r.Resumed != wantResumed || r.Version != "TLS 1.3" {
+					t.Errorf("got %d done, %d failed (%s), %d resumed, %q; want 12 done, 0 failed, %d resumed, TLS 1.3", r.Done, r.Failed, r.FirstError, r.Resumed, r.Version, wantResumed)
+				}
+				if r.P50ms <= 0 || r.CPUus <= 0 {
+					t.Errorf("got p50 %v ms and %v µs CPU per handshake, want both above 0", r.P50ms, r.CPUus)
+				}
+			})
+		}
+	}
+	// A server that does not speak TLS fails every operation.
+	b := startTestBackend(t)
+	if r := measureTLS(b.Addr(), 0, 1, 3, 10*time.Second, tlsImplicit, false); r.Done != 0 || r.Failed != 3 || !strings.Contains(r.FirstError, "TLS handshake") {
+		t.Errorf("plaintext server: got %d done, %d failed, %q; want 0, 3, a handshake error", r.Done, r.Failed, r.FirstError)
+	}
+}
+
+func TestIdleTLSSessions(t *testing.T) {
+	addr := startTestTLSFront(t, testCerts(t)[certRSA], tlsImplicit)
+	cfg := tlsClientConfig(nil)
+	idle, err := measureIdleDial(func() (*client, error) { return dialLoginTLS(addr, cfg, "idle") }, os.Getpid(), 10, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Here: 10 TLS clients, 10 sessions of the front, its 10 connections
+	// to the backend and their 10 sessions there.
+	if idle.Sessions != 10 || idle.Failed != 0 || idle.FDs < 3.5 || idle.FDs > 4.5 {
+		t.Errorf("got %d sessions, %d failed, %v fds each; want 10, 0, about 4", idle.Sessions, idle.Failed, idle.FDs)
+	}
+}
+
+func TestTLSRatiosAndReport(t *testing.T) {
+	run := func(path string, rate, cpu float64) TLSRun {
+		return TLSRun{Cert: certECDSA, Mode: tlsImplicit, Session: sessionFull, Path: path, Done: 100, Resumed: 25,
+			PerSecond: rate, CPUus: cpu, P50ms: 1, AllCPUus: []float64{cpu, 2 * cpu}}
+	}
+	rep := &TLSReport{Runs: []TLSRun{run(pathHAProxy, 1000, 400), run(pathMDIMAP, 800, 500)}}
+	rep.Ratios, rep.Paired = tlsRatios(rep.Runs)
+	k := "ecdsa implicit full md-imap/haproxy"
+	if got := rep.Ratios[k]["proxy CPU µs/handshake"]; got != 1.25 {
+		t.Errorf("CPU ratio: got %v, want 1.25", got)
+	}
+	if got := rep.Ratios[k]["handshakes/s"]; got != 0.8 {
+		t.Errorf("rate ratio: got %v, want 0.8", got)
+	}
+	if _, ok := rep.Ratios[k]["resumed %"]; ok {
+		t.Error("resumed % has a ratio, want none")
+	}
+	if got := rep.Paired[k]; !slices.Equal(got, []float64{1.25, 1.25}) {
+		t.Errorf("paired: got %v, want [1.25 1.25]", got)
+	}
+	if _, ok := rep.Ratios["ecdsa implicit full md-tcp/haproxy"]; ok {
+		t.Error("md-tcp/haproxy ratio without an md-tcp run")
+	}
+	var out bytes.Buffer
+	printTLS(&out, rep)
+	for _, want := range []string{"proxy CPU µs/handshake", "1.25", "resumed %", "25.0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestLoginCyclesOnDovecot(t *testing.T) {
+	lab := dovecotlab.StartT(t, dovecotlab.Options{Instances: 1, Users: dovecotUsers})
+	inst := lab.Instances[0]
+	for _, tt := range []struct {
+		name  string
+		port  int
+		cycle loginCycle
+	}{
+		{"imap", inst.Ports.IMAPDirect, imapCycle},
+		{"pop3", inst.Ports.POP3Direct, pop3Cycle},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := net.JoinHostPort(inst.Address, fmt.Sprint(tt.port))
+			r := measureLogins(addr, 0, 2, 6, 30*time.Second, tt.cycle)
+			if r.Done != 6 || r.Failed != 0 || r.P50ms <= 0 {
+				t.Errorf("got %d done, %d failed (%s), p50 %v; want 6, 0, above 0", r.Done, r.Failed, r.FirstError, r.P50ms)
+			}
+			// The haproxy = yes port wants a PROXY header: every cycle fails.
+			addr = net.JoinHostPort(inst.Address, fmt.Sprint(map[string]int{"imap": inst.Ports.IMAP, "pop3": inst.Ports.POP3}[tt.name]))
+			if r := measureLogins(addr, 0, 1, 2, 30*time.Second, tt.cycle); r.Done != 0 || r.Failed != 2 {
+				t.Errorf("without a PROXY header: got %d done, %d failed, want 0, 2", r.Done, r.Failed)
+			}
+		})
+	}
+}
+
+func TestDovecotRatiosAndReport(t *testing.T) {
+	run := func(path string, rate, cpu, p50 float64) LoginRun {
+		return LoginRun{Target: targetDovecot, Proto: protoIMAP, Path: path, Done: 10, PerSecond: rate, CPUus: cpu, P50ms: p50, AllPerSecond: []float64{rate, rate / 2}}
+	}
+	par := []LoginRun{run(pathDirect, 1000, 0, 1), run(pathHAProxy, 900, 300, 1), run(pathMDProto, 700, 600, 1)}
+	seq := []LoginRun{run(pathDirect, 500, 0, 1.0), run(pathHAProxy, 400, 300, 1.25), run(pathMDProto, 300, 600, 1.5)}
+	ratios, paired := dovecotRatios(par, seq)
+	checks := []struct {
+		key, metric string
+		want        float64
+	}{
+		{"dovecot imap md-proto/direct", "logins/s, N clients", 0.7},
+		{"dovecot imap md-proto/haproxy", "proxy CPU µs/login, N clients", 2},
+		{"dovecot imap md-proto/haproxy", "added p50 ms vs direct", 2},
+		{"dovecot imap haproxy/direct", "login p50 ms, 1 client", 1.25},
+	}
+	for _, c := range checks {
+		if got := ratios[c.key][c.metric]; got != c.want {
+			t.Errorf("%s %s: got %v, want %v", c.key, c.metric, got, c.want)
+		}
+	}
+	if got := paired["dovecot imap md-proto/direct"]; !slices.Equal(got, []float64{0.7, 0.7}) {
+		t.Errorf("paired: got %v, want [0.7 0.7]", got)
+	}
+	var out bytes.Buffer
+	printDovecot(&out, &DovecotReport{Parallel: par, Sequential: seq, Ratios: ratios, Paired: paired})
+	for _, want := range []string{"added p50 ms vs direct", "0.50", "2.00"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseFlagsTLSAndDovecot(t *testing.T) {
+	o, err := parseFlags([]string{"-quick", "-tls-clients", "4"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.tlsN != 300 || o.tlsRepeat != 1 || o.tlsTime != time.Second || o.tlsClients != 4 || o.dovecotRepeat != 1 || o.dovecotTime != time.Second {
+		t.Errorf("quick: got tls n=%d repeat=%d time=%v clients=%d, dovecot repeat=%d time=%v", o.tlsN, o.tlsRepeat, o.tlsTime, o.tlsClients, o.dovecotRepeat, o.dovecotTime)
+	}
+	for _, args := range [][]string{{"-tls-repeat", "0"}, {"-tls-n", "-1"}, {"-dovecot-clients", "0"}, {"-suites", "tls,pop"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("%q: got no error, want one", args)
+		}
+	}
+	o, err = parseFlags([]string{"-suites", "tls,dovecot"}, io.Discard)
+	if err != nil || !slices.Equal(o.suites, []string{suiteTLS, suiteDovecot}) {
+		t.Errorf("got suites %q, %v; want tls, dovecot", o.suites, err)
+	}
+}
+
+func TestPOP3FakeCommands(t *testing.T) {
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret"))
+	tests := []struct {
+		name  string
+		lines []string
+		want  []string
+	}{
+		{"user pass stat quit", []string{"USER alice\r\n", "PASS secret\r\n", "STAT\r\n", "QUIT\r\n", "NOOP\r\n"}, []string{"+OK", "+OK Logged in", "+OK 0 0", "+OK bye"}},
+		{"pass first", []string{"PASS secret\r\n"}, []string{"-ERR USER first"}},
+		{"auth plain with initial response", []string{"AUTH PLAIN " + plain + "\r\n"}, []string{"+OK Logged in"}},
+		{"auth plain after continuation", []string{"AUTH PLAIN\r\n", plain + "\r\n"}, []string{"+ ", "+OK Logged in"}},
+		{"auth other", []string{"AUTH XOAUTH2 abc\r\n"}, []string{"-ERR unsupported mechanism"}},
+		{"capa", []string{"CAPA\r\n"}, []string{"+OK", "USER", "SASL PLAIN", "."}},
+		{"unknown", []string{"FROB\r\n"}, []string{"-ERR unknown command"}},
+	}
+	b, err := startPOP3Backend("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cl := &client{c: c, r: bufio.NewReader(c)}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if line, err := cl.readLine(); err != nil || line+"\r\n" != pop3Greeting {
+				t.Fatalf("greeting: got %q, %v", line, err)
+			}
+			io.WriteString(c, strings.Join(tt.lines, ""))
+			var got []string
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			for range 20 {
+				line, err := cl.readLine()
+				if err != nil {
+					break
+				}
+				got = append(got, line)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := b.Logins(); got != 3 {
+		t.Errorf("got %d logins, want 3", got)
+	}
+}
+
+func TestLoginCyclesOnFakes(t *testing.T) {
+	tgt, err := startLoginTarget(targetFake, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tgt.close)
+	for proto, cycle := range map[string]loginCycle{protoIMAP: imapCycle, protoPOP3: pop3Cycle} {
+		r := measureLogins(tgt.direct[proto], 0, 3, 30, 20*time.Second, cycle)
+		if r.Done != 30 || r.Failed != 0 || r.P50ms <= 0 {
+			t.Errorf("%s: got %d done, %d failed (%s), p50 %v; want 30, 0, above 0", proto, r.Done, r.Failed, r.FirstError, r.P50ms)
+		}
+	}
+	// Each cycle against the other protocol's server fails.
+	if r := measureLogins(tgt.direct[protoPOP3], 0, 1, 2, 10*time.Second, imapCycle); r.Done != 0 || r.Failed != 2 {
+		t.Errorf("IMAP to POP3: got %d done, %d failed; want 0, 2", r.Done, r.Failed)
+	}
+	if r := measureLogins(tgt.direct[protoIMAP], 0, 1, 2, 10*time.Second, pop3Cycle); r.Done != 0 || r.Failed != 2 {
+		t.Errorf("POP3 to IMAP: got %d done, %d failed; want 0, 2", r.Done, r.Failed)
+	}
+}
+
+func FuzzPOP3Reply(f *testing.F) {
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret"))
+	for _, s := range []string{"USER alice", "PASS x", "AUTH PLAIN " + plain, "AUTH PLAIN", "AUTH plain !!", "CAPA", "QUIT", "stat", ""} {
+		f.Add(s, plain)
+	}
+	f.Fuzz(func(t *testing.T, line, next string) {
+		b := &backend{conns: make(map[net.Conn]struct{}), pop3: true}
+		user := ""
+		br := bufio.NewReader(strings.NewReader(next + "\r\n"))
+		reply, quit := b.pop3Reply(br, io.Discard, line, &user)
+		if reply == "" && quit {
+			return // the AUTH continuation had no answer
+		}
+		if !strings.HasSuffix(reply, "\r\n") || !strings.HasPrefix(reply, "+OK") && !strings.HasPrefix(reply, "-ERR") {
+			t.Errorf("%q: got reply %q, want a +OK or -ERR line", line, reply)
+		}
+		if strings.HasPrefix(reply, "+OK Logged in") && user == "" {
+			t.Errorf("%q: logged in without a user", line)
+		}
+	})
 }

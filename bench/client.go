@@ -54,6 +54,18 @@ func dialLogin(addr, user string) (*client, error) {
 
 func (cl *client) login(user string) error {
 	cl.c.SetDeadline(time.Now().Add(clientTimeout))
+	if err := cl.greeting(); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(cl.c, "a1 LOGIN %s secret\r\n", user); err != nil {
+		return fmt.Errorf("send login: %w", err)
+	}
+	return cl.tagged("a1")
+}
+
+// greeting reads the server's greeting and wants it to be OK (RFC 9051
+// section 7.1.1).
+func (cl *client) greeting() error {
 	line, err := cl.readLine()
 	if err != nil {
 		return fmt.Errorf("read greeting: %w", err)
@@ -61,10 +73,7 @@ func (cl *client) login(user string) error {
 	if !strings.HasPrefix(line, "* OK") {
 		return fmt.Errorf("greeting is not OK: %q", line)
 	}
-	if _, err := fmt.Fprintf(cl.c, "a1 LOGIN %s secret\r\n", user); err != nil {
-		return fmt.Errorf("send login: %w", err)
-	}
-	return cl.tagged("a1")
+	return nil
 }
 
 // tagged reads up to the reply tagged tag and wants it to be OK.

@@ -135,9 +135,8 @@ log_level = %[3]q
 maxconn = 0
 shutdown_grace = "1s"
 
-# The statistics run as in production: their cost is part of the figures.
-[stats]
-bind = "127.0.0.1:0"
+# The statistics listener (with pprof when profiling) is added by
+# startMaildirector, as for every configuration here.
 
 [frontend.bench]
 protocol = "http"

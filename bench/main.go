@@ -11,6 +11,22 @@
 // test: 2 fds and at most 3.5 KiB per idle proxied session (HAProxy 2.6:
 // 3.5 KiB, 2 fds).
 //
+// The tls suite (tls.go) measures TLS handshakes/s and the proxy's CPU per
+// handshake, maildirector (imap frontend with implicit TLS or STARTTLS, tcp
+// frontend with implicit TLS) against HAProxy terminating TLS on the same
+// certificate (ECDSA P-256 and RSA 2048, generated per run), full and
+// resumed, in front of the fake IMAP server; and the memory and descriptors
+// per idle logged-in TLS session. The issue's goals: within 1.2× HAProxy's
+// CPU per handshake, and 2× its memory per idle TLS session.
+//
+// The dovecot suite (dovecot.go) measures IMAP (LOGIN, SELECT INBOX,
+// LOGOUT) and POP3 (USER, PASS, STAT, QUIT) login cycles against one real
+// Dovecot 2.3 (internal/dovecotlab) and against the in-process fake IMAP
+// and POP3 servers, directly, through HAProxy (send-proxy-v2 to Dovecot),
+// maildirector's protocol frontend and its tcp frontend: logins/s with 8
+// clients, the proxy's CPU per login, one client's p50 and what each path
+// adds to it.
+//
 // The http suite (http.go) GETs objects from a real nginx object store
 // (internal/nginxlab) directly, through HAProxy in mode http and through
 // maildirector's http frontend: requests/s of 4 KiB GETs with 16 keep-alive
@@ -36,9 +52,12 @@
 //	go run ./bench -maildirector bin/maildirector -suites lmtp -lmtp-targets dovecot
 //	go run ./bench -maildirector bin/maildirector -suites http
 //	go run ./bench -maildirector bin/maildirector -suites cluster
+//	go run ./bench -maildirector bin/maildirector -suites tls -profile /tmp/prof
+//	go run ./bench -maildirector bin/maildirector -suites dovecot -dovecot-targets dovecot
 //
-// Every loop is bounded in count and time; the full run takes about seven
-// minutes (each suite about half), -quick about a minute. The lmtp suite
+// Every loop is bounded in count and time; the full run takes about twelve
+// minutes on a loaded 2-vCPU machine (imap, tls and dovecot about three each),
+// -quick about two. The lmtp suite
 // needs root and Dovecot (scripts/deps.sh), as the integration tests do.
 package main
 
@@ -93,16 +112,32 @@ type options struct {
 	httpRepeat  int
 	httpBigMiB  int
 
+	tlsN       int // idle TLS sessions per path
+	tlsClients int
+	tlsTime    time.Duration
+	tlsRepeat  int
+
+	dovecotTargets []string
+	dovecotClients int
+	dovecotTime    time.Duration
+	dovecotRepeat  int
+
 	clusterUsers int
 }
 
-// allSuites in run order.
-var allSuites = []string{suiteIMAP, suiteLMTP, suiteHTTP, suiteCluster}
+// allSuites in run order; defaultSuites are those a plain run has (the
+// cluster suite is make bench-cluster's: it starts etcd and three nodes).
+var (
+	allSuites     = []string{suiteIMAP, suiteTLS, suiteDovecot, suiteLMTP, suiteHTTP, suiteCluster}
+	defaultSuites = []string{suiteIMAP, suiteTLS, suiteDovecot, suiteLMTP, suiteHTTP}
+)
 
 const (
-	suiteIMAP = "imap"
-	suiteLMTP = "lmtp"
-	suiteHTTP = "http"
+	suiteIMAP    = "imap"
+	suiteTLS     = "tls"
+	suiteDovecot = "dovecot"
+	suiteLMTP    = "lmtp"
+	suiteHTTP    = "http"
 	// suiteCluster is cluster.go: logins through nodes sharing etcd.
 	suiteCluster = "cluster"
 )
@@ -143,7 +178,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.profileDir, "profile", "", "after the measured runs, profile maildirector through one more run of each workload (parallel logins, LMTP rows, HTTP tests) and write its CPU profiles into this directory: go tool pprof -top bin/maildirector DIR/NAME.pprof")
 	fs.DurationVar(&o.profileTime, "profile-time", 5*time.Second, "length of each profiled run (-profile)")
 	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
-	suites := fs.String("suites", strings.Join(allSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store), cluster (three nodes sharing a real etcd)")
+	suites := fs.String("suites", strings.Join(defaultSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), tls (TLS handshakes and idle TLS sessions, fake IMAP server), dovecot (IMAP and POP3 logins to a real Dovecot), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store), cluster (three nodes sharing a real etcd; not in the default list)")
 	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
 	rcpts := fs.String("lmtp-rcpts", "1,2", "recipients per LMTP message, comma separated; each is a row")
 	fs.IntVar(&o.lmtpClients, "lmtp-clients", 4, "concurrent LMTP sessions (the MTA's delivery agents)")
@@ -157,6 +192,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.httpRepeat, "http-repeat", 3, "runs of each HTTP test and path, the paths taking turns; the median is reported")
 	fs.IntVar(&o.httpBigMiB, "http-big-mib", 100, "size of the HTTP big object in MiB")
 	fs.IntVar(&o.clusterUsers, "cluster-users", 2000, "users of the cluster suite (each a new placement on its first login)")
+	fs.IntVar(&o.tlsN, "tls-n", 2000, "idle TLS sessions per path (0: none)")
+	fs.IntVar(&o.tlsClients, "tls-clients", 8, "concurrent clients of the TLS handshake test")
+	fs.DurationVar(&o.tlsTime, "tls-time", 2*time.Second, "time limit of one TLS handshake run")
+	fs.IntVar(&o.tlsRepeat, "tls-repeat", 3, "runs of each TLS row and path, the paths taking turns; the median is reported")
+	dtargets := fs.String("dovecot-targets", strings.Join(allLoginTargets, ","), "what the dovecot suite's logins go to, comma separated: dovecot (a real Dovecot), fake (the in-process fake IMAP and POP3 servers)")
+	fs.IntVar(&o.dovecotClients, "dovecot-clients", 8, "concurrent clients of the Dovecot login test")
+	fs.DurationVar(&o.dovecotTime, "dovecot-time", 2*time.Second, "time limit of one Dovecot login run (parallel, then sequential)")
+	fs.IntVar(&o.dovecotRepeat, "dovecot-repeat", 3, "runs of each Dovecot login test and path, the paths taking turns; the median is reported")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -183,6 +226,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		quick("http-time", func() { o.httpTime = 2 * time.Second })
 		quick("http-repeat", func() { o.httpRepeat = 1 })
 		quick("cluster-users", func() { o.clusterUsers = 300 })
+		quick("tls-n", func() { o.tlsN = 300 })
+		quick("tls-time", func() { o.tlsTime = time.Second })
+		quick("tls-repeat", func() { o.tlsRepeat = 1 })
+		quick("dovecot-time", func() { o.dovecotTime = time.Second })
+		quick("dovecot-repeat", func() { o.dovecotRepeat = 1 })
 	}
 	o.bytes = *mib << 20
 	for p := range strings.SplitSeq(*paths, ",") {
@@ -209,6 +257,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.lmtpTargets = append(o.lmtpTargets, v)
 	}
+	for v := range strings.SplitSeq(*dtargets, ",") {
+		v = strings.TrimSpace(v)
+		if !slices.Contains(allLoginTargets, v) {
+			errs = append(errs, fmt.Errorf("unknown dovecot target %q (want %s)", v, strings.Join(allLoginTargets, ", ")))
+			continue
+		}
+		o.dovecotTargets = append(o.dovecotTargets, v)
+	}
 	for v := range strings.SplitSeq(*rcpts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 1 || n > lmtpUsers {
@@ -226,6 +282,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.clusterUsers < 1 || o.clusterUsers > 1000000 {
 		errs = append(errs, errors.New("-cluster-users must be 1..1000000"))
+	}
+	if o.tlsN < 0 || o.tlsN > haproxyMaxconn-500 || o.tlsClients < 1 || o.tlsClients > 1000 || o.tlsTime <= 0 || o.tlsRepeat < 1 || o.tlsRepeat > 20 {
+		errs = append(errs, fmt.Errorf("-tls-n must be 0..%d, -tls-clients 1..1000, -tls-time positive, -tls-repeat 1..20", haproxyMaxconn-500))
+	}
+	if o.dovecotClients < 1 || o.dovecotClients > 100 || o.dovecotTime <= 0 || o.dovecotRepeat < 1 || o.dovecotRepeat > 20 {
+		errs = append(errs, errors.New("-dovecot-clients must be 1..100, -dovecot-time positive, -dovecot-repeat 1..20"))
 	}
 	if o.n < 1 || o.n > haproxyMaxconn-500 {
 		errs = append(errs, fmt.Errorf("-n %d: want 1..%d (fd limit)", o.n, haproxyMaxconn-500))
@@ -300,6 +362,8 @@ type Report struct {
 	Paths   []PathResult       `json:"paths"`
 	Ratios  map[string]Ratios  `json:"ratios"` // "md-imap/haproxy" → metric → ratio
 	Budget  map[string]Verdict `json:"budget,omitempty"`
+	TLS     *TLSReport         `json:"tls,omitempty"`
+	Dovecot *DovecotReport     `json:"dovecot,omitempty"`
 	LMTP    *LMTPReport        `json:"lmtp,omitempty"`
 	HTTP    *HTTPReport        `json:"http,omitempty"`
 	Cluster *ClusterReport     `json:"cluster,omitempty"`
@@ -331,12 +395,15 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"parallel": o.parallel, "repeat": o.repeat, "logins": o.logins, "login_workers": o.loginWorkers,
 			"settle": o.settle.String(), "extra_wait": o.extra.String(), "md_log_level": o.logLevel, "quick": o.quick,
 			"suites": o.suites, "http_clients": o.httpClients, "http_time": o.httpTime.String(), "http_repeat": o.httpRepeat,
+			"tls_idle_sessions": o.tlsN, "tls_clients": o.tlsClients, "tls_time": o.tlsTime.String(), "tls_repeat": o.tlsRepeat,
+			"dovecot_targets": o.dovecotTargets, "dovecot_clients": o.dovecotClients, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
 		},
 	}
 	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
 	httpSuite := slices.Contains(o.suites, suiteHTTP)
+	tlsSuite, dovecot := slices.Contains(o.suites, suiteTLS), slices.Contains(o.suites, suiteDovecot)
 	clusterSuite := slices.Contains(o.suites, suiteCluster)
-	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite || clusterSuite
+	needMD := lmtp && len(o.lmtpTargets) > 0 || httpSuite || tlsSuite || dovecot || clusterSuite
 	for _, p := range o.paths {
 		needMD = needMD || (imap && strings.HasPrefix(p, "md-"))
 	}
@@ -352,6 +419,13 @@ func run(o options, progress io.Writer) (*Report, error) {
 	defer os.RemoveAll(dir)
 	if imap {
 		runIMAP(o, dir, rep, progress)
+	}
+	if tlsSuite {
+		rep.TLS = runTLS(o, dir, progress)
+	}
+	// Before the LMTP suite, whose deliveries fill maildirs.
+	if dovecot {
+		rep.Dovecot = runDovecot(o, dir, progress)
 	}
 	// After the IMAP suite, so that Dovecot's maildir writes cannot slow it.
 	if lmtp {

@@ -44,6 +44,12 @@ const openLimit = 3 * time.Minute
 // includes freed heap and stacks the runtime has not returned yet; the
 // second reading shows how much of it goes back on its own.
 func measureIdle(addr string, pid, n int, settle, extra time.Duration) (IdleResult, error) {
+	return measureIdleDial(func() (*client, error) { return dialLogin(addr, "idle") }, pid, n, settle, extra)
+}
+
+// measureIdleDial is measureIdle with sessions opened by dial, which
+// returns a logged-in client.
+func measureIdleDial(dial func() (*client, error), pid, n int, settle, extra time.Duration) (IdleResult, error) {
 	res := IdleResult{Sessions: n, SettleSeconds: settle.Seconds(), LaterSeconds: (settle + extra).Seconds()}
 	var err error
 	if res.Before, err = readProcStats(pid); err != nil {
@@ -59,7 +65,7 @@ func measureIdle(addr string, pid, n int, settle, extra time.Duration) (IdleResu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			openIdle(addr, clients, &next, &failed, &firstErr, deadline)
+			openIdle(dial, clients, &next, &failed, &firstErr, deadline)
 		}()
 	}
 	wg.Wait()
@@ -92,13 +98,13 @@ func measureIdle(addr string, pid, n int, settle, extra time.Duration) (IdleResu
 }
 
 // openIdle logs clients in until every slot is taken or deadline passes.
-func openIdle(addr string, clients []*client, next, failed *atomic.Int64, firstErr *atomic.Value, deadline time.Time) {
+func openIdle(dial func() (*client, error), clients []*client, next, failed *atomic.Int64, firstErr *atomic.Value, deadline time.Time) {
 	for time.Now().Before(deadline) {
 		i := int(next.Add(1) - 1)
 		if i >= len(clients) {
 			return
 		}
-		cl, err := dialLogin(addr, "idle")
+		cl, err := dial()
 		if err != nil {
 			failed.Add(1)
 			firstErr.CompareAndSwap(nil, err.Error())

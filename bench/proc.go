@@ -200,7 +200,7 @@ func startMaildirector(bin, dir, name, listen, cfg string, pprof bool) (*proxyPr
 	if err != nil {
 		return nil, err
 	}
-	cfg += fmt.Sprintf("\n[stats]\nbind = %q\npprof = %t\n", stats, pprof)
+	cfg = withStats(cfg, stats, pprof)
 	path := filepath.Join(dir, name+".toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -210,6 +210,11 @@ func startMaildirector(bin, dir, name, listen, cfg string, pprof bool) (*proxyPr
 		p.stats = stats
 	}
 	return p, err
+}
+
+// withStats is cfg with a stats listener on bind, pprof on or off.
+func withStats(cfg, bind string, pprof bool) string {
+	return cfg + fmt.Sprintf("\n[stats]\nbind = %q\npprof = %t\n", bind, pprof)
 }
 
 // profile fetches a CPU profile of d from maildirector's pprof into

@@ -163,17 +163,25 @@ func printReport(w io.Writer, rep *Report) {
 	if len(rep.Paths) > 0 {
 		printIMAP(w, rep)
 	}
-	if rep.LMTP != nil {
-		if len(rep.Paths) > 0 {
+	sep := len(rep.Paths) > 0
+	section := func(print func()) {
+		if sep {
 			fmt.Fprintln(w)
 		}
-		printLMTP(w, rep.LMTP)
+		print()
+		sep = true
+	}
+	if rep.TLS != nil {
+		section(func() { printTLS(w, rep.TLS) })
+	}
+	if rep.Dovecot != nil {
+		section(func() { printDovecot(w, rep.Dovecot) })
+	}
+	if rep.LMTP != nil {
+		section(func() { printLMTP(w, rep.LMTP) })
 	}
 	if rep.HTTP != nil {
-		if len(rep.Paths) > 0 || rep.LMTP != nil {
-			fmt.Fprintln(w)
-		}
-		printHTTP(w, rep.HTTP)
+		section(func() { printHTTP(w, rep.HTTP) })
 	}
 	if rep.Cluster != nil {
 		if len(rep.Paths) > 0 || rep.LMTP != nil || rep.HTTP != nil {
