@@ -64,6 +64,11 @@ type Global struct {
 	// connections wait in the kernel backlog (as HAProxy's global maxconn).
 	// Default 10000; 0 means unlimited; range 0..10000000.
 	MaxConn int `toml:"maxconn"`
+	// Threads is how many threads run Go code at once (GOMAXPROCS; HAProxy's
+	// nbthread). Default 0: one per CPU the process may use (Go's own
+	// default, which reads the cgroup's CPU limit); range 0..1024. A
+	// reload applies it.
+	Threads int `toml:"threads"`
 	// TrustedProxies lists CIDRs or bare IP addresses whose PROXY v1/v2
 	// headers are honoured on the listeners (e.g. an L4 balancer in front).
 	// Headers from other sources are not parsed. Default empty: no PROXY

@@ -388,6 +388,7 @@ func TestParseInvalid(t *testing.T) {
 		{name: "server state", old: `state = "ready"`, new: `state = "down"`, key: "backend.dovecot.server[1].state", msg: `"drain"`},
 		{name: "plaintext_login", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\nplaintext_login = \"never\"", key: "frontend.imap.plaintext_login", msg: "unknown value"},
 		{name: "log level", old: `log_level = "info"`, new: `log_level = "verbose"`, key: "global.log_level", msg: `"debug"`},
+		{name: "threads", old: `log_level = "info"`, new: "log_level = \"info\"\nthreads = 2000", key: "global.threads", msg: "out of range 0..1024"},
 		{name: "log format", old: `log_level = "info"`, new: "log_format = \"xml\"", key: "global.log_format", msg: `"json"`},
 		{name: "log_file relative", old: `log_level = "info"`, new: `log_file = "maildirector.log"`, key: "global.log_file", msg: "absolute path"},
 		{name: "log_file directory missing", old: `log_level = "info"`, new: `log_file = "/nonexistent/maildirector.log"`, key: "global.log_file", msg: "no such file"},

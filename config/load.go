@@ -515,6 +515,7 @@ func (c *Config) applyDefaults(raw table) {
 	setStr(&g.SyslogFacility, SyslogFacilityLocal0)
 	setStr(&g.SyslogTag, defaultSyslogTag)
 	setInt(&g.MaxConn, graw, "maxconn", defaultMaxConn)
+	setInt(&g.Threads, graw, "threads", 0)
 	setDur(&g.ShutdownGrace, graw, "shutdown_grace", defaultShutdownGrace)
 	setDur(&g.BacklogWait, graw, "backlog_wait", 10*time.Second)
 	traw := graw.sub("timeouts")

@@ -104,6 +104,7 @@ func (c *Config) validateGlobal(p *problems) {
 	p.enum("global.log_format", oneOf(g.LogFormat, LogFormatText, LogFormatJSON))
 	c.validateLogSinks(p)
 	p.intRange("global.maxconn", g.MaxConn, 0, maxConnLimit)
+	p.intRange("global.threads", g.Threads, 0, 1024)
 	validatePrefixes(p, "global.trusted_proxies", g.TrustedProxies)
 	p.durRange("global.shutdown_grace", g.ShutdownGrace, 0, time.Hour)
 	p.durRange("global.backlog_wait", g.BacklogWait, 0, 10*time.Minute)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -97,4 +99,45 @@ func readLog(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestThreads: global.threads sets how many threads run Go code at start
+// and on reload; 0 gives Go's default back.
+func TestThreads(t *testing.T) {
+	def := goruntime.GOMAXPROCS(0)
+	t.Cleanup(func() { goruntime.GOMAXPROCS(def) })
+	text := fmt.Sprintf(`
+[global]
+threads = 1
+[frontend.imap]
+protocol = "imap"
+bind = ["127.0.0.1:%d"]
+backend = "d"
+[backend.d]
+[[backend.d.server]]
+name = "s"
+address = "127.0.0.1"
+`, freeTCPPort(t))
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler), "", new(slog.LevelVar), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.shutdown(0)
+	if got := goruntime.GOMAXPROCS(0); got != 1 {
+		t.Errorf("threads = 1 at start: GOMAXPROCS %d, want 1", got)
+	}
+	cfg2, err := config.Parse([]byte(strings.Replace(text, "threads = 1", "threads = 0", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.apply(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if got := goruntime.GOMAXPROCS(0); got != def {
+		t.Errorf("threads = 0 on reload: GOMAXPROCS %d, want Go's default %d", got, def)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,6 +171,7 @@ func (rt *runtime) apply(cfg *config.Config) error {
 		rt.statsLn.close()
 		rt.statsLn = statsLn
 	}
+	setThreads(cfg.Global.Threads)
 	if rt.stats != nil && !sameSocket(rt.ctlSock.cfg(), cfg.Control) {
 		// A changed socket setting reopens it; a failure leaves none
 		// (the reload itself already took effect) and says so.
@@ -234,4 +236,14 @@ func (rt *runtime) shutdown(grace time.Duration) error {
 		h.Close()
 	}
 	return err
+}
+
+// setThreads applies global.threads: n threads run Go code at once, or
+// Go's default (one per usable CPU) for 0.
+func setThreads(n int) {
+	if n > 0 {
+		goruntime.GOMAXPROCS(n)
+	} else {
+		goruntime.SetDefaultGOMAXPROCS()
+	}
 }
