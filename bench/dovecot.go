@@ -568,13 +568,7 @@ func printDovecot(w io.Writer, rep *DovecotReport) {
 				}
 				fmt.Fprint(tw, "-\t")
 			}
-			for _, pair := range dovecotRatioPairs {
-				if v, ok := rep.Ratios[g+" "+pair[0]+"/"+pair[1]][m.name]; ok {
-					fmt.Fprintf(tw, "%.2f\t", v)
-				} else {
-					fmt.Fprint(tw, "-\t")
-				}
-			}
+			ratioCells(tw, rep.Ratios, g, dovecotRatioPairs, m.name)
 			fmt.Fprintln(tw)
 		}
 	}

@@ -591,13 +591,7 @@ func printHTTP(w io.Writer, rep *HTTPReport) {
 					fmt.Fprint(tw, "-\t")
 				}
 			}
-			for _, pair := range httpRatioPairs {
-				if v, ok := rep.Ratios[test+" "+pair[0]+"/"+pair[1]][m.name]; ok {
-					fmt.Fprintf(tw, "%.2f\t", v)
-				} else {
-					fmt.Fprint(tw, "-\t")
-				}
-			}
+			ratioCells(tw, rep.Ratios, test, httpRatioPairs, m.name)
 			fmt.Fprintln(tw)
 		}
 	}

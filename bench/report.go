@@ -413,13 +413,7 @@ func printLMTP(w io.Writer, rep *LMTPReport) {
 					fmt.Fprint(tw, "-\t")
 				}
 			}
-			for _, pair := range lmtpRatioPairs {
-				if v, ok := rep.Ratios[k+" "+pair[0]+"/"+pair[1]][m.name]; ok {
-					fmt.Fprintf(tw, "%.2f\t", v)
-				} else {
-					fmt.Fprint(tw, "-\t")
-				}
-			}
+			ratioCells(tw, rep.Ratios, k, lmtpRatioPairs, m.name)
 			fmt.Fprintln(tw)
 		}
 	}
@@ -463,5 +457,21 @@ func printLMTP(w io.Writer, rep *LMTPReport) {
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// ratioCells writes a table row's ratio cells: for each pair "A/B" the
+// ratio of metric under key "PREFIX A/B" (just "A/B" when prefix is ""),
+// "-" where there is none.
+func ratioCells(tw io.Writer, ratios map[string]Ratios, prefix string, pairs [][2]string, metric string) {
+	if prefix != "" {
+		prefix += " "
+	}
+	for _, pair := range pairs {
+		if v, ok := ratios[prefix+pair[0]+"/"+pair[1]][metric]; ok {
+			fmt.Fprintf(tw, "%.2f\t", v)
+		} else {
+			fmt.Fprint(tw, "-\t")
+		}
 	}
 }

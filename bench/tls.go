@@ -732,13 +732,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 						}
 						fmt.Fprint(tw, "-\t")
 					}
-					for _, pair := range tlsRatioPairs {
-						if v, ok := rep.Ratios[row+" "+pair[0]+"/"+pair[1]][m.name]; ok {
-							fmt.Fprintf(tw, "%.2f\t", v)
-						} else {
-							fmt.Fprint(tw, "-\t")
-						}
-					}
+					ratioCells(tw, rep.Ratios, row, tlsRatioPairs, m.name)
 					fmt.Fprintln(tw)
 				}
 			}
@@ -805,13 +799,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 					fmt.Fprint(tw, "-\t")
 				}
 			}
-			for _, pair := range tlsRatioPairs {
-				if v, ok := rep.IdleRatios[pair[0]+"/"+pair[1]][m.name]; ok {
-					fmt.Fprintf(tw, "%.2f\t", v)
-				} else {
-					fmt.Fprint(tw, "-\t")
-				}
-			}
+			ratioCells(tw, rep.IdleRatios, "", tlsRatioPairs, m.name)
 			fmt.Fprintln(tw)
 		}
 		tw.Flush()
