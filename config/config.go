@@ -286,7 +286,8 @@ type FrontendTLS struct {
 	Curves []TLSCurve `toml:"curves"`
 	// Certs are the [[frontend.NAME.tls.cert]] entries. The first is the
 	// default; the others are chosen by SNI from the names in each
-	// certificate.
+	// certificate. Of several for the same name, a client that supports an
+	// ECDSA or Ed25519 one gets it, others the first they support.
 	Certs []Certificate `toml:"cert"`
 }
 

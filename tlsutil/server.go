@@ -1,10 +1,13 @@
 package tlsutil
 
 import (
+	"cmp"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -21,8 +24,11 @@ type CertFiles struct {
 type ServerOptions struct {
 	// Certs lists the certificates to serve. It must not be empty.
 	// The first one is the default: it is served to clients that send no
-	// SNI or a name no certificate covers. When several certificates cover
-	// the same name, the one listed first wins.
+	// SNI or a name no certificate covers (or the first listed that the
+	// client supports). When several certificates cover the same name (an
+	// ECDSA and an RSA one, as HAProxy's multi-cert bundles), a client that
+	// supports an ECDSA or Ed25519 one gets it, else the first listed it
+	// supports.
 	Certs []CertFiles
 	// MinVersion is the lowest TLS version accepted from clients
 	// (tls.VersionTLS10 ... tls.VersionTLS13). Zero means tls.VersionTLS12.
@@ -48,9 +54,9 @@ type Server struct {
 
 // certSet is one immutable generation of loaded certificates.
 type certSet struct {
-	certs    []*tls.Certificate          // in ServerOptions.Certs order; certs[0] is the default
-	exact    map[string]*tls.Certificate // lower-case DNS name → certificate
-	wildcard map[string]*tls.Certificate // "example.com" for a "*.example.com" name → certificate
+	certs    []*tls.Certificate            // in ServerOptions.Certs order; certs[0] is the default
+	exact    map[string][]*tls.Certificate // lower-case DNS name → certificates, ECDSA/Ed25519 keys first
+	wildcard map[string][]*tls.Certificate // "example.com" for a "*.example.com" name → certificates, likewise
 }
 
 // NewServer loads every certificate in opts and returns a Server serving them.
@@ -108,34 +114,40 @@ func (s *Server) Reload() error {
 
 // getCertificate is the tls.Config.GetCertificate callback.
 func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.set.Load().choose(hello.ServerName), nil
+	return s.set.Load().choose(hello), nil
 }
 
 // choose returns the certificate for an SNI server name ("" when the client
 // sent none).
-func (cs *certSet) choose(serverName string) *tls.Certificate {
-	name := strings.TrimSuffix(strings.ToLower(serverName), ".")
-	if name == "" {
-		return cs.certs[0]
-	}
-	if c, ok := cs.exact[name]; ok {
-		return c
-	}
-	// RFC 6125 section 6.4.3: the wildcard stands for the left-most label only.
-	if _, parent, ok := strings.Cut(name, "."); ok && parent != "" {
-		if c, ok := cs.wildcard[parent]; ok {
-			return c
+func (cs *certSet) choose(hello *tls.ClientHelloInfo) *tls.Certificate {
+	candidates := cs.certs
+	if name := strings.TrimSuffix(strings.ToLower(hello.ServerName), "."); name != "" {
+		if list, ok := cs.exact[name]; ok {
+			candidates = list
+		} else if _, parent, ok := strings.Cut(name, "."); ok && parent != "" {
+			// RFC 6125 section 6.4.3: the wildcard stands for the
+			// left-most label only.
+			if list, ok := cs.wildcard[parent]; ok {
+				candidates = list
+			}
 		}
 	}
-	return cs.certs[0]
+	if len(candidates) > 1 {
+		for _, c := range candidates {
+			if hello.SupportsCertificate(c) == nil {
+				return c
+			}
+		}
+	}
+	return candidates[0]
 }
 
 // loadCertSet loads every file pair and indexes the certificates by the DNS
 // names of their leaves.
 func loadCertSet(files []CertFiles) (*certSet, error) {
 	cs := &certSet{
-		exact:    make(map[string]*tls.Certificate),
-		wildcard: make(map[string]*tls.Certificate),
+		exact:    make(map[string][]*tls.Certificate),
+		wildcard: make(map[string][]*tls.Certificate),
 	}
 	for _, f := range files {
 		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
@@ -154,17 +166,33 @@ func loadCertSet(files []CertFiles) (*certSet, error) {
 		for _, n := range leafNames(c.Leaf) {
 			n = strings.TrimSuffix(strings.ToLower(n), ".")
 			if parent, ok := strings.CutPrefix(n, "*."); ok {
-				if _, dup := cs.wildcard[parent]; !dup && parent != "" {
-					cs.wildcard[parent] = cert
+				if parent != "" {
+					cs.wildcard[parent] = append(cs.wildcard[parent], cert)
 				}
 				continue
 			}
-			if _, dup := cs.exact[n]; !dup && n != "" {
-				cs.exact[n] = cert
+			if n != "" {
+				cs.exact[n] = append(cs.exact[n], cert)
 			}
 		}
 	}
+	// Several certificates for one name (HAProxy's multi-cert bundles): a
+	// client that can verify an ECDSA or Ed25519 one gets it, a cheaper
+	// handshake than RSA's; the others get the first they support.
+	for _, m := range []map[string][]*tls.Certificate{cs.exact, cs.wildcard} {
+		for _, list := range m {
+			slices.SortStableFunc(list, func(a, b *tls.Certificate) int { return cmp.Compare(keyRank(a), keyRank(b)) })
+		}
+	}
 	return cs, nil
+}
+
+// keyRank orders certificates for one name: ECDSA and Ed25519 keys first.
+func keyRank(c *tls.Certificate) int {
+	if _, ok := c.Leaf.PublicKey.(*rsa.PublicKey); ok {
+		return 1
+	}
+	return 0
 }
 
 // leafNames returns the DNS names a leaf certificate is valid for: its DNS

@@ -3,9 +3,14 @@ package tlsutil
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -179,6 +184,66 @@ func TestServerCurves(t *testing.T) {
 		}
 		if res.curve != tt.want {
 			t.Errorf("curves %v: negotiated %v, want %v", tt.curves, res.curve, tt.want)
+		}
+	}
+}
+
+// writeRSACert writes a self-signed RSA 2048 certificate for names.
+func writeRSACert(t *testing.T, dir string, names ...string) CertFiles {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := CertFiles{Cert: filepath.Join(dir, names[0]+"-rsa.pem"), Key: filepath.Join(dir, names[0]+"-rsa.key")}
+	if err := os.WriteFile(f.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.Key, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestServerECDSAAndRSA: with an RSA and an ECDSA certificate for the same
+// name, listed RSA first, a client that supports ECDSA gets the ECDSA one
+// (the cheaper handshake) and a TLS 1.2 client with RSA cipher suites
+// only gets the RSA one; a name only the RSA certificate covers gets it.
+func TestServerECDSAAndRSA(t *testing.T) {
+	dir := t.TempDir()
+	rsaCert := writeRSACert(t, dir, "mail.test", "rsa-only.test")
+	ecCert := writeCert(t, dir, "mail.test")
+	srv, err := NewServer(ServerOptions{Certs: []CertFiles{rsaCert, ecCert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaOnly := insecureClient("mail.test")
+	rsaOnly.MaxVersion = tls.VersionTLS12
+	rsaOnly.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	for _, tt := range []struct {
+		name   string
+		client *tls.Config
+		want   CertFiles
+	}{
+		{"ECDSA-capable client", insecureClient("mail.test"), ecCert},
+		{"RSA-only client", rsaOnly, rsaCert},
+		{"name of the RSA certificate only", insecureClient("rsa-only.test"), rsaCert},
+	} {
+		res, err := handshake(t, srv.Config(), tt.client)
+		if err != nil {
+			t.Fatalf("%s: handshake: %v", tt.name, err)
+		}
+		if !bytes.Equal(res.leaf.Raw, leafOf(t, tt.want)) {
+			t.Errorf("%s: got the certificate of %s, want %s", tt.name, res.leaf.PublicKeyAlgorithm, tt.want.Cert)
 		}
 	}
 }
