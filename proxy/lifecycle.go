@@ -291,6 +291,10 @@ func (c *Conn) finish(err error) {
 	if !relayed {
 		c.sayGoodbye(ended, c.netConn())
 	}
+	info, end := c.Info(), endReason(err, ended)
+	if !relayed && (end == EndError || end == EndRefused) {
+		c.sock.lingerClose()
+	}
 	c.netConn().Close()
 	if c.r != nil && !relayed {
 		putReader(c.r)
@@ -304,7 +308,6 @@ func (c *Conn) finish(err error) {
 	}
 	c.srv.removeConn(c)
 	c.slots.release()
-	info, end := c.Info(), endReason(err, ended)
 	c.fe.stats().SessionEnded(info, end)
 	c.logSession(info, end, errText(err, ended, end))
 }
