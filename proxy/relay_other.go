@@ -23,3 +23,5 @@ func (*relay) close()              {}
 func (*relay) endPaused(time.Time) int { return 0 }
 
 func (*sockConn) readNow([]byte) (int, error) { return 0, nil }
+
+func (*sockConn) lingerClose() {}
