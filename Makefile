@@ -26,9 +26,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## test: the whole suite: lint, unit tests with the race detector, end-to-end tests against real Dovecot, fuzz smoke
+## test: the whole suite: lint, unit tests with the race detector (and the engine without it), end-to-end tests against real Dovecot, fuzz smoke
 test: deps lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	# the engine and frontends once more without -race: release builds move
+	# socket bytes with raw system calls (proxy/rawio_linux.go), race builds not
+	$(GO) test -count=1 -timeout 5m ./proxy/... ./protocols/...
 	@scripts/fuzz-smoke.sh $(FUZZTIME)
 
 ## unit: only the fast packages (no Dovecot)

@@ -238,7 +238,7 @@ func (r *relay) loop(wg *sync.WaitGroup) {
 		// the runtime's poller sees the epoll set readable.
 		err := r.epoll.Read(func(fd uintptr) bool {
 			for {
-				n, werr = unix.EpollWait(int(fd), events, 0)
+				n, werr = sysEpollWait(int(fd), events)
 				if werr != unix.EINTR {
 					return werr != nil || n > 0
 				}

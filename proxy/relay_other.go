@@ -2,7 +2,10 @@
 
 package proxy
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // maildirector runs on Linux only: the relay is built on epoll(7) and
 // splice(2) (relay_linux.go, relay_raw_linux.go), which is what keeps an idle
@@ -22,6 +25,9 @@ func (*relay) close()              {}
 
 func (*relay) endPaused(time.Time) int { return 0 }
 
-func (*sockConn) readNow([]byte) (int, error) { return 0, nil }
+func (*sockConn) readNow([]byte) (int, error)  { return 0, nil }
+func (*sockConn) readWait([]byte) (int, error) { return 0, nil }
+func (*sockConn) lingerClose()                 {}
 
-func (*sockConn) lingerClose() {}
+// Quiet is the Linux-only check in sockconn_linux.go.
+func Quiet(net.Conn) (quiet, ok bool) { return false, false }

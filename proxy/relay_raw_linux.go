@@ -254,9 +254,9 @@ func (d *direction) spliceRaw(src, dst int) error {
 func (d *direction) copyRaw(src, dst int) (full bool, err error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	n, err := unix.Read(src, *bp)
+	n, err := sysRead(src, *bp)
 	for err == unix.EINTR {
-		n, err = unix.Read(src, *bp)
+		n, err = sysRead(src, *bp)
 	}
 	switch {
 	case err == unix.EAGAIN:
@@ -269,7 +269,7 @@ func (d *direction) copyRaw(src, dst int) (full bool, err error) {
 	d.moved(n)
 	buf := (*bp)[:n]
 	for len(buf) > 0 {
-		m, err := unix.Write(dst, buf)
+		m, err := sysWrite(dst, buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -301,7 +301,7 @@ func (d *direction) writePending(dst int) error {
 // writePendingBuf writes pendingBuf to dst.
 func (d *direction) writePendingBuf(dst int) error {
 	for len(d.pendingBuf) > 0 {
-		m, err := unix.Write(dst, d.pendingBuf)
+		m, err := sysWrite(dst, d.pendingBuf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -338,9 +338,9 @@ func (d *direction) drainPending(dst int) error {
 
 func spliceNoEINTR(from, to, n int) (int, error) {
 	for {
-		m, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		m, err := sysSplice(from, to, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 		if err != unix.EINTR {
-			return int(m), err
+			return m, err
 		}
 	}
 }
@@ -349,7 +349,7 @@ func spliceNoEINTR(from, to, n int) (int, error) {
 // now, never waiting (the goodbye is best effort).
 type rawFD int
 
-func (fd rawFD) Write(p []byte) (int, error) { return unix.Write(int(fd), p) }
+func (fd rawFD) Write(p []byte) (int, error) { return sysWrite(int(fd), p) }
 
 // errSessionClosed stops a pump of a session that is ending.
 var errSessionClosed = errors.New("session closed")

@@ -39,10 +39,22 @@ func (s *sockConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if !s.nonblock.Load() {
-		return s.TCPConn.Read(p)
+		return s.readWait(p)
 	}
 	return s.readNow(p)
 }
 
 // wouldBlock reports whether err is the non-blocking "nothing to read now".
 func wouldBlock(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// SocketConn returns c as the engine's own sessions use their sockets: its
+// reads and writes go to the kernel without the runtime's system call
+// bookkeeping (rawio_linux.go). For a frontend that dials by itself
+// (protocols/http's connection pool). c is then owned by the result.
+func SocketConn(c *net.TCPConn) (net.Conn, error) {
+	s, err := newSockConn(c)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -15,7 +15,7 @@ func (s *sockConn) readNow(p []byte) (n int, err error) {
 	var sysErr error
 	cerr := s.raw.Read(func(fd uintptr) bool {
 		for {
-			n, sysErr = syscall.Read(int(fd), p)
+			n, sysErr = sysRead(int(fd), p)
 			if sysErr != syscall.EINTR {
 				return true
 			}
@@ -27,11 +27,81 @@ func (s *sockConn) readNow(p []byte) (n int, err error) {
 	case sysErr == syscall.EAGAIN:
 		return 0, os.ErrDeadlineExceeded
 	case sysErr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", sysErr)}
+		return 0, s.opError("read", os.NewSyscallError("read", sysErr))
 	case n == 0 && len(p) > 0:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// readWait is net.TCPConn's Read through sysRead (rawio_linux.go): it
+// waits in the runtime's netpoller, within the read deadline, until the
+// kernel has bytes or the peer's EOF.
+func (s *sockConn) readWait(p []byte) (n int, err error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var sysErr error
+	cerr := s.raw.Read(func(fd uintptr) bool {
+		for {
+			n, sysErr = sysRead(int(fd), p)
+			switch sysErr {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			return true
+		}
+	})
+	switch {
+	case cerr != nil:
+		return 0, s.opError("read", cerr)
+	case sysErr != nil:
+		return 0, s.opError("read", os.NewSyscallError("read", sysErr))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write is net.TCPConn's Write through sysWrite (rawio_linux.go): all of
+// p, waiting in the runtime's netpoller, within the write deadline,
+// while the socket's buffer is full.
+func (s *sockConn) Write(p []byte) (n int, err error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var sysErr error
+	cerr := s.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, err := sysWrite(int(fd), p[n:])
+			switch err {
+			case nil:
+				n += m
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				sysErr = err
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case cerr != nil:
+		return n, s.opError("write", cerr)
+	case sysErr != nil:
+		return n, s.opError("write", os.NewSyscallError("write", sysErr))
+	}
+	return n, nil
+}
+
+// opError wraps err as the net package does for a TCP connection's
+// errors, so that callers see the same errors either way.
+func (s *sockConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
 }
 
 // Lingering close bounds: how long and how much the proxy reads and drops
@@ -66,4 +136,31 @@ func (s *sockConn) pendingInput() bool {
 	n := 0
 	s.raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
 	return n > 0
+}
+
+// Quiet reports whether the socket under c has nothing waiting to be read,
+// neither bytes nor the peer's close: recv(2) with MSG_PEEK|MSG_DONTWAIT
+// asks the kernel, where a read deadline in the past would have the
+// runtime report a timeout without asking. ok is false when c is not a
+// socket.
+func Quiet(c net.Conn) (quiet, ok bool) {
+	conn, isSock := c.(syscall.Conn)
+	if !isSock {
+		return false, false
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return false, true
+	}
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, rerr = sysRecvPeek(int(fd), b[:])
+			if rerr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	return err == nil && rerr == syscall.EAGAIN, true
 }

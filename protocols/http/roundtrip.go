@@ -76,6 +76,11 @@ func (f *Frontend) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &dialError{addr, err}
 	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if sc, err := proxy.SocketConn(tc); err == nil {
+			nc = sc
+		}
+	}
 	if t := f.opts.Timeouts.server(); t > 0 {
 		return &serverConn{Conn: nc, timeout: t}, nil
 	}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/maildirector/maildirector/internal/mailwire"
@@ -113,25 +112,11 @@ func (sc *serverConn) idle() bool {
 		nc = tc.NetConn() // any TLS record waiting, even a ticket: not idle
 	}
 	sc.nc.SetReadDeadline(time.Time{})
-	conn, ok := nc.(syscall.Conn)
+	quiet, ok := proxy.Quiet(nc)
 	if !ok {
 		return true // not a socket (tests' pipes): the RSET still checks it
 	}
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var rerr error
-	err = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		for {
-			_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if rerr != syscall.EINTR {
-				return true
-			}
-		}
-	})
-	return err == nil && rerr == syscall.EAGAIN
+	return quiet
 }
 
 // dialServer connects to t for client c through the engine (PROXY header,

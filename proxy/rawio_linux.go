@@ -1,0 +1,54 @@
+//go:build linux && !race
+
+package proxy
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The socket I/O of sessions, on non-blocking descriptors only (the
+// runtime's netpoller sockets and the detached relay's), goes to the
+// kernel through RawSyscall: such a call never blocks, so it does not need
+// the runtime's entersyscall/exitsyscall, which on a process that was
+// idle a moment before wakes sysmon from its deep sleep (a futex wake-up)
+// and has it poll every 20 µs (nanosleep) until the process is idle
+// again. A proxy waits for a peer several times per message; measured
+// under the LMTP bench, that was about four futex calls and seven
+// nanosleeps per message, the larger part of the CPU maildirector spent
+// over HAProxy's. Race builds use the ordinary calls (rawio_race_linux.go):
+// the race detector models the synchronisation a socket gives through them.
+
+func sysRead(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return result(n, e)
+}
+
+func sysWrite(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return result(n, e)
+}
+
+func sysSplice(from, to, n int, flags int) (int, error) {
+	m, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), uintptr(flags))
+	return result(m, e)
+}
+
+func sysRecvPeek(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return result(n, e)
+}
+
+func sysEpollWait(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
+	return result(n, e)
+}
+
+func result(n uintptr, e syscall.Errno) (int, error) {
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}

@@ -1,0 +1,32 @@
+//go:build linux && race
+
+package proxy
+
+import "golang.org/x/sys/unix"
+
+// Race builds: the ordinary system calls, whose race annotations model the
+// synchronisation a socket gives (see rawio_linux.go).
+
+func sysRead(fd int, p []byte) (int, error)  { return noNeg(unix.Read(fd, p)) }
+func sysWrite(fd int, p []byte) (int, error) { return noNeg(unix.Write(fd, p)) }
+
+func sysSplice(from, to, n int, flags int) (int, error) {
+	m, err := unix.Splice(from, nil, to, nil, n, flags)
+	return noNeg(int(m), err)
+}
+
+func sysRecvPeek(fd int, p []byte) (int, error) {
+	n, _, err := unix.Recvfrom(fd, p, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return noNeg(n, err)
+}
+
+func sysEpollWait(epfd int, events []unix.EpollEvent) (int, error) {
+	return noNeg(unix.EpollWait(epfd, events, 0))
+}
+
+func noNeg(n int, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
