@@ -444,24 +444,27 @@ func startTestSink(t *testing.T) *lmtpSink {
 // straight to the sink, every one accepted and counted once.
 func TestMeasureLMTPOnSink(t *testing.T) {
 	msg := lmtpMessage(10 << 10)
-	for _, rcpts := range []int{1, 2} {
-		t.Run(fmt.Sprint(rcpts), func(t *testing.T) {
-			s := startTestSink(t)
-			r := measureLMTP(s.Addr(), os.Getpid(), 2, rcpts, 5, 10*time.Second, msg)
-			if r.Messages != 10 || r.Failed != 0 || r.FirstError != "" {
-				t.Fatalf("got %d delivered, %d failed, error %q; want 10, 0, none", r.Messages, r.Failed, r.FirstError)
-			}
-			if want := r.MsgPerS * float64(rcpts); r.RcptPerS != want || r.MsgPerS <= 0 {
-				t.Errorf("got %v messages/s and %v recipients/s, want a positive rate and %v", r.MsgPerS, r.RcptPerS, want)
-			}
-			if r.P50ms <= 0 || r.P99ms < r.P50ms {
-				t.Errorf("got p50 %v p99 %v, want 0 < p50 <= p99", r.P50ms, r.P99ms)
-			}
-			// The sink counts at DATA's end, before the reply the client waits for.
-			if m, n := s.Delivered(); m != 10 || n != int64(10*rcpts) {
-				t.Errorf("sink got %d messages, %d recipients; want 10, %d", m, n, 10*rcpts)
-			}
-		})
+	dialers := map[string]lmtpDialer{"step": lmtpDial, "pipelined": pipeDial}
+	for _, name := range []string{"step", "pipelined"} {
+		for _, rcpts := range []int{1, 2} {
+			t.Run(fmt.Sprint(name, rcpts), func(t *testing.T) {
+				s := startTestSink(t)
+				r := measureLMTP(dialers[name], s.Addr(), os.Getpid(), 2, rcpts, 5, 10*time.Second, msg)
+				if r.Messages != 10 || r.Failed != 0 || r.FirstError != "" {
+					t.Fatalf("got %d delivered, %d failed, error %q; want 10, 0, none", r.Messages, r.Failed, r.FirstError)
+				}
+				if want := r.MsgPerS * float64(rcpts); r.RcptPerS != want || r.MsgPerS <= 0 {
+					t.Errorf("got %v messages/s and %v recipients/s, want a positive rate and %v", r.MsgPerS, r.RcptPerS, want)
+				}
+				if r.P50ms <= 0 || r.P99ms < r.P50ms {
+					t.Errorf("got p50 %v p99 %v, want 0 < p50 <= p99", r.P50ms, r.P99ms)
+				}
+				// The sink counts at DATA's end, before the reply the client waits for.
+				if m, n := s.Delivered(); m != 10 || n != int64(10*rcpts) {
+					t.Errorf("sink got %d messages, %d recipients; want 10, %d", m, n, 10*rcpts)
+				}
+			})
+		}
 	}
 }
 
@@ -472,7 +475,7 @@ func TestMeasureLMTPNoServer(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r := measureLMTP(addr, 0, 2, 1, 5, time.Second, lmtpMessage(100))
+	r := measureLMTP(lmtpDial, addr, 0, 2, 1, 5, time.Second, lmtpMessage(100))
 	if r.Messages != 0 || r.FirstError == "" {
 		t.Errorf("got %d delivered, error %q; want 0 and the dial error", r.Messages, r.FirstError)
 	}

@@ -224,9 +224,13 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 	}
 
 	msg := lmtpMessage(o.lmtpBytes)
+	dial := lmtpDialer(lmtpDial)
+	if o.lmtpPipelining {
+		dial = pipeDial
+	}
 	for _, path := range lmtpPaths {
 		per := (lmtpUsers + o.lmtpClients - 1) / o.lmtpClients
-		w := measureLMTP(addrs[path], 0, o.lmtpClients, 1, per, lmtpWarmupLimit, msg)
+		w := measureLMTP(dial, addrs[path], 0, o.lmtpClients, 1, per, lmtpWarmupLimit, msg)
 		if w.Failed > 0 || w.Messages == 0 {
 			return nil, fmt.Errorf("warm-up on %s: %d delivered, %d failed, first error: %s", path, w.Messages, w.Failed, w.FirstError)
 		}
@@ -241,7 +245,7 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 				// Each run starts with no dirty maildir pages of the runs
 				// before it, whose writeback would slow whichever path came next.
 				syscall.Sync()
-				r := measureLMTP(addrs[path], pids[path], o.lmtpClients, rcpts, o.lmtpMessages, o.lmtpTime, msg)
+				r := measureLMTP(dial, addrs[path], pids[path], o.lmtpClients, rcpts, o.lmtpMessages, o.lmtpTime, msg)
 				r.Target, r.Path = target, path
 				key := fmt.Sprint(rcpts, path)
 				runs[key] = append(runs[key], r)
@@ -250,7 +254,7 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 	}
 	for _, rcpts := range o.lmtpRcpts {
 		md.profileRun(o.profileDir, fmt.Sprintf("lmtp-%s-%drcpt", target, rcpts), o.profileTime, func(d time.Duration) {
-			measureLMTP(addrs[pathMDLMTP], 0, o.lmtpClients, rcpts, o.lmtpMessages*100, d, msg)
+			measureLMTP(dial, addrs[pathMDLMTP], 0, o.lmtpClients, rcpts, o.lmtpMessages*100, d, msg)
 		})
 	}
 	var out []LMTPRun
@@ -298,13 +302,13 @@ func lmtpMessage(size int) []byte {
 // passed, then QUIT. Sessions are opened before the clock starts, as an
 // MTA's connection cache keeps them. pid (0: none) is charged the CPU time
 // it used meanwhile.
-func measureLMTP(addr string, pid, clients, rcpts, perClient int, limit time.Duration, msg []byte) LMTPRun {
+func measureLMTP(dial lmtpDialer, addr string, pid, clients, rcpts, perClient int, limit time.Duration, msg []byte) LMTPRun {
 	res := LMTPRun{Rcpts: rcpts, Clients: clients}
 	var firstErr atomic.Value
 	fail := func(err error) { firstErr.CompareAndSwap(nil, err.Error()) }
-	sessions := make([]*smtp.Client, 0, clients)
+	sessions := make([]lmtpSession, 0, clients)
 	for range clients {
-		c, err := lmtpDial(addr)
+		c, err := dial(addr)
 		if err != nil {
 			res.FirstError = err.Error()
 			closeLMTP(sessions)
@@ -365,7 +369,7 @@ func measureLMTP(addr string, pid, clients, rcpts, perClient int, limit time.Dur
 // deliverLoop is one client's run: it returns the latency of each message
 // every recipient accepted and the count of those that failed. A refusal
 // leaves the session usable; any other error ends the loop.
-func deliverLoop(c *smtp.Client, next *atomic.Int64, rcpts, count int, deadline time.Time, msg []byte, fail func(error)) (lat []time.Duration, failed int) {
+func deliverLoop(c lmtpSession, next *atomic.Int64, rcpts, count int, deadline time.Time, msg []byte, fail func(error)) (lat []time.Duration, failed int) {
 	lat = make([]time.Duration, 0, min(count, 1<<16))
 	to := make([]string, rcpts)
 	for range count {
@@ -376,33 +380,59 @@ func deliverLoop(c *smtp.Client, next *atomic.Int64, rcpts, count int, deadline 
 			to[j] = fmt.Sprintf("user%03d@%s", next.Add(1)%lmtpUsers, lmtpDomain)
 		}
 		t0 := time.Now()
-		err := lmtpSend(c, to, msg)
+		err, usable := c.send(to, msg)
 		if err == nil {
 			lat = append(lat, time.Since(t0))
 			continue
 		}
 		failed++
 		fail(err)
-		var se *smtp.SMTPError
-		var le smtp.LMTPDataError
-		switch {
-		case errors.As(err, &le):
-			// Replies after the data: the transaction is over.
-		case errors.As(err, &se):
-			if c.Reset() != nil {
-				return lat, failed
-			}
-		default:
+		if !usable {
 			return lat, failed
 		}
 	}
 	return lat, failed
 }
 
+// lmtpSession is one client's LMTP session.
+type lmtpSession interface {
+	// send runs one transaction: a nil error means every recipient got
+	// 250 after the data; usable says whether the session can go on.
+	send(to []string, msg []byte) (err error, usable bool)
+	close()
+}
+
+// lmtpDialer opens a session: lmtpDial (go-smtp, a command at a time)
+// or pipeDial (pipelined, as Postfix sends).
+type lmtpDialer func(addr string) (lmtpSession, error)
+
+// stepClient is go-smtp's LMTP client, which waits for each command's
+// reply before it sends the next.
+type stepClient struct{ c *smtp.Client }
+
+func (s stepClient) send(to []string, msg []byte) (error, bool) {
+	err := lmtpSend(s.c, to, msg)
+	var se *smtp.SMTPError
+	var le smtp.LMTPDataError
+	switch {
+	case err == nil, errors.As(err, &le):
+		// Replies after the data: the transaction is over.
+		return err, true
+	case errors.As(err, &se):
+		return err, s.c.Reset() == nil
+	}
+	return err, false
+}
+
+func (s stepClient) close() {
+	s.c.Quit()
+	s.c.Close()
+}
+
 // lmtpDial connects to addr and says LHLO (RFC 2033 section 4.1). Every
 // later command and the data get clientTimeout, so a stuck path cannot
 // hold the bench.
-func lmtpDial(addr string) (*smtp.Client, error) {
+func lmtpDial(addr string) (lmtpSession, error) {
 	nc, err := net.DialTimeout("tcp", addr, clientTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
@@ -414,7 +444,7 @@ func lmtpDial(addr string) (*smtp.Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("greeting and LHLO at %s: %w", addr, err)
 	}
-	return c, nil
+	return stepClient{c}, nil
 }
 
 // lmtpSend runs one transaction: MAIL, a RCPT for each of to, DATA, msg,
@@ -443,10 +473,9 @@ func lmtpSend(c *smtp.Client, to []string, msg []byte) error {
 }
 
 // closeLMTP says QUIT on every session and closes it.
-func closeLMTP(sessions []*smtp.Client) {
+func closeLMTP(sessions []lmtpSession) {
 	for _, c := range sessions {
-		c.Quit()
-		c.Close()
+		c.close()
 	}
 }
 

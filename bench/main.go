@@ -97,15 +97,16 @@ type options struct {
 	profileDir   string        // maildirector's CPU profiles, one per suite and path
 	profileTime  time.Duration // each profiled run's length
 
-	suites       []string // imap, lmtp
-	lmtpTargets  []string
-	lmtpRcpts    []int
-	lmtpClients  int
-	lmtpBytes    int
-	lmtpMessages int // per client and run
-	lmtpRepeat   int
-	lmtpMailDir  string
-	lmtpTime     time.Duration
+	suites         []string // imap, lmtp
+	lmtpTargets    []string
+	lmtpRcpts      []int
+	lmtpPipelining bool
+	lmtpClients    int
+	lmtpBytes      int
+	lmtpMessages   int // per client and run
+	lmtpRepeat     int
+	lmtpMailDir    string
+	lmtpTime       time.Duration
 
 	httpClients int
 	httpTime    time.Duration
@@ -180,6 +181,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "small run (n=500, 128 MiB, 300 logins, one repetition, shorter waits and LMTP runs) that ends in under a minute; explicit flags still win")
 	suites := fs.String("suites", strings.Join(defaultSuites, ","), "suites to run, comma separated: imap (fake IMAP server; -paths), tls (TLS handshakes and idle TLS sessions, fake IMAP server), dovecot (IMAP and POP3 logins to a real Dovecot), lmtp (Dovecot and a fake LMTP sink), http (an nginx object store), cluster (three nodes sharing a real etcd; not in the default list)")
 	targets := fs.String("lmtp-targets", strings.Join(allLMTPTargets, ","), "what the LMTP paths deliver to, comma separated")
+	fs.BoolVar(&o.lmtpPipelining, "lmtp-pipelining", false, "LMTP clients pipeline MAIL, RCPT and DATA as Postfix does (RFC 2920); otherwise go-smtp's client waits for each reply")
 	rcpts := fs.String("lmtp-rcpts", "1,2", "recipients per LMTP message, comma separated; each is a row")
 	fs.IntVar(&o.lmtpClients, "lmtp-clients", 4, "concurrent LMTP sessions (the MTA's delivery agents)")
 	kib := fs.Int("lmtp-kib", 10, "LMTP message size in KiB")
