@@ -25,9 +25,8 @@ func (*relay) close()              {}
 
 func (*relay) endPaused(time.Time) int { return 0 }
 
-func (*sockConn) readNow([]byte) (int, error)  { return 0, nil }
-func (*sockConn) readWait([]byte) (int, error) { return 0, nil }
-func (*sockConn) lingerClose()                 {}
+func (*sockConn) read([]byte, bool) (int, error) { return 0, nil }
+func (*sockConn) lingerClose()                   {}
 
 // Quiet is the Linux-only check in sockconn_linux.go.
 func Quiet(net.Conn) (quiet, ok bool) { return false, false }

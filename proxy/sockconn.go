@@ -38,10 +38,7 @@ func (s *sockConn) Read(p []byte) (int, error) {
 		s.prefix = s.prefix[n:]
 		return n, nil
 	}
-	if !s.nonblock.Load() {
-		return s.readWait(p)
-	}
-	return s.readNow(p)
+	return s.read(p, !s.nonblock.Load())
 }
 
 // wouldBlock reports whether err is the non-blocking "nothing to read now".

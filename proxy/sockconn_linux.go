@@ -10,34 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readNow reads what the kernel has without waiting.
-func (s *sockConn) readNow(p []byte) (n int, err error) {
-	var sysErr error
-	cerr := s.raw.Read(func(fd uintptr) bool {
-		for {
-			n, sysErr = sysRead(int(fd), p)
-			if sysErr != syscall.EINTR {
-				return true
-			}
-		}
-	})
-	switch {
-	case cerr != nil:
-		return 0, cerr
-	case sysErr == syscall.EAGAIN:
-		return 0, os.ErrDeadlineExceeded
-	case sysErr != nil:
-		return 0, s.opError("read", os.NewSyscallError("read", sysErr))
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-// readWait is net.TCPConn's Read through sysRead (rawio_linux.go): it
-// waits in the runtime's netpoller, within the read deadline, until the
-// kernel has bytes or the peer's EOF.
-func (s *sockConn) readWait(p []byte) (n int, err error) {
+// read is net.TCPConn's Read through sysRead (rawio_linux.go). With wait
+// it waits in the runtime's netpoller, within the read deadline, until the
+// kernel has bytes or the peer's EOF; without, it returns at once, and
+// os.ErrDeadlineExceeded when the kernel has nothing (see [wouldBlock]).
+func (s *sockConn) read(p []byte, wait bool) (n int, err error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -45,10 +22,10 @@ func (s *sockConn) readWait(p []byte) (n int, err error) {
 	cerr := s.raw.Read(func(fd uintptr) bool {
 		for {
 			n, sysErr = sysRead(int(fd), p)
-			switch sysErr {
-			case syscall.EINTR:
+			switch {
+			case sysErr == syscall.EINTR:
 				continue
-			case syscall.EAGAIN:
+			case sysErr == syscall.EAGAIN && wait:
 				return false
 			}
 			return true
@@ -57,6 +34,8 @@ func (s *sockConn) readWait(p []byte) (n int, err error) {
 	switch {
 	case cerr != nil:
 		return 0, s.opError("read", cerr)
+	case sysErr == syscall.EAGAIN:
+		return 0, os.ErrDeadlineExceeded
 	case sysErr != nil:
 		return 0, s.opError("read", os.NewSyscallError("read", sysErr))
 	case n == 0:
