@@ -292,10 +292,14 @@ func (c *Conn) finish(err error) {
 		c.sayGoodbye(ended, c.netConn())
 	}
 	info, end := c.Info(), endReason(err, ended)
-	if !relayed && (end == EndError || end == EndRefused) {
-		c.sock.lingerClose()
+	// A session that ends on a protocol error or a refusal while the
+	// client's input waits unread lingers (sockconn_linux.go), after its
+	// lease, slots and per-client count are given back: a client that
+	// keeps writing to a refusal holds nothing but its socket.
+	linger := !relayed && (end == EndError || end == EndRefused) && c.sock.pendingInput()
+	if !linger {
+		c.netConn().Close()
 	}
-	c.netConn().Close()
 	if c.r != nil && !relayed {
 		putReader(c.r)
 		c.r = nil
@@ -310,6 +314,33 @@ func (c *Conn) finish(err error) {
 	c.slots.release()
 	c.fe.stats().SessionEnded(info, end)
 	c.logSession(info, end, errText(err, ended, end))
+	if linger {
+		c.lingerClose()
+	}
+}
+
+// lingering bounds the sockets that linger at once, process-wide: past it
+// a socket closes at once (and may send RST), so that a flood of clients
+// that write to a refusal cannot pile up descriptors.
+var lingering = make(chan struct{}, 256)
+
+// lingerClose closes the client's socket after a lingering read (see
+// sockConn.lingerClose), for at most lingerTimeout. On TLS the close_notify
+// alert goes first (RFC 8446 section 6.1): after the TCP FIN it could not
+// be sent, and the client would see the end of the stream without it.
+func (c *Conn) lingerClose() {
+	defer c.netConn().Close()
+	select {
+	case lingering <- struct{}{}:
+		defer func() { <-lingering }()
+	default:
+		return
+	}
+	if c.tlsConn != nil {
+		c.tlsConn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+		c.tlsConn.CloseWrite()
+	}
+	c.sock.lingerClose()
 }
 
 // logSession writes the session's one Info line. Its keys are stable

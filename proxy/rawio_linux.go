@@ -1,4 +1,4 @@
-//go:build linux && !race
+//go:build linux && !race && !msan && !asan
 
 package proxy
 
@@ -18,8 +18,15 @@ import (
 // again. A proxy waits for a peer several times per message; measured
 // under the LMTP bench, that was about four futex calls and seven
 // nanosleeps per message, the larger part of the CPU maildirector spent
-// over HAProxy's. Race builds use the ordinary calls (rawio_race_linux.go):
-// the race detector models the synchronisation a socket gives through them.
+// over HAProxy's. Race, msan and asan builds use the ordinary calls (rawio_race_linux.go):
+// their annotations model the synchronisation a socket gives and the bytes
+// a read writes.
+//
+// The rule these calls rely on: every descriptor they are given is in
+// non-blocking mode (accept4 and dial set it; a dup shares it). Nothing
+// may take a session socket's descriptor with (*os.File).Fd, which would
+// set it blocking, and a RawSyscall that blocks holds its thread and the
+// garbage collector's stop of the world with it.
 
 func sysRead(fd int, p []byte) (int, error) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))

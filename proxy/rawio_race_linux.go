@@ -1,11 +1,12 @@
-//go:build linux && race
+//go:build linux && (race || msan || asan)
 
 package proxy
 
 import "golang.org/x/sys/unix"
 
-// Race builds: the ordinary system calls, whose race annotations model the
-// synchronisation a socket gives (see rawio_linux.go).
+// Race, msan and asan builds: the ordinary system calls, whose annotations
+// model the synchronisation a socket gives and the bytes a read writes (see
+// rawio_linux.go).
 
 func sysRead(fd int, p []byte) (int, error)  { return noNeg(unix.Read(fd, p)) }
 func sysWrite(fd int, p []byte) (int, error) { return noNeg(unix.Write(fd, p)) }

@@ -27,6 +27,8 @@ func (*relay) endPaused(time.Time) int { return 0 }
 
 func (*sockConn) read([]byte, bool) (int, error) { return 0, nil }
 func (*sockConn) lingerClose()                   {}
+func (*sockConn) pendingInput() bool             { return false }
+func (*sockConn) nonBlocking() bool              { return false }
 
 // Quiet is the Linux-only check in sockconn_linux.go.
 func Quiet(net.Conn) (quiet, ok bool) { return false, false }

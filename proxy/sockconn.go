@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -48,10 +49,26 @@ func wouldBlock(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) 
 // reads and writes go to the kernel without the runtime's system call
 // bookkeeping (rawio_linux.go). For a frontend that dials by itself
 // (protocols/http's connection pool). c is then owned by the result.
+// A c in blocking mode (one whose descriptor someone took with
+// (*os.File).Fd) is returned as it is: the raw calls must never block.
 func SocketConn(c *net.TCPConn) (net.Conn, error) {
 	s, err := newSockConn(c)
 	if err != nil {
 		return nil, err
 	}
+	if !s.nonBlocking() {
+		return c, nil
+	}
 	return s, nil
+}
+
+// ReadFrom and WriteTo copy through s's own Read and Write: the embedded
+// TCPConn's would bypass the prefix, the non-blocking mode and the raw
+// calls.
+func (s *sockConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{s}, r)
+}
+
+func (s *sockConn) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{s})
 }

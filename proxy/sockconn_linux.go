@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -57,6 +58,10 @@ func (s *sockConn) Write(p []byte) (n int, err error) {
 			m, err := sysWrite(int(fd), p[n:])
 			switch err {
 			case nil:
+				if m == 0 { // never for a socket; internal/poll says the same
+					sysErr = io.ErrUnexpectedEOF
+					return true
+				}
 				n += m
 			case syscall.EINTR:
 			case syscall.EAGAIN:
@@ -71,6 +76,8 @@ func (s *sockConn) Write(p []byte) (n int, err error) {
 	switch {
 	case cerr != nil:
 		return n, s.opError("write", cerr)
+	case sysErr == io.ErrUnexpectedEOF:
+		return n, s.opError("write", sysErr)
 	case sysErr != nil:
 		return n, s.opError("write", os.NewSyscallError("write", sysErr))
 	}
@@ -78,21 +85,29 @@ func (s *sockConn) Write(p []byte) (n int, err error) {
 }
 
 // opError wraps err as the net package does for a TCP connection's
-// errors, so that callers see the same errors either way.
+// errors, so that callers see the same errors either way. RawConn's own
+// errors are already wrapped (as "raw-read" or "raw-write"): their cause
+// is taken out.
 func (s *sockConn) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
 }
 
 // Lingering close bounds: how long and how much the proxy reads and drops
 // after its last reply when it ends a session the client is still writing
 // to.
-const (
-	lingerTimeout = time.Second
-	lingerMax     = 64 << 10
+var (
+	lingerTimeout = time.Second // a variable for the tests
+	lingerMax     = int64(64 << 10)
 )
 
 // lingerClose sends FIN after the proxy's last reply and, if the client's
-// input is waiting unread, reads and drops it until the client closes too,
+// input is waiting unread (bytes still on the way when it looks are not
+// seen: their arrival after the close may still draw a RST), reads and
+// drops it until the client closes too,
 // lingerTimeout passes or lingerMax bytes were dropped. Closing a socket
 // with unread input makes the kernel send RST instead of FIN (RFC 1122
 // 4.2.2.13), and a client that receives the RST may lose the final reply
@@ -107,6 +122,15 @@ func (s *sockConn) lingerClose() {
 	s.nonblock.Store(false)
 	s.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, s.TCPConn, lingerMax)
+}
+
+// nonBlocking reports whether the socket's descriptor is in non-blocking
+// mode (fcntl F_GETFL), which the raw calls need.
+func (s *sockConn) nonBlocking() bool {
+	flags := 0
+	var err error
+	s.raw.Control(func(fd uintptr) { flags, err = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	return err == nil && flags&unix.O_NONBLOCK != 0
 }
 
 // pendingInput reports whether the kernel holds input from the client that

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,6 +82,12 @@ func TestSockConnIO(t *testing.T) {
 		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("read past the deadline: %v; want a timeout", err)
 		}
+		// As net.TCPConn says it: read tcp A->B: i/o timeout, the
+		// deadline error right inside the *net.OpError.
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "read" || oe.Err != os.ErrDeadlineExceeded {
+			t.Fatalf("read past the deadline: %v; want a *net.OpError read with os.ErrDeadlineExceeded inside", err)
+		}
 	})
 	t.Run("write deadline", func(t *testing.T) {
 		s, _ := sockPair(t) // the peer never reads
@@ -121,6 +128,29 @@ func TestSockConnIO(t *testing.T) {
 			t.Fatalf("write to a reset peer: %v; want a *net.OpError", err)
 		}
 	})
+}
+
+// TestSockConnCopy: io.Copy from and into a sockConn goes through its own
+// Read and Write, so bytes already taken off the socket (the prefix)
+// come first; net.TCPConn's WriteTo would skip them.
+func TestSockConnCopy(t *testing.T) {
+	s, peer := sockPair(t)
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	s.prefix = []byte("peeked ")
+	peer.Write([]byte("rest"))
+	peer.CloseWrite()
+	var got bytes.Buffer
+	if _, err := io.Copy(&got, s); err != nil || got.String() != "peeked rest" {
+		t.Fatalf("copy from the sockConn: %q, %v; want %q", got.String(), err, "peeked rest")
+	}
+	if _, err := io.Copy(s, strings.NewReader("answer")); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWrite()
+	if b, err := io.ReadAll(peer); err != nil || string(b) != "answer" {
+		t.Fatalf("copy into the sockConn: the peer read %q, %v", b, err)
+	}
 }
 
 // TestQuiet: Quiet asks the kernel whether the socket holds bytes or the
