@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"syscall"
 
 	"github.com/pires/go-proxyproto"
@@ -36,16 +35,12 @@ func isLocalResource(err error) bool {
 // dialTCP opens the TCP connection of [Conn.Dial]; tests replace it to
 // inject errors the kernel will not produce on demand.
 var dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
+	// DialContext with no local address: connect(2) picks the source port
+	// per destination. Dialer.DialTCP with a zero local AddrPort binds to
+	// 0.0.0.0:0 first, and a port bound that way is this socket's alone, so
+	// all connections to all servers would share one ephemeral range
+	// (about 28,000 on Linux's default) instead of one range per server.
 	d := net.Dialer{KeepAlive: -1} // see [Listen]
-	if ap, err := netip.ParseAddrPort(address); err == nil {
-		// An IP address, as servers usually are: no resolver on the way
-		// (a fifth of a login's allocations went there).
-		c, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
-		if err != nil {
-			return nil, err // not a nil *TCPConn in a non-nil net.Conn
-		}
-		return c, nil
-	}
 	return d.DialContext(ctx, "tcp", address)
 }
 
