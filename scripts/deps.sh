@@ -16,8 +16,8 @@ need="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/imap-login /usr/lib/d
 /usr/lib/dovecot/managesieve-login /usr/lib/dovecot/managesieve /usr/bin/sieve-connect
 /usr/bin/systemd-analyze /usr/bin/systemd-sysusers
 /usr/sbin/postfix /usr/sbin/postqueue /usr/sbin/postconf
-/usr/bin/chromium /usr/sbin/nginx /usr/bin/etcd"
-packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium nginx etcd-server"
+/usr/bin/chromium /usr/sbin/nginx /usr/bin/etcd /usr/bin/unshare /usr/sbin/ip"
+packages="dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-managesieved sieve-connect haproxy openssl curl systemd postfix chromium nginx etcd-server util-linux iproute2"
 
 missing=""
 for f in $need; do
