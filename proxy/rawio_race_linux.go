@@ -31,3 +31,10 @@ func noNeg(n int, err error) (int, error) {
 	}
 	return n, nil
 }
+
+func sysClose(fd int) error         { return unix.Close(fd) }
+func sysShutdown(fd, how int) error { return unix.Shutdown(fd, how) }
+
+func sysEpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	return unix.EpollCtl(epfd, op, fd, ev)
+}

@@ -13,9 +13,9 @@ import (
 )
 
 // relay moves bytes for every session that has logged in. Sessions wait in
-// one epoll set (level-triggered, EPOLLONESHOT per socket); a readable
-// socket starts a pump for that direction, which copies until the socket
-// has nothing more, re-arms it and exits. Between two plain TCP legs the
+// one epoll set (detached sockets edge-triggered, TLS legs EPOLLONESHOT); a
+// readable socket starts a pump for that direction, which copies until the
+// socket has nothing more and exits. Between two plain TCP legs the
 // loop itself moves the first buffer (read and write), which is all of an
 // interactive command or reply, and only a full buffer hands the rest to a
 // pump goroutine that moves it by splice(2); a TLS leg always gets a pump
@@ -54,8 +54,9 @@ type session struct {
 	eof       [2]bool
 	first     int // the leg whose EOF came first, once one did
 	closed    bool
-	busy      int  // detached pumps running
-	fdsClosed bool // detached sockets closed
+	busy      int     // detached pumps running
+	fdsClosed bool    // detached sockets closed
+	outArmed  [2]bool // detached socket i is registered for writable too
 }
 
 // direction copies from legs[from] to legs[1-from].
@@ -74,6 +75,12 @@ type direction struct {
 	// pendingBuf holds bytes read without a pipe (none could be made: the
 	// process is out of descriptors) that the destination did not take yet.
 	pendingBuf []byte
+	// kicked: an event this direction waits for came while its pump ran;
+	// the pump goes round once more before it waits (relay_raw_linux.go).
+	kicked bool
+	// srcShut: an event said the source has shut down or failed; only
+	// the relay's loop reads and writes it (onEvent, moveFirst).
+	srcShut bool
 }
 
 const wakeKey = 0 // epoll key of the eventfd; session keys are id<<1|dir with id >= 1
@@ -183,7 +190,7 @@ func (r *relay) add(c *Conn, client, server leg) {
 	if err == nil && s.raw {
 		s.mu.Lock()
 		for i := range s.fds {
-			if err = s.armLocked(i, unix.EPOLL_CTL_ADD); err != nil {
+			if err = s.addLocked(i); err != nil {
 				break
 			}
 		}
@@ -504,8 +511,8 @@ func (s *session) endRawLocked(reason string) {
 	}
 	// A pump is inside a splice or a write on these sockets: shut them
 	// down to wake it; the last pump closes them.
-	unix.Shutdown(s.fds[0], unix.SHUT_RDWR)
-	unix.Shutdown(s.fds[1], unix.SHUT_RDWR)
+	sysShutdown(s.fds[0], unix.SHUT_RDWR)
+	sysShutdown(s.fds[1], unix.SHUT_RDWR)
 }
 
 // stop ends c's session for reason (shutdown, kick).

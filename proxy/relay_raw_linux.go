@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,9 +17,17 @@ import (
 //
 // Bytes move by splice(2) through a pooled pipe. A direction is always in
 // one state, guarded by session.mu: waiting for its source to be readable,
-// running (one pump goroutine), waiting for its destination to be writable
-// (the pipe it holds still has bytes), or done (EOF seen). Each socket is
-// armed (EPOLLONESHOT) for the union of what its two directions wait for.
+// running (one pump), waiting for its destination to be writable (the pipe
+// it holds still has bytes), or done (EOF seen).
+//
+// Each socket is registered once, edge-triggered (EPOLLET): readable from
+// the start, writable too from the first time a direction has to wait for
+// it. No event is ever re-armed, which under EPOLLONESHOT cost an epoll_ctl
+// per event (about seven per IMAP login). An edge reports only what
+// changed, so a pump stops only once its socket said EAGAIN (or after a
+// short read: the socket had nothing more at that moment), and an event
+// that arrives for a running direction is not lost: the loop marks the
+// direction kicked, and its pump, about to wait, goes round once more.
 
 // dirState is where a detached direction stands.
 type dirState int
@@ -60,29 +69,32 @@ func (s *session) detach() error {
 	return nil
 }
 
-// armLocked re-arms socket i for what its directions wait for: readable for
-// the direction reading it, writable for the one writing to it.
-func (s *session) armLocked(i int, op int) error {
-	if s.closed || s.fdsClosed {
-		return nil // never touch descriptor numbers that may be reused
-	}
-	var mask uint32
-	if s.dirs[i].state == dirWaitRead {
-		mask |= unix.EPOLLIN | unix.EPOLLRDHUP
-	}
-	if s.dirs[1-i].state == dirWaitWrite {
-		mask |= unix.EPOLLOUT
-	}
-	if mask == 0 && op == unix.EPOLL_CTL_MOD {
-		return nil // stays disarmed until a state change arms it again
-	}
-	ev := unix.EpollEvent{Events: mask | unix.EPOLLONESHOT}
+// epollReadable is what every detached socket is registered for.
+const epollReadable = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+
+// addLocked registers socket i in the relay's epoll set, edge-triggered
+// for readable: data already there is reported at once.
+func (s *session) addLocked(i int) error {
+	ev := unix.EpollEvent{Events: epollReadable}
 	setKey(&ev, s.c.id<<1|uint64(i))
-	return unix.EpollCtl(s.r.epfd, op, s.fds[i], &ev)
+	return sysEpollCtl(s.r.epfd, unix.EPOLL_CTL_ADD, s.fds[i], &ev)
 }
 
-// onEvent starts the pumps an event on socket i lets go on, and re-arms the
-// socket for whatever still waits.
+// wantWriteLocked adds writable to socket i's events the first time a
+// direction waits to write to it; the change reports the socket at once
+// if it is writable already.
+func (s *session) wantWriteLocked(i int) error {
+	if s.closed || s.fdsClosed || s.outArmed[i] {
+		return nil // never touch descriptor numbers that may be reused
+	}
+	s.outArmed[i] = true
+	ev := unix.EpollEvent{Events: epollReadable | unix.EPOLLOUT}
+	setKey(&ev, s.c.id<<1|uint64(i))
+	return sysEpollCtl(s.r.epfd, unix.EPOLL_CTL_MOD, s.fds[i], &ev)
+}
+
+// onEvent starts the pumps an event on socket i lets go on; a direction
+// whose pump is running is kicked instead (see pumpEnded).
 func (s *session) onEvent(i int, events uint32) {
 	var start [2]bool
 	s.mu.Lock()
@@ -90,27 +102,36 @@ func (s *session) onEvent(i int, events uint32) {
 		s.mu.Unlock()
 		return
 	}
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && s.dirs[i].state == dirWaitRead {
-		s.dirs[i].state, start[i] = dirRunning, true
-	}
-	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && s.dirs[1-i].state == dirWaitWrite {
-		s.dirs[1-i].state, start[1-i] = dirRunning, true
-	}
-	for _, ok := range start {
-		if ok {
-			s.busy++
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.dirs[i].srcShut = true
 		}
+		start[i] = s.dirs[i].wakeLocked(dirWaitRead)
 	}
-	err := s.armLocked(i, unix.EPOLL_CTL_MOD)
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		start[1-i] = s.dirs[1-i].wakeLocked(dirWaitWrite)
+	}
 	s.mu.Unlock()
-	if err != nil {
-		s.endOffLoop(err)
-	}
 	for d, ok := range start {
 		if ok {
 			s.dirs[d].firstPump()
 		}
 	}
+}
+
+// wakeLocked handles an event of what d waits for in state waiting: it
+// reports whether d's pump is to start now (the caller starts it), or
+// marks a running pump kicked. s.mu is held.
+func (d *direction) wakeLocked(waiting dirState) bool {
+	switch d.state {
+	case waiting:
+		d.state = dirRunning
+		d.s.busy++
+		return true
+	case dirRunning:
+		d.kicked = true
+	}
+	return false
 }
 
 // firstPump moves one buffer right here on the relay's loop: a command or
@@ -120,13 +141,20 @@ func (s *session) onEvent(i int, events uint32) {
 // rest so that one bulk transfer never holds up the other sessions.
 func (d *direction) firstPump() {
 	s := d.s
-	err := d.moveFirst(s.fds[d.from], s.fds[1-d.from])
-	if err == errFullBuffer {
-		go d.rawPump()
+	for {
+		err := d.moveFirst(s.fds[d.from], s.fds[1-d.from])
+		if err == errFullBuffer {
+			go d.rawPump()
+			return
+		}
+		endErr, again := d.pumpEnded(err)
+		if again {
+			continue
+		}
+		if endErr != nil {
+			s.endOffLoop(endErr) // on the loop: its log line must not hold it
+		}
 		return
-	}
-	if endErr := d.pumpEnded(err); endErr != nil {
-		s.endOffLoop(endErr) // on the loop: its log line must not hold it
 	}
 }
 
@@ -141,55 +169,88 @@ func (d *direction) moveFirst(src, dst int) error {
 	if d.s.stopping.Load() {
 		return errSessionClosed
 	}
-	full, err := d.copyRaw(src, dst)
-	switch {
-	case err != nil:
-		return err
-	case full:
-		return errFullBuffer
+	for {
+		full, err := d.copyRaw(src, dst)
+		switch {
+		case err != nil:
+			return err
+		case full:
+			return errFullBuffer
+		case !d.srcShut:
+			// A short read drained the socket at that moment: bytes
+			// that come later are a new edge, so wait for it rather
+			// than try a read that would say EAGAIN.
+			return errWouldBlock
+		}
+		// The event said the peer has shut down (or failed): its EOF
+		// (or error) is no new edge, so read on until it comes.
 	}
-	// A short read has most likely drained the socket: wait for the next
-	// event rather than try another read that would say EAGAIN.
-	return errWouldBlock
 }
 
 // rawPump moves bytes until the source is drained or the destination is
 // full, then records what it waits for and exits.
 func (d *direction) rawPump() {
-	if endErr := d.pumpEnded(d.spliceRaw(d.s.fds[d.from], d.s.fds[1-d.from])); endErr != nil {
-		d.s.end("", endErr)
+	for {
+		err := d.spliceRaw(d.s.fds[d.from], d.s.fds[1-d.from])
+		if hook := rawPumpStopping.Load(); hook != nil {
+			(*hook)(d, err)
+		}
+		endErr, again := d.pumpEnded(err)
+		if again {
+			continue
+		}
+		if endErr != nil {
+			d.s.end("", endErr)
+		}
+		return
 	}
 }
 
-// pumpEnded records why a pump stopped and arms the socket it now waits
-// for. It returns what the session ends with, if it ends; the caller ends it.
-func (d *direction) pumpEnded(err error) error {
+// rawPumpStopping, when set (by tests only), is called by a pump goroutine
+// between its last read or write and pumpEnded: the window in which an
+// edge reaches the loop while the direction still runs.
+var rawPumpStopping atomic.Pointer[func(d *direction, err error)]
+
+// pumpEnded records why a pump stopped and what it now waits for. It
+// reports again when the pump was kicked while it ran (an edge it may
+// have missed): the pump then goes round once more instead of waiting.
+// It returns what the session ends with, if it ends; the caller ends it.
+func (d *direction) pumpEnded(err error) (endErr error, again bool) {
 	s := d.s
-	var endErr error
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	kicked := d.kicked
+	d.kicked = false
+	if kicked && !s.closed && (err == errWouldBlock || err == errWouldBlockWrite) {
+		return nil, true // still running, still busy
+	}
 	s.busy--
 	switch {
 	case s.closed:
 	case err == errWouldBlock:
 		d.state = dirWaitRead
-		endErr = s.armLocked(d.from, unix.EPOLL_CTL_MOD)
 	case err == errWouldBlockWrite:
 		d.state = dirWaitWrite
-		endErr = s.armLocked(1-d.from, unix.EPOLL_CTL_MOD)
+		endErr = s.wantWriteLocked(1 - d.from)
 	case err == io.EOF:
 		d.state = dirDone
 		// Recorded under s.mu with the shutdown that passes it on: the
 		// other side's EOF, even if it answers this one, comes after.
-		unix.Shutdown(s.fds[1-d.from], unix.SHUT_WR)
 		endErr = s.eofLocked(d.from)
+		if endErr == nil {
+			sysShutdown(s.fds[1-d.from], unix.SHUT_WR)
+		}
+		// Else both sides are done, and the close that ends the session
+		// sends the FIN: one system call less per session (HAProxy's
+		// count). That close cannot turn into a reset: the other
+		// socket's input was read up to its EOF.
 	default:
 		endErr = err
 	}
 	if s.closed && s.busy == 0 {
 		s.closeFDsLocked()
 	}
-	s.mu.Unlock()
-	return endErr
+	return endErr, false
 }
 
 // spliceRaw moves src → dst: each pump starts with read and write through
@@ -361,8 +422,8 @@ func (s *session) closeFDsLocked() {
 		return
 	}
 	s.fdsClosed = true
-	unix.Close(s.fds[0])
-	unix.Close(s.fds[1])
+	sysClose(s.fds[0])
+	sysClose(s.fds[1])
 	for i := range s.dirs {
 		if p := s.dirs[i].pending; p != nil {
 			p.close()
