@@ -134,9 +134,10 @@ type Options struct {
 
 // Server runs frontends: it owns their listeners, their connections and the relay.
 type Server struct {
-	log   *slog.Logger
-	sem   chan struct{} // global maxconn; nil: unlimited
-	relay *relay
+	log     *slog.Logger
+	sem     chan struct{} // global maxconn; nil: unlimited
+	relay   *relay
+	workers *workers // the goroutines that serve connections until the relay takes them
 
 	listen func(network, address string) (net.Listener, error) // Options.Listen, or net.Listen
 
@@ -192,6 +193,7 @@ func New(opts Options) *Server {
 		s.listen = Listen
 	}
 	s.relay = newRelay(s)
+	s.workers = newWorkers()
 	return s
 }
 
@@ -445,7 +447,7 @@ func (s *Server) startConn(fe *Frontend, sl slots, tc *net.TCPConn) {
 		sl.release()
 		return
 	}
-	go s.serveConn(ctx, c)
+	s.workers.serve(s, ctx, c)
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -456,8 +458,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// serveConn runs the handler for c; it exits when the handler returns. A
-// session handed to the relay lives on there without this goroutine.
+// serveConn runs the handler for c, on a worker goroutine (workers.go); it
+// returns when the handler returns. A session handed to the relay lives on
+// there without this goroutine.
 func (s *Server) serveConn(ctx context.Context, c *Conn) {
 	defer s.wg.Done()
 	c.r = getReader(clientReader{c})
@@ -609,6 +612,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.relay.close()
+	s.workers.close()
 	return nil
 }
 
@@ -666,6 +670,7 @@ wait:
 	}
 	s.wg.Wait()
 	s.relay.close()
+	s.workers.close()
 	return err
 }
 
