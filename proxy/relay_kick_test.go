@@ -3,8 +3,11 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,5 +82,54 @@ func TestRelayEdgeDuringPumpIsNotLost(t *testing.T) {
 	}
 	if n := len(srv.Sessions()); n != 1 {
 		t.Errorf("live sessions: got %d, want 1", n)
+	}
+}
+
+// TestRelayManySessionsPingPong: many detached sessions exchanging short
+// lines at once, each line waiting for its echo, so that every step is a
+// new edge on some socket and the relay's loop is woken thousands of times
+// while it handles earlier events. A wake-up the loop misses stalls a
+// session: the test then fails at its deadline.
+func TestRelayManySessionsPingPong(t *testing.T) {
+	echo := startEcho(t, false)
+	_, addr := startServer(t, Frontend{Handler: relayHandler(fixedPicker{Target{Server: "e", Address: echo.ln.Addr().String(), Proxy: ProxyNone}})})
+	const sessions, rounds = 64, 200
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		go func() {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(hangGuard))
+			br := bufio.NewReader(nc)
+			if _, err := fmt.Fprintf(nc, "user%d\n", i); err != nil {
+				errs <- err
+				return
+			}
+			if l, err := br.ReadString('\n'); err != nil || l != "ok\n" {
+				errs <- fmt.Errorf("session %d login: %q, %v", i, l, err)
+				return
+			}
+			for r := range rounds {
+				want := fmt.Sprintf("s%d r%d\n", i, r)
+				if _, err := io.WriteString(nc, want); err != nil {
+					errs <- err
+					return
+				}
+				if l, err := br.ReadString('\n'); err != nil || l != want {
+					errs <- fmt.Errorf("session %d round %d: got %q, %v", i, r, l, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -238,43 +238,62 @@ func (s *session) register(i int, op int) error {
 func (r *relay) loop(wg *sync.WaitGroup) {
 	defer wg.Done()
 	events := make([]unix.EpollEvent, 256)
-	for {
-		var n int
-		var werr error
-		// epoll_wait without blocking; nothing ready parks the loop until
-		// the runtime's poller sees the epoll set readable.
-		err := r.epoll.Read(func(fd uintptr) bool {
-			for {
-				n, werr = sysEpollWait(int(fd), events)
-				if werr != unix.EINTR {
-					return werr != nil || n > 0
-				}
-			}
-		})
-		if err == nil {
-			err = werr
-		}
-		if err != nil {
-			r.srv.log.Error("relay: epoll_wait failed", "err", err)
-			return
-		}
-		for i := range events[:n] {
-			key := getKey(&events[i])
-			if key == wakeKey {
-				return
-			}
-			r.mu.Lock()
-			s := r.sessions[key>>1]
-			r.mu.Unlock()
+	var werr error
+	// One Read for the loop's whole life: its callback polls the epoll set
+	// without blocking, handles what it got and returns false to wait in
+	// the runtime's poller until the set is readable again. RawConn.Read
+	// forgets the set's readiness only when it begins, so an edge that came
+	// while a batch was handled ends the next wait at once, and no event is
+	// missed; a Read per batch would have to begin each time with a poll
+	// that finds nothing (one epoll_pwait more per wake-up).
+	err := r.epoll.Read(func(fd uintptr) bool {
+		for {
+			n, err := sysEpollWait(int(fd), events)
 			switch {
-			case s == nil:
-			case s.raw:
-				s.onEvent(int(key&1), events[i].Events)
-			default:
-				go s.dirs[key&1].pump()
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				werr = err
+				return true
+			case n == 0:
+				return false
 			}
+			if r.handle(events[:n]) {
+				return true
+			}
+			if n < len(events) {
+				return false // the set was drained: wait for its next edge
+			}
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		r.srv.log.Error("relay: epoll_wait failed", "err", err)
+	}
+}
+
+// handle starts the pumps of a batch of events; it reports true when the
+// eventfd asks the loop to end.
+func (r *relay) handle(events []unix.EpollEvent) bool {
+	for i := range events {
+		key := getKey(&events[i])
+		if key == wakeKey {
+			return true
+		}
+		r.mu.Lock()
+		s := r.sessions[key>>1]
+		r.mu.Unlock()
+		switch {
+		case s == nil:
+		case s.raw:
+			s.onEvent(int(key&1), events[i].Events)
+		default:
+			go s.dirs[key&1].pump()
 		}
 	}
+	return false
 }
 
 // sweepEvery is how often idle sessions are looked for.
