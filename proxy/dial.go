@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 
 	"github.com/pires/go-proxyproto"
@@ -34,15 +35,26 @@ func isLocalResource(err error) bool {
 
 // dialTCP opens the TCP connection of [Conn.Dial]; tests replace it to
 // inject errors the kernel will not produce on demand.
+//
+// Both ways connect without a local address, so connect(2) picks the
+// source port per destination. (Dialer.DialTCP with a zero local AddrPort
+// binds to 0.0.0.0:0 first, and a port bound that way is this socket's
+// alone: all connections to all servers would share one ephemeral range,
+// about 28,000 on Linux's default, instead of one range per server.)
 var dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
-	// DialContext with no local address: connect(2) picks the source port
-	// per destination. Dialer.DialTCP with a zero local AddrPort binds to
-	// 0.0.0.0:0 first, and a port bound that way is this socket's alone, so
-	// all connections to all servers would share one ephemeral range
-	// (about 28,000 on Linux's default) instead of one range per server.
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		// An address (servers are usually given so): dialled with raw
+		// system calls (dial_linux.go).
+		if s, err := dialSocket(ctx, ap); err != errUseNetDialer {
+			return s, err
+		}
+	}
 	d := net.Dialer{KeepAlive: -1} // see [Listen]
 	return d.DialContext(ctx, "tcp", address)
 }
+
+// errUseNetDialer: dialSocket leaves this address to net.Dialer.
+var errUseNetDialer = errors.New("use net.Dialer")
 
 // Dial connects to t for this session: TCP connect, the PROXY header t asks
 // for, then TLS when t.TLS is set, all within the frontend's connect timeout.
@@ -63,7 +75,7 @@ func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
 		}
 		return nil, ServerFailure(err)
 	}
-	sock, err := newSockConn(nc.(*net.TCPConn))
+	sock, err := newSockConn(nc.(socket))
 	if err != nil {
 		nc.Close()
 		return nil, ServerFailure(err)

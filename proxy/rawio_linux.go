@@ -81,3 +81,38 @@ func errnoErr(e syscall.Errno) error {
 	}
 	return nil
 }
+
+func sysSocket(family, typ, proto int) (int, error) {
+	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), uintptr(typ), uintptr(proto))
+	return result(fd, e)
+}
+
+// sysConnect starts connect(2) on a non-blocking socket: it never waits.
+func sysConnect(fd int, sa unsafe.Pointer, n uintptr) error {
+	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa), n)
+	return errnoErr(e)
+}
+
+func sysSetsockoptInt(fd, level, opt, v int) error {
+	v32 := int32(v)
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v32)), 4, 0)
+	return errnoErr(e)
+}
+
+func sysGetsockoptInt(fd, level, opt int) (int, error) {
+	var v int32
+	n := uint32(4)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&n)), 0)
+	return int(v), errnoErr(e)
+}
+
+// sysWritable polls fd for writable (or an error) without waiting.
+func sysWritable(fd int) (bool, error) {
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	var ts unix.Timespec
+	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if e != 0 {
+		return false, e
+	}
+	return n > 0, nil
+}

@@ -2,7 +2,11 @@
 
 package proxy
 
-import "golang.org/x/sys/unix"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // Race, msan and asan builds: the ordinary system calls, whose annotations
 // model the synchronisation a socket gives and the bytes a read writes (see
@@ -37,4 +41,23 @@ func sysShutdown(fd, how int) error { return unix.Shutdown(fd, how) }
 
 func sysEpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
 	return unix.EpollCtl(epfd, op, fd, ev)
+}
+
+func sysSocket(family, typ, proto int) (int, error) { return unix.Socket(family, typ, proto) }
+
+func sysConnect(fd int, sa unsafe.Pointer, n uintptr) error {
+	_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa), n)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func sysSetsockoptInt(fd, level, opt, v int) error { return unix.SetsockoptInt(fd, level, opt, v) }
+
+func sysGetsockoptInt(fd, level, opt int) (int, error) { return unix.GetsockoptInt(fd, level, opt) }
+
+func sysWritable(fd int) (bool, error) {
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 0)
+	return n > 0, err
 }

@@ -3,7 +3,9 @@
 package proxy
 
 import (
+	"context"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -29,6 +31,8 @@ func (*sockConn) read([]byte, bool) (int, error) { return 0, nil }
 func (*sockConn) lingerClose()                   {}
 func (*sockConn) pendingInput() bool             { return false }
 func (*sockConn) nonBlocking() bool              { return false }
+
+func dialSocket(context.Context, netip.AddrPort) (socket, error) { return nil, errUseNetDialer }
 
 // Quiet is the Linux-only check in sockconn_linux.go.
 func Quiet(net.Conn) (quiet, ok bool) { return false, false }

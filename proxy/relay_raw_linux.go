@@ -10,7 +10,7 @@ import (
 
 // The detached relay: when both legs are plain TCP, the session's sockets
 // leave Go's netpoller at handoff. Each is duplicated and its net.TCPConn
-// closed, which also removes it from the runtime's epoll set (the runtime
+// (or dialled socket) closed, which also removes it from the runtime's epoll set (the runtime
 // deletes the registration before it closes the descriptor) and gives back
 // its netFD and poll descriptor. An idle session is then two descriptors in
 // the relay's epoll set and the session struct, nothing else.
@@ -63,7 +63,7 @@ func (s *session) detach() error {
 		fds[i] = nfd
 	}
 	for _, l := range s.legs {
-		l.sock.TCPConn.Close() // the duplicate keeps the socket open
+		l.sock.socket.Close() // the duplicate keeps the socket open
 	}
 	s.raw, s.fds = true, fds
 	return nil

@@ -11,7 +11,7 @@ import (
 
 // sockConn is a TCP connection that the relay can read without blocking.
 //
-// In the normal (blocking) mode it is a plain *net.TCPConn with an optional
+// In the normal (blocking) mode it is a plain TCP socket with an optional
 // prefix of bytes that were already read (a peeked ClientHello behind a
 // PROXY header). In non-blocking mode, which only the relay's pump uses, a
 // Read returns at once with what the kernel has, or os.ErrDeadlineExceeded
@@ -19,18 +19,26 @@ import (
 // its state, so a *tls.Conn layered on a sockConn can be drained without a
 // goroutine waiting in Read.
 type sockConn struct {
-	*net.TCPConn
+	socket
 	raw      syscall.RawConn
 	prefix   []byte
 	nonblock atomic.Bool
 }
 
-func newSockConn(c *net.TCPConn) (*sockConn, error) {
+// socket is what a sockConn is built on: an accepted *net.TCPConn, or a
+// socket [Conn.Dial] opened itself (dial_linux.go).
+type socket interface {
+	net.Conn
+	CloseWrite() error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+func newSockConn(c socket) (*sockConn, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	return &sockConn{TCPConn: c, raw: raw}, nil
+	return &sockConn{socket: c, raw: raw}, nil
 }
 
 func (s *sockConn) Read(p []byte) (int, error) {
@@ -62,8 +70,8 @@ func SocketConn(c *net.TCPConn) (net.Conn, error) {
 	return s, nil
 }
 
-// ReadFrom and WriteTo copy through s's own Read and Write: the embedded
-// TCPConn's would bypass the prefix, the non-blocking mode and the raw
+// ReadFrom and WriteTo copy through s's own Read and Write: a TCPConn's
+// would bypass the prefix, the non-blocking mode and the raw
 // calls.
 func (s *sockConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{s}, r)

@@ -121,7 +121,7 @@ func (s *sockConn) lingerClose() {
 	}
 	s.nonblock.Store(false)
 	s.SetReadDeadline(time.Now().Add(lingerTimeout))
-	io.CopyN(io.Discard, s.TCPConn, lingerMax)
+	io.CopyN(io.Discard, s.socket, lingerMax)
 }
 
 // nonBlocking reports whether the socket's descriptor is in non-blocking
