@@ -116,3 +116,10 @@ func sysWritable(fd int) (bool, error) {
 	}
 	return n > 0, nil
 }
+
+// sysDup duplicates fd (close-on-exec), sharing its open file description
+// and so its non-blocking mode.
+func sysDup(fd int) (int, error) {
+	nfd, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	return result(nfd, e)
+}

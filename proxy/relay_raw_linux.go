@@ -49,14 +49,14 @@ func (s *session) detach() error {
 		var nfd int
 		var err error
 		cerr := l.sock.raw.Control(func(fd uintptr) {
-			nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+			nfd, err = sysDup(int(fd))
 		})
 		if err == nil {
 			err = cerr
 		}
 		if err != nil {
 			if i == 1 {
-				unix.Close(fds[0])
+				sysClose(fds[0])
 			}
 			return err
 		}
