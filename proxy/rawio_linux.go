@@ -26,7 +26,9 @@ import (
 // non-blocking mode (accept4 and dial set it; a dup shares it). Nothing
 // may take a session socket's descriptor with (*os.File).Fd, which would
 // set it blocking, and a RawSyscall that blocks holds its thread and the
-// garbage collector's stop of the world with it.
+// garbage collector's stop of the world with it. close(2) ignores
+// O_NONBLOCK and waits when SO_LINGER is set with a time: nothing sets it
+// on a session's sockets, and nothing may.
 
 func sysRead(fd int, p []byte) (int, error) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))

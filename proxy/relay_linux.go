@@ -78,9 +78,10 @@ type direction struct {
 	// kicked: an event this direction waits for came while its pump ran;
 	// the pump goes round once more before it waits (relay_raw_linux.go).
 	kicked bool
-	// srcShut: an event said the source has shut down or failed; only
-	// the relay's loop reads and writes it (onEvent, moveFirst).
-	srcShut bool
+	// readOn: an event said a short read may leave bytes behind (the
+	// source shut down or failed, or sent urgent data); only the relay's
+	// loop reads and writes it (onEvent, moveFirst).
+	readOn bool
 }
 
 const wakeKey = 0 // epoll key of the eventfd; session keys are id<<1|dir with id >= 1

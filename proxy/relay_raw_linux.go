@@ -70,7 +70,9 @@ func (s *session) detach() error {
 }
 
 // epollReadable is what every detached socket is registered for.
-const epollReadable = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+// EPOLLPRI: TCP urgent data, at whose mark read(2) stops short and
+// splice(2) says EAGAIN with bytes still queued behind it (tcp(7)).
+const epollReadable = unix.EPOLLIN | unix.EPOLLPRI | unix.EPOLLRDHUP | unix.EPOLLET
 
 // addLocked registers socket i in the relay's epoll set, edge-triggered
 // for readable: data already there is reported at once.
@@ -102,9 +104,9 @@ func (s *session) onEvent(i int, events uint32) {
 		s.mu.Unlock()
 		return
 	}
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			s.dirs[i].srcShut = true
+	if events&(unix.EPOLLIN|unix.EPOLLPRI|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if events&(unix.EPOLLPRI|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.dirs[i].readOn = true
 		}
 		start[i] = s.dirs[i].wakeLocked(dirWaitRead)
 	}
@@ -176,14 +178,15 @@ func (d *direction) moveFirst(src, dst int) error {
 			return err
 		case full:
 			return errFullBuffer
-		case !d.srcShut:
+		case !d.readOn:
 			// A short read drained the socket at that moment: bytes
 			// that come later are a new edge, so wait for it rather
 			// than try a read that would say EAGAIN.
 			return errWouldBlock
 		}
-		// The event said the peer has shut down (or failed): its EOF
-		// (or error) is no new edge, so read on until it comes.
+		// An event said the peer has shut down or failed (its EOF or
+		// error is no new edge) or sent urgent data (a read stops at
+		// its mark): read on until EAGAIN, EOF or the error.
 	}
 }
 
@@ -292,8 +295,12 @@ func (d *direction) spliceRaw(src, dst int) error {
 		n, err := spliceNoEINTR(src, p.w, spliceChunk)
 		switch {
 		case err == unix.EAGAIN:
+			// Drained, or stopped at an urgent mark with bytes behind
+			// it, which no new edge would report: a read, which passes
+			// the mark, says which (one read more per burst).
 			pipes.put(p)
-			return errWouldBlock
+			bulk = false
+			continue
 		case err != nil:
 			pipes.put(p)
 			return onLeg(d.from, err)
