@@ -28,6 +28,7 @@ import (
 //	         captures), keep-alive both ways, as Dovecot's documented setup
 //	md-http  maildirector's http frontend (forwardfor, the default captures,
 //	         per-reason statistics), pooled keep-alive connections to nginx
+//	go-revproxy, go-server  references: the Go libraries alone (httpref.go)
 //
 // It measures requests/s of 4 KiB GETs with -http-clients keep-alive
 // clients, MB/s of 100 MiB GETs with one client, and maildirector's VmRSS
@@ -35,13 +36,15 @@ import (
 
 const pathMDHTTP = "md-http"
 
-var httpPaths = []string{pathDirect, pathHAProxy, pathMDHTTP}
+var httpPaths = []string{pathDirect, pathHAProxy, pathMDHTTP, pathGoRevProxy, pathGoServer}
 
 // httpRatioPairs are the HTTP comparisons reported, numerator first.
 var httpRatioPairs = [][2]string{
 	{pathHAProxy, pathDirect},
 	{pathMDHTTP, pathDirect},
 	{pathMDHTTP, pathHAProxy},
+	{pathGoRevProxy, pathHAProxy},
+	{pathGoServer, pathHAProxy},
 }
 
 const (
@@ -164,6 +167,7 @@ func runHTTP(o options, dir string, progress io.Writer) *HTTPReport {
 		"each client sends the three X-Dovecot headers; the 4 KiB test has -http-clients keep-alive clients GET one object as fast as they can; the 100 MiB test one client GETting the big object",
 		"nginx, the clients and the proxy share this machine's CPUs: compare ratios, not absolutes; rows are the median of -http-repeat runs, the paths taking turns",
 		"md memory: maildirector's VmRSS after a warm-up, and its peak sampled every 20ms during a 1 GiB PUT and a 1 GiB GET",
+		"references, none of maildirector's code: go-revproxy = net/http server + httputil.ReverseProxy + keep-alive http.Transport to nginx; go-server = net/http server answering the 4 KiB object from memory (no proxying)",
 	}
 	lab, err := nginxlab.Start(nginxlab.Options{Instances: 1, Dir: filepath.Join(dir, "nginx")})
 	if err != nil {
@@ -197,6 +201,8 @@ func runHTTP(o options, dir string, progress io.Writer) *HTTPReport {
 		case pathMDHTTP:
 			proc, err = startMaildirector(o.maildirector, dir, "http-maildirector", listen, maildirectorHTTPConfig(listen, store, o.logLevel), o.profileDir != "")
 			md = proc
+		case pathGoRevProxy, pathGoServer:
+			proc, err = startHTTPReference(dir, path, listen, store)
 		}
 		if err != nil {
 			rep.Errors[path] = err.Error()
@@ -224,8 +230,8 @@ func runHTTP(o options, dir string, progress io.Writer) *HTTPReport {
 			}
 			for _, path := range order {
 				addr, ok := addrs[path]
-				if !ok {
-					continue
+				if !ok || (path == pathGoServer && tt.object != smallObject) {
+					continue // go-server has the small object only
 				}
 				fmt.Fprintf(progress, "bench: http %s %s (run %d)\n", tt.name, path, rep0+1)
 				r := measureHTTP(addr, pids[path], tt.clients, tt.object, tt.size, o.httpTime)

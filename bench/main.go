@@ -321,6 +321,13 @@ func isPath(p string) bool {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == refServeArg {
+		if err := serveHTTPReference(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
