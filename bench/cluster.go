@@ -47,7 +47,28 @@ type ClusterRun struct {
 	WarmWrites         uint64  `json:"warm_etcd_writes"`
 	ColdWritesPerLogin float64 `json:"cold_writes_per_login"`
 	WarmWritesPerLogin float64 `json:"warm_writes_per_login"`
-	Error              string  `json:"error,omitempty"`
+	// CPU per login (µs, utime+stime): of the nodes, of the etcd members,
+	// and of the whole machine (every process: clients and fake servers
+	// too), during the cold and the warm runs.
+	ColdNodeCPU    float64 `json:"cold_node_cpu_us_per_login"`
+	WarmNodeCPU    float64 `json:"warm_node_cpu_us_per_login"`
+	ColdEtcdCPU    float64 `json:"cold_etcd_cpu_us_per_login,omitempty"`
+	WarmEtcdCPU    float64 `json:"warm_etcd_cpu_us_per_login,omitempty"`
+	ColdMachineCPU float64 `json:"cold_machine_cpu_us_per_login"`
+	WarmMachineCPU float64 `json:"warm_machine_cpu_us_per_login"`
+	Error          string  `json:"error,omitempty"`
+}
+
+// EtcdFloor is what etcd alone costs per key written the cheapest way a
+// new placement can be: many claims (compare-and-swap puts on a lease) to
+// a transaction, several transactions in flight, no maildirector.
+type EtcdFloor struct {
+	Keys     int     `json:"keys"`
+	PerTxn   int     `json:"keys_per_txn"`
+	InFlight int     `json:"txns_in_flight"`
+	PerSec   float64 `json:"keys_per_s"`
+	CPU      float64 `json:"members_cpu_us_per_key"` // the three members' utime+stime
+	Error    string  `json:"error,omitempty"`
 }
 
 // ClusterReport is the cluster suite.
@@ -57,12 +78,13 @@ type ClusterReport struct {
 	Workers int          `json:"workers"`
 	Runs    []ClusterRun `json:"runs"`
 	Ratios  Ratios       `json:"ratios"` // warm logins/s: etcd/plain, etcd/alone
+	Floor   *EtcdFloor   `json:"etcd_floor,omitempty"`
 	Notes   []string     `json:"notes"`
 }
 
 // runCluster measures the three configurations.
 func runCluster(o options, dir string, progress io.Writer) *ClusterReport {
-	rep := &ClusterReport{Users: o.clusterUsers, Logins: o.logins, Workers: o.loginWorkers}
+	rep := &ClusterReport{Users: o.clusterUsers, Logins: o.logins, Workers: o.clusterClients}
 	var servers []string
 	for range 3 {
 		be, err := startBackend("127.0.0.1:0")
@@ -86,8 +108,15 @@ func runCluster(o options, dir string, progress io.Writer) *ClusterReport {
 		etcd  []string
 	}{{clusterAlone, 1, nil}, {clusterPlain, 3, nil}, {clusterShared, 3, lab.Endpoints()}} {
 		fmt.Fprintf(progress, "bench: cluster: %s ...\n", cfg.path)
-		rep.Runs = append(rep.Runs, clusterRun(o, dir, cfg.path, cfg.nodes, cfg.etcd, servers))
+		var etcdPIDs []int
+		if cfg.etcd != nil {
+			etcdPIDs = lab.PIDs()
+		}
+		rep.Runs = append(rep.Runs, clusterRun(o, dir, cfg.path, cfg.nodes, cfg.etcd, etcdPIDs, servers))
 	}
+	fmt.Fprintf(progress, "bench: cluster: etcd alone, %d keys in transactions of %d ...\n", floorKeys, batchKeys)
+	f := measureEtcdFloor(lab.Endpoints(), lab.PIDs(), floorKeys)
+	rep.Floor = &f
 	runs := make(map[string]ClusterRun)
 	for _, r := range rep.Runs {
 		runs[r.Path] = r
@@ -102,9 +131,21 @@ func runCluster(o options, dir string, progress io.Writer) *ClusterReport {
 	if s, p := runs[clusterShared].Cold.PerSecond, runs[clusterPlain].Cold.PerSecond; s > 0 && p > 0 {
 		rep.Ratios["cold etcd/no etcd (3 nodes)"] = s / p
 	}
+	if s, a := runs[clusterShared].Cold.PerSecond, runs[clusterAlone].Cold.PerSecond; s > 0 && a > 0 {
+		rep.Ratios["cold 3 nodes+etcd/1 node"] = s / a
+	}
+	// The least etcd can add to a new placement, against what a whole
+	// login costs the machine without etcd: where the CPUs are the limit,
+	// a cold login's rate can be at most about 1/(1+this) of the rate
+	// without etcd.
+	if m := runs[clusterPlain].ColdMachineCPU; m > 0 && rep.Floor != nil && rep.Floor.CPU > 0 {
+		rep.Ratios["etcd floor CPU per key/machine CPU per login without etcd"] = rep.Floor.CPU / m
+	}
 	rep.Notes = []string{
 		"every process (nodes, etcd members, fake servers, clients) shares this machine's CPUs: compare ratios, not absolutes",
 		"cold: each user's first login, a new placement (one compare-and-swap in etcd); warm: later logins, answered from the node's cache",
+		"-cluster-clients clients keep every node busy, so that a rate is the configuration's throughput where the CPUs are the limit, not one login's latency times the clients",
+		"CPU columns: µs of utime+stime per login of the nodes, of the etcd members, and of the whole machine (every process); etcd floor: the three members' CPU per key when a client with nothing else to do writes claims 100 to a transaction, 4 transactions in flight",
 		"etcd writes are assignment keys (claims, refreshes, moves); heartbeats (one small put per node per heartbeat) are apart",
 		"refresh is the default 1m: a warm run shorter than that writes no refresh; in steady state each user in use costs one write per refresh period, batched 100 to a transaction",
 	}
@@ -113,9 +154,10 @@ func runCluster(o options, dir string, progress io.Writer) *ClusterReport {
 
 // clusterRun starts nodes maildirectors (with [cluster] when etcd is set)
 // and measures the cold and warm login rates through them.
-func clusterRun(o options, dir, path string, nodes int, etcd, servers []string) (run ClusterRun) {
+func clusterRun(o options, dir, path string, nodes int, etcd []string, etcdPIDs []int, servers []string) (run ClusterRun) {
 	run.Path, run.Nodes = path, nodes
 	var addrs, socks []string
+	var nodePIDs []int
 	prefix := fmt.Sprintf("/bench-%d", time.Now().UnixNano())
 	for i := range nodes {
 		listen, err := freeAddr()
@@ -133,6 +175,7 @@ func clusterRun(o options, dir, path string, nodes int, etcd, servers []string) 
 		}
 		defer p.stop()
 		addrs, socks = append(addrs, listen), append(socks, sock)
+		nodePIDs = append(nodePIDs, p.pid())
 	}
 	users := make([]string, o.clusterUsers)
 	for i := range users {
@@ -148,13 +191,21 @@ func clusterRun(o options, dir, path string, nodes int, etcd, servers []string) 
 		return n
 	}
 	w0 := writes()
-	run.Cold = measureUserRate(addrs, users, o.loginWorkers, len(users), o.rateLimit, 0)
+	c0 := readCPUs(nodePIDs, etcdPIDs)
+	run.Cold = measureUserRate(addrs, users, o.clusterClients, len(users), o.rateLimit, 0)
+	c1 := readCPUs(nodePIDs, etcdPIDs)
 	w1 := writes()
 	run.ColdWrites = w1 - w0
+	warmDone := 0
 	run.Warm = medianRate(o.repeat, func() RateResult {
-		return measureUserRate(addrs, users, o.loginWorkers, o.logins, o.rateLimit, 1)
+		r := measureUserRate(addrs, users, o.clusterClients, o.logins, o.rateLimit, 1)
+		warmDone += r.Done
+		return r
 	})
+	c2 := readCPUs(nodePIDs, etcdPIDs)
 	run.WarmWrites = writes() - w1
+	run.ColdNodeCPU, run.ColdEtcdCPU, run.ColdMachineCPU = c1.perLogin(c0, run.Cold.Done)
+	run.WarmNodeCPU, run.WarmEtcdCPU, run.WarmMachineCPU = c2.perLogin(c1, warmDone)
 	if run.Cold.Done > 0 {
 		run.ColdWritesPerLogin = float64(run.ColdWrites) / float64(run.Cold.Done)
 	}
@@ -263,15 +314,24 @@ func measureUserRate(addrs, users []string, workers, count int, limit time.Durat
 // printCluster is the cluster suite's table.
 func printCluster(w io.Writer, rep *ClusterReport) {
 	fmt.Fprintf(w, "cluster: %d users, %d warm logins per run, %d clients\n", rep.Users, rep.Logins, rep.Workers)
-	fmt.Fprintf(w, "%-18s %12s %12s %14s %14s\n", "path", "cold login/s", "warm login/s", "cold wr/login", "warm wr/login")
+	fmt.Fprintf(w, "%-18s %12s %12s %14s %14s %22s %22s %22s\n", "path", "cold login/s", "warm login/s", "cold wr/login", "warm wr/login",
+		"node µs/login c/w", "etcd µs/login c/w", "machine µs/login c/w")
 	for _, r := range rep.Runs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "%-18s error: %s\n", r.Path, r.Error)
 			continue
 		}
-		fmt.Fprintf(w, "%-18s %12.0f %12.0f %14.3f %14.3f\n", r.Path, r.Cold.PerSecond, r.Warm.PerSecond, r.ColdWritesPerLogin, r.WarmWritesPerLogin)
+		fmt.Fprintf(w, "%-18s %12.0f %12.0f %14.3f %14.3f %22s %22s %22s\n", r.Path, r.Cold.PerSecond, r.Warm.PerSecond, r.ColdWritesPerLogin, r.WarmWritesPerLogin,
+			fmt.Sprintf("%.0f / %.0f", r.ColdNodeCPU, r.WarmNodeCPU), fmt.Sprintf("%.0f / %.0f", r.ColdEtcdCPU, r.WarmEtcdCPU), fmt.Sprintf("%.0f / %.0f", r.ColdMachineCPU, r.WarmMachineCPU))
 		if r.Cold.Failed+r.Warm.Failed > 0 {
 			fmt.Fprintf(w, "%-18s failed logins: %d cold, %d warm; first: %s%s\n", "", r.Cold.Failed, r.Warm.Failed, r.Cold.FirstError, r.Warm.FirstError)
+		}
+	}
+	if f := rep.Floor; f != nil {
+		if f.Error != "" {
+			fmt.Fprintf(w, "etcd floor: error: %s\n", f.Error)
+		} else {
+			fmt.Fprintf(w, "etcd floor: %d keys, %d to a transaction, %d in flight: %.0f keys/s, members' CPU %.0f µs per key\n", f.Keys, f.PerTxn, f.InFlight, f.PerSec, f.CPU)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(rep.Ratios)) {

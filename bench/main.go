@@ -124,6 +124,8 @@ type options struct {
 	dovecotRepeat  int
 
 	clusterUsers int
+	// clusterClients are the cluster suite's concurrent clients.
+	clusterClients int
 }
 
 // allSuites in run order; defaultSuites are those a plain run has (the
@@ -194,6 +196,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.httpRepeat, "http-repeat", 3, "runs of each HTTP test and path, the paths taking turns; the median is reported")
 	fs.IntVar(&o.httpBigMiB, "http-big-mib", 100, "size of the HTTP big object in MiB")
 	fs.IntVar(&o.clusterUsers, "cluster-users", 2000, "users of the cluster suite (each a new placement on its first login)")
+	fs.IntVar(&o.clusterClients, "cluster-clients", 128, "concurrent clients of the cluster suite, spread over the nodes (enough to keep every node busy: the rate is then the nodes' throughput, not one login's latency)")
 	fs.IntVar(&o.tlsN, "tls-n", 2000, "idle TLS sessions per path (0: none)")
 	fs.IntVar(&o.tlsClients, "tls-clients", 8, "concurrent clients of the TLS handshake test")
 	fs.DurationVar(&o.tlsTime, "tls-time", 2*time.Second, "time limit of one TLS handshake run")
@@ -282,8 +285,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.httpClients < 1 || o.httpClients > 1000 || o.httpTime <= 0 || o.httpRepeat < 1 || o.httpRepeat > 20 || o.httpBigMiB < 1 || o.httpBigMiB > 4096 {
 		errs = append(errs, errors.New("-http-clients must be 1..1000, -http-time positive, -http-repeat 1..20, -http-big-mib 1..4096"))
 	}
-	if o.clusterUsers < 1 || o.clusterUsers > 1000000 {
-		errs = append(errs, errors.New("-cluster-users must be 1..1000000"))
+	if o.clusterUsers < 1 || o.clusterUsers > 1000000 || o.clusterClients < 1 || o.clusterClients > 4096 {
+		errs = append(errs, errors.New("-cluster-users must be 1..1000000, -cluster-clients 1..4096"))
 	}
 	if o.tlsN < 0 || o.tlsN > haproxyMaxconn-500 || o.tlsClients < 1 || o.tlsClients > 1000 || o.tlsTime <= 0 || o.tlsRepeat < 1 || o.tlsRepeat > 20 {
 		errs = append(errs, fmt.Errorf("-tls-n must be 0..%d, -tls-clients 1..1000, -tls-time positive, -tls-repeat 1..20", haproxyMaxconn-500))
@@ -405,6 +408,7 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"settle": o.settle.String(), "extra_wait": o.extra.String(), "md_log_level": o.logLevel, "quick": o.quick,
 			"suites": o.suites, "http_clients": o.httpClients, "http_time": o.httpTime.String(), "http_repeat": o.httpRepeat,
 			"tls_idle_sessions": o.tlsN, "tls_clients": o.tlsClients, "tls_time": o.tlsTime.String(), "tls_repeat": o.tlsRepeat,
+			"cluster_users": o.clusterUsers, "cluster_clients": o.clusterClients,
 			"dovecot_targets": o.dovecotTargets, "dovecot_clients": o.dovecotClients, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
 		},
 	}

@@ -146,6 +146,17 @@ func (l *Lab) Endpoints() []string {
 	return out
 }
 
+// PIDs returns the running members' process ids.
+func (l *Lab) PIDs() []int {
+	var out []int
+	for _, m := range l.Members {
+		if m.cmd != nil {
+			out = append(out, m.cmd.Process.Pid)
+		}
+	}
+	return out
+}
+
 // Start starts every member that is not running and waits until all are
 // healthy.
 func (l *Lab) Start() error {
