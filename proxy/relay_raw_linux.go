@@ -12,7 +12,8 @@ import (
 // leave Go's netpoller at handoff. Each is duplicated and its net.TCPConn
 // (or dialled socket) closed, which also removes it from the runtime's epoll set (the runtime
 // deletes the registration before it closes the descriptor) and gives back
-// its netFD and poll descriptor. An idle session is then two descriptors in
+// its netFD and poll descriptor; a dialled socket that never had to wait
+// was never in the runtime's poller, and is taken over as it is. An idle session is then two descriptors in
 // the relay's epoll set and the session struct, nothing else.
 //
 // Bytes move by splice(2) through a pooled pipe. A direction is always in
@@ -42,28 +43,62 @@ const (
 // errWouldBlockWrite ends a pump whose destination cannot take more now.
 var errWouldBlockWrite = errors.New("would block writing")
 
-// detach takes both sockets off Go's netpoller. On error nothing changed.
+// fdTaker is a socket that can hand its descriptor over as it is, when it
+// never entered the runtime's poller (dialedSocket).
+type fdTaker interface{ takeFD() (int, bool) }
+
+// detach takes both sockets off Go's netpoller: a socket that was never in
+// it gives its descriptor over as it is (fdTaker); the others are dup'd,
+// then closed. On error the sockets that were dup'd are as they were, and
+// a descriptor already given over is closed (its socket is closed).
 func (s *session) detach() error {
 	var fds [2]int
-	for i, l := range s.legs {
+	var dupped, taken [2]bool
+	dup := func(i int) error {
 		var nfd int
 		var err error
-		cerr := l.sock.raw.Control(func(fd uintptr) {
+		cerr := s.legs[i].sock.raw.Control(func(fd uintptr) {
 			nfd, err = sysDup(int(fd))
 		})
 		if err == nil {
 			err = cerr
 		}
 		if err != nil {
-			if i == 1 {
-				sysClose(fds[0])
+			for j := range fds {
+				if dupped[j] || taken[j] {
+					sysClose(fds[j])
+				}
 			}
 			return err
 		}
-		fds[i] = nfd
+		fds[i], dupped[i] = nfd, true
+		return nil
 	}
-	for _, l := range s.legs {
-		l.sock.socket.Close() // the duplicate keeps the socket open
+	// The dups first: they may fail, a take does not.
+	for i, l := range s.legs {
+		if _, ok := l.sock.socket.(fdTaker); !ok {
+			if err := dup(i); err != nil {
+				return err
+			}
+		}
+	}
+	for i, l := range s.legs {
+		t, ok := l.sock.socket.(fdTaker)
+		if !ok {
+			continue
+		}
+		if fd, ok := t.takeFD(); ok {
+			fds[i], taken[i] = fd, true
+			continue
+		}
+		if err := dup(i); err != nil { // it is in the poller: dup it as the others
+			return err
+		}
+	}
+	for i, l := range s.legs {
+		if dupped[i] {
+			l.sock.socket.Close() // the duplicate keeps the socket open
+		}
 	}
 	s.raw, s.fds = true, fds
 	return nil
