@@ -166,3 +166,23 @@ func TestDetachTakesDialledSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestDialSocketCancelledContext: a dial whose ctx ended fails, as with
+// net.Dialer, even when the connect itself finished at once.
+func TestDialSocketCancelledContext(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	nc, err := dialTCP(ctx, ln.Addr().String())
+	if err == nil {
+		nc.Close()
+		t.Fatalf("a dial with a cancelled ctx gave a %T", nc)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("dial with a cancelled ctx: %v, want context.Canceled", err)
+	}
+}

@@ -60,11 +60,14 @@ func dialSocket(ctx context.Context, ap netip.AddrPort) (socket, error) {
 	}
 	s := &dialedSocket{fd: fd, remote: net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, ap.Port()))}
 	done, cerr := connectDone(fd)
-	if !done {
+	switch {
+	case !done:
 		s.mu.Lock()
 		f, raw := s.registerLocked()
 		s.mu.Unlock()
 		cerr = waitConnected(ctx, f, raw)
+	case cerr == nil && ctx.Err() != nil:
+		cerr = ctx.Err() // as net.Dialer: a dial whose ctx ended fails
 	}
 	if cerr != nil {
 		s.Close()
@@ -164,6 +167,10 @@ func waitConnected(ctx context.Context, f *os.File, raw syscall.RawConn) error {
 type dialedSocket struct {
 	remote net.Addr
 
+	// rmu and wmu hold a Read or a Write for its whole length, as a
+	// net.TCPConn does: two writes never interleave their bytes.
+	rmu, wmu sync.Mutex
+
 	mu     sync.Mutex
 	fd     int             // while unregistered; -1 once closed or taken
 	file   *os.File        // set once registered; owns the descriptor then
@@ -211,6 +218,13 @@ func pastDeadline(t time.Time) bool { return !t.IsZero() && !time.Now().Before(t
 // raw descriptor while unregistered; when f asks to wait, or once
 // registered, through the File's RawConn.
 func (s *dialedSocket) do(write bool, f func(uintptr) bool) error {
+	if write {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+	} else {
+		s.rmu.Lock()
+		defer s.rmu.Unlock()
+	}
 	s.mu.Lock()
 	if s.file == nil {
 		deadline := s.rd
@@ -264,8 +278,12 @@ func (s *dialedSocket) Read(p []byte) (int, error) {
 	var n int
 	var sysErr error
 	err := s.do(false, func(fd uintptr) bool {
-		n, sysErr = sysRead(int(fd), p)
-		return sysErr != syscall.EAGAIN && sysErr != syscall.EINTR
+		for {
+			n, sysErr = sysRead(int(fd), p)
+			if sysErr != syscall.EINTR {
+				return sysErr != syscall.EAGAIN
+			}
+		}
 	})
 	switch {
 	case err != nil:
