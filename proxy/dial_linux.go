@@ -300,24 +300,15 @@ func (s *dialedSocket) Write(p []byte) (int, error) {
 	n := 0
 	var sysErr error
 	err := s.do(true, func(fd uintptr) bool {
-		for n < len(p) {
-			m, err := sysWrite(int(fd), p[n:])
-			switch err {
-			case nil:
-				n += m
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				sysErr = err
-				return true
-			}
-		}
-		return true
+		var wait bool
+		wait, sysErr = writeSome(int(fd), p, &n)
+		return !wait
 	})
 	switch {
 	case err != nil:
 		return n, s.opError("write", err)
+	case sysErr == io.ErrUnexpectedEOF:
+		return n, s.opError("write", sysErr)
 	case sysErr != nil:
 		return n, s.opError("write", os.NewSyscallError("write", sysErr))
 	}

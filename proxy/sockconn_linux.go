@@ -54,24 +54,9 @@ func (s *sockConn) Write(p []byte) (n int, err error) {
 	}
 	var sysErr error
 	cerr := s.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, err := sysWrite(int(fd), p[n:])
-			switch err {
-			case nil:
-				if m == 0 { // never for a socket; internal/poll says the same
-					sysErr = io.ErrUnexpectedEOF
-					return true
-				}
-				n += m
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				sysErr = err
-				return true
-			}
-		}
-		return true
+		var wait bool
+		wait, sysErr = writeSome(int(fd), p, &n)
+		return !wait
 	})
 	switch {
 	case cerr != nil:
@@ -82,6 +67,30 @@ func (s *sockConn) Write(p []byte) (n int, err error) {
 		return n, s.opError("write", os.NewSyscallError("write", sysErr))
 	}
 	return n, nil
+}
+
+// writeSome writes p[*n:] to the non-blocking fd, advancing *n, until all
+// of p is written, the socket's buffer is full (wait: the caller waits
+// for writable and calls again) or an error (io.ErrUnexpectedEOF for a
+// write of nothing, which a socket never does; internal/poll says the
+// same).
+func writeSome(fd int, p []byte, n *int) (wait bool, err error) {
+	for *n < len(p) {
+		m, err := sysWrite(fd, p[*n:])
+		switch err {
+		case nil:
+			if m == 0 {
+				return false, io.ErrUnexpectedEOF
+			}
+			*n += m
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true, nil
+		default:
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // opError wraps err as the net package does for a TCP connection's
