@@ -75,6 +75,9 @@ func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
 		}
 		return nil, ServerFailure(err)
 	}
+	if c.srv != nil {
+		parkIn(nc.(socket), c.srv.relay)
+	}
 	sock, err := newSockConn(nc.(socket))
 	if err != nil {
 		nc.Close()

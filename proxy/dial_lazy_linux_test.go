@@ -12,7 +12,7 @@ import (
 
 // dialPair dials a listener with the raw dial and returns the dialled
 // socket and the accepted peer.
-func dialPair(t *testing.T) (*dialedSocket, net.Conn) {
+func dialPair(t *testing.T) (*lazySocket, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -23,9 +23,9 @@ func dialPair(t *testing.T) (*dialedSocket, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, ok := nc.(*dialedSocket)
+	ds, ok := nc.(*lazySocket)
 	if !ok {
-		t.Fatalf("dialTCP gave a %T, want *dialedSocket", nc)
+		t.Fatalf("dialTCP gave a %T, want *lazySocket", nc)
 	}
 	t.Cleanup(func() { ds.Close() })
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(hangGuard))
@@ -38,7 +38,7 @@ func dialPair(t *testing.T) (*dialedSocket, net.Conn) {
 	return ds, peer
 }
 
-func registered(ds *dialedSocket) bool {
+func registered(ds *lazySocket) bool {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	return ds.file != nil

@@ -39,9 +39,9 @@ func TestDialSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ds, ok := nc.(*dialedSocket)
+			ds, ok := nc.(*lazySocket)
 			if !ok {
-				t.Fatalf("dialTCP(%s) gave a %T, want the raw dial's *dialedSocket", ln.Addr(), nc)
+				t.Fatalf("dialTCP(%s) gave a %T, want the raw dial's *lazySocket", ln.Addr(), nc)
 			}
 			sock, err := newSockConn(ds)
 			if err != nil {

@@ -125,3 +125,16 @@ func sysDup(fd int) (int, error) {
 	nfd, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	return result(nfd, e)
 }
+
+// sysAccept4 accepts a connection on the non-blocking listening socket fd
+// (EAGAIN when none is waiting); sa and n receive the peer's address.
+func sysAccept4(fd int, sa *unix.RawSockaddrAny, n *uint32, flags int) (int, error) {
+	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(n)), uintptr(flags), 0, 0)
+	return result(nfd, e)
+}
+
+// sysGetsockname reads fd's local address into sa.
+func sysGetsockname(fd int, sa *unix.RawSockaddrAny, n *uint32) error {
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(n)))
+	return errnoErr(e)
+}

@@ -63,3 +63,19 @@ func sysWritable(fd int) (bool, error) {
 }
 
 func sysDup(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+
+func sysAccept4(fd int, sa *unix.RawSockaddrAny, n *uint32, flags int) (int, error) {
+	nfd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(n)), uintptr(flags), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(nfd), nil
+}
+
+func sysGetsockname(fd int, sa *unix.RawSockaddrAny, n *uint32) error {
+	_, _, e := unix.Syscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(n)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}

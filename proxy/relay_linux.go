@@ -31,6 +31,8 @@ type relay struct {
 
 	mu       sync.Mutex
 	sessions map[uint64]*session
+	parked   map[uint64]*lazySocket // sockets waiting before hand-off, by key (park_linux.go)
+	nextPark uint64
 	closed   bool
 	done     chan struct{} // closed when loop and sweep have exited
 	stopped  chan struct{} // closed by close to end sweep
@@ -172,6 +174,7 @@ func (r *relay) add(c *Conn, client, server leg) {
 	s.active.Store(now)
 	s.dirs[1].last.Store(now) // the server's login reply came last
 	for _, l := range s.legs {
+		leaveParking(l.sock.socket) // the relay registers it under the session's key
 		l.sock.SetDeadline(time.Time{})
 		l.sock.nonblock.Store(true)
 	}
@@ -282,6 +285,10 @@ func (r *relay) handle(events []unix.EpollEvent) bool {
 		key := getKey(&events[i])
 		if key == wakeKey {
 			return true
+		}
+		if key&parkBit != 0 {
+			r.parkedEvent(key)
+			continue
 		}
 		r.mu.Lock()
 		s := r.sessions[key>>1]
@@ -564,6 +571,7 @@ func (r *relay) close() {
 	unix.Write(r.wake, one[:])
 	close(r.stopped)
 	<-r.done
+	r.wakeAllParked() // they find the relay closed and wait in the runtime's poller
 	r.epf.Close()
 	unix.Close(r.wake)
 	r.pipes.drain()

@@ -36,3 +36,7 @@ func dialSocket(context.Context, netip.AddrPort) (socket, error) { return nil, e
 
 // Quiet is the Linux-only check in sockconn_linux.go.
 func Quiet(net.Conn) (quiet, ok bool) { return false, false }
+
+func newAcceptor(ln net.Listener) acceptor { return netAcceptor{ln} }
+
+func parkIn(socket, *relay) {}

@@ -44,7 +44,7 @@ const (
 var errWouldBlockWrite = errors.New("would block writing")
 
 // fdTaker is a socket that can hand its descriptor over as it is, when it
-// never entered the runtime's poller (dialedSocket).
+// never entered the runtime's poller (lazySocket).
 type fdTaker interface{ takeFD() (int, bool) }
 
 // detach takes both sockets off Go's netpoller: a socket that was never in

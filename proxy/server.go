@@ -165,6 +165,7 @@ type Server struct {
 type listener struct {
 	addr string
 	ln   net.Listener
+	acc  acceptor // takes ln's connections
 	fe   atomic.Pointer[Frontend]
 	done chan struct{}
 	gone chan struct{} // closed when acceptLoop has returned
@@ -282,7 +283,7 @@ func (s *Server) Configure(frontends []Frontend) error {
 		delete(s.listeners, key)
 	}
 	for key, ln := range opened {
-		l := &listener{addr: key, ln: ln, done: make(chan struct{}), gone: make(chan struct{})}
+		l := &listener{addr: key, ln: ln, acc: newAcceptor(ln), done: make(chan struct{}), gone: make(chan struct{})}
 		l.fe.Store(want[key])
 		s.listeners[key] = l
 		s.wg.Add(1)
@@ -377,7 +378,7 @@ func (s *Server) acceptLoop(l *listener) {
 		if res == closing {
 			return
 		}
-		nc, err := l.ln.Accept()
+		sock, remote, local, err := l.acc.accept()
 		if err != nil {
 			sl.release()
 			if errors.Is(err, net.ErrClosed) {
@@ -398,14 +399,14 @@ func (s *Server) acceptLoop(l *listener) {
 			if s.refusedLog.allow(time.Now()) {
 				s.log.Warn("maxconn reached for longer than backlog_wait: new connections are refused", "frontend", fe.Name, "addr", l.addr, "backlog_wait", fe.BacklogWait)
 			}
-			go s.refuse(fe, nc)
+			go s.refuse(fe, sock)
 			continue
 		}
 		fullSince = time.Time{}
 		// Serve with the frontend as it is now (a reload may have come
 		// while this loop waited for a slot); the slots taken are
 		// released into the semaphores they came from.
-		s.startConn(l.fe.Load(), sl, nc.(*net.TCPConn))
+		s.startConn(l.fe.Load(), sl, sock, remote, local)
 	}
 }
 
@@ -421,14 +422,14 @@ func release(sem chan struct{}) {
 	}
 }
 
-func (s *Server) startConn(fe *Frontend, sl slots, tc *net.TCPConn) {
+func (s *Server) startConn(fe *Frontend, sl slots, tc socket, remote, local netip.AddrPort) {
+	parkIn(tc, s.relay)
 	sock, err := newSockConn(tc)
 	if err != nil {
 		tc.Close()
 		sl.release()
 		return
 	}
-	remote := addrPort(tc.RemoteAddr())
 	id := s.nextID.Add(1)
 	c := &Conn{
 		id:      id,
@@ -437,7 +438,7 @@ func (s *Server) startConn(fe *Frontend, sl slots, tc *net.TCPConn) {
 		fe:      fe,
 		start:   time.Now(),
 		remote:  remote,
-		local:   addrPort(tc.LocalAddr()),
+		local:   local,
 		sock:    sock,
 		slots:   sl,
 	}
@@ -700,4 +701,5 @@ func (s *Server) closeListeners() {
 func (l *listener) close() {
 	close(l.done)
 	l.ln.Close()
+	l.acc.close()
 }

@@ -25,8 +25,9 @@ type sockConn struct {
 	nonblock atomic.Bool
 }
 
-// socket is what a sockConn is built on: an accepted *net.TCPConn, or a
-// socket [Conn.Dial] opened itself (dial_linux.go).
+// socket is what a sockConn is built on: a lazySocket (accepted by
+// accept_linux.go or dialled by dial_linux.go), or a *net.TCPConn (a
+// listener that is not a kernel socket, a server dialled by name).
 type socket interface {
 	net.Conn
 	CloseWrite() error
