@@ -34,11 +34,18 @@ type rawAcceptor struct {
 	local  netip.AddrPort // the listener's address; zero when it is a wildcard
 }
 
-// newAcceptor returns the raw acceptor for a kernel TCP listener whose
-// options it could set, and net's Accept for any other.
+// newAcceptor returns the raw acceptor for the engine's own TCP
+// listeners (a *net.TCPListener, or one [NoKeepAlive] wrapped) whose
+// options it could set, and net's Accept for any other: another wrapper's
+// Accept may do something of its own.
 func newAcceptor(ln net.Listener) acceptor {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
+	var sc syscall.Conn
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		sc = l
+	case keepAliveOff:
+		sc = l.TCPListener
+	default:
 		return netAcceptor{ln}
 	}
 	lraw, err := sc.SyscallConn()
@@ -51,7 +58,13 @@ func newAcceptor(ln net.Listener) acceptor {
 	// keepalive.go explains (a listener from systemd may have it on).
 	dup := -1
 	var serr error
+	transparent := false
 	cerr := lraw.Control(func(fd uintptr) {
+		// A transparent (TPROXY) listener accepts connections to
+		// addresses that are not its own: ask each one's.
+		v4, _ := unix.GetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT)
+		v6, _ := unix.GetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT)
+		transparent = v4 != 0 || v6 != 0
 		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); serr != nil {
 			return
 		}
@@ -75,7 +88,7 @@ func newAcceptor(ln net.Listener) acceptor {
 		return netAcceptor{ln}
 	}
 	a := &rawAcceptor{ln: ln, file: f, raw: raw}
-	if ap := addrPort(ln.Addr()); ap.IsValid() && !ap.Addr().IsUnspecified() {
+	if ap := addrPort(ln.Addr()); ap.IsValid() && !ap.Addr().IsUnspecified() && !transparent {
 		a.local = ap
 	}
 	return a
@@ -93,6 +106,14 @@ func (a *rawAcceptor) accept() (socket, netip.AddrPort, netip.AddrPort, error) {
 		aerr error
 	)
 	err := a.raw.Read(func(fd uintptr) bool {
+		// accept4 is a raw call, which must never block (it would hold
+		// its P and stop every garbage collection): the listening socket
+		// is non-blocking unless something outside this process's code
+		// made the description it shares blocking ((*os.File).Fd does);
+		// then it is made non-blocking again, as net needs it too.
+		if aerr = sysEnsureNonblock(int(fd)); aerr != nil {
+			return true
+		}
 		for {
 			n := uint32(unix.SizeofSockaddrAny)
 			nfd, aerr = sysAccept4(int(fd), &rsa, &n, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)

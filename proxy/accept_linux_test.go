@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -155,5 +156,91 @@ func TestRawAcceptClose(t *testing.T) {
 		}
 	case <-time.After(hangGuard):
 		t.Fatal("accept did not return after close")
+	}
+}
+
+// TestRawAcceptBlockingListener: a listening socket whose shared
+// description something made blocking is made non-blocking again before
+// the raw accept4, which would otherwise hold its thread's P and freeze
+// the process at the next garbage collection.
+func TestRawAcceptBlockingListener(t *testing.T) {
+	ln, err := Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a := newAcceptor(ln)
+	defer a.close()
+	raw, _ := ln.(syscall.Conn).SyscallConn()
+	raw.Control(func(fd uintptr) { unix.SetNonblock(int(fd), false) })
+	type result struct {
+		s   socket
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, _, _, err := a.accept()
+		done <- result{s, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // the accept waits for a connection
+	runtime.GC()                      // needs every P: hangs if accept4 blocks in a raw call
+	d, err := net.DialTimeout("tcp4", ln.Addr().String(), hangGuard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		res.s.Close()
+	case <-time.After(hangGuard):
+		t.Fatal("accept did not return")
+	}
+}
+
+// wrappedListener is a listener with an Accept of its own.
+type wrappedListener struct{ *net.TCPListener }
+
+func (l wrappedListener) Accept() (net.Conn, error) { return l.TCPListener.Accept() }
+
+// TestAcceptorKinds: only the engine's own listeners are accepted from
+// raw; another wrapper keeps its Accept, and a transparent listener's
+// connections get their local address from the kernel, not the listener.
+func TestAcceptorKinds(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if a, ok := newAcceptor(NoKeepAlive(ln)).(*rawAcceptor); !ok {
+		t.Errorf("NoKeepAlive's listener: %T, want *rawAcceptor", a)
+	} else {
+		a.close()
+	}
+	if a := newAcceptor(wrappedListener{ln.(*net.TCPListener)}); a != (netAcceptor{wrappedListener{ln.(*net.TCPListener)}}) {
+		t.Errorf("a wrapper with its own Accept: %T, want netAcceptor", a)
+	}
+
+	tl, err := Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	var serr error
+	raw, _ := tl.(syscall.Conn).SyscallConn()
+	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1) })
+	if serr != nil {
+		t.Fatalf("IP_TRANSPARENT (the tests run as root): %v", serr)
+	}
+	a := newAcceptor(tl).(*rawAcceptor)
+	defer a.close()
+	if a.local.IsValid() {
+		t.Errorf("transparent listener: local address fixed to %v, want it asked per connection", a.local)
+	}
+	_, _, local, d := acceptOne(t, a, "tcp4", tl.Addr().String())
+	if want := addrPort(d.RemoteAddr()); local != want {
+		t.Errorf("transparent listener: local %v, want %v", local, want)
 	}
 }

@@ -41,12 +41,14 @@ const readerSize = 4096
 // Its life (new → serving → relaying → closed, the engine's end reason, the
 // goodbye) is in lifecycle.go, the only file that changes it.
 //
-// Lock order, where locks nest: Server.mu, then relay.mu, then session.mu
-// (one relayed session), then Conn.mu; pipePool.mu is a leaf. Take them in
-// that order and never the reverse. Today the only nesting is session.mu →
+// Lock order, where locks nest: Server.mu, then lazySocket.mu (one
+// socket), then relay.mu, then session.mu (one relayed session), then
+// Conn.mu; pipePool.mu is a leaf. Take them in that order and never the
+// reverse. Today the nestings are lazySocket.mu → relay.mu (a socket
+// parking in the relay's epoll set, park_linux.go) and session.mu →
 // Conn.mu (a detached session reads the goodbye while its sockets are
-// shut); Server.mu and relay.mu are held alone, and no lock is held while
-// a lease is released or a blocking write is made.
+// shut); Server.mu is held alone, and no lock is held while a lease is
+// released or a blocking write is made.
 type Conn struct {
 	id      uint64
 	session string // see SessionID

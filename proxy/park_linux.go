@@ -175,14 +175,16 @@ func parkIn(sock socket, r *relay) {
 	}
 }
 
-// leaveParking takes sock, if it is a parked lazySocket, out of the
-// relay's set.
+// leaveParking takes sock, if it is a lazySocket, out of the relay's set
+// for good: the relay registers it under its session's key (a TLS leg's
+// later wait, in a pump, enters the runtime's poller).
 func leaveParking(sock socket) {
 	if s, ok := sock.(*lazySocket); ok {
 		s.mu.Lock()
 		if s.fd >= 0 {
 			s.unparkLocked()
 		}
+		s.relay = nil
 		s.mu.Unlock()
 	}
 }

@@ -79,6 +79,12 @@ func TestParkedRead(t *testing.T) {
 	if parkedCount(r) != 1 {
 		t.Fatalf("%d sockets parked in the relay, want 1", parkedCount(r))
 	}
+	r.mu.Lock()
+	sweeping := r.sweeping
+	r.mu.Unlock()
+	if sweeping {
+		t.Error("a relay started for a parked socket sweeps sessions it does not have (a ticker waking an idle process)")
+	}
 	fd, ok := ds.takeFD()
 	if !ok {
 		t.Fatal("takeFD refused a socket that only parked")
@@ -175,5 +181,54 @@ func TestParkedRelayClosed(t *testing.T) {
 	io.WriteString(peer, "late")
 	if err := await(t, read, "read after the relay closed"); err != nil || string(buf) != "late" {
 		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// TestLeaveParking: a socket the relay took under a session's key (a TLS
+// leg) never parks again: its later waits enter the runtime's poller.
+func TestLeaveParking(t *testing.T) {
+	ds, peer, r := parkedPair(t)
+	buf := make([]byte, 1)
+	read := inBackground(func() error { _, err := ds.Read(buf); return err })
+	waitParked(t, ds, 0)
+	peer.Write([]byte("x"))
+	if err := await(t, read, "parked read"); err != nil {
+		t.Fatal(err)
+	}
+	leaveParking(ds)
+	if n := parkedCount(r); n != 0 {
+		t.Fatalf("%d sockets parked after leaveParking, want 0", n)
+	}
+	read = inBackground(func() error { _, err := ds.Read(buf); return err })
+	for end := time.Now().Add(hangGuard); !registered(ds) && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	if !registered(ds) || parkedCount(r) != 0 {
+		t.Fatal("a socket that left parking parked again")
+	}
+	peer.Write([]byte("y"))
+	if err := await(t, read, "read in the runtime's poller"); err != nil || buf[0] != 'y' {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// TestRelayNotRestartedAfterClose: a closed relay refuses to start again
+// (its epoll set's number is closed and may be reused).
+func TestRelayNotRestartedAfterClose(t *testing.T) {
+	srv := New(Options{})
+	defer srv.Close()
+	r := srv.relay
+	r.mu.Lock()
+	err := r.startLocked()
+	r.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.close()
+	r.mu.Lock()
+	err = r.startLocked()
+	r.mu.Unlock()
+	if err == nil {
+		t.Fatal("a closed relay started again")
 	}
 }

@@ -138,3 +138,16 @@ func sysGetsockname(fd int, sa *unix.RawSockaddrAny, n *uint32) error {
 	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(unsafe.Pointer(n)))
 	return errnoErr(e)
 }
+
+// sysEnsureNonblock sets O_NONBLOCK on fd if it is not set (fcntl(2)).
+func sysEnsureNonblock(fd int) error {
+	flags, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_GETFL, 0)
+	if e != 0 {
+		return e
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		return nil
+	}
+	_, _, e = unix.RawSyscall(unix.SYS_FCNTL, uintptr(fd), unix.F_SETFL, flags|unix.O_NONBLOCK)
+	return errnoErr(e)
+}

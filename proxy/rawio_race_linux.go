@@ -79,3 +79,5 @@ func sysGetsockname(fd int, sa *unix.RawSockaddrAny, n *uint32) error {
 	}
 	return nil
 }
+
+func sysEnsureNonblock(fd int) error { return unix.SetNonblock(fd, true) }

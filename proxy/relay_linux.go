@@ -36,6 +36,8 @@ type relay struct {
 	closed   bool
 	done     chan struct{} // closed when loop and sweep have exited
 	stopped  chan struct{} // closed by close to end sweep
+	wg       *sync.WaitGroup
+	sweeping bool // sweep runs (from the first session on)
 }
 
 // session is one relayed client/server pair.
@@ -107,11 +109,11 @@ func newRelay(srv *Server) *relay {
 // start creates the epoll set on first use, so a Server that never relays
 // holds no descriptors.
 func (r *relay) startLocked() error {
-	if r.epfd >= 0 {
-		return nil
-	}
 	if r.closed {
 		return errors.New("relay closed")
+	}
+	if r.epfd >= 0 {
+		return nil
 	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -147,12 +149,24 @@ func (r *relay) startLocked() error {
 	r.epfd, r.epoll, r.epf, r.wake = epfd, epoll, epf, wake
 	r.done = make(chan struct{})
 	r.stopped = make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go r.loop(&wg)
-	go r.sweep(&wg)
-	go func(done chan struct{}) { wg.Wait(); close(done) }(r.done)
+	r.wg = new(sync.WaitGroup)
+	r.wg.Add(1)
+	go r.loop(r.wg)
+	go func(wg *sync.WaitGroup, done chan struct{}) { wg.Wait(); close(done) }(r.wg, r.done)
 	return nil
+}
+
+// sweepLocked starts the sweep of idle sessions with the first session:
+// a relay started only for sockets that park (park_linux.go), as an
+// LMTP-only process's is, has no session to sweep and no ticker to wake
+// it. r.mu is held and the relay started; the loop's count in r.wg keeps
+// it from reaching zero until close.
+func (r *relay) sweepLocked() {
+	if !r.sweeping {
+		r.sweeping = true
+		r.wg.Add(1)
+		go r.sweep(r.wg)
+	}
 }
 
 func setKey(ev *unix.EpollEvent, key uint64) {
@@ -188,6 +202,7 @@ func (r *relay) add(c *Conn, client, server leg) {
 		err = r.startLocked()
 	}
 	if err == nil {
+		r.sweepLocked()
 		r.sessions[c.id] = s
 	}
 	r.mu.Unlock()
