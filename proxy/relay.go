@@ -111,3 +111,14 @@ func putReader(br *bufio.Reader) {
 	br.Reset(nil)
 	readers.Put(br)
 }
+
+// LoginReader returns a pooled buffered reader of a server leg for a
+// frontend's login exchange (greeting, login, reply), as the client's
+// pre-login reader is: without it every login leaves a 4 KiB buffer to
+// the garbage collector, which a process holding many idle sessions pays
+// in memory until the next collection. Give it back with
+// [ReleaseLoginReader] once nothing read through it is referenced.
+func LoginReader(r io.Reader) *bufio.Reader { return getReader(r) }
+
+// ReleaseLoginReader gives back a reader from [LoginReader].
+func ReleaseLoginReader(br *bufio.Reader) { putReader(br) }

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -70,7 +69,8 @@ func replayLogin(ctx context.Context, conn net.Conn, tag string, req loginReques
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 
-	br := bufio.NewReaderSize(conn, 4096)
+	br := proxy.LoginReader(conn)
+	defer proxy.ReleaseLoginReader(br)
 	budget := maxLoginReplyBytes
 	greeting, err := mailwire.ReadLine(br, budget)
 	if err != nil {

@@ -46,7 +46,8 @@ func serverLogin(creds sasl.Credentials) proxy.LoginFunc {
 	return func(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
 		stop := context.AfterFunc(ctx, func() { server.SetDeadline(time.Now()) })
 		defer stop()
-		l := &serverReader{br: bufio.NewReaderSize(server, 4096), budget: maxLoginReplyBytes, server: t.Server}
+		l := &serverReader{br: proxy.LoginReader(server), budget: maxLoginReplyBytes, server: t.Server}
+		defer proxy.ReleaseLoginReader(l.br)
 		if err := l.greeting(); err != nil {
 			return nil, err
 		}

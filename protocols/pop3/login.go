@@ -1,7 +1,6 @@
 package pop3
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -35,7 +34,8 @@ func serverLogin(creds sasl.Credentials, fwd *forwarded) proxy.LoginFunc {
 	return func(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
 		stop := context.AfterFunc(ctx, func() { server.SetDeadline(time.Now()) })
 		defer stop()
-		br := bufio.NewReaderSize(server, maxServerLine)
+		br := proxy.LoginReader(server)
+		defer proxy.ReleaseLoginReader(br)
 		failed := func(step string, err error) error {
 			return proxy.ServerFailure(fmt.Errorf("%s from %s: %w", step, t.Server, err))
 		}

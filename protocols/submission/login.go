@@ -1,7 +1,6 @@
 package submission
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -39,7 +38,8 @@ type serverLogin struct {
 func (l *serverLogin) run(ctx context.Context, server net.Conn, t proxy.Target) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { server.SetDeadline(time.Now()) })
 	defer stop()
-	br := bufio.NewReaderSize(server, maxServerLine)
+	br := proxy.LoginReader(server)
+	defer proxy.ReleaseLoginReader(br)
 	failed := func(step string, err error) error {
 		return proxy.ServerFailure(fmt.Errorf("%s with %s: %w", step, t.Server, err))
 	}
