@@ -46,6 +46,7 @@ func (r *relay) armParked(s *lazySocket, key *uint64, fd int, events uint32) err
 		}
 		r.parked[*key] = s
 		op = unix.EPOLL_CTL_ADD
+		r.sweepLocked() // for the deadlines (parkLocked)
 	}
 	ev := unix.EpollEvent{Events: events | unix.EPOLLONESHOT}
 	setKey(&ev, *key)
@@ -79,6 +80,27 @@ func (r *relay) parkedEvent(key uint64) {
 	}
 }
 
+// wakeParkedDue wakes the goroutines parked with a deadline less than a
+// sweepEvery after now, which then wait again with a timer of their own.
+func (r *relay) wakeParkedDue(now time.Time) {
+	r.mu.Lock()
+	all := make([]*lazySocket, 0, len(r.parked))
+	for _, s := range r.parked {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.mu.Lock()
+		for d, dl := range [2]time.Time{s.rd, s.wd} {
+			if s.parked[d] && !dl.IsZero() && dl.Sub(now) < r.sweepEvery {
+				s.wakeParkedLocked()
+				break
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
 // wakeAllParked wakes every parked socket's goroutines (the relay is
 // closing: they wait again in the runtime's poller).
 func (r *relay) wakeAllParked() {
@@ -94,7 +116,8 @@ func (r *relay) wakeAllParked() {
 }
 
 // parkLocked waits, parked in the relay's set, until the socket may be
-// ready for direction dir (0 read, 1 write), deadline passes, or a Close,
+// ready for direction dir (0 read, 1 write), deadline passes (by the
+// sweep's wake-up and a timer once it is near), or a Close,
 // a new deadline or a move into the runtime's poller ends the wait. It
 // reports false, not waiting, when the socket cannot park (no relay, or
 // the relay closed): the caller enters the runtime's poller. s.mu is held,
@@ -120,7 +143,11 @@ func (s *lazySocket) parkLocked(dir int, deadline time.Time) bool {
 	}
 	wake := s.wake[dir]
 	s.mu.Unlock()
-	if deadline.IsZero() {
+	if deadline.IsZero() || time.Until(deadline) >= s.relay.sweepEvery {
+		// No timer of its own for a deadline further off than the next
+		// sweep (pre-login timeouts are tens of seconds, and a timer per
+		// wait was most of what parking allocated): the relay's sweep
+		// wakes it when the deadline is near, to wait again with one.
 		<-wake
 	} else {
 		t := time.NewTimer(time.Until(deadline))

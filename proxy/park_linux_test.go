@@ -79,12 +79,7 @@ func TestParkedRead(t *testing.T) {
 	if parkedCount(r) != 1 {
 		t.Fatalf("%d sockets parked in the relay, want 1", parkedCount(r))
 	}
-	r.mu.Lock()
-	sweeping := r.sweeping
-	r.mu.Unlock()
-	if sweeping {
-		t.Error("a relay started for a parked socket sweeps sessions it does not have (a ticker waking an idle process)")
-	}
+
 	fd, ok := ds.takeFD()
 	if !ok {
 		t.Fatal("takeFD refused a socket that only parked")
@@ -92,6 +87,37 @@ func TestParkedRead(t *testing.T) {
 	defer sysClose(fd)
 	if n := parkedCount(r); n != 0 {
 		t.Fatalf("the relay still has %d parked sockets after the hand-off", n)
+	}
+	// With nothing parked and no session, the sweep stops: an idle
+	// process (an LMTP-only one's relay exists for parking) has no
+	// ticker to wake it.
+	for end := time.Now().Add(hangGuard); sweeping(r) && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	if sweeping(r) {
+		t.Error("the relay's sweep runs on with nothing to sweep")
+	}
+}
+
+func sweeping(r *relay) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sweeping
+}
+
+// TestParkedFarDeadline: a parked read whose deadline is further off than
+// the next sweep has no timer of its own; the sweep wakes it when the
+// deadline nears and it ends at the deadline.
+func TestParkedFarDeadline(t *testing.T) {
+	srv := New(Options{})
+	t.Cleanup(func() { srv.Close() })
+	srv.relay.sweepEvery = 20 * time.Millisecond
+	ds, _ := dialPair(t)
+	parkIn(ds, srv.relay)
+	ds.SetReadDeadline(time.Now().Add(200 * time.Millisecond)) // ten sweeps off
+	err := await(t, inBackground(func() error { _, err := ds.Read(make([]byte, 1)); return err }), "read with a far deadline")
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its far deadline: %v, want os.ErrDeadlineExceeded", err)
 	}
 }
 

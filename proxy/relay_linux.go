@@ -29,15 +29,16 @@ type relay struct {
 	wake  int             // eventfd that ends loop
 	pipes pipePool
 
-	mu       sync.Mutex
-	sessions map[uint64]*session
-	parked   map[uint64]*lazySocket // sockets waiting before hand-off, by key (park_linux.go)
-	nextPark uint64
-	closed   bool
-	done     chan struct{} // closed when loop and sweep have exited
-	stopped  chan struct{} // closed by close to end sweep
-	wg       *sync.WaitGroup
-	sweeping bool // sweep runs (from the first session on)
+	mu         sync.Mutex
+	sessions   map[uint64]*session
+	parked     map[uint64]*lazySocket // sockets waiting before hand-off, by key (park_linux.go)
+	nextPark   uint64
+	closed     bool
+	done       chan struct{} // closed when loop and sweep have exited
+	stopped    chan struct{} // closed by close to end sweep
+	wg         *sync.WaitGroup
+	sweeping   bool          // sweep runs (while there are sessions or parked sockets)
+	sweepEvery time.Duration // sweepEvery, set once when made
 }
 
 // session is one relayed client/server pair.
@@ -102,7 +103,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 var errWouldBlock = errors.New("would block")
 
 func newRelay(srv *Server) *relay {
-	r := &relay{srv: srv, epfd: -1, wake: -1, sessions: make(map[uint64]*session)}
+	r := &relay{srv: srv, epfd: -1, wake: -1, sessions: make(map[uint64]*session), sweepEvery: sweepEvery}
 	return r
 }
 
@@ -156,11 +157,9 @@ func (r *relay) startLocked() error {
 	return nil
 }
 
-// sweepLocked starts the sweep of idle sessions with the first session:
-// a relay started only for sockets that park (park_linux.go), as an
-// LMTP-only process's is, has no session to sweep and no ticker to wake
-// it. r.mu is held and the relay started; the loop's count in r.wg keeps
-// it from reaching zero until close.
+// sweepLocked starts the sweep, unless it runs, when a session is added
+// or a socket parks. r.mu is held and the relay started; the loop's count
+// in r.wg keeps it from reaching zero until close.
 func (r *relay) sweepLocked() {
 	if !r.sweeping {
 		r.sweeping = true
@@ -319,21 +318,30 @@ func (r *relay) handle(events []unix.EpollEvent) bool {
 	return false
 }
 
-// sweepEvery is how often idle sessions are looked for.
+// sweepEvery is how often idle sessions and parked sockets' deadlines are
+// looked at (relay.sweepEvery; the tests set theirs).
 const sweepEvery = time.Second
 
-// sweep ends sessions idle for longer than their frontend's idle timeout.
-// It exits when the relay is closed.
+// sweep ends sessions idle for longer than their frontend's idle timeout,
+// and wakes parked sockets whose deadline is near (park_linux.go). It
+// exits when the relay is closed, or when it has neither (sweepLocked
+// starts it again): an idle process has no ticker to wake it.
 func (r *relay) sweep(wg *sync.WaitGroup) {
 	defer wg.Done()
-	t := time.NewTicker(sweepEvery)
+	t := time.NewTicker(r.sweepEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-r.stopped:
 			return
 		case now := <-t.C:
+			r.wakeParkedDue(now)
 			r.mu.Lock()
+			if len(r.sessions) == 0 && len(r.parked) == 0 {
+				r.sweeping = false
+				r.mu.Unlock()
+				return
+			}
 			var idle []*session
 			for _, s := range r.sessions {
 				limit := s.c.fe.Timeouts.idle() // negative: no idle timeout
