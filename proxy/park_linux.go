@@ -28,7 +28,9 @@ var errRelayClosed = errors.New("relay closed")
 
 // armParked registers fd in the relay's epoll set for events, one-shot,
 // under *key (allocated, with s, on the first call), or re-arms it.
-func (r *relay) armParked(s *lazySocket, key *uint64, fd int, events uint32) error {
+// untimed: the caller will wait without a timer of its own, counted in
+// r.untimed until it calls untimedDone, and the sweep runs meanwhile.
+func (r *relay) armParked(s *lazySocket, key *uint64, fd int, events uint32, untimed bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -46,7 +48,6 @@ func (r *relay) armParked(s *lazySocket, key *uint64, fd int, events uint32) err
 		}
 		r.parked[*key] = s
 		op = unix.EPOLL_CTL_ADD
-		r.sweepLocked() // for the deadlines (parkLocked)
 	}
 	ev := unix.EpollEvent{Events: events | unix.EPOLLONESHOT}
 	setKey(&ev, *key)
@@ -57,8 +58,25 @@ func (r *relay) armParked(s *lazySocket, key *uint64, fd int, events uint32) err
 		}
 		return err
 	}
+	if untimed {
+		r.untimed++
+		r.sweepLocked()
+	}
 	return nil
 }
+
+// untimedDone ends a wait armParked counted as untimed.
+func (r *relay) untimedDone() {
+	r.mu.Lock()
+	r.untimed--
+	r.mu.Unlock()
+}
+
+// timerWithin is how near a parked wait's deadline must be for the wait to
+// have a timer of its own: two sweeps, so that the sweep's wake-up of a
+// farther one (wakeParkedDue) always leaves it a timer to wait with, even
+// when a tick comes late.
+func (r *relay) timerWithin() time.Duration { return 2 * r.sweepEvery }
 
 // unpark removes fd, parked under key, from the relay's epoll set.
 func (r *relay) unpark(key uint64, fd int) {
@@ -80,19 +98,20 @@ func (r *relay) parkedEvent(key uint64) {
 	}
 }
 
-// wakeParkedDue wakes the goroutines parked with a deadline less than a
-// sweepEvery after now, which then wait again with a timer of their own.
-func (r *relay) wakeParkedDue(now time.Time) {
+// wakeParkedDue wakes the goroutines parked with a deadline nearer than
+// timerWithin, which then wait again with a timer of their own.
+func (r *relay) wakeParkedDue() {
 	r.mu.Lock()
 	all := make([]*lazySocket, 0, len(r.parked))
 	for _, s := range r.parked {
 		all = append(all, s)
 	}
 	r.mu.Unlock()
+	now := time.Now()
 	for _, s := range all {
 		s.mu.Lock()
 		for d, dl := range [2]time.Time{s.rd, s.wd} {
-			if s.parked[d] && !dl.IsZero() && dl.Sub(now) < r.sweepEvery {
+			if s.parked[d] && !dl.IsZero() && dl.Sub(now) < r.timerWithin() {
 				s.wakeParkedLocked()
 				break
 			}
@@ -137,18 +156,23 @@ func (s *lazySocket) parkLocked(dir int, deadline time.Time) bool {
 	if s.parked[1] {
 		events |= unix.EPOLLOUT
 	}
-	if err := s.relay.armParked(s, &s.parkKey, s.fd, events); err != nil {
+	// No timer of its own for a deadline further off than timerWithin
+	// (pre-login timeouts are tens of seconds, and a timer per wait was
+	// most of what parking allocated): the relay's sweep wakes the wait
+	// when the deadline is near, to wait again with one.
+	untimed := !deadline.IsZero() && time.Until(deadline) >= s.relay.timerWithin()
+	if err := s.relay.armParked(s, &s.parkKey, s.fd, events, untimed); err != nil {
 		s.parked[dir] = false
 		return false
 	}
+	r := s.relay
 	wake := s.wake[dir]
 	s.mu.Unlock()
-	if deadline.IsZero() || time.Until(deadline) >= s.relay.sweepEvery {
-		// No timer of its own for a deadline further off than the next
-		// sweep (pre-login timeouts are tens of seconds, and a timer per
-		// wait was most of what parking allocated): the relay's sweep
-		// wakes it when the deadline is near, to wait again with one.
+	if deadline.IsZero() || untimed {
 		<-wake
+		if untimed {
+			r.untimedDone()
+		}
 	} else {
 		t := time.NewTimer(time.Until(deadline))
 		select {

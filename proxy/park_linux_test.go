@@ -88,15 +88,6 @@ func TestParkedRead(t *testing.T) {
 	if n := parkedCount(r); n != 0 {
 		t.Fatalf("the relay still has %d parked sockets after the hand-off", n)
 	}
-	// With nothing parked and no session, the sweep stops: an idle
-	// process (an LMTP-only one's relay exists for parking) has no
-	// ticker to wake it.
-	for end := time.Now().Add(hangGuard); sweeping(r) && time.Now().Before(end); {
-		time.Sleep(time.Millisecond)
-	}
-	if sweeping(r) {
-		t.Error("the relay's sweep runs on with nothing to sweep")
-	}
 }
 
 func sweeping(r *relay) bool {
@@ -106,18 +97,34 @@ func sweeping(r *relay) bool {
 }
 
 // TestParkedFarDeadline: a parked read whose deadline is further off than
-// the next sweep has no timer of its own; the sweep wakes it when the
-// deadline nears and it ends at the deadline.
+// the next sweeps has no timer of its own; the sweep wakes it when the
+// deadline nears and it ends at the deadline. The sweep then stops,
+// although the socket stays in the relay's set (as one idle in LMTP's
+// pool does): an idle process has no ticker to wake it.
 func TestParkedFarDeadline(t *testing.T) {
 	srv := New(Options{})
 	t.Cleanup(func() { srv.Close() })
-	srv.relay.sweepEvery = 20 * time.Millisecond
+	r := srv.relay
+	r.sweepEvery = 20 * time.Millisecond
 	ds, _ := dialPair(t)
-	parkIn(ds, srv.relay)
+	parkIn(ds, r)
 	ds.SetReadDeadline(time.Now().Add(200 * time.Millisecond)) // ten sweeps off
-	err := await(t, inBackground(func() error { _, err := ds.Read(make([]byte, 1)); return err }), "read with a far deadline")
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
+	read := inBackground(func() error { _, err := ds.Read(make([]byte, 1)); return err })
+	waitParked(t, ds, 0)
+	if err := await(t, read, "read with a far deadline"); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past its far deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if registered(ds) {
+		t.Fatal("the read entered the runtime's poller")
+	}
+	if parkedCount(r) != 1 {
+		t.Fatalf("%d sockets in the relay's set, want the one that parked", parkedCount(r))
+	}
+	for end := time.Now().Add(hangGuard); sweeping(r) && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	if sweeping(r) {
+		t.Error("the relay's sweep runs on with no session and no wait to wake")
 	}
 }
 

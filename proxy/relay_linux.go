@@ -37,8 +37,9 @@ type relay struct {
 	done       chan struct{} // closed when loop and sweep have exited
 	stopped    chan struct{} // closed by close to end sweep
 	wg         *sync.WaitGroup
-	sweeping   bool          // sweep runs (while there are sessions or parked sockets)
-	sweepEvery time.Duration // sweepEvery, set once when made
+	sweeping   bool          // sweep runs (while there are sessions or untimed parked waits)
+	sweepEvery time.Duration // sweepEvery when made; a test sets its own before the relay starts
+	untimed    int           // parked waits without a timer, which the sweep wakes (park_linux.go)
 }
 
 // session is one relayed client/server pair.
@@ -158,7 +159,7 @@ func (r *relay) startLocked() error {
 }
 
 // sweepLocked starts the sweep, unless it runs, when a session is added
-// or a socket parks. r.mu is held and the relay started; the loop's count
+// or a wait parks without a timer. r.mu is held and the relay started; the loop's count
 // in r.wg keeps it from reaching zero until close.
 func (r *relay) sweepLocked() {
 	if !r.sweeping {
@@ -323,9 +324,10 @@ func (r *relay) handle(events []unix.EpollEvent) bool {
 const sweepEvery = time.Second
 
 // sweep ends sessions idle for longer than their frontend's idle timeout,
-// and wakes parked sockets whose deadline is near (park_linux.go). It
-// exits when the relay is closed, or when it has neither (sweepLocked
-// starts it again): an idle process has no ticker to wake it.
+// and wakes parked waits whose deadline is near (park_linux.go). It exits
+// when the relay is closed, or when there are neither sessions nor parked
+// waits without a timer (sweepLocked starts it again): an idle process,
+// sockets idle in LMTP's pool included, has no ticker to wake it.
 func (r *relay) sweep(wg *sync.WaitGroup) {
 	defer wg.Done()
 	t := time.NewTicker(r.sweepEvery)
@@ -335,9 +337,9 @@ func (r *relay) sweep(wg *sync.WaitGroup) {
 		case <-r.stopped:
 			return
 		case now := <-t.C:
-			r.wakeParkedDue(now)
+			r.wakeParkedDue()
 			r.mu.Lock()
-			if len(r.sessions) == 0 && len(r.parked) == 0 {
+			if len(r.sessions) == 0 && r.untimed == 0 {
 				r.sweeping = false
 				r.mu.Unlock()
 				return
