@@ -101,14 +101,8 @@ func (r *relay) parkedEvent(key uint64) {
 // wakeParkedDue wakes the goroutines parked with a deadline nearer than
 // timerWithin, which then wait again with a timer of their own.
 func (r *relay) wakeParkedDue() {
-	r.mu.Lock()
-	all := make([]*lazySocket, 0, len(r.parked))
-	for _, s := range r.parked {
-		all = append(all, s)
-	}
-	r.mu.Unlock()
 	now := time.Now()
-	for _, s := range all {
+	for _, s := range r.parkedSockets() {
 		s.mu.Lock()
 		for d, dl := range [2]time.Time{s.rd, s.wd} {
 			if s.parked[d] && !dl.IsZero() && dl.Sub(now) < r.timerWithin() {
@@ -123,15 +117,21 @@ func (r *relay) wakeParkedDue() {
 // wakeAllParked wakes every parked socket's goroutines (the relay is
 // closing: they wait again in the runtime's poller).
 func (r *relay) wakeAllParked() {
+	for _, s := range r.parkedSockets() {
+		s.wakeParked()
+	}
+}
+
+// parkedSockets returns the sockets in the relay's set now, for a caller
+// that takes their locks (after relay.mu, never under it).
+func (r *relay) parkedSockets() []*lazySocket {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	all := make([]*lazySocket, 0, len(r.parked))
 	for _, s := range r.parked {
 		all = append(all, s)
 	}
-	r.mu.Unlock()
-	for _, s := range all {
-		s.wakeParked()
-	}
+	return all
 }
 
 // parkLocked waits, parked in the relay's set, until the socket may be
