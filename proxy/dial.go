@@ -53,6 +53,10 @@ var dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", address)
 }
 
+// parkingKey names, in a dial's context, the relay whose epoll set a raw
+// dial's socket waits in (park_linux.go), its connect included.
+type parkingKey struct{}
+
 // errUseNetDialer: dialSocket leaves this address to net.Dialer.
 var errUseNetDialer = errors.New("use net.Dialer")
 
@@ -67,6 +71,9 @@ func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
+	if c.srv != nil {
+		ctx = context.WithValue(ctx, parkingKey{}, c.srv.relay)
+	}
 	nc, err := dialTCP(ctx, t.Address)
 	if err != nil {
 		err = fmt.Errorf("dial %s (%s): %w", t.Server, t.Address, err)
@@ -74,9 +81,6 @@ func (c *Conn) Dial(ctx context.Context, t Target) (net.Conn, error) {
 			return nil, fmt.Errorf("%w: %w", ErrLocalResource, err)
 		}
 		return nil, ServerFailure(err)
-	}
-	if c.srv != nil {
-		parkIn(nc.(socket), c.srv.relay)
 	}
 	sock, err := newSockConn(nc.(socket))
 	if err != nil {

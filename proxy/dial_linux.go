@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -21,12 +20,12 @@ import (
 // entersyscall, which wakes sysmon in a process that was idle a moment
 // before (see rawio_linux.go); a proxy dials once per login. A connect on
 // loopback is done before the poll that follows it, so that one costs no
-// wait at all; one still in progress is waited for in the runtime's
-// poller, within ctx's deadline.
+// wait at all; one still in progress is waited for within ctx's deadline
+// as the socket's later waits are (lazySocket.waitConnected).
 //
-// The socket stays out of the runtime's poller until it has to wait
-// (lazySocket): a tcp frontend's server socket, given its PROXY header
-// and handed to the relay, never enters it.
+// The socket stays out of the runtime's poller (lazySocket): it parks in
+// the relay's epoll set named by ctx (parkingKey) when it has to wait, and
+// the relay takes it as it is.
 //
 // Addresses with a zone are left to net.Dialer (errUseNetDialer).
 func dialSocket(ctx context.Context, ap netip.AddrPort) (socket, error) {
@@ -56,13 +55,13 @@ func dialSocket(ctx context.Context, ap netip.AddrPort) (socket, error) {
 		return nil, opErr("connect", err)
 	}
 	s := &lazySocket{fd: fd, remote: net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, ap.Port()))}
+	if r, ok := ctx.Value(parkingKey{}).(*relay); ok {
+		s.relay = r
+	}
 	done, cerr := connectDone(fd)
 	switch {
 	case !done:
-		s.mu.Lock()
-		f, raw := s.registerLocked()
-		s.mu.Unlock()
-		cerr = waitConnected(ctx, f, raw)
+		cerr = s.waitConnected(ctx)
 	case cerr == nil && ctx.Err() != nil:
 		cerr = ctx.Err() // as net.Dialer: a dial whose ctx ended fails
 	}
@@ -110,29 +109,27 @@ func connectTo(fd, family int, addr netip.Addr, port uint16) error {
 	return sysConnect(fd, unsafe.Pointer(&sa), unsafe.Sizeof(sa))
 }
 
-// waitConnected waits until the connect in progress on f is done, within
-// ctx: nil once connected, else the connect's error (a syscall.Errno), a
-// timeout or ctx's error.
-func waitConnected(ctx context.Context, f *os.File, raw syscall.RawConn) error {
+// waitConnected waits until the connect in progress is done, within ctx:
+// nil once connected, else the connect's error (a syscall.Errno), a
+// timeout or ctx's error. It waits as the socket's other calls do: parked
+// in the relay's epoll set when the dial's ctx names one (a server across
+// a network, whose connect never finishes at once), so that the relay can
+// take the socket as it is; else in the runtime's poller.
+func (s *lazySocket) waitConnected(ctx context.Context) error {
 	if ctx.Done() != nil {
-		if deadline, ok := ctx.Deadline(); ok {
-			f.SetWriteDeadline(deadline)
-		}
-		stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+		// ctx's end, by its deadline or a cancel, ends the wait.
+		stop := context.AfterFunc(ctx, func() { s.SetWriteDeadline(time.Unix(1, 0)) })
 		defer stop()
 	}
 	var cerr error
-	err := raw.Write(func(fd uintptr) bool {
+	err := s.do(true, func(fd uintptr) bool {
 		done, err := connectDone(int(fd))
 		cerr = err
-		return done // not done: wait in the poller
+		return done // not done: wait for writable
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
-			return context.DeadlineExceeded // the poller's timer fired before ctx's
 		}
 		return err
 	}
@@ -144,6 +141,6 @@ func waitConnected(ctx context.Context, f *os.File, raw syscall.RawConn) error {
 		// AfterFunc would poison the connection.
 		return ctx.Err()
 	}
-	f.SetWriteDeadline(time.Time{})
+	s.SetWriteDeadline(time.Time{})
 	return nil
 }

@@ -111,6 +111,14 @@ func TestDialSocketRefused(t *testing.T) {
 // the queue: a further connect gets no answer (its SYNs are dropped).
 func fullBacklog(t *testing.T) string {
 	t.Helper()
+	addr, _ := fullBacklogAccept(t)
+	return addr
+}
+
+// fullBacklogAccept is fullBacklog with a function that accepts one queued
+// connection, making room for the next SYN.
+func fullBacklogAccept(t *testing.T) (string, func()) {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +142,14 @@ func fullBacklog(t *testing.T) string {
 			t.Cleanup(func() { c.Close() })
 		}
 	}
-	return addr
+	accept := func() {
+		nfd, _, err := unix.Accept(fd)
+		if err != nil {
+			t.Fatalf("accept from the full backlog: %v", err)
+		}
+		t.Cleanup(func() { unix.Close(nfd) })
+	}
+	return addr, accept
 }
 
 // TestDialSocketTimeout: a connect that gets no answer ends at ctx's

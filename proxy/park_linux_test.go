@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -263,5 +264,86 @@ func TestRelayNotRestartedAfterClose(t *testing.T) {
 	r.mu.Unlock()
 	if err == nil {
 		t.Fatal("a closed relay started again")
+	}
+}
+
+// TestParkedConnect: a dial whose connect does not finish at once (a
+// server across a network; here a listener whose backlog is full until
+// the test accepts) waits for it parked in the relay's set named by the
+// dial's context, and the socket stays out of the runtime's poller.
+func TestParkedConnect(t *testing.T) {
+	srv := New(Options{})
+	t.Cleanup(func() { srv.Close() })
+	addr, accept := fullBacklogAccept(t)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), parkingKey{}, srv.relay), hangGuard)
+	defer cancel()
+	var nc net.Conn
+	dial := inBackground(func() error {
+		var err error
+		nc, err = dialTCP(ctx, addr)
+		return err
+	})
+	for end := time.Now().Add(hangGuard); parkedCount(srv.relay) == 0 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	if parkedCount(srv.relay) == 0 {
+		t.Fatal("the connect in progress did not park in the relay's set")
+	}
+	accept() // room in the backlog: the SYN's retransmission connects
+	if err := await(t, dial, "parked connect"); err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ds, ok := nc.(*lazySocket)
+	if !ok {
+		t.Fatalf("dialTCP gave a %T, want *lazySocket", nc)
+	}
+	if registered(ds) {
+		t.Fatal("the connect's wait entered the runtime's poller")
+	}
+}
+
+// TestParkedConnectEnds: a parked connect ends at ctx's deadline, or when
+// ctx is cancelled, with the context's error, as the runtime-waited one
+// does (TestDialSocketTimeout, TestDialSocketCancel).
+func TestParkedConnectEnds(t *testing.T) {
+	srv := New(Options{})
+	t.Cleanup(func() { srv.Close() })
+	parking := context.WithValue(context.Background(), parkingKey{}, srv.relay)
+	for _, tt := range []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		cancel bool
+		want   error
+	}{
+		{name: "deadline", ctx: func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(parking, 300*time.Millisecond)
+		}, want: context.DeadlineExceeded},
+		{name: "cancel", ctx: func() (context.Context, context.CancelFunc) { return context.WithCancel(parking) }, cancel: true, want: context.Canceled},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := fullBacklog(t)
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			dial := inBackground(func() error {
+				nc, err := dialTCP(ctx, addr)
+				if err == nil {
+					nc.Close()
+				}
+				return err
+			})
+			for end := time.Now().Add(hangGuard); parkedCount(srv.relay) == 0 && time.Now().Before(end); {
+				time.Sleep(time.Millisecond)
+			}
+			if parkedCount(srv.relay) == 0 {
+				t.Fatal("the connect in progress did not park")
+			}
+			if tt.cancel {
+				cancel()
+			}
+			if err := await(t, dial, "parked connect"); !errors.Is(err, tt.want) {
+				t.Fatalf("parked connect: %v, want %v", err, tt.want)
+			}
+		})
 	}
 }
