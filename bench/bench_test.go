@@ -213,6 +213,9 @@ func TestParseStatCPU(t *testing.T) {
 	if want := 2 * time.Second; err != nil || got != want {
 		t.Errorf("got %v, %v; want %v, nil", got, err, want)
 	}
+	if total, sys, err := parseStatCPUSplit([]byte(stat)); err != nil || total != 2*time.Second || sys != 500*time.Millisecond {
+		t.Errorf("split: got %v, %v, %v; want 2s, 500ms, nil", total, sys, err)
+	}
 	if _, err := parseStatCPU([]byte("1234 (x) S 1")); err == nil {
 		t.Error("got nil error for a short stat, want one")
 	}

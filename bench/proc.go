@@ -279,7 +279,8 @@ type procStats struct {
 	AnonKiB int64         `json:"rssanon_kib"` // RssAnon: heap, stacks, pools; not the mapped binary
 	FDs     int           `json:"fds"`         // entries of /proc/PID/fd
 	Threads int           `json:"threads"`
-	CPU     time.Duration `json:"cpu_ns"` // user + system time so far
+	CPU     time.Duration `json:"cpu_ns"`     // user + system time so far
+	SysCPU  time.Duration `json:"sys_cpu_ns"` // of which system time (in the kernel, on the process's behalf)
 }
 
 // readProcStats reads /proc/PID/status, /proc/PID/stat and counts /proc/PID/fd.
@@ -302,7 +303,7 @@ func readProcStats(pid int) (procStats, error) {
 	if err != nil {
 		return procStats{}, err
 	}
-	st.CPU, err = parseStatCPU(stat)
+	st.CPU, st.SysCPU, err = parseStatCPUSplit(stat)
 	return st, err
 }
 
@@ -348,19 +349,25 @@ const clockTick = 10 * time.Millisecond
 // 14 and 15, counted after the parenthesised command name, which may hold
 // spaces).
 func parseStatCPU(b []byte) (time.Duration, error) {
+	total, _, err := parseStatCPUSplit(b)
+	return total, err
+}
+
+// parseStatCPUSplit returns utime + stime and stime alone.
+func parseStatCPUSplit(b []byte) (total, sys time.Duration, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed stat")
+		return 0, 0, errors.New("malformed stat")
 	}
 	fields := strings.Fields(string(b[i+1:]))
 	// fields[0] is field 3 (state): utime is field 14, stime field 15.
 	if len(fields) < 13 {
-		return 0, errors.New("short stat")
+		return 0, 0, errors.New("short stat")
 	}
 	ut, err1 := strconv.ParseInt(fields[11], 10, 64)
 	st, err2 := strconv.ParseInt(fields[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("parse stat: %w", err)
+		return 0, 0, fmt.Errorf("parse stat: %w", err)
 	}
-	return time.Duration(ut+st) * clockTick, nil
+	return time.Duration(ut+st) * clockTick, time.Duration(st) * clockTick, nil
 }
