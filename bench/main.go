@@ -79,23 +79,26 @@ import (
 // options are the command line.
 type options struct {
 	maildirector string
-	haproxy      string
-	paths        []string
-	n            int
-	bytes        int64
-	xferLimit    time.Duration
-	parallel     int
-	repeat       int
-	logins       int
-	loginWorkers int
-	rateLimit    time.Duration
-	settle       time.Duration
-	extra        time.Duration
-	logLevel     string
-	jsonPath     string
-	quick        bool
-	profileDir   string        // maildirector's CPU profiles, one per suite and path
-	profileTime  time.Duration // each profiled run's length
+	// maildirectorOpenSSL is a build with the openssl tag (make
+	// build-openssl), measured in the TLS suite's RSA rows too ("" none).
+	maildirectorOpenSSL string
+	haproxy             string
+	paths               []string
+	n                   int
+	bytes               int64
+	xferLimit           time.Duration
+	parallel            int
+	repeat              int
+	logins              int
+	loginWorkers        int
+	rateLimit           time.Duration
+	settle              time.Duration
+	extra               time.Duration
+	logLevel            string
+	jsonPath            string
+	quick               bool
+	profileDir          string        // maildirector's CPU profiles, one per suite and path
+	profileTime         time.Duration // each profiled run's length
 
 	suites         []string // imap, lmtp
 	lmtpTargets    []string
@@ -164,6 +167,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.maildirector, "maildirector", "bin/maildirector", "maildirector binary")
+	fs.StringVar(&o.maildirectorOpenSSL, "maildirector-openssl", "", "a maildirector built with the openssl tag (make build-openssl): the TLS suite's RSA rows with implicit TLS measure it too, as paths md-imap+ossl and md-tcp+ossl")
 	fs.StringVar(&o.haproxy, "haproxy", "", "HAProxy binary (default: haproxy on PATH, else /usr/sbin/haproxy)")
 	paths := fs.String("paths", strings.Join(allPaths, ","), "paths to measure, comma separated")
 	fs.IntVar(&o.n, "n", 4000, "idle sessions per path")

@@ -22,9 +22,11 @@ type Machine struct {
 	GoBench      string `json:"go_bench"`
 	GoBinary     string `json:"go_maildirector"` // toolchain that built the maildirector binary
 	Maildirector string `json:"maildirector"`
-	HAProxy      string `json:"haproxy"`
-	Dovecot      string `json:"dovecot,omitempty"`
-	FDLimit      string `json:"fd_limit"`
+	// MaildirectorOpenSSL is -maildirector-openssl's version output.
+	MaildirectorOpenSSL string `json:"maildirector_openssl,omitempty"`
+	HAProxy             string `json:"haproxy"`
+	Dovecot             string `json:"dovecot,omitempty"`
+	FDLimit             string `json:"fd_limit"`
 }
 
 func machineFacts(o options) Machine {
@@ -39,7 +41,12 @@ func machineFacts(o options) Machine {
 		m.GoBinary = bi.GoVersion
 	}
 	if out, err := exec.Command(o.maildirector, "version").Output(); err == nil {
-		m.Maildirector = strings.TrimSpace(string(out))
+		m.Maildirector = oneLine(out)
+	}
+	if o.maildirectorOpenSSL != "" {
+		if out, err := exec.Command(o.maildirectorOpenSSL, "version").Output(); err == nil {
+			m.MaildirectorOpenSSL = oneLine(out)
+		}
 	}
 	if out, err := exec.Command(o.haproxy, "-v").Output(); err == nil {
 		m.HAProxy, _, _ = strings.Cut(string(out), "\n")
@@ -48,6 +55,11 @@ func machineFacts(o options) Machine {
 		m.Dovecot = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// oneLine is a command's output on one line: its lines joined by ", ".
+func oneLine(out []byte) string {
+	return strings.Join(strings.Split(strings.TrimSpace(string(out)), "\n"), ", ")
 }
 
 // procField returns the value after "key" in a /proc file of "key: value" or
@@ -156,6 +168,9 @@ func printReport(w io.Writer, rep *Report) {
 	m := rep.Machine
 	fmt.Fprintf(w, "machine: %d CPU (%s), %s RAM, kernel %s, fd limit %s\n", m.NProc, m.CPU, m.MemTotal, m.Kernel, m.FDLimit)
 	fmt.Fprintf(w, "go: bench %s, maildirector built with %s; %s; %s\n", m.GoBench, m.GoBinary, m.Maildirector, m.HAProxy)
+	if m.MaildirectorOpenSSL != "" {
+		fmt.Fprintf(w, "openssl build: %s\n", m.MaildirectorOpenSSL)
+	}
 	if m.Dovecot != "" {
 		fmt.Fprintf(w, "dovecot: %s\n", m.Dovecot)
 	}

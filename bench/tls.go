@@ -62,15 +62,28 @@ var (
 	tlsCerts    = []string{certECDSA, certRSA}
 	tlsModes    = []string{tlsImplicit, tlsSTARTTLS}
 	tlsSessions = []string{sessionFull, sessionResumed}
-	// tlsPaths in run order; a mode's paths are tlsPathsFor(mode).
+	// tlsPaths in run order; a row's paths are tlsPathsFor(kind, mode).
 	tlsPaths = []string{pathHAProxy, pathMDIMAP, pathMDTCP}
+	// tlsColumns are every path a TLS table can have, in column order.
+	tlsColumns = []string{pathHAProxy, pathMDIMAP, pathMDTCP, pathMDIMAPOSSL, pathMDTCPOSSL}
 )
 
-// tlsPathsFor are the paths that can do mode: IMAP STARTTLS only
-// maildirector's imap frontend.
-func tlsPathsFor(mode string) []string {
+// The paths of -maildirector-openssl: its imap and tcp frontends.
+const (
+	pathMDIMAPOSSL = "md-imap+ossl"
+	pathMDTCPOSSL  = "md-tcp+ossl"
+)
+
+// tlsPathsFor are the paths of a row: IMAP STARTTLS only maildirector's
+// imap frontend; RSA with implicit TLS the openssl build's frontends too,
+// when there is one (ossl). The openssl build changes nothing else: it
+// signs RSA keys only.
+func tlsPathsFor(kind, mode string, ossl bool) []string {
 	if mode == tlsSTARTTLS {
 		return []string{pathMDIMAP}
+	}
+	if ossl && kind == certRSA {
+		return []string{pathHAProxy, pathMDIMAP, pathMDTCP, pathMDIMAPOSSL, pathMDTCPOSSL}
 	}
 	return tlsPaths
 }
@@ -79,6 +92,19 @@ func tlsPathsFor(mode string) []string {
 var tlsRatioPairs = [][2]string{
 	{pathMDIMAP, pathHAProxy},
 	{pathMDTCP, pathHAProxy},
+	{pathMDIMAPOSSL, pathHAProxy},
+	{pathMDTCPOSSL, pathHAProxy},
+}
+
+// pairsWithin are the tlsRatioPairs whose paths are both in paths.
+func pairsWithin(paths []string) [][2]string {
+	var out [][2]string
+	for _, pair := range tlsRatioPairs {
+		if slices.Contains(paths, pair[0]) && slices.Contains(paths, pair[1]) {
+			out = append(out, pair)
+		}
+	}
+	return out
 }
 
 // benchCert is one certificate and its key in PEM files.
@@ -468,6 +494,7 @@ func runTLS(o options, dir string, progress io.Writer) *TLSReport {
 		"TLS paths: haproxy = mode tcp, bind ... ssl crt (HAProxy 2.6 defaults); md-imap = maildirector's imap frontend with tls.mode implicit or starttls; md-tcp = its tcp frontend with tls.mode implicit; all in front of the in-process fake IMAP server, on the same certificate",
 		"one handshake = connect, TLS handshake, greeting, LOGOUT, tagged OK, close (STARTTLS: greeting, STARTTLS, OK, handshake, LOGOUT); haproxy and md-tcp dial the fake server for every client and relay its greeting, md-imap greets and answers LOGOUT itself (no login, so no server is dialled)",
 		"STARTTLS: HAProxy cannot do IMAP STARTTLS, so those rows have maildirector alone, with its CPU per handshake and no ratio",
+		"md-imap+ossl, md-tcp+ossl (RSA rows, implicit TLS; with -maildirector-openssl): the same frontends in a build with the openssl tag (make build-openssl), whose RSA signatures are the system libcrypto's (internal/rsasign); ECDSA handshakes do not change in it",
 		"clients: TLS 1.3 as both negotiate, X25519 only (the same key exchange on both proxies), no certificate verification (the client's cost, not the proxy's), SNI " + tlsServerName + "; full = no client session cache; resumed = each client keeps a tls.ClientSessionCache seeded before the clock starts, and resumed % says how many handshakes did resume",
 		"proxy CPU µs/handshake is the proxy's utime+stime over the run per completed operation; rows are the median of -tls-repeat runs by rate, the paths taking turns in an order rotated per repetition; the per-repetition CPU ratios show how stable a ratio is",
 		"everything shares this machine's CPUs (clients, fake server, proxy): compare ratios, not absolutes",
@@ -492,7 +519,7 @@ func runTLS(o options, dir string, progress io.Writer) *TLSReport {
 	procs := make(map[string]*proxyProc)
 	for _, kind := range tlsCerts {
 		for _, mode := range tlsModes {
-			for _, path := range tlsPathsFor(mode) {
+			for _, path := range tlsPathsFor(kind, mode, o.maildirectorOpenSSL != "") {
 				key := kind + " " + mode + " " + path
 				proc, err := startTLSProxy(o, dir, kind, mode, path, certs[kind], be.Addr())
 				if err != nil {
@@ -544,7 +571,7 @@ func runTLS(o options, dir string, progress io.Writer) *TLSReport {
 		for _, kind := range tlsCerts {
 			for _, mode := range tlsModes {
 				for _, session := range tlsSessions {
-					order := slices.Clone(tlsPathsFor(mode))
+					order := slices.Clone(tlsPathsFor(kind, mode, o.maildirectorOpenSSL != ""))
 					for range r % len(order) {
 						order = append(order[1:], order[0])
 					}
@@ -566,7 +593,7 @@ func runTLS(o options, dir string, progress io.Writer) *TLSReport {
 	for _, kind := range tlsCerts {
 		for _, mode := range tlsModes {
 			for _, session := range tlsSessions {
-				for _, path := range tlsPathsFor(mode) {
+				for _, path := range tlsPathsFor(kind, mode, o.maildirectorOpenSSL != "") {
 					if all := runs[tlsRowKey(kind, mode, session)+" "+path]; len(all) > 0 {
 						rep.Runs = append(rep.Runs, medianTLS(all))
 					}
@@ -577,7 +604,7 @@ func runTLS(o options, dir string, progress io.Writer) *TLSReport {
 	rep.Ratios, rep.Paired = tlsRatios(rep.Runs)
 	for _, kind := range tlsCerts {
 		for _, mode := range tlsModes {
-			for _, path := range tlsPathsFor(mode) {
+			for _, path := range tlsPathsFor(kind, mode, o.maildirectorOpenSSL != "") {
 				proc := procs[kind+" "+mode+" "+path]
 				proc.profileRun(o.profileDir, fmt.Sprintf("tls-%s-%s-full-%s", kind, mode, path), o.profileTime, func(d time.Duration) {
 					measureTLS(proc.addr, 0, o.tlsClients, profileCount, d, mode, false)
@@ -599,10 +626,14 @@ func startTLSProxy(o options, dir, kind, mode, path string, cert benchCert, serv
 	switch path {
 	case pathHAProxy:
 		return startHAProxy(o.haproxy, dir, name, listen, haproxyTLSConfig(listen, server, cert.Combined, haproxyMaxconn))
-	case pathMDIMAP, pathMDTCP:
+	case pathMDIMAP, pathMDTCP, pathMDIMAPOSSL, pathMDTCPOSSL:
+		bin := o.maildirector
+		if base, ok := strings.CutSuffix(path, "+ossl"); ok {
+			bin, path = o.maildirectorOpenSSL, base
+		}
 		protocol := strings.TrimPrefix(path, "md-")
 		cfg := maildirectorFrontendConfig(mdFrontend{protocol: protocol, listen: listen, server: server, sendProxy: "none", tlsMode: mode, cert: cert, logLevel: o.logLevel})
-		return startMaildirector(o.maildirector, dir, name, listen, cfg, o.profileDir != "")
+		return startMaildirector(bin, dir, name, listen, cfg, o.profileDir != "")
 	}
 	return nil, fmt.Errorf("unknown TLS path %q", path)
 }
@@ -708,12 +739,19 @@ func printTLS(w io.Writer, rep *TLSReport) {
 	for _, r := range rep.Runs {
 		by[tlsRowKey(r.Cert, r.Mode, r.Session)+" "+r.Path] = r
 	}
+	var cols []string // the paths measured, in column order
+	for _, p := range tlsColumns {
+		if slices.ContainsFunc(rep.Runs, func(r TLSRun) bool { return r.Path == p }) {
+			cols = append(cols, p)
+		}
+	}
+	pairs := pairsWithin(cols)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "cert\tmode\tsession\tmetric\t")
-	for _, p := range tlsPaths {
+	for _, p := range cols {
 		fmt.Fprintf(tw, "%s\t", p)
 	}
-	for _, pair := range tlsRatioPairs {
+	for _, pair := range pairs {
 		fmt.Fprintf(tw, "%s/%s\t", pair[0], pair[1])
 	}
 	fmt.Fprintln(tw)
@@ -723,7 +761,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 				row := tlsRowKey(kind, mode, session)
 				for _, m := range tlsMetrics {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", kind, mode, session, m.name)
-					for _, p := range tlsPaths {
+					for _, p := range cols {
 						if r, ok := by[row+" "+p]; ok {
 							if v, ok := m.get(r); ok {
 								fmt.Fprintf(tw, "%s\t", num(v))
@@ -732,7 +770,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 						}
 						fmt.Fprint(tw, "-\t")
 					}
-					ratioCells(tw, rep.Ratios, row, tlsRatioPairs, m.name)
+					ratioCells(tw, rep.Ratios, row, pairs, m.name)
 					fmt.Fprintln(tw)
 				}
 			}
@@ -747,7 +785,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 		}
 	}
 	var vs []string
-	for _, p := range tlsPaths {
+	for _, p := range cols {
 		if len(versions[p]) > 0 {
 			vs = append(vs, p+" "+strings.Join(versions[p], ", "))
 		}
@@ -786,7 +824,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 		for _, p := range tlsPaths {
 			fmt.Fprintf(tw, "%s\t", p)
 		}
-		for _, pair := range tlsRatioPairs {
+		for _, pair := range pairsWithin(tlsPaths) {
 			fmt.Fprintf(tw, "%s/%s\t", pair[0], pair[1])
 		}
 		fmt.Fprintln(tw)
@@ -799,7 +837,7 @@ func printTLS(w io.Writer, rep *TLSReport) {
 					fmt.Fprint(tw, "-\t")
 				}
 			}
-			ratioCells(tw, rep.IdleRatios, "", tlsRatioPairs, m.name)
+			ratioCells(tw, rep.IdleRatios, "", pairsWithin(tlsPaths), m.name)
 			fmt.Fprintln(tw)
 		}
 		tw.Flush()

@@ -2,6 +2,7 @@ package tlsutil
 
 import (
 	"cmp"
+	"crypto"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -36,6 +37,11 @@ type ServerOptions struct {
 	// Curves are the key exchange groups accepted (crypto/tls chooses
 	// among them in its own order); nil means crypto/tls's defaults.
 	Curves []tls.CurveID
+	// WrapKey, if set, replaces each private key once it is loaded (on
+	// every Reload too): cmd/maildirector passes rsasign.Wrap, which signs
+	// with OpenSSL for RSA keys in the openssl build. Its result must be a
+	// crypto.Signer for the same public key.
+	WrapKey func(crypto.PrivateKey) crypto.PrivateKey
 }
 
 // ErrNoCertificates is returned by NewServer when ServerOptions.Certs is empty.
@@ -49,6 +55,7 @@ type Server struct {
 	files      []CertFiles
 	minVersion uint16
 	curves     []tls.CurveID
+	wrapKey    func(crypto.PrivateKey) crypto.PrivateKey
 	set        atomic.Pointer[certSet]
 }
 
@@ -75,8 +82,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		files:      append([]CertFiles(nil), opts.Certs...),
 		minVersion: minVersion,
 		curves:     append([]tls.CurveID(nil), opts.Curves...),
+		wrapKey:    opts.WrapKey,
 	}
-	set, err := loadCertSet(s.files)
+	set, err := loadCertSet(s.files, s.wrapKey)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +112,7 @@ func (s *Server) Config() *tls.Config {
 // certificates in use stay unchanged and the error says which file failed.
 // Handshakes in progress finish with the set they started with.
 func (s *Server) Reload() error {
-	set, err := loadCertSet(s.files)
+	set, err := loadCertSet(s.files, s.wrapKey)
 	if err != nil {
 		return fmt.Errorf("reload certificates: %w", err)
 	}
@@ -142,9 +150,9 @@ func (cs *certSet) choose(hello *tls.ClientHelloInfo) *tls.Certificate {
 	return candidates[0]
 }
 
-// loadCertSet loads every file pair and indexes the certificates by the DNS
-// names of their leaves.
-func loadCertSet(files []CertFiles) (*certSet, error) {
+// loadCertSet loads every file pair, passes each key through wrapKey (if
+// set), and indexes the certificates by the DNS names of their leaves.
+func loadCertSet(files []CertFiles, wrapKey func(crypto.PrivateKey) crypto.PrivateKey) (*certSet, error) {
 	cs := &certSet{
 		exact:    make(map[string][]*tls.Certificate),
 		wildcard: make(map[string][]*tls.Certificate),
@@ -160,6 +168,9 @@ func loadCertSet(files []CertFiles) (*certSet, error) {
 				return nil, fmt.Errorf("parse certificate %s: %w", f.Cert, err)
 			}
 			c.Leaf = leaf
+		}
+		if wrapKey != nil {
+			c.PrivateKey = wrapKey(c.PrivateKey)
 		}
 		cert := &c
 		cs.certs = append(cs.certs, cert)

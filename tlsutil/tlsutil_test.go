@@ -3,6 +3,7 @@ package tlsutil
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -10,11 +11,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -692,5 +695,43 @@ func TestWriteSelfSigned(t *testing.T) {
 	}
 	if _, _, err := WriteSelfSigned(filepath.Join(dir, "missing"), "x.test"); err == nil {
 		t.Errorf("WriteSelfSigned into a missing directory: got nil error, want one")
+	}
+}
+
+// countingSigner signs with the key it wraps and counts its signatures.
+type countingSigner struct {
+	crypto.Signer
+	signs *atomic.Int32
+}
+
+func (s countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.signs.Add(1)
+	return s.Signer.Sign(r, digest, opts)
+}
+
+// ServerOptions.WrapKey replaces every loaded key, at NewServer and at each
+// Reload, and the handshake signs with what it returned.
+func TestServerWrapKey(t *testing.T) {
+	dir := t.TempDir()
+	files := writeRSACert(t, dir, "mail.example.org")
+	var wrapped, signs atomic.Int32
+	srv, err := NewServer(ServerOptions{Certs: []CertFiles{files}, WrapKey: func(k crypto.PrivateKey) crypto.PrivateKey {
+		wrapped.Add(1)
+		return countingSigner{k.(crypto.Signer), &signs}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handshake(t, srv.Config(), insecureClient("mail.example.org")); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	if err := srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handshake(t, srv.Config(), insecureClient("mail.example.org")); err != nil {
+		t.Fatalf("handshake after reload: %v", err)
+	}
+	if wrapped.Load() != 2 || signs.Load() != 2 {
+		t.Errorf("got %d keys wrapped and %d signatures by the wrapper, want 2 and 2 (one each at start and reload)", wrapped.Load(), signs.Load())
 	}
 }

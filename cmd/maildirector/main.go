@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/maildirector/maildirector/internal/rsasign"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -47,7 +49,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "import-haproxy":
 		return cmdImportHAProxy(rest, stdout, stderr)
 	case "version", "-v", "--version":
-		fmt.Fprintf(stdout, "maildirector %s\n", version)
+		fmt.Fprintf(stdout, "maildirector %s\nRSA signatures: %s\n", version, rsasign.Engine())
 		return 0
 	case "help", "-h", "--help":
 		usage(stdout)

@@ -18,6 +18,7 @@ import (
 	"github.com/maildirector/maildirector/cluster"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/internal/rsasign"
 	httpfe "github.com/maildirector/maildirector/protocols/http"
 	"github.com/maildirector/maildirector/protocols/imap"
 	"github.com/maildirector/maildirector/protocols/lmtp"
@@ -82,7 +83,7 @@ func frontendOptions(f *config.Frontend, retries int) (proxy.Frontend, error) {
 	if f.TLS.Mode == config.TLSModeNone {
 		return fe, nil
 	}
-	opts := tlsutil.ServerOptions{MinVersion: f.TLS.MinVersion.Uint16()}
+	opts := tlsutil.ServerOptions{MinVersion: f.TLS.MinVersion.Uint16(), WrapKey: rsasign.Wrap}
 	for _, c := range f.TLS.Curves {
 		opts.Curves = append(opts.Curves, c.CurveID())
 	}

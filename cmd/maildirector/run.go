@@ -15,6 +15,7 @@ import (
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/internal/logsink"
+	"github.com/maildirector/maildirector/internal/rsasign"
 	"github.com/maildirector/maildirector/proxy"
 )
 
@@ -76,7 +77,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	inh.closeUnused(log)
-	log.Info("maildirector started", "version", version, "config", path, "summary", cfg.Summary())
+	log.Info("maildirector started", "version", version, "config", path, "summary", cfg.Summary(), "rsa_signatures", rsasign.Engine())
 	if up != nil {
 		// Under systemd the previous process started this one (ctl
 		// upgrade): this is the main process from now on.

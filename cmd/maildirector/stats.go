@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/internal/rsasign"
 	"github.com/maildirector/maildirector/proxy"
 	"github.com/maildirector/maildirector/stats"
 )
@@ -103,6 +104,7 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 			ln.Close()
 			return nil, fmt.Errorf("stats.tls: %w", err)
 		}
+		cert.PrivateKey = rsasign.Wrap(cert.PrivateKey)
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	ho := stats.HandlerOptions{Users: cfg.Users(), Pprof: cfg.Pprof}

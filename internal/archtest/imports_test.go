@@ -26,6 +26,7 @@ var forbidden = map[string][]string{
 	"internal/logsink":        {""},
 	"internal/doveadm":        {""},
 	"internal/haproxycfg":     {""},
+	"internal/rsasign":        {""},
 	"internal/doveconf":       {"proxy", "protocols/", "director", "checks", "stats", "tlsutil", "cmd/", "internal/"},
 	"proxy":                   {"protocols/", "director", "checks", "config", "stats"},
 	"protocols/imap":          {"director", "checks", "config", "protocols/lmtp", "protocols/pop3", "protocols/submission", "protocols/tcp", "protocols/http"},
