@@ -89,6 +89,17 @@ func (rt *runtime) statsListenerLocked(cfg config.Stats) (*statsListener, error)
 }
 
 // startStats starts the listener cfg asks for; nil when it asks for none.
+// statsTLS is the stats listener's TLS: one certificate, its key signing
+// as the frontends' do (rsasign).
+func statsTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cert.PrivateKey = rsasign.Wrap(cert.PrivateKey)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 	if cfg.Bind == "" {
 		return nil, nil
@@ -99,13 +110,12 @@ func (rt *runtime) startStats(cfg config.Stats) (*statsListener, error) {
 	}
 	raw := ln
 	if cfg.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		tc, err := statsTLS(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("stats.tls: %w", err)
 		}
-		cert.PrivateKey = rsasign.Wrap(cert.PrivateKey)
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, tc)
 	}
 	ho := stats.HandlerOptions{Users: cfg.Users(), Pprof: cfg.Pprof}
 	if cfg.Admin {

@@ -11,11 +11,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-fips/openssl/v2"
 )
 
 func rsaKey(t *testing.T) *rsa.PrivateKey {
@@ -104,7 +107,26 @@ func TestKeyWithoutPrecomputed(t *testing.T) {
 	}
 }
 
-// A TLS 1.3 and a TLS 1.2 client each complete a handshake, verifying the
+// A signature OpenSSL refuses is Go's, and still verifies.
+func TestFallbackToGo(t *testing.T) {
+	k := rsaKey(t)
+	s := wrapped(t, k)
+	real := signInOpenSSL
+	t.Cleanup(func() { signInOpenSSL = real })
+	signInOpenSSL = func(*openssl.PrivateKeyRSA, []byte, crypto.SignerOpts) ([]byte, error) {
+		return nil, errors.New("refused by policy")
+	}
+	d := sha256.Sum256([]byte("maildirector"))
+	sig, err := s.Sign(rand.Reader, d[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256})
+	if err != nil {
+		t.Fatalf("Sign with OpenSSL refusing: %v, want Go's signature", err)
+	}
+	if err := rsa.VerifyPSS(&k.PublicKey, crypto.SHA256, d[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}); err != nil {
+		t.Errorf("Go's fallback signature does not verify: %v", err)
+	}
+}
+
+// A TLS 1.3 and two TLS 1.2 clients each complete a handshake, verifying the
 // server's certificate, against a server whose RSA key signs in OpenSSL.
 func TestHandshakes(t *testing.T) {
 	k := rsaKey(t)
@@ -129,7 +151,16 @@ func TestHandshakes(t *testing.T) {
 	roots.AddCert(leaf)
 	s := wrapped(t, k)
 	srvCfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: s, Leaf: leaf}}}
-	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+	// The third: TLS 1.2 with the RSA key exchange (TLS_RSA_*, which an
+	// operator may list for old clients): crypto/tls decrypts with the key.
+	rsaKex := []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}
+	for _, c := range []struct {
+		v      uint16
+		suites []uint16
+	}{{tls.VersionTLS13, nil}, {tls.VersionTLS12, nil}, {tls.VersionTLS12, rsaKex}} {
+		v := c.v
+		srvCfg := srvCfg.Clone()
+		srvCfg.CipherSuites = c.suites
 		c1, c2 := net.Pipe()
 		errc := make(chan error, 1)
 		go func() {
@@ -137,11 +168,11 @@ func TestHandshakes(t *testing.T) {
 			errc <- srv.Handshake()
 			c2.Close() // not srv.Close: its close_notify would wait on the pipe
 		}()
-		cl := tls.Client(c1, &tls.Config{RootCAs: roots, ServerName: "mail.test", MinVersion: v, MaxVersion: v})
+		cl := tls.Client(c1, &tls.Config{RootCAs: roots, ServerName: "mail.test", MinVersion: v, MaxVersion: v, CipherSuites: c.suites})
 		if err := cl.Handshake(); err != nil {
 			t.Errorf("TLS %x: client handshake: %v", v, err)
-		} else if got := cl.ConnectionState().Version; got != v {
-			t.Errorf("negotiated %x, want %x", got, v)
+		} else if st := cl.ConnectionState(); st.Version != v || (c.suites != nil && st.CipherSuite != c.suites[0]) {
+			t.Errorf("negotiated %x %s, want %x %v", st.Version, tls.CipherSuiteName(st.CipherSuite), v, c.suites)
 		}
 		c1.Close()
 		if err := <-errc; err != nil {

@@ -7,14 +7,15 @@
 // OpenSSL 3.0's `openssl speed rsa2048`), so that HAProxy terminating TLS
 // on the same RSA certificate spends less CPU per handshake.
 //
-// Built with the openssl tag and cgo (`make build OPENSSL=1`), Wrap
+// Built with the openssl tag and cgo (`make build-openssl`), Wrap
 // returns for an RSA key a crypto.Signer that signs with the system's
 // libcrypto, loaded at run time by github.com/golang-fips/openssl (no
-// OpenSSL headers at build time; libcrypto.so.3 or .so.1.1 when the
-// process starts). Anything else — other key types, a build without the
-// tag, a system without libcrypto — keeps Go's own implementation, and
-// Engine says which is in use. ECDSA and Ed25519 keys are fast in Go
-// already and are never wrapped.
+// OpenSSL headers at build time; libcrypto.so.3 or .so.1.1 on first use).
+// Anything else keeps Go's own implementation: other key types (ECDSA and
+// Ed25519 are fast in Go already), a build without the tag, a system
+// without libcrypto, Go's FIPS 140-3 mode, and any signature OpenSSL
+// refuses; Engine says which is in use. Decryption (the RSA key exchange)
+// is always Go's.
 //
 // rsasign imports only the standard library, plus golang-fips/openssl
 // in the tagged build.
