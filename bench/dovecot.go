@@ -102,6 +102,8 @@ type DovecotReport struct {
 	Paired map[string][]float64 `json:"paired_logins_per_s_ratios"`
 	Errors map[string]string    `json:"errors,omitempty"`
 	Notes  []string             `json:"notes"`
+	// Fetch is the FETCH table (fetch.go), against Dovecot.
+	Fetch *FetchReport `json:"fetch,omitempty"`
 }
 
 // loginCycle is one user's session on addr.
@@ -271,14 +273,18 @@ func runDovecot(o options, dir string, progress io.Writer) *DovecotReport {
 		"IMAP cycle = connect, greeting, LOGIN, SELECT INBOX, LOGOUT; POP3 cycle = connect, greeting, USER, PASS, STAT, QUIT; users rotate over 100 lab users with empty mailboxes",
 		"N clients rows: -dovecot-clients clients for -dovecot-time; 1 client rows: one client, whose p50 is one login's latency; added p50 = the path's p50 - direct's; rows are the median of -dovecot-repeat runs, the paths taking turns in an order rotated per repetition",
 		"of which in the kernel: the proxy's system time (stime) per login, the connections' TCP work done on its behalf (loopback delivery included), which any proxy making the same connections pays; the rest of its CPU is its own code and runtime",
+		"FETCH: -fetch-clients clients, each logged in as a user of its own whose INBOX holds one -fetch-mib MiB message, fetch it whole (FETCH 1 BODY.PEEK[]) again and again for -dovecot-time, on each IMAP path to Dovecot (md-proto = the imap frontend); proxy CPU s/GiB is the proxy's utime+stime per GiB fetched",
 		"the servers, the clients and the proxy share this machine's CPUs: a proxy's CPU per login comes straight off the parallel rate here, which a proxy on its own host would not cost Dovecot; Dovecot's own CPU is not measured",
 	}
 	for _, t := range o.dovecotTargets {
 		fmt.Fprintf(progress, "bench: logins to %s ...\n", t)
-		par, seq, err := runLoginTarget(o, dir, t, rep.Errors, progress)
+		par, seq, fetch, err := runLoginTarget(o, dir, t, rep.Errors, progress)
 		if err != nil {
 			rep.Errors[t] = err.Error()
 			fmt.Fprintf(progress, "bench: logins to %s: %v\n", t, err)
+		}
+		if fetch != nil {
+			rep.Fetch = fetch
 		}
 		rep.Parallel = append(rep.Parallel, par...)
 		rep.Sequential = append(rep.Sequential, seq...)
@@ -294,6 +300,9 @@ type loginTarget struct {
 	proxied   map[string]string // by protocol: where the proxies go
 	sendProxy bool              // proxied wants a PROXY v2 header
 	close     func()
+	// deliver puts a message into a user's INBOX (Dovecot only; nil for
+	// the fakes).
+	deliver func(user string, msg []byte) error
 }
 
 // startLoginTarget starts Dovecot (its maildirs in a new directory under
@@ -305,7 +314,7 @@ func startLoginTarget(name, mailDir string) (*loginTarget, error) {
 		if err != nil {
 			return nil, err
 		}
-		lab, err := dovecotlab.Start(dovecotlab.Options{Dir: labDir, Instances: 1, Users: dovecotUsers})
+		lab, err := dovecotlab.Start(dovecotlab.Options{Dir: labDir, Instances: 1, Users: dovecotUsers + maxFetchClients})
 		if err != nil {
 			os.RemoveAll(labDir)
 			return nil, err
@@ -320,6 +329,7 @@ func startLoginTarget(name, mailDir string) (*loginTarget, error) {
 				lab.Close()
 				os.RemoveAll(labDir)
 			},
+			deliver: inst.Deliver,
 		}, nil
 	case targetFake:
 		imap, err := startBackend("127.0.0.1:0")
@@ -345,10 +355,10 @@ func startLoginTarget(name, mailDir string) (*loginTarget, error) {
 // repetition, each protocol, each path (the order rotated per
 // repetition), N clients then one. It returns the median runs; a path
 // that failed to start or warm up is in errs by "TARGET PROTO PATH".
-func runLoginTarget(o options, dir, target string, errs map[string]string, progress io.Writer) (par, seq []LoginRun, err error) {
+func runLoginTarget(o options, dir, target string, errs map[string]string, progress io.Writer) (par, seq []LoginRun, fetch *FetchReport, err error) {
 	tgt, err := startLoginTarget(target, o.lmtpMailDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer tgt.close()
 	cycles := map[string]loginCycle{protoIMAP: imapCycle, protoPOP3: pop3Cycle}
@@ -431,7 +441,10 @@ func runLoginTarget(o options, dir, target string, errs map[string]string, progr
 			})
 		}
 	}
-	return par, seq, nil
+	if tgt.deliver != nil && o.fetchClients > 0 {
+		fetch = runFetch(o, tgt, addrs, procs, errs, progress)
+	}
+	return par, seq, fetch, nil
 }
 
 // startLoginProxy starts the proxy of path for proto in front of server,
@@ -608,6 +621,10 @@ func printDovecot(w io.Writer, rep *DovecotReport) {
 	slices.Sort(errKeys)
 	for _, k := range errKeys {
 		fmt.Fprintf(w, "logins %s: ERROR %s\n", k, rep.Errors[k])
+	}
+	if rep.Fetch != nil {
+		fmt.Fprintln(w)
+		printFetch(w, rep.Fetch)
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

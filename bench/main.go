@@ -123,6 +123,8 @@ type options struct {
 
 	dovecotTargets []string
 	dovecotClients int
+	fetchClients   int // FETCH clients against Dovecot (fetch.go); 0 none
+	fetchMiB       int // size of the message each fetches
 	dovecotTime    time.Duration
 	dovecotRepeat  int
 
@@ -207,6 +209,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.tlsRepeat, "tls-repeat", 3, "runs of each TLS row and path, the paths taking turns; the median is reported")
 	dtargets := fs.String("dovecot-targets", strings.Join(allLoginTargets, ","), "what the dovecot suite's logins go to, comma separated: dovecot (a real Dovecot), fake (the in-process fake IMAP and POP3 servers)")
 	fs.IntVar(&o.dovecotClients, "dovecot-clients", 8, "concurrent clients of the Dovecot login test")
+	fs.IntVar(&o.fetchClients, "fetch-clients", 4, "clients of the dovecot suite's FETCH test, each fetching its own big message from Dovecot again and again for -dovecot-time (0: no FETCH test)")
+	fs.IntVar(&o.fetchMiB, "fetch-mib", 10, "size in MiB of the FETCH test's message")
 	fs.DurationVar(&o.dovecotTime, "dovecot-time", 2*time.Second, "time limit of one Dovecot login run (parallel, then sequential)")
 	fs.IntVar(&o.dovecotRepeat, "dovecot-repeat", 3, "runs of each Dovecot login test and path, the paths taking turns; the median is reported")
 	if err := fs.Parse(args); err != nil {
@@ -294,6 +298,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.tlsN < 0 || o.tlsN > haproxyMaxconn-500 || o.tlsClients < 1 || o.tlsClients > 1000 || o.tlsTime <= 0 || o.tlsRepeat < 1 || o.tlsRepeat > 20 {
 		errs = append(errs, fmt.Errorf("-tls-n must be 0..%d, -tls-clients 1..1000, -tls-time positive, -tls-repeat 1..20", haproxyMaxconn-500))
+	}
+	if o.fetchClients < 0 || o.fetchClients > maxFetchClients || o.fetchMiB < 1 || o.fetchMiB > 100 {
+		errs = append(errs, fmt.Errorf("-fetch-clients must be 0..%d and -fetch-mib 1..100", maxFetchClients))
 	}
 	if o.dovecotClients < 1 || o.dovecotClients > 100 || o.dovecotTime <= 0 || o.dovecotRepeat < 1 || o.dovecotRepeat > 20 {
 		errs = append(errs, errors.New("-dovecot-clients must be 1..100, -dovecot-time positive, -dovecot-repeat 1..20"))
@@ -413,7 +420,7 @@ func run(o options, progress io.Writer) (*Report, error) {
 			"suites": o.suites, "http_clients": o.httpClients, "http_time": o.httpTime.String(), "http_repeat": o.httpRepeat,
 			"tls_idle_sessions": o.tlsN, "tls_clients": o.tlsClients, "tls_time": o.tlsTime.String(), "tls_repeat": o.tlsRepeat,
 			"cluster_users": o.clusterUsers, "cluster_clients": o.clusterClients,
-			"dovecot_targets": o.dovecotTargets, "dovecot_clients": o.dovecotClients, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
+			"dovecot_targets": o.dovecotTargets, "dovecot_clients": o.dovecotClients, "fetch_clients": o.fetchClients, "fetch_mib": o.fetchMiB, "dovecot_time": o.dovecotTime.String(), "dovecot_repeat": o.dovecotRepeat,
 		},
 	}
 	imap, lmtp := slices.Contains(o.suites, suiteIMAP), slices.Contains(o.suites, suiteLMTP)
