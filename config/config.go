@@ -186,6 +186,11 @@ type Frontend struct {
 	// MaxLoginAttempts is how many failed logins one connection may make
 	// before it is closed. Default 3; range 1..20.
 	MaxLoginAttempts int `toml:"max_login_attempts"`
+	// Splice moves a logged-in session's bulk transfers (a read that
+	// fills the relay's 16 KiB buffer) by splice(2) through a pipe instead
+	// of read and write (HAProxy's option splice-auto). Default false.
+	// imap, pop3, submission, managesieve and tcp: the frontends that relay.
+	Splice bool `toml:"splice"`
 	// Greeting is the text after the protocol's greeting code. Default
 	// empty: the frontend picks a per-protocol text. One line.
 	Greeting string `toml:"greeting"`

@@ -360,6 +360,7 @@ func TestParseInvalid(t *testing.T) {
 		{name: "http table on imap", old: `max_login_attempts = 3`, new: "max_login_attempts = 3\n[frontend.imap.http]\nforwardfor = true\n", key: "frontend.imap.http", msg: `only allowed for protocol "http"`},
 		{name: "http timeout on imap", extra: "[frontend.imap.timeouts]\nkeep_alive = \"5m\"\n", key: "frontend.imap.timeouts.keep_alive", msg: "does nothing for protocol imap"},
 		{name: "idle on http", extra: httpFrontend("store", "[frontend.web.timeouts]\nidle = \"5m\"\n") + storeBackend(""), key: "frontend.web.timeouts.idle", msg: "does nothing for protocol http"},
+		{name: "http splice", extra: httpFrontend("store", "splice = true\n") + storeBackend(""), key: "frontend.web.splice", msg: "does nothing for protocol http"},
 		{name: "http greeting", extra: httpFrontend("store", "greeting = \"hi\"\n") + storeBackend(""), key: "frontend.web.greeting", msg: "does nothing for protocol http"},
 		{name: "http starttls", extra: httpFrontend("store", "[frontend.web.tls]\nmode = \"starttls\"\n") + storeBackend(""), key: "frontend.web.tls.mode", msg: "http has no STARTTLS"},
 		{name: "http capture name", extra: httpFrontend("store", "[frontend.web.http]\ncapture = [{name = \"X Reason\", len = 4}]\n") + storeBackend(""), key: "frontend.web.http.capture[0].name", msg: "not an HTTP header name"},

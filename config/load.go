@@ -230,6 +230,7 @@ var protocolKeys = []struct {
 	{"plaintext_login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
 	{"forward", []Protocol{ProtocolIMAP, ProtocolPOP3}, "only IMAP (ID) and POP3 (XCLIENT) forward the client in-band; submission servers take xclient"},
 	{"max_login_attempts", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "it has no login"},
+	{"splice", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve, ProtocolTCP}, "it relays no session: LMTP stores and forwards messages, HTTP forwards requests"},
 	{"timeouts.login", []Protocol{ProtocolIMAP, ProtocolPOP3, ProtocolSubmission, ProtocolManageSieve}, "only the login protocols have a login to bound"},
 	{"timeouts.data", []Protocol{ProtocolLMTP}, "only LMTP receives a message itself; other sessions are relayed after login and use idle"},
 	{"timeouts.preauth", mailProtocols, "HTTP waits for a request's headers for timeouts.request"},

@@ -30,11 +30,14 @@ const hangGuard = 20 * time.Second
 // plain: the detached splice path) or TLS on the client leg only (the
 // buffered pump path).
 type relayLeg struct {
-	name string
-	tls  bool
+	name   string
+	tls    bool
+	splice bool // the frontend's Splice
 }
 
-var relayLegs = []relayLeg{{name: "plain (splice)"}, {name: "tls client leg", tls: true}}
+// relayLegs: both plain relays (bulk by read and write, the default, and
+// by splice) and a TLS one. Tests that take relayLegs[0] get the default.
+var relayLegs = []relayLeg{{name: "plain"}, {name: "plain (splice)", splice: true}, {name: "tls client leg", tls: true}}
 
 // backend listens on loopback and hands every connection it accepts to the test.
 func backend(t *testing.T) (string, <-chan *net.TCPConn) {
@@ -132,6 +135,7 @@ func relayServer(t *testing.T, backendAddr string, leg relayLeg) (*Server, strin
 		Name:    "edge",
 		Addrs:   []string{"127.0.0.1:0"},
 		Handler: relayHandler(fixedPicker{Target{Server: "b", Address: backendAddr, Proxy: ProxyNone}}),
+		Splice:  leg.splice,
 	}
 	if leg.tls {
 		fe.TLS, fe.ImplicitTLS = testServerTLS(t), true
@@ -538,45 +542,54 @@ func TestRelayRefusedHandOffClosesServer(t *testing.T) {
 
 // TestRelayCopiesSmallSplicesBulk: a command's worth of bytes crosses a
 // plain relay by read and write, with no pipe taken from the pool; a
-// transfer that fills the pump's buffer moves on by splice(2); both
-// arrive byte for byte.
+// transfer that fills the pump's buffer moves on by splice(2) when the
+// frontend says Splice, by read and write when it does not; both arrive
+// byte for byte.
 func TestRelayCopiesSmallSplicesBulk(t *testing.T) {
-	baddr, conns := backend(t)
-	srv, addr, _ := relayServer(t, baddr, relayLegs[0])
-	c, cr := loggedIn(t, addr, relayLegs[0], "alice")
-	b := nextBackend(t, conns)
-	br := bufio.NewReader(b)
-	for i := range 20 {
-		io.WriteString(c, fmt.Sprintf("a%d NOOP\n", i))
-		if l := readLine(t, "server", br); l != fmt.Sprintf("a%d NOOP\n", i) {
-			t.Fatalf("server: got %q", l)
-		}
-		io.WriteString(b, fmt.Sprintf("a%d OK done\n", i))
-		if l := readLine(t, "client", cr); l != fmt.Sprintf("a%d OK done\n", i) {
-			t.Fatalf("client: got %q", l)
-		}
-	}
-	if n := srv.relay.pipes.borrowed.Load(); n != 0 {
-		t.Errorf("pipes borrowed for 40 short lines: got %d, want 0 (read and write)", n)
-	}
+	for _, leg := range relayLegs[:2] {
+		t.Run(leg.name, func(t *testing.T) {
+			baddr, conns := backend(t)
+			srv, addr, _ := relayServer(t, baddr, leg)
+			c, cr := loggedIn(t, addr, leg, "alice")
+			b := nextBackend(t, conns)
+			br := bufio.NewReader(b)
+			for i := range 20 {
+				io.WriteString(c, fmt.Sprintf("a%d NOOP\n", i))
+				if l := readLine(t, "server", br); l != fmt.Sprintf("a%d NOOP\n", i) {
+					t.Fatalf("server: got %q", l)
+				}
+				io.WriteString(b, fmt.Sprintf("a%d OK done\n", i))
+				if l := readLine(t, "client", cr); l != fmt.Sprintf("a%d OK done\n", i) {
+					t.Fatalf("client: got %q", l)
+				}
+			}
+			if n := srv.relay.pipes.borrowed.Load(); n != 0 {
+				t.Errorf("pipes borrowed for 40 short lines: got %d, want 0 (read and write)", n)
+			}
 
-	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	done := make(chan error, 1)
-	go func() {
-		_, err := b.Write(big)
-		done <- err
-	}()
-	got := make([]byte, len(big))
-	if _, err := io.ReadFull(cr, got); err != nil {
-		t.Fatalf("client: read 1 MiB: %v", err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, big) {
-		t.Fatal("client: the 1 MiB arrived changed")
-	}
-	if n := srv.relay.pipes.borrowed.Load(); n == 0 {
-		t.Error("pipes borrowed for 1 MiB: got 0, want the bulk to move by splice")
+			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+			done := make(chan error, 1)
+			go func() {
+				_, err := b.Write(big)
+				done <- err
+			}()
+			got := make([]byte, len(big))
+			if _, err := io.ReadFull(cr, got); err != nil {
+				t.Fatalf("client: read 1 MiB: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, big) {
+				t.Fatal("client: the 1 MiB arrived changed")
+			}
+			n := srv.relay.pipes.borrowed.Load()
+			if leg.splice && n == 0 {
+				t.Error("pipes borrowed for 1 MiB with Splice: got 0, want the bulk to move by splice")
+			}
+			if !leg.splice && n != 0 {
+				t.Errorf("pipes borrowed for 1 MiB without Splice: got %d, want 0 (read and write)", n)
+			}
+		})
 	}
 }

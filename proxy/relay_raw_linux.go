@@ -291,12 +291,12 @@ func (d *direction) pumpEnded(err error) (endErr error, again bool) {
 	return endErr, false
 }
 
-// spliceRaw moves src → dst: each pump starts with read and write through
-// a pooled buffer, and moves on to src → pipe → dst only when a read fills
-// the buffer. A login's or a command's few hundred bytes then cost one
-// read and one write and no pipe, where splice(2) would take two splices
-// and a pipe from the pool; bulk transfers still move by splice (HAProxy's
-// splice-auto makes the same choice). A pipe that still holds bytes when
+// spliceRaw moves src → dst: each pump moves by read and write through a
+// pooled buffer and, when the frontend says Splice, moves on to src → pipe
+// → dst once a read fills the buffer. A login's or a command's few hundred
+// bytes then cost one read and one write and no pipe, where splice(2)
+// would take two splices and a pipe from the pool; bulk transfers move by
+// splice (HAProxy's splice-auto makes the same choice). A pipe that still holds bytes when
 // dst is full stays with the direction until dst is writable again. An
 // error of either socket says which leg failed (see [onLeg]).
 func (d *direction) spliceRaw(src, dst int) error {
@@ -314,7 +314,7 @@ func (d *direction) spliceRaw(src, dst int) error {
 			if err != nil {
 				return err
 			}
-			bulk = full
+			bulk = full && d.s.c.fe.Splice
 			continue
 		}
 		p, err := pipes.get()

@@ -100,6 +100,13 @@ type Frontend struct {
 	// [Conn.Connect] and LMTP's per-recipient redelivery use it. Zero: 2;
 	// negative: none, only the first server is tried.
 	Retries int
+	// Splice: after login, a direction whose reads fill the relay's 16 KiB
+	// buffer moves on by splice(2) through a pipe (HAProxy's
+	// splice-auto) instead of read and write. It halves the CPU per GiB of
+	// bulk transfers from a fast server, but measured against Dovecot on
+	// loopback (bench, FETCH of 10 MiB) it moved 14% less than read and
+	// write, which match HAProxy; off by default, as in HAProxy.
+	Splice bool
 	// Stats receives the frontend's session events; nil: none.
 	Stats Recorder
 

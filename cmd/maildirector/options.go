@@ -55,6 +55,7 @@ func frontendOptions(f *config.Frontend, retries int) (proxy.Frontend, error) {
 		Reserve:        f.Reserve,
 		BacklogWait:    f.BacklogWait.D(),
 		Retries:        none(retries),
+		Splice:         f.Splice,
 		Timeouts: proxy.Timeouts{
 			Handshake:   t.Handshake.D(),
 			PreAuth:     t.Preauth.D(),
