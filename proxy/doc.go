@@ -21,8 +21,9 @@
 // An idle proxied session (an IMAP IDLE that lasts hours is the normal case)
 // holds no goroutine, no buffer and no pipe: both sockets wait in one epoll
 // set, and only when one becomes readable does a short-lived pump goroutine
-// move the bytes (splice(2) through a pooled pipe when both legs are plain
-// TCP, a pooled buffer when either leg is TLS) and go away again. That keeps
+// move the bytes (through a pooled buffer; by splice(2) through a pooled
+// pipe when both legs are plain TCP and the frontend says Splice) and go
+// away again. That keeps
 // an idle session at 2 file descriptors and well under 4 KiB of memory,
 // where io.Copy in two goroutines would hold two stacks and, through
 // net.TCPConn.ReadFrom, a splice pipe (2 fds) per direction for the whole

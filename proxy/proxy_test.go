@@ -122,7 +122,7 @@ func TestRelayRoundTrip(t *testing.T) {
 		implicit bool
 		mode     ProxyMode
 	}{
-		{name: "plain both legs (splice)", mode: ProxyV2},
+		{name: "plain both legs", mode: ProxyV2},
 		{name: "tls client leg", implicit: true, mode: ProxyV2SSL},
 		{name: "no proxy header", mode: ProxyNone},
 	}

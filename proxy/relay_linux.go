@@ -18,8 +18,8 @@ import (
 // socket has nothing more and exits. Between two plain TCP legs the
 // loop itself moves the first buffer (read and write), which is all of an
 // interactive command or reply, and only a full buffer hands the rest to a
-// pump goroutine that moves it by splice(2); a TLS leg always gets a pump
-// goroutine. An idle session therefore costs its two sockets, two small
+// pump goroutine that moves it by read and write (by splice(2) when the
+// frontend says Splice); a TLS leg always gets a pump goroutine. An idle session therefore costs its two sockets, two small
 // structs and nothing else.
 type relay struct {
 	srv   *Server
