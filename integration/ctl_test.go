@@ -290,7 +290,10 @@ func TestCtlVerbs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		version := strings.TrimPrefix(strings.TrimSpace(string(vout)), "maildirector ")
+		// The first line is "maildirector VERSION"; the second says what
+		// signs with RSA keys (internal/rsasign).
+		first, _, _ := strings.Cut(string(vout), "\n")
+		version := strings.TrimPrefix(strings.TrimSpace(first), "maildirector ")
 		info := infoFields(e.ctl("show", "info"))
 		want := map[string]string{"version": version, "pid": strconv.Itoa(e.md.cmd.Process.Pid), "config": e.cfg,
 			"config sha256": hex.EncodeToString(sum[:]), "sessions": "1", "maxconn": "777", "frontends": "1", "backends": "1", "frozen users": "0"}
