@@ -227,10 +227,7 @@ var fetchRatioPairs = [][2]string{
 }
 
 // fetchMetrics are the rows of the FETCH table.
-var fetchMetrics = []struct {
-	name string
-	get  func(FetchRun) (float64, bool)
-}{
+var fetchMetrics = []metricOf[FetchRun]{
 	{"MiB/s", func(r FetchRun) (float64, bool) { return measured(r.MiBps, r.Bytes > 0) }},
 	{"proxy CPU s/GiB", func(r FetchRun) (float64, bool) { return measured(r.CPUPerGiB, r.Bytes > 0 && r.ProxyCPU > 0) }},
 }
@@ -240,24 +237,7 @@ func fetchRatios(runs []FetchRun) map[string]Ratios {
 	for _, r := range runs {
 		by[r.Path] = r
 	}
-	out := make(map[string]Ratios)
-	for _, pair := range fetchRatioPairs {
-		a, okA := by[pair[0]]
-		b, okB := by[pair[1]]
-		if !okA || !okB {
-			continue
-		}
-		r := make(Ratios)
-		for _, m := range fetchMetrics {
-			va, ok1 := m.get(a)
-			vb, ok2 := m.get(b)
-			if ok1 && ok2 && vb != 0 {
-				r[m.name] = va / vb
-			}
-		}
-		out[pair[0]+"/"+pair[1]] = r
-	}
-	return out
+	return pairRatios(by, fetchRatioPairs, fetchMetrics)
 }
 
 func printFetch(w io.Writer, rep *FetchReport) {

@@ -78,10 +78,14 @@ func procField(path, key string) string {
 }
 
 // metric is one row of the table.
-type metric struct {
+// metricOf is one row of a table of R: its name and how to read it
+// (false: not measured).
+type metricOf[R any] struct {
 	name string
-	get  func(PathResult) (float64, bool)
+	get  func(R) (float64, bool)
 }
+
+type metric = metricOf[PathResult]
 
 func idleMetric(f func(*IdleResult) float64) func(PathResult) (float64, bool) {
 	return func(p PathResult) (float64, bool) {
@@ -130,9 +134,14 @@ func byPath(paths []PathResult) map[string]PathResult {
 
 // ratios computes every pair's ratio of every metric both sides have.
 func ratios(paths []PathResult) map[string]Ratios {
-	by := byPath(paths)
+	return pairRatios(byPath(paths), ratioPairs, metrics)
+}
+
+// pairRatios maps "A/B" of each pair whose paths are both in by to every
+// metric's A/B, where both sides have it and B is not zero.
+func pairRatios[R any](by map[string]R, pairs [][2]string, metrics []metricOf[R]) map[string]Ratios {
 	out := make(map[string]Ratios)
-	for _, pair := range ratioPairs {
+	for _, pair := range pairs {
 		a, okA := by[pair[0]]
 		b, okB := by[pair[1]]
 		if !okA || !okB {

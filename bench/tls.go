@@ -709,25 +709,7 @@ func tlsIdleRatios(idle []TLSIdle) map[string]Ratios {
 			paths = append(paths, PathResult{Path: ti.Path, PID: ti.PID, Idle: ti.Idle})
 		}
 	}
-	by := byPath(paths)
-	out := make(map[string]Ratios)
-	for _, pair := range tlsRatioPairs {
-		a, okA := by[pair[0]]
-		b, okB := by[pair[1]]
-		if !okA || !okB {
-			continue
-		}
-		r := make(Ratios)
-		for _, m := range tlsIdleMetrics {
-			va, ok1 := m.get(a)
-			vb, ok2 := m.get(b)
-			if ok1 && ok2 && vb != 0 {
-				r[m.name] = va / vb
-			}
-		}
-		out[pair[0]+"/"+pair[1]] = r
-	}
-	return out
+	return pairRatios(byPath(paths), tlsRatioPairs, tlsIdleMetrics)
 }
 
 // printTLS is the table of the TLS suite: a row per certificate, mode,
