@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -207,13 +206,8 @@ func measureFetch(addr string, pid, clients int, limit time.Duration) FetchRun {
 
 // medianFetch is the run of median rate, with every repetition's rate.
 func medianFetch(runs []FetchRun) FetchRun {
-	sorted := slices.Clone(runs)
-	slices.SortFunc(sorted, func(a, b FetchRun) int { return cmp.Compare(a.MiBps, b.MiBps) })
-	res := sorted[len(sorted)/2]
-	res.AllMiBps = nil
-	for _, r := range runs {
-		res.AllMiBps = append(res.AllMiBps, r.MiBps)
-	}
+	res, all := medianRun(runs, func(r FetchRun) float64 { return r.MiBps })
+	res.AllMiBps = all
 	return res
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,5 +77,23 @@ func TestFetchRatios(t *testing.T) {
 	}
 	if got, ok := r[pathMDTCP+"/"+pathDirect]; ok && len(got) > 0 {
 		t.Errorf("md-tcp/direct: got %v, want nothing for a path that moved nothing", got)
+	}
+}
+
+// medianRun picks the run of median key (the upper one of an even count)
+// and returns every key in run order.
+func TestMedianRun(t *testing.T) {
+	for _, tt := range []struct {
+		keys []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 3}, {[]float64{5}, 5}} {
+		runs := make([]FetchRun, len(tt.keys))
+		for i, k := range tt.keys {
+			runs[i] = FetchRun{Path: "p", MiBps: k, Fetches: i}
+		}
+		got := medianFetch(runs)
+		if got.MiBps != tt.want || !slices.Equal(got.AllMiBps, tt.keys) {
+			t.Errorf("%v: got %v with %v, want %v with the keys in run order", tt.keys, got.MiBps, got.AllMiBps, tt.want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -269,13 +268,8 @@ func runLMTPTarget(o options, dir, target string, progress io.Writer) ([]LMTPRun
 // medianLMTP returns the run with the median message rate, with every
 // run's rate attached.
 func medianLMTP(runs []LMTPRun) LMTPRun {
-	sorted := slices.Clone(runs)
-	slices.SortFunc(sorted, func(a, b LMTPRun) int { return cmp.Compare(a.MsgPerS, b.MsgPerS) })
-	res := sorted[len(sorted)/2]
-	res.AllMsgPerS = nil
-	for _, r := range runs {
-		res.AllMsgPerS = append(res.AllMsgPerS, r.MsgPerS)
-	}
+	res, all := medianRun(runs, func(r LMTPRun) float64 { return r.MsgPerS })
+	res.AllMsgPerS = all
 	return res
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"debug/buildinfo"
 	"fmt"
 	"io"
@@ -135,6 +136,18 @@ func byPath(paths []PathResult) map[string]PathResult {
 // ratios computes every pair's ratio of every metric both sides have.
 func ratios(paths []PathResult) map[string]Ratios {
 	return pairRatios(byPath(paths), ratioPairs, metrics)
+}
+
+// medianRun returns the run whose key is the median (the upper one of an
+// even count), and every run's key in run order.
+func medianRun[R any](runs []R, key func(R) float64) (R, []float64) {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b R) int { return cmp.Compare(key(a), key(b)) })
+	all := make([]float64, len(runs))
+	for i, r := range runs {
+		all[i] = key(r)
+	}
+	return sorted[len(sorted)/2], all
 }
 
 // pairRatios maps "A/B" of each pair whose paths are both in by to every

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -447,12 +446,9 @@ func measureTLS(addr string, pid, workers, count int, limit time.Duration, mode 
 // medianTLS returns the run with the median rate, every run's rate and
 // CPU attached in run order.
 func medianTLS(runs []TLSRun) TLSRun {
-	sorted := slices.Clone(runs)
-	slices.SortFunc(sorted, func(a, b TLSRun) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
-	res := sorted[len(sorted)/2]
-	res.AllPerSecond, res.AllCPUus = nil, nil
+	res, all := medianRun(runs, func(r TLSRun) float64 { return r.PerSecond })
+	res.AllPerSecond, res.AllCPUus = all, nil
 	for _, r := range runs {
-		res.AllPerSecond = append(res.AllPerSecond, r.PerSecond)
 		res.AllCPUus = append(res.AllCPUus, r.CPUus)
 	}
 	return res
